@@ -1,0 +1,103 @@
+"""Workspace invariants: layout, namespace, versions, and that every package is wired everywhere."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDERS = sorted(p.parent.name for p in (ROOT / "packages").glob("*/pyproject.toml"))
+
+
+def _project(folder: str) -> dict:
+    return tomllib.loads((ROOT / "packages" / folder / "pyproject.toml").read_text())
+
+
+def test_there_are_packages() -> None:
+    assert "gan-losses" in FOLDERS
+
+
+def test_no_namespace_init_anywhere() -> None:
+    offenders = [p for p in ROOT.glob("packages/*/src/kexue/__init__.py")]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_package_layout_and_naming(folder: str) -> None:
+    meta = _project(folder)
+    name = meta["project"]["name"]
+    assert name == f"kexue-{folder}"
+    import_name = folder.replace("-", "_")
+    pkg_dir = ROOT / "packages" / folder / "src" / "kexue" / import_name
+    for required in ("__init__.py", "__about__.py", "py.typed"):
+        assert (pkg_dir / required).is_file(), required
+    for required in ("README.md", "CHANGELOG.md"):
+        assert (ROOT / "packages" / folder / required).is_file(), required
+    assert meta["project"]["dynamic"] == ["version"]
+    assert meta["tool"]["hatch"]["version"]["path"] == f"src/kexue/{import_name}/__about__.py"
+    assert meta["build-system"]["build-backend"] == "hatchling.build"
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_runtime_dependencies_are_minimal_and_floor_only(folder: str) -> None:
+    deps = _project(folder)["project"]["dependencies"]
+    allowed = {"torch", "numpy", "sentencepiece"}
+    for dep in deps:
+        name = re.split(r"[<>=!~;\[ ]", dep, maxsplit=1)[0].lower()
+        assert name in allowed or name.startswith("kexue-"), dep
+        if name == "torch":
+            # A floor, never a pin: the CPU pin lives in constraints/cpu.txt for dev and CI only.
+            assert "==" not in dep and "<" not in dep, dep
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_version_single_source_and_changelog(folder: str) -> None:
+    import_name = folder.replace("-", "_")
+    module = importlib.import_module(f"kexue.{import_name}")
+    about = (ROOT / "packages" / folder / "src" / "kexue" / import_name / "__about__.py").read_text()
+    (version,) = re.findall(r'__version__ = "([^"]+)"', about)
+    assert module.__version__ == version
+    changelog = (ROOT / "packages" / folder / "CHANGELOG.md").read_text()
+    assert f"## {version}" in changelog
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_public_api_is_declared_and_documented(folder: str) -> None:
+    module = importlib.import_module(f"kexue.{folder.replace('-', '_')}")
+    names = module.__all__
+    assert len(names) == len(set(names)), "duplicate names in __all__"
+    for name in names:
+        obj = getattr(module, name)
+        if callable(obj) and not isinstance(obj, type(re)):
+            assert obj.__doc__ and obj.__doc__.strip(), f"{name} has no docstring"
+
+
+def test_every_package_is_wired_into_hatch_readme_and_demo() -> None:
+    hatch = tomllib.loads((ROOT / "hatch.toml").read_text())
+    matrix = hatch["envs"]["pkg"]["matrix"][0]["package"]
+    assert sorted(matrix) == FOLDERS
+    readme = (ROOT / "README.md").read_text()
+    for folder in FOLDERS:
+        assert f"packages/{folder}/README.md" in readme
+        assert f"pip install kexue-{folder}" in readme
+
+
+def test_readme_has_exactly_one_marked_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = re.findall(r"<!-- test-command -->(.*?)<!-- /test-command -->", readme, flags=re.S)
+    assert len(block) == 1
+    commands = [line[2:] for line in block[0].splitlines() if line.startswith("$ ")]
+    assert len(commands) == 1
+    assert "hatch run test" in commands[0]
+
+
+def test_no_duplicate_test_module_names_break_collection() -> None:
+    # importlib import mode makes equal basenames safe; make sure it stays configured.
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "--import-mode=importlib" in root["tool"]["pytest"]["ini_options"]["addopts"]
+    for folder in FOLDERS:
+        assert not (ROOT / "packages" / folder / "tests" / "__init__.py").exists()
