@@ -31,11 +31,12 @@ import sys
 import tarfile
 import tempfile
 import time
-import tomllib
 import venv
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ROOT / "packages"
@@ -162,7 +163,16 @@ def check_sibling_imports(pkg: Package) -> None:
 def build(pkg: Package, outdir: Path) -> tuple[Path, Path] | None:
     outdir.mkdir(parents=True, exist_ok=True)
     res = run(
-        [sys.executable, "-m", "build", "--no-isolation", "--wheel", "--sdist", "--outdir", str(outdir)],
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--no-isolation",
+            "--wheel",
+            "--sdist",
+            "--outdir",
+            str(outdir),
+        ],
         cwd=pkg.folder,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -190,7 +200,9 @@ def check_archives(pkg: Package, wheel: Path, sdist: Path) -> None:
         pkg.problems.append(f"wheel {wheel.name} ships kexue/__init__.py (breaks the namespace)")
     stray = sorted(f for f in wheel_files if not f.startswith(f"kexue/{pkg.import_name}/"))
     if stray:
-        pkg.problems.append(f"wheel {wheel.name} ships files outside kexue/{pkg.import_name}: {stray}")
+        pkg.problems.append(
+            f"wheel {wheel.name} ships files outside kexue/{pkg.import_name}: {stray}"
+        )
     with tarfile.open(sdist) as tf:
         sdist_files = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
     wanted = ["pyproject.toml", "README.md", "CHANGELOG.md"]
@@ -219,7 +231,7 @@ def default_constraint() -> str:
     """The CPU pin, or, when this interpreter already has torch, a pin to that very torch."""
     if importlib.util.find_spec("torch") is None:
         return str(ROOT / "constraints" / "cpu.txt")
-    from importlib.metadata import version  # noqa: PLC0415
+    from importlib.metadata import version
 
     pin = WORK / "constraint-local-torch.txt"
     pin.parent.mkdir(parents=True, exist_ok=True)
@@ -262,7 +274,7 @@ def make_base() -> list[str]:
         marker.write_text("ok\n")
     dirs = site_packages(python)
     if reuse_torch:
-        import torch  # noqa: PLC0415 - only to locate the interpreter's torch
+        import torch
 
         dirs.append(str(Path(torch.__file__).resolve().parents[1]))
     return dirs
@@ -278,7 +290,9 @@ def installed_kexue(python: Path) -> list[str]:
     return [line for line in out.stdout.splitlines() if line]
 
 
-def test_installed(pkg: Package, wheel: Path, wheelhouse: Path, base_dirs: list[str], pytest_args: list[str]) -> None:
+def install_and_test(
+    pkg: Package, wheel: Path, wheelhouse: Path, base_dirs: list[str], pytest_args: list[str]
+) -> None:
     env_dir = WORK / "envs" / pkg.short
     shutil.rmtree(env_dir, ignore_errors=True)
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
@@ -292,7 +306,9 @@ def test_installed(pkg: Package, wheel: Path, wheelhouse: Path, base_dirs: list[
     if res.returncode != 0:
         pkg.problems.append("wheel does not install into a fresh environment")
         return
-    declared = {"kexue-" + n for n in (requirement_name(d).removeprefix("kexue-") for d in pkg.dependencies)}
+    declared = {
+        "kexue-" + n for n in (requirement_name(d).removeprefix("kexue-") for d in pkg.dependencies)
+    }
     seen = installed_kexue(python)
     unexpected = [d for d in seen if d.lower() != pkg.name and d.lower() not in declared]
     if unexpected:
@@ -304,7 +320,9 @@ def test_installed(pkg: Package, wheel: Path, wheelhouse: Path, base_dirs: list[
     )
     res = run([str(python), "-c", probe], env=pip_env(), cwd=tempfile.gettempdir())
     if res.returncode != 0:
-        pkg.problems.append("the installed package does not import, or imports from the source tree")
+        pkg.problems.append(
+            "the installed package does not import, or imports from the source tree"
+        )
         return
     with tempfile.TemporaryDirectory(prefix=f"kexue-{pkg.short}-tests-") as tmp:
         tests = Path(tmp) / "tests"
@@ -318,14 +336,26 @@ def test_installed(pkg: Package, wheel: Path, wheelhouse: Path, base_dirs: list[
             "markers =\n    slow: slow tests\n    gpu: needs CUDA\n"
         )
         res = run(
-            [str(python), "-m", "pytest", "-c", str(ini), "--rootdir", tmp, str(tests), *pytest_args],
+            [
+                str(python),
+                "-m",
+                "pytest",
+                "-c",
+                str(ini),
+                "--rootdir",
+                tmp,
+                str(tests),
+                *pytest_args,
+            ],
             cwd=tmp,
             env=pip_env(),
         )
     if res.returncode == 5:
         pkg.problems.append("pytest collected no tests")
     elif res.returncode != 0:
-        pkg.problems.append(f"tests failed against the installed wheel (pytest exit {res.returncode})")
+        pkg.problems.append(
+            f"tests failed against the installed wheel (pytest exit {res.returncode})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     for pkg in packages:
         if pkg.name in built and not pkg.problems:
             log(f"== {pkg.name}: install alone and test")
-            test_installed(pkg, built[pkg.name], wheelhouse, base_dirs, args.pytest_args.split())
+            install_and_test(pkg, built[pkg.name], wheelhouse, base_dirs, args.pytest_args.split())
 
     print("\npackage              result")
     print("-------------------  ------")

@@ -28,14 +28,22 @@ def _loop_distance(x_real, x_fake, e_real, z):
     out = []
     for i in range(x_real.shape[0]):
         n = x_real[i].numel()
-        pixel = sum(abs(a - b) for a, b in zip(x_real[i].flatten().tolist(), x_fake[i].flatten().tolist()))
+        pixel = sum(
+            abs(a - b) for a, b in zip(x_real[i].flatten().tolist(), x_fake[i].flatten().tolist())
+        )
         latent = sum(abs(a - b) for a, b in zip(e_real[i].tolist(), z[i].tolist()))
         out.append(pixel / n + latent / z.shape[1])
     return torch.tensor(out, dtype=F64)
 
 
 @settings(max_examples=15, deadline=None)
-@given(b=st.integers(1, 4), c=st.integers(1, 3), hw=st.integers(1, 3), nz=st.integers(1, 5), seed=st.integers(0, 999))
+@given(
+    b=st.integers(1, 4),
+    c=st.integers(1, 3),
+    hw=st.integers(1, 3),
+    nz=st.integers(1, 5),
+    seed=st.integers(0, 999),
+)
 def test_distance_equals_loop(b, c, hw, nz, seed):
     x_real, x_fake = _randn(b, c, hw, hw, seed=seed), _randn(b, c, hw, hw, seed=seed + 1)
     e_real, z = _randn(b, nz, seed=seed + 2), _randn(b, nz, seed=seed + 3)
@@ -85,21 +93,38 @@ def test_critic_qp_optimum_as_gan_qp(energy):
         assert bigan_qp_critic_loss(other, fake, x_real, x_fake, e_real, z, energy=energy) > loss
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_critic_fixed_values(reduction):
-    x_real, x_fake, e_real, z = _qp_inputs(4)
+def test_critic_fixed_values(reduction, dtype):
+    x_real, x_fake, e_real, z = (t.to(dtype) for t in _qp_inputs(4))
     real = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=F64)
     fake = torch.tensor([0.0, 1.0, 0.5, -1.0], dtype=F64)
     delta = real - fake
     expected = -delta + delta**2 / (2 * 10 * 0.3)
     expected = {"mean": expected.mean(), "sum": expected.sum(), "none": expected}[reduction]
+    expected = expected.to(dtype)
+    tol = {"atol": 1e-12, "rtol": 1e-12} if dtype == F64 else {"atol": 1e-5, "rtol": 1e-6}
+    real, fake = real.to(dtype), fake.to(dtype)
     got = bigan_qp_critic_loss(real, fake, x_real, x_fake, e_real, z, eps=0.0, reduction=reduction)
-    assert_close(got, expected, atol=1e-12, rtol=1e-12)
+    assert got.dtype == dtype
+    assert_close(got, expected, **tol)
     # (B, 1) logits give the same value: no (B, B) broadcast
     got_col = bigan_qp_critic_loss(
         real[:, None], fake[:, None], x_real, x_fake, e_real, z, eps=0.0, reduction=reduction
     )
-    assert_close(got_col, expected, atol=1e-12, rtol=1e-12)
+    assert_close(got_col, expected, **tol)
+
+
+def test_critic_half_precision_is_finite():
+    x_real, x_fake, e_real, z = (t.bfloat16() for t in _qp_inputs())
+    scores = torch.tensor([3.0, 1.0, -1.0], dtype=torch.bfloat16)
+    loss = bigan_qp_critic_loss(
+        scores, torch.zeros(3, dtype=torch.bfloat16), x_real, x_fake, e_real, z
+    )
+    assert torch.isfinite(loss)
+    assert_close(
+        loss.float(), torch.tensor((-3 + 9 / 6 - 1 + 1 / 6 + 1 + 1 / 6) / 3), atol=0.05, rtol=0
+    )
 
 
 def test_critic_zero_distance_is_finite_and_d_is_constant():
@@ -224,7 +249,9 @@ def test_generator_encoder_loss_reductions(reduction):
     x_fake, e_real = n.G(n.z), n.E(n.x_real)
     real, fake = torch.zeros(5, dtype=F64), torch.ones(5, dtype=F64)
     kw = dict(generator=n.G, encoder=n.E, x_real=n.x_real, x_fake=x_fake, e_real=e_real, z=n.z)
-    per = bigan_qp_generator_encoder_loss(real, fake, **kw, beta_latent=4.0, beta_pixel=6.0, reduction="none")
+    per = bigan_qp_generator_encoder_loss(
+        real, fake, **kw, beta_latent=4.0, beta_pixel=6.0, reduction="none"
+    )
     expected = (
         -1.0
         + 4 * ((n.z - n.E(x_fake)) ** 2).mean(1)

@@ -40,7 +40,10 @@ def test_contrastive_fixed_values(reduction, alpha):
     expected = {"mean": per.mean(), "sum": per.sum(), "none": per}[reduction]
     got = contrastive_energy_loss(pos, neg, alpha=alpha, reduction=reduction)
     assert_close(got, expected, atol=1e-12, rtol=0)
-    assert_close(contrastive_energy_loss(pos[:, None], neg[:, None], alpha=alpha, reduction=reduction), expected)
+    assert_close(
+        contrastive_energy_loss(pos[:, None], neg[:, None], alpha=alpha, reduction=reduction),
+        expected,
+    )
 
 
 def test_contrastive_regulariser_penalises_large_fake_energy():

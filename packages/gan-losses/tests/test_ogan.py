@@ -204,7 +204,10 @@ def test_generator_loss_matches_formula_and_signs():
         rtol=0,
     )
     assert_close(
-        ogan_correlation_loss(z, fake_code, lam=0.5, reduction="none"), -0.5 * rho, atol=1e-12, rtol=0
+        ogan_correlation_loss(z, fake_code, lam=0.5, reduction="none"),
+        -0.5 * rho,
+        atol=1e-12,
+        rtol=0,
     )
 
 

@@ -89,7 +89,9 @@ def as_scores(x: object, name: str) -> Tensor:
             f"{name} must be discriminator scores of shape (B,) or (B, 1), got shape {tuple(x.shape)}"
         )
     if x.shape[0] == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); a batch needs at least one sample")
+        raise ValueError(
+            f"{name} is empty (shape {tuple(x.shape)}); a batch needs at least one sample"
+        )
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     check_finite(x, name)

@@ -86,8 +86,8 @@ def contrastive_energy_loss(
 
     Arguments:
         real_energy: ``U(x+)``, ``(B,)`` or ``(B, 1)``.
-        fake_energy: ``U(x−)`` of detached negatives (e.g. from :func:`~kexue.gan_losses.mcmc.langevin_sample`),
-            ``(B',)`` or ``(B', 1)``.
+        fake_energy: ``U(x−)`` of detached negatives, ``(B',)`` or ``(B', 1)`` (e.g. from
+            :func:`~kexue.gan_losses.mcmc.langevin_sample`).
         alpha: α, 1 [code: ``l2_coeff``].
         reduction: ``"mean"``/``"sum"`` (each term over its own batch, then added) or ``"none"``
             (``(B,)`` per pair; needs ``B == B'``).
@@ -151,7 +151,7 @@ def mi_bce_loss(
 ) -> Tensor:
     """MEG's mutual-information estimator loss: BCE with logits, 1 on joint, 0 on marginal pairs.
 
-    .. math:: L_T = \\tfrac12\\big[\\mathrm{sp}(-T(G(z), z)) + \\mathrm{sp}(T(G(z), \\tilde z))\\big]
+    .. math:: L_T = \\tfrac12\\big[\\mathrm{sp}(-T(G(z), z)) + \\mathrm{sp}(T(G(z),\\tilde z))\\big]
 
     per pair, i.e. the mean BCE over the concatenated ``2B`` logits (``nn.BCEWithLogitsLoss`` in
     MEG), so ``T ≡ 0`` gives ``ln 2``. Minimised jointly by T and G, it lower-bounds (up to

@@ -1,4 +1,4 @@
-"""Implicit maximum likelihood (IMLE, post 6394) and the VI proximal regulariser (``bojone/gan/vgan``).
+"""Implicit maximum likelihood (IMLE, post 6394) and the VI proximal regulariser (``vgan``).
 
 IMLE fits a generator without a discriminator: every real sample pulls its nearest fake,
 
@@ -7,8 +7,10 @@ IMLE fits a generator without a discriminator: every real sample pulls its neare
 (squared L2 summed over all non-batch dims): the σ → 0 limit of a Gaussian-kernel likelihood.
 The nearest neighbour is found without gradient (``torch.cdist``), and the loss is then the exact
 squared difference to that neighbour: never negative (the ``‖a‖² + ‖b‖² − 2a·b`` expansion can
-be), and its gradient reaches only the selected fakes. Neighbours are batch-local; the IMLE paper
-draws larger candidate pools (pass more fakes than reals to emulate them).
+be), and its gradient reaches only the selected fakes. ``cdist`` itself may use that expansion
+for large batches; its rounding can then only swap near-tied neighbours, never corrupt the loss.
+Neighbours are batch-local; the IMLE paper draws larger candidate pools (pass more fakes than
+reals to emulate them).
 
 Author's IMLE script [code]: RMSprop(1e-4), batch 128, 128 px DCGAN generator, z = 128.
 

@@ -58,9 +58,11 @@ def _randn(like: Tensor, generator: torch.Generator | None) -> Tensor:
     return noise.to(like.device)
 
 
-def _rand(n: int, like: Tensor, generator: torch.Generator | None) -> Tensor:
+def _exponential(n: int, like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """``n`` Exp(1) draws, i.e. ``−log u`` for ``u ~ U(0, 1)`` (no transcendental kernel call)."""
     device = generator.device if generator is not None else like.device
-    return torch.rand(n, generator=generator, device=device, dtype=like.dtype).to(like.device)
+    out = torch.empty(n, device=device, dtype=like.dtype).exponential_(generator=generator)
+    return out.to(like.device)
 
 
 def _energy_and_grad(energy_fn: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -77,7 +79,11 @@ def _energy_and_grad(energy_fn: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
                 f"energy_fn must return one energy per sample, (B,) or (B, 1) with B = "
                 f"{x.shape[0]}; got shape {tuple(u.shape)}"
             )
-        (grad,) = torch.autograd.grad(u.sum(), x)
+        grad = None
+        if u.requires_grad:
+            (grad,) = torch.autograd.grad(u.sum(), x, allow_unused=True)
+        if grad is None:
+            raise ValueError("energy_fn(x) does not depend on x through autograd")
     return u.detach(), grad.detach()
 
 
@@ -232,7 +238,8 @@ def mala_sample(
             + _log_proposal(x, proposal, grad_prop, epsilon)
             - _log_proposal(proposal, x, grad, epsilon)
         )
-        accept = torch.log(_rand(x.shape[0], log_alpha, generator)) < log_alpha
+        # u < α  <=>  −log u > −log α; a NaN log α rejects
+        accept = _exponential(x.shape[0], log_alpha, generator) > -log_alpha
         mask = accept.view(-1, *([1] * (x.dim() - 1)))
         x = torch.where(mask, proposal, x)
         grad = torch.where(mask, grad_prop, grad)

@@ -223,8 +223,8 @@ def ogan_encoder_loss(
 ) -> Tensor:
     """O-GAN encoder (discriminator) loss, the author's GAN-QP instantiation.
 
-    .. math:: L_E = \\mathbb E\\Big[-Δ + w\\frac{Δ^2}{\\mathrm{MSE}(x_r, \\mathrm{sg}\\,x_f)+ε}\\Big]
-        - λ\\,\\mathbb E[ρ(z, E(\\mathrm{sg}\\,x_f))],\\quad Δ = s(x_r) - s(x_f)
+    .. math:: L_E = \\mathbb E\\Big[-Δ + \\frac{w\\,Δ^2}{\\mathrm{MSE}(x_r, \\mathrm{sg}\\,x_f)+ε}
+        \\Big] - λ\\,\\mathbb E[ρ(z, E(\\mathrm{sg}\\,x_f))],\\quad Δ = s(x_r) - s(x_f)
 
     with ``s = avg E`` (``energy=False``) or ``−avg E`` (``energy=True``) and the MSE per sample
     over all pixels (not RMS). ``w = 0.25 = 1/(2λ'd)`` with λ' = 2 [code]; the post writes
@@ -293,7 +293,7 @@ def ogan_generator_loss(
 
 
 class OGANSingleLoss(NamedTuple):
-    """Result of :func:`ogan_single_loss`: ``loss`` is the sum of the four (graph-attached) terms."""
+    """Result of :func:`ogan_single_loss`: ``loss`` is the sum of the four graph-attached terms."""
 
     loss: Tensor
     critic: Tensor
@@ -315,7 +315,7 @@ def ogan_single_loss(
     method: SingleLossMethod = "replay",
     reduction: Reduction = "mean",
 ) -> OGANSingleLoss:
-    """The author's O-GAN objective as **one** loss for one optimiser over E ∪ G (§2.14 trick).
+    """The author's O-GAN objective as **one** loss for one optimiser over E ∪ G (post 6387 trick).
 
     With ``s`` the signed score and ``x_f = G(z)`` attached (``energy=True`` gives exactly the
     author's ``t1 + t2 − 0.5ρ + qp`` of ``o_gan_celeba.py``)::
@@ -325,9 +325,10 @@ def ogan_single_loss(
         correlation = −λ ρ(z, E(x_f))                        trains E and G
         quadratic   = w Δ² / (MSE(x_r, sg x_f) + eps)        trains E only
 
-    ``E(sg x_f)`` and ``E(x_f)`` come from :func:`~kexue.gan_losses.single_loss.forward_detached_and_attached`
-    so the stop-gradients cannot be misplaced; ``E(x_r)`` is a separate forward (BN statistics
-    per call, as in the author's Keras model).
+    ``E(sg x_f)`` and ``E(x_f)`` come from
+    :func:`~kexue.gan_losses.single_loss.forward_detached_and_attached`, so the stop-gradients
+    cannot be misplaced; ``E(x_r)`` is a separate forward (BN statistics per call, as in the
+    author's Keras model).
 
     Arguments:
         encoder: the discriminator/encoder ``E``, ``(B, ...) -> (B, n_z)``.

@@ -17,26 +17,25 @@ Corrections to the post (derived from the update rules):
   G's step unchanged (up to their eps). For TTUR use two parameter groups with their own lr.
 
 Exact cancellation needs ``D(x_f)`` and ``D(sg x_f)`` computed by the *same* function. Three ways
-of running the two forwards (``method``):
+of running the two forwards (``method``), and which stateful layers each keeps exact:
 
-==========  ==========================================  =======  =====  ========================
-method      what runs                                   SN ``u``  BN     dropout (global RNG)
-==========  ==========================================  =======  =====  ========================
-replay      two forwards; D's buffers and the RNG       exact    exact  exact
-            state are restored between them
-concat      one forward on ``[sg x_f, x_f]``, split     exact    *no*   *no* (masks differ per
-                                                                        sample)
-separate    two plain forwards                          *no*     exact  *no*
-==========  ==========================================  =======  =====  ========================
+- ``"replay"`` (default): two forwards. The detached one runs on clones of every buffer of D
+  (SN ``u``/``v``, BN running stats); then the original buffers and the CPU/CUDA RNG states are
+  restored and the attached forward runs. Exact for spectral norm, batch norm and dropout drawn
+  from the global RNG; buffers are updated once, as by one plain forward.
+- ``"concat"``: one forward on ``cat([sg x_f, x_f])``, split. Exact for spectral norm (one power
+  iteration). **Not** exact for batch norm: a duplicated batch keeps BN's mean and biased
+  variance, but the detached half's outputs depend on the attached half through the batch
+  statistics, which sends a spurious gradient into G. Not exact for dropout either (independent
+  masks per sample).
+- ``"separate"``: two plain forwards. Exact for batch norm (each forward normalises its own,
+  identical batch). **Not** exact for spectral norm (the power iteration moves ``u`` between the
+  forwards, the two σ differ and the trick term leaks a gradient into D) nor for dropout.
 
-``concat`` keeps BN's mean and biased variance (a duplicated batch) but not its gradients: the
-detached half's outputs depend on the attached half through the batch statistics, which sends a
-spurious gradient into G. ``separate`` lets spectral norm's power iteration update ``u`` between
-the forwards, so the two σ differ and the trick term leaks a gradient into D. ``replay`` runs the
-detached forward on clones of every buffer of ``network`` (SN ``u``/``v``, BN running stats) and
-then restores the original buffers and the CPU/CUDA RNG states before the attached forward: the
-second forward sees exactly the state of the first, and the buffers are updated once. State held outside buffers and RNG (python attributes, a custom
-``torch.Generator``) is not restored.
+``replay`` does not restore state held outside buffers and the global RNG (python attributes, a
+layer's own ``torch.Generator``). Under DDP with ``broadcast_buffers=True`` the broadcast at the
+start of each forward can give the two forwards different buffers on ranks other than 0: use
+``broadcast_buffers=False`` there, or ``"concat"`` for a D without batch norm.
 
 References:
     https://kexue.fm/archives/6387; ``bojone/gan`` ``gan_one_step_with_hinge_loss.py`` (d4010d1).
@@ -169,7 +168,8 @@ def single_loss(
 ) -> SingleLoss:
     """Combine a D loss and a G loss into one scalar trainable by one optimiser, exactly.
 
-    .. math:: L = L_D(r, D(\\mathrm{sg}\\,x_f)) + λ\\,[L_G(r, D(x_f)) - L_G(r, D(\\mathrm{sg}\\,x_f))]
+    .. math:: L = L_D(r, D(\\mathrm{sg}\\,x_f))
+        + λ\\,[L_G(r, D(x_f)) - L_G(r, D(\\mathrm{sg}\\,x_f))]
 
     Value: ``L_D``. Gradient on D: ``∇_D L_D`` (the bracket cancels on D, including through
     ``r``). Gradient on G: ``λ ∇_G L_G``. Under SGD this is the simultaneous two-optimiser step
