@@ -95,7 +95,7 @@ def test_readme_has_exactly_one_marked_test_command() -> None:
     assert len(block) == 1
     commands = [line[2:] for line in block[0].splitlines() if line.startswith("$ ")]
     assert len(commands) == 1
-    assert "hatch run test" in commands[0]
+    assert "hatch run test" in commands[0], commands
 
 
 def test_no_duplicate_test_module_names_break_collection() -> None:

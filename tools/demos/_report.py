@@ -11,20 +11,31 @@ import base64
 import html
 import io
 import math
+import multiprocessing
 import sys
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, TypeVar
 
 __all__ = [
     "Context",
     "Mode",
     "Progress",
+    "ScatterPanel",
     "Section",
+    "curve_panels",
     "figure_html",
     "html_table",
     "render_page",
+    "run_jobs",
+    "scatter_panels",
+    "text_table",
 ]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 Mode = Literal["full", "quick", "smoke"]
 
@@ -64,6 +75,10 @@ class Progress:
         self._done = min(self._done + n, self._total)
         self._draw()
 
+    def set(self, done: int) -> None:
+        self._done = min(max(done, self._done), self._total)
+        self._draw()
+
     def finish(self) -> None:
         self._done = self._total
         self._draw(force=True)
@@ -72,20 +87,23 @@ class Progress:
             self.stream.flush()
 
     def note(self, text: str) -> None:
-        """Print a line (e.g. a section header) without breaking the bar."""
-        self.stream.write(text + "\n")
+        """Print a line (a section header, a finished run) above the bar."""
+        if self.interactive and self._label:
+            self.stream.write("\r" + " " * (len(self._line()) + 2) + "\r" + text + "\n")
+            self._draw(force=True)
+        else:
+            self.stream.write(text + "\n")
         self.stream.flush()
 
     def _line(self) -> str:
         frac = self._done / self._total
-        filled = int(round(frac * self.width))
+        filled = round(frac * self.width)
         bar = "#" * filled + "-" * (self.width - filled)
         elapsed = time.perf_counter() - self._t0
         eta = elapsed / frac - elapsed if frac > 0 else float("nan")
         eta_txt = f"eta {eta:5.1f}s" if math.isfinite(eta) else "eta   ?  "
         return (
-            f"{self._label:<34} [{bar}] {self._done:>5}/{self._total:<5} "
-            f"{elapsed:6.1f}s {eta_txt}"
+            f"{self._label:<34} [{bar}] {self._done:>5}/{self._total:<5} {elapsed:6.1f}s {eta_txt}"
         )
 
     def _draw(self, force: bool = False) -> None:
@@ -115,6 +133,7 @@ class Context:
 
     mode: Mode = "full"
     seed: int = 0
+    jobs: int = 1  # worker processes for independent runs (see run_jobs)
     progress: Progress = field(default_factory=Progress)
 
     @property
@@ -132,6 +151,7 @@ class Section:
         blocks: HTML fragments in order (paragraphs, tables from :func:`html_table`, figures from
             :func:`figure_html`).
         results: JSON-serialisable numbers for ``results.json``.
+        text: plain-text summaries (e.g. tables as markdown) the driver prints at the end.
         wall_s: the section's wall time in seconds (filled in by the driver).
     """
 
@@ -139,6 +159,7 @@ class Section:
     title: str
     blocks: list[str] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
+    text: list[str] = field(default_factory=list)
     wall_s: float = 0.0
 
     def add_html(self, fragment: str) -> None:
@@ -147,6 +168,85 @@ class Section:
     def add_paragraph(self, text: str) -> None:
         """Add a paragraph of plain text (escaped)."""
         self.blocks.append(f"<p>{html.escape(text)}</p>")
+
+
+# --------------------------------------------------------------------------------------------------
+# Independent runs, in-process or in worker processes
+# --------------------------------------------------------------------------------------------------
+
+_COUNTER: Any = None  # in a worker: the shared progress counter (multiprocessing.Value)
+
+
+def _worker_init(counter: Any) -> None:
+    global _COUNTER
+    _COUNTER = counter
+    try:  # one intra-op thread per worker: the workers already use the cores
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - sections without torch
+        pass
+
+
+def _worker_tick(n: int = 1) -> None:
+    with _COUNTER.get_lock():
+        _COUNTER.value += n
+
+
+def _call_in_worker(fn: Callable[[Any, Callable[[int], None]], Any], item: Any) -> Any:
+    return fn(item, _worker_tick)
+
+
+def run_jobs(
+    ctx: Context,
+    fn: Callable[[T, Callable[[int], None]], R],
+    items: Sequence[T],
+    *,
+    label: str,
+    units: Sequence[int],
+    describe: Callable[[T, R], str] | None = None,
+) -> list[R]:
+    """Run ``fn(item, tick)`` for every item and return the results in item order.
+
+    ``tick(n)`` advances the progress bar by ``n`` of the item's ``units``. With ``ctx.jobs > 1``
+    the items run in that many ``spawn`` worker processes with one torch thread each; ``fn`` must
+    then be a module-level function and items and results picklable. Each run must seed itself,
+    so the results do not depend on ``ctx.jobs``. ``describe(item, result)`` gives a line printed
+    as each run finishes.
+    """
+    progress = ctx.progress
+    progress.start(label, sum(units))
+    results: list[Any] = [None] * len(items)
+    if ctx.jobs <= 1 or len(items) <= 1:
+        for i, item in enumerate(items):
+            results[i] = fn(item, progress.update)
+            if describe is not None:
+                progress.note(describe(item, results[i]))
+        progress.finish()
+        return results
+    mp = multiprocessing.get_context("spawn")
+    counter = mp.Value("q", 0)
+    workers = min(ctx.jobs, len(items))
+    with ProcessPoolExecutor(
+        workers, mp_context=mp, initializer=_worker_init, initargs=(counter,)
+    ) as pool:
+        futures = {pool.submit(_call_in_worker, fn, item): i for i, item in enumerate(items)}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i = futures[fut]
+                    results[i] = fut.result()
+                    if describe is not None:
+                        progress.note(describe(items[i], results[i]))
+                progress.set(counter.value)
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+    progress.finish()
+    return results
 
 
 def html_table(
@@ -162,16 +262,17 @@ def html_table(
             cells.append(f"<td{cls}>{html.escape(str(cell))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return (
-        f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>" + "".join(body) + "</tbody></table>"
-    )
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>" + "".join(body) + "</tbody></table>"
 
 
 def text_table(headers: list[str], rows: list[list[Any]]) -> str:
     """The same table as GitHub markdown (for logs and for pasting)."""
     cols = [[str(h)] + [str(r[j]) for r in rows] for j, h in enumerate(headers)]
     widths = [max(len(c) for c in col) for col in cols]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
     out = [line([str(h) for h in headers]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out += [line([str(c) for c in r]) for r in rows]
     return "\n".join(out)
@@ -179,8 +280,7 @@ def text_table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def figure_html(fig: Any, *, alt: str, caption: str | None = None, dpi: int = 96) -> str:
     """Render a matplotlib figure to an inline ``<img>`` (base64 PNG) and close it."""
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
@@ -189,6 +289,83 @@ def figure_html(fig: Any, *, alt: str, caption: str | None = None, dpi: int = 96
     return (
         f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">{cap}</figure>'
     )
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    if matplotlib.get_backend().lower() != "agg":
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+@dataclass
+class ScatterPanel:
+    """One scatter subplot: ``points`` (N, 2) drawn as dots, ``markers`` (M, 2) as red crosses."""
+
+    title: str
+    points: Any | None  # array-like (N, 2) or None
+    markers: Any | None = None
+    limit: float = 1.0  # axes are [-limit, limit]^2
+
+
+def scatter_panels(rows: list[list[ScatterPanel]], *, size: float = 1.95) -> Any:
+    """A grid of equal-aspect 2-D scatter plots, one list of panels per row."""
+    plt = _pyplot()
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(size * n_cols, (size + 0.2) * n_rows), squeeze=False
+    )
+    for ax_row, row in zip(axes, rows):
+        for j, ax in enumerate(ax_row):
+            if j >= len(row):
+                ax.axis("off")
+                continue
+            p = row[j]
+            if p.points is not None:
+                pts = p.points
+                ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.35, color="#1f77b4", linewidths=0)
+            if p.markers is not None:
+                mk = p.markers
+                ax.scatter(mk[:, 0], mk[:, 1], s=40, marker="+", color="#d62728", linewidths=1.2)
+            ax.set_xlim(-p.limit, p.limit)
+            ax.set_ylim(-p.limit, p.limit)
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(p.title, fontsize=8.5)
+    fig.tight_layout()
+    return fig
+
+
+def curve_panels(
+    panels: list[tuple[str, list[tuple[Any, ...]]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    ylim: tuple[float, float] | None = None,
+) -> Any:
+    """Side-by-side line plots, one legend.
+
+    Each panel is ``(title, lines)``; a line is ``(label, xs, ys)`` or ``(label, xs, ys, style)``
+    with ``style`` a dict of ``Axes.plot`` keyword arguments (e.g. ``{"linestyle": "--"}``).
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 3.0), squeeze=False)
+    for ax, (title, lines) in zip(axes[0], panels):
+        for label, xs, ys, *style in lines:
+            ax.plot(xs, ys, label=label, **{"linewidth": 1.2, **(style[0] if style else {})})
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
 
 
 _CSS = """
@@ -225,7 +402,7 @@ def render_page(meta: dict[str, Any], sections: list[Section]) -> str:
         for s in sections
     )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         "<title>kexue demo</title>"
         f"<style>{_CSS}</style></head><body>"
         "<h1>kexue demo</h1>"

@@ -1,0 +1,101 @@
+"""Smoke test of the demo driver and the gan-losses section (a few steps per model).
+
+The numbers of a smoke run are noise; this checks the plumbing: the section trains every loss with
+the package's functions, the report page is written, self-contained, with inline figures and one
+table row per loss and per third-stage variant, and ``results.json`` holds the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("kexue.gan_losses")
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+if str(TOOLS) not in sys.path:
+    sys.path.insert(0, str(TOOLS))
+
+import demo  # noqa: E402
+from demos import gan_losses  # noqa: E402
+
+
+def test_gan_losses_section_writes_report(tmp_path: Path) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    out = tmp_path / "report"
+    rc = demo.main(["--smoke", "--out", str(out), "--sections", "gan_losses", "--jobs", "1"])
+    assert rc == 0
+    assert torch.get_num_threads() == threads  # main() restores the thread count
+
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count('src="data:image/png;base64,') == 4
+    assert "<link" not in page and "<script" not in page and "http://" not in page
+    for name in gan_losses.LOSSES:
+        assert f"<tr><td>{name}</td>" in page.replace("&amp;", "&")
+    for variant in ("plain", "+ D weight decay", "+ G EMA", "+ both"):
+        assert f"<tr><td>{variant}" in page
+
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    section = results["sections"]["gan_losses"]
+    assert section["config"]["mode"] == "smoke"
+    rows = section["losses"]
+    assert {(r["loss"], r["mixture"]) for r in rows} == {
+        (n, m) for n in gan_losses.LOSSES for m in gan_losses.MIXTURES
+    }
+    for r in rows:
+        m = r["raw_g"]
+        assert 0 <= m["modes_covered"] <= m["modes_total"] == len(m["hq_counts_per_mode"])
+        assert 0.0 <= m["hq_fraction"] <= 1.0
+    smoke = gan_losses.CONFIGS["smoke"]
+    third = section["third_stage"]["rows"]
+    assert len(third) == 4 * len(smoke.third_stage_mixtures)
+    assert all(len(r["raw_g"]) == smoke.third_stage_seeds for r in third)
+    # EMA is evaluation-only: the "+ G EMA" row's raw G is the plain run, "+ both" the decayed one.
+    assert third[2]["raw_g"] == third[0]["raw_g"] and third[3]["raw_g"] == third[1]["raw_g"]
+    assert third[0]["ema_g"] is None and third[2]["ema_g"] is not None
+
+
+def test_mode_metrics_on_exact_mixture_samples() -> None:
+    import torch
+
+    ring = gan_losses.MIXTURES["ring8"]
+    centers = ring.centers
+    # 100 samples exactly on each of the first 6 modes, 40 far away from every mode.
+    samples = torch.cat([centers[:6].repeat_interleave(100, dim=0), torch.full((40, 2), 9.0)])
+    m = gan_losses.mode_metrics(samples, ring)
+    assert m["modes_covered"] == 6
+    assert m["modes_total"] == 8
+    assert m["hq_fraction"] == pytest.approx(600 / 640, abs=1e-12)
+    assert m["hq_counts_per_mode"] == [100] * 6 + [0, 0]
+
+    # Covered needs >= n_hq / (4K) HQ samples: 18 < 618 / 32 = 19.3, 20 >= 620 / 32 = 19.4.
+    few = torch.cat([centers[:6].repeat_interleave(100, dim=0), centers[6:7].repeat(18, 1)])
+    assert gan_losses.mode_metrics(few, ring)["modes_covered"] == 6
+    enough = torch.cat([centers[:6].repeat_interleave(100, dim=0), centers[6:7].repeat(20, 1)])
+    assert gan_losses.mode_metrics(enough, ring)["modes_covered"] == 7
+    # Samples 2.9σ from a centre are HQ, 3.1σ are not; non-finite samples are never HQ.
+    offsets = torch.tensor([[2.9 * ring.sigma, 0.0], [3.1 * ring.sigma, 0.0]])
+    edge = torch.cat([centers[:1] + offsets, torch.full((1, 2), float("nan"))])
+    assert gan_losses.mode_metrics(edge, ring)["hq_fraction"] == pytest.approx(1 / 3, abs=1e-12)
+
+
+def test_progress_bar_non_interactive() -> None:
+    import io
+
+    from demos._report import Progress
+
+    stream = io.StringIO()
+    bar = Progress(stream=stream)
+    bar.start("x", total=8)
+    for _ in range(8):
+        bar.update(1)
+    bar.finish()
+    lines = stream.getvalue().splitlines()
+    assert [line.split("]")[1].split()[0] for line in lines] == ["0/8", "2/8", "4/8", "6/8", "8/8"]
