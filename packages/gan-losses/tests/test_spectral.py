@@ -35,24 +35,24 @@ def test_diag_3_1_normalised_after_a_few_forwards():
 
 
 @pytest.mark.parametrize(
-    "layer",
+    "make_layer",
     [
-        nn.Linear(7, 5),
-        nn.Conv1d(3, 4, 3),
-        nn.Conv2d(3, 6, 3),
-        nn.Conv3d(2, 3, 2),
-        nn.ConvTranspose2d(4, 6, 3),
-        nn.ConvTranspose1d(5, 2, 3),
+        lambda: nn.Linear(7, 5),
+        lambda: nn.Conv1d(3, 4, 3),
+        lambda: nn.Conv2d(3, 6, 3),
+        lambda: nn.Conv3d(2, 3, 2),
+        lambda: nn.ConvTranspose2d(4, 6, 3),
+        lambda: nn.ConvTranspose1d(5, 2, 3),
     ],
+    ids=["linear", "conv1d", "conv2d", "conv3d", "convT2d", "convT1d"],
 )
-def test_every_layer_type_is_normalised(layer):
-    torch.manual_seed(1)
-    raw = (
-        layer.weight.detach().clone()
-    )  # before parametrization; ConvTranspose weight is (in, out, k...)
+def test_every_layer_type_is_normalised(make_layer):
+    torch.manual_seed(1)  # weights and SN's u, v: built here, not at collection time
+    layer = make_layer()
+    raw = layer.weight.detach().clone()  # ConvTranspose weight is (in, out, k...)
     apply_spectral_norm(layer, n_power_iterations=3)
     assert parametrize.is_parametrized(layer, "weight")
-    for _ in range(10):
+    for _ in range(40):
         layer.weight  # noqa: B018 - each access in training mode runs the power iteration
     dim = 1 if isinstance(layer, nn.modules.conv._ConvTransposeNd) else 0
     sigma = torch.linalg.matrix_norm(raw.movedim(dim, 0).reshape(raw.shape[dim], -1), ord=2)
