@@ -1,4 +1,4 @@
-"""Smoke test of the demo driver and the gan-losses section (a few steps per model).
+"""Smoke tests of the demo driver and its sections (a few steps per model).
 
 The numbers of a smoke run are noise; this checks the plumbing: the section trains every loss with
 the package's functions, the report page is written, self-contained, with inline figures and one
@@ -15,6 +15,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("kexue.gan_losses")
+pytest.importorskip("kexue.keras_compat.ema")  # both sections use its EMA
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 if str(TOOLS) not in sys.path:
@@ -99,3 +100,43 @@ def test_progress_bar_non_interactive() -> None:
     bar.finish()
     lines = stream.getvalue().splitlines()
     assert [line.split("]")[1].split()[0] for line in lines] == ["0/8", "2/8", "4/8", "6/8", "8/8"]
+
+
+def test_keras_compat_section_writes_report(tmp_path: Path) -> None:
+    """The keras-compat section: one row per loss × mixture with raw, EMA and warm-up EMA G; the
+    raw and fixed-decay EMA numbers are those of a plain ``train`` run with the gan-losses
+    section's default EMA (the second EMA neither changes training nor differs from it)."""
+    import torch
+    from demos import keras_compat
+    from demos._gan_toy import LOSSES, MIXTURES, train
+
+    out = tmp_path / "report"
+    rc = demo.main(["--smoke", "--out", str(out), "--sections", "keras_compat", "--jobs", "1"])
+    assert rc == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    n_mixtures = len(keras_compat.MIXTURE_KEYS["smoke"])
+    assert page.count('src="data:image/png;base64,') == 1 + n_mixtures  # scatter + curves
+    for name in keras_compat.LOSS_NAMES:
+        assert f"<tr><td>{name}</td>" in page.replace("&amp;", "&")
+
+    section = json.loads((out / "results.json").read_text(encoding="utf-8"))["sections"]
+    rows = section["keras_compat"]["rows"]
+    assert [(r["loss"], r["mixture"]) for r in rows] == [
+        (n, m) for m in keras_compat.MIXTURE_KEYS["smoke"] for n in keras_compat.LOSS_NAMES
+    ]
+    cfg = gan_losses.CONFIGS["smoke"]
+    assert all(0.0 < r["warmup_final_decay"] <= cfg.ema_decay for r in rows)
+
+    # Bitwise: the section's run (two kexue EMAs) trains exactly like a plain train() run with
+    # the default GeneratorEMA, whose average equals the fixed-decay kexue EMA's.
+    spec = keras_compat.RunSpec(keras_compat.LOSS_NAMES[0], "ring8", cfg, 0)
+    ticks: list[int] = []
+    ours = keras_compat._train_job(spec, ticks.append)
+    plain = train(LOSSES[spec.loss], MIXTURES["ring8"], cfg, seed=0)
+    assert len(ticks) == cfg.steps
+    assert torch.equal(ours.result.raw_samples, plain.raw_samples)
+    assert torch.equal(ours.result.ema_samples, plain.ema_samples)
+    assert ours.result.trace_ema_hq == plain.trace_ema_hq
+    # The warm-up EMA used decay 1 - 2^(-2/3) = 0.37 < 0.5 at its first update: it differs.
+    assert not torch.equal(ours.warm_samples, plain.ema_samples)
+    assert len(ours.warm_trace_hq) == len(plain.trace_steps)

@@ -12,4 +12,5 @@ __all__ = ["SECTIONS"]
 
 SECTIONS: dict[str, str] = {
     "gan_losses": "demos.gan_losses",
+    "keras_compat": "demos.keras_compat",
 }

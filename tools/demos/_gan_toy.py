@@ -290,12 +290,15 @@ def train(
     seed: int,
     d_weight_decay: float = 0.0,
     on_step: Callable[[], None] | None = None,
+    ema_factory: Callable[[nn.Module], Any] | None = None,
 ) -> RunResult:
     """Alternate ``cfg.d_steps`` critic steps and one generator step, ``cfg.steps`` times.
 
     The EMA of G (``GeneratorEMA``) is updated after every G step; it only reads G's weights, so
     the training path is the same with or without it (spec §2.16). A non-finite loss stops the
     run (``diverged_at``); its samples are then scored as they are (non-finite ones are not HQ).
+    ``ema_factory(g)`` builds the EMA instead (any object with ``.update(g)`` and ``.module``);
+    default ``GeneratorEMA(g, decay=cfg.ema_decay)``.
     """
     torch.manual_seed(seed)  # same initial weights for every loss
     g_net, d_net = make_generator(cfg.z_dim, cfg.hidden), Critic(cfg.hidden)
@@ -303,7 +306,10 @@ def train(
     opt_d = torch.optim.Adam(
         d_net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=d_weight_decay
     )
-    ema = GeneratorEMA(g_net, decay=cfg.ema_decay)
+    if ema_factory is None:
+        ema = GeneratorEMA(g_net, decay=cfg.ema_decay)
+    else:
+        ema = ema_factory(g_net)
     streams = [torch.Generator().manual_seed(1000 * seed + k) for k in range(1, 5)]
     data_gen, z_gen, penalty_gen, eval_gen = streams
     z_eval = torch.randn(cfg.eval_samples, cfg.z_dim, generator=eval_gen)

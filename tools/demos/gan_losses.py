@@ -9,6 +9,7 @@ several seeds. The model, data, losses and training loop are in ``_gan_toy.py``.
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from kexue.gan_losses.__about__ import __version__ as gan_losses_version
+from kexue.keras_compat.ema import EMA
 
 from ._gan_toy import (
     COVER_MIN,
@@ -88,6 +90,9 @@ def _train_job(spec: RunSpec, tick: Callable[[int], None]) -> RunResult:
         seed=spec.seed,
         d_weight_decay=spec.d_weight_decay,
         on_step=lambda: tick(1),
+        # kexue-keras-compat's EMA: the same copy-initialised foreach lerp as the package's local
+        # GeneratorEMA, so the numbers are bitwise those of GeneratorEMA.
+        ema_factory=functools.partial(EMA, decay=spec.cfg.ema_decay),
     )
 
 
@@ -409,7 +414,7 @@ powerful"), which leaves training unchanged and averages the orbit towards its c
 {loss} on {html.escape(mixtures)} with the Table 1 budget, with and without an L2 weight decay of
 {cfg.d_weight_decay:g} on D (Adam's coupled <code>weight_decay</code>: the gradient of
 {cfg.d_weight_decay:g}/2·‖w‖² added to D's; not tuned), and evaluate both the raw G and its EMA
-(<code>kexue.gan_losses.ema.GeneratorEMA</code>, decay {cfg.ema_decay:g}, updated after every G
+(<code>kexue.keras_compat.ema.EMA</code>, decay {cfg.ema_decay:g}, updated after every G
 step), over {cfg.third_stage_seeds} seeds because single runs are chaotic. The EMA only reads G's
 weights, so the "+ G EMA" run is the plain run and "+ both" is the weight-decay run: their raw-G
 columns are equal by construction and each D setting is trained once per seed.</p>

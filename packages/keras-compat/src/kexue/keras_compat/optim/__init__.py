@@ -1,0 +1,93 @@
+"""Layer-wise learning rates and optimizer extensions for ``torch.optim`` (spec §2.1–2.9, §2.17).
+
+- :func:`param_groups` / :class:`Rule` / :func:`lr_scale_lambda`: rule-based groups with
+  ``lr_scale`` and ``weight_decay``; :func:`scale_parametrization`, :class:`SetLearningRate`.
+- :func:`extend` + transforms: :class:`WeightDecay`, :class:`LayerAdaptation`,
+  :class:`LRMultiplier`, :class:`DeltaScale`, :class:`Lookahead`, :class:`LazyRows`,
+  :class:`GradClip`, :class:`AGC`, :class:`GradTransform`.
+- :func:`piecewise_linear`, :func:`accumulate`.
+- bert4keras shims: ``extend_with_*`` (and ``_v2`` aliases).
+"""
+
+from __future__ import annotations
+
+from ._chain import ChainHandle, Transform, extend
+from ._groups import (
+    NORM_LAYERS,
+    Rule,
+    SetLearningRate,
+    lr_scale_lambda,
+    param_groups,
+    scale_parametrization,
+)
+from .accumulate import Accumulator, accumulate
+from .bert4keras import (
+    extend_with_exponential_moving_average,
+    extend_with_exponential_moving_average_v2,
+    extend_with_gradient_accumulation,
+    extend_with_gradient_accumulation_v2,
+    extend_with_layer_adaptation,
+    extend_with_layer_adaptation_v2,
+    extend_with_lazy_optimization,
+    extend_with_lazy_optimization_v2,
+    extend_with_lookahead,
+    extend_with_lookahead_v2,
+    extend_with_parameter_wise_lr,
+    extend_with_parameter_wise_lr_v2,
+    extend_with_piecewise_linear_lr,
+    extend_with_piecewise_linear_lr_v2,
+    extend_with_weight_decay,
+    extend_with_weight_decay_v2,
+)
+from .schedules import piecewise_linear
+from .transforms import (
+    AGC,
+    DeltaScale,
+    GradClip,
+    GradTransform,
+    LayerAdaptation,
+    LazyRows,
+    Lookahead,
+    LRMultiplier,
+    WeightDecay,
+)
+
+__all__ = [
+    "AGC",
+    "NORM_LAYERS",
+    "Accumulator",
+    "ChainHandle",
+    "DeltaScale",
+    "GradClip",
+    "GradTransform",
+    "LRMultiplier",
+    "LayerAdaptation",
+    "LazyRows",
+    "Lookahead",
+    "Rule",
+    "SetLearningRate",
+    "Transform",
+    "WeightDecay",
+    "accumulate",
+    "extend",
+    "extend_with_exponential_moving_average",
+    "extend_with_exponential_moving_average_v2",
+    "extend_with_gradient_accumulation",
+    "extend_with_gradient_accumulation_v2",
+    "extend_with_layer_adaptation",
+    "extend_with_layer_adaptation_v2",
+    "extend_with_lazy_optimization",
+    "extend_with_lazy_optimization_v2",
+    "extend_with_lookahead",
+    "extend_with_lookahead_v2",
+    "extend_with_parameter_wise_lr",
+    "extend_with_parameter_wise_lr_v2",
+    "extend_with_piecewise_linear_lr",
+    "extend_with_piecewise_linear_lr_v2",
+    "extend_with_weight_decay",
+    "extend_with_weight_decay_v2",
+    "lr_scale_lambda",
+    "param_groups",
+    "piecewise_linear",
+    "scale_parametrization",
+]

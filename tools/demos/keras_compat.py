@@ -1,0 +1,322 @@
+"""keras-compat demo section: the generator EMA of ``kexue.keras_compat`` on the toy 2-D GAN.
+
+Post 6583 finds that GAN-QP, hinge and non-saturating SGAN orbit their equilibrium instead of
+converging, and calls an EMA of the generator's weights "the most powerful" cheap fix: it leaves
+training unchanged and averages the orbit towards its centre. This section trains two such losses
+on the gan-losses toy mixtures (same networks, data, budget and seed as the gan-losses section's
+Table 1, from ``_gan_toy.py``) and evaluates three generators of each run: the raw G, its EMA with
+a fixed decay (``EMA(g, decay)``) and its EMA with the timm / ema-pytorch warm-up
+(``EMA(g, decay, warmup=EMAWarmup())``). Both EMAs only read G's weights, so one training run gives
+all three.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from kexue.keras_compat.__about__ import __version__ as keras_compat_version
+from kexue.keras_compat.ema import EMA, EMAWarmup
+
+from ._gan_toy import LOSSES, MIXTURES, Config, RunResult, mode_metrics, train
+from ._report import (
+    Context,
+    ScatterPanel,
+    Section,
+    curve_panels,
+    figure_html,
+    html_table,
+    run_jobs,
+    scatter_panels,
+    text_table,
+)
+from .gan_losses import CONFIGS
+
+__all__ = ["LOSS_NAMES", "MIXTURE_KEYS", "WARMUP", "run"]
+
+# Two losses that orbit rather than converge (post 6583); both gain from the EMA on the 8-ring in
+# the gan-losses section's full run.
+LOSS_NAMES: tuple[str, ...] = ("GAN-QP (L1)", "Hinge")
+MIXTURE_KEYS: dict[str, tuple[str, ...]] = {
+    "full": ("ring8", "grid25"),
+    "quick": ("ring8",),
+    "smoke": ("ring8",),
+}
+# timm ModelEmaV3 / ema-pytorch defaults: γ = 1, p = 2/3 (decay 0.999 only after ~31.6k updates).
+WARMUP = EMAWarmup(gamma=1.0, power=2.0 / 3.0)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run; picklable, so that it can go to a worker process."""
+
+    loss: str
+    mixture: str
+    cfg: Config
+    seed: int
+
+
+@dataclass
+class EMARun:
+    """A training run with the raw G and the fixed-decay EMA (``result``) plus the warm-up EMA."""
+
+    result: RunResult
+    warm: dict[str, Any]  # metrics of the warm-up EMA G on the evaluation latents
+    warm_samples: Tensor
+    warm_trace_hq: list[float]  # at result.trace_steps
+    warm_final_decay: float  # the warm-up EMA's decay at its last update
+
+
+class _TwoEMAs:
+    """The fixed-decay EMA (``.module``, what ``train`` evaluates) and the warm-up EMA, updated
+    together after every G step."""
+
+    def __init__(self, g: nn.Module, decay: float) -> None:
+        self.fixed = EMA(g, decay=decay)
+        self.warm = EMA(g, decay=decay, warmup=WARMUP)
+
+    @property
+    def module(self) -> nn.Module:
+        return self.fixed.module
+
+    def update(self, g: nn.Module) -> None:
+        self.fixed.update(g)
+        self.warm.update(g)
+
+
+def _train_job(spec: RunSpec, tick: Callable[[int], None]) -> EMARun:
+    cfg, mixture = spec.cfg, MIXTURES[spec.mixture]
+    made: list[_TwoEMAs] = []
+    # The evaluation latents of train(): its 4th stream, seeded 1000·seed + 4 (checked below).
+    z_eval = torch.randn(
+        cfg.eval_samples, cfg.z_dim, generator=torch.Generator().manual_seed(1000 * spec.seed + 4)
+    )
+    z_trace = z_eval[: cfg.trace_samples]
+    warm_trace: dict[int, float] = {}
+
+    def factory(g: nn.Module) -> _TwoEMAs:
+        made.append(_TwoEMAs(g, cfg.ema_decay))
+        return made[-1]
+
+    def on_step() -> None:  # runs after the EMA update of each G step, as train's own trace does
+        tick(1)
+        step = made[0].warm.num_updates
+        if step % cfg.trace_every == 0 or step == cfg.steps:
+            with torch.no_grad():
+                samples = made[0].warm.module(z_trace)
+            warm_trace[step] = mode_metrics(samples, mixture)["hq_fraction"]
+
+    result = train(
+        LOSSES[spec.loss], mixture, cfg, seed=spec.seed, on_step=on_step, ema_factory=factory
+    )
+    emas = made[0]
+    with torch.no_grad():
+        if not torch.equal(emas.fixed.module(z_eval), result.ema_samples):
+            raise RuntimeError("evaluation latents differ from train()'s: update _train_job")
+        warm_samples = emas.warm.module(z_eval)
+    return EMARun(
+        result=result,
+        warm=mode_metrics(warm_samples, mixture),
+        warm_samples=warm_samples,
+        warm_trace_hq=[warm_trace[s] for s in result.trace_steps],
+        warm_final_decay=emas.warm.get_decay(emas.warm.num_updates),
+    )
+
+
+def _pct(m: dict[str, Any]) -> str:
+    return f"{100 * m['hq_fraction']:.1f}"
+
+
+def _modes(m: dict[str, Any]) -> str:
+    return f"{m['modes_covered']}/{m['modes_total']}"
+
+
+def _metrics_json(m: dict[str, Any]) -> dict[str, Any]:
+    return {k: m[k] for k in ("modes_covered", "modes_total", "hq_fraction", "hq_counts_per_mode")}
+
+
+def _describe(spec: RunSpec, r: EMARun) -> str:
+    return (
+        f"  {spec.mixture:>6} / {spec.loss}: raw {_modes(r.result.raw)} modes, HQ "
+        f"{_pct(r.result.raw)}%; EMA HQ {_pct(r.result.ema)}%; warm-up EMA HQ {_pct(r.warm)}% "
+        f"({r.result.wall_s:.1f} s)"
+    )
+
+
+def run(ctx: Context) -> Section:
+    """Train each loss on each mixture once; tabulate and plot raw, EMA and warm-up EMA G."""
+    cfg = CONFIGS[ctx.mode]
+    mixtures = MIXTURE_KEYS[ctx.mode]
+    specs = [RunSpec(loss, m, cfg, ctx.seed) for m in mixtures for loss in LOSS_NAMES]
+    runs = run_jobs(
+        ctx,
+        _train_job,
+        specs,
+        label=f"keras_compat: {len(specs)} runs",
+        units=[cfg.steps] * len(specs),
+        describe=_describe,
+    )
+    section = Section(
+        "keras_compat", f"kexue-keras-compat {keras_compat_version}: generator EMA on the toy GAN"
+    )
+    section.add_html(_intro_html(cfg, mixtures))
+
+    warm_label = f"EMA {cfg.ema_decay:g} + warm-up"
+    headers = ["loss", "mixture", "raw G modes", "raw G HQ %"]
+    headers += [f"EMA {cfg.ema_decay:g} modes", f"EMA {cfg.ema_decay:g} HQ %"]
+    headers += [f"{warm_label} modes", f"{warm_label} HQ %", "final warm-up decay", "time s"]
+    rows, json_rows, grid = [], [], []
+    for spec, r in zip(specs, runs):
+        res = r.result
+        note = f" (diverged at {res.diverged_at})" if res.diverged_at else ""
+        rows.append(
+            [
+                spec.loss,
+                spec.mixture,
+                _modes(res.raw) + note,
+                _pct(res.raw),
+                _modes(res.ema),
+                _pct(res.ema),
+                _modes(r.warm),
+                _pct(r.warm),
+                f"{r.warm_final_decay:.4f}",
+                f"{res.wall_s:.1f}",
+            ]
+        )
+        json_rows.append(
+            {
+                "loss": spec.loss,
+                "mixture": spec.mixture,
+                "seed": spec.seed,
+                "wall_s": round(res.wall_s, 2),
+                "diverged_at": res.diverged_at,
+                "raw_g": _metrics_json(res.raw),
+                "ema_g": _metrics_json(res.ema),
+                "warmup_ema_g": _metrics_json(r.warm),
+                "warmup_final_decay": r.warm_final_decay,
+            }
+        )
+        m = MIXTURES[spec.mixture]
+        centers = m.centers.numpy()
+        n = cfg.plot_samples
+        panels = [
+            (f"{spec.loss} · raw G", res.raw_samples, res.raw),
+            (f"EMA {cfg.ema_decay:g}", res.ema_samples, res.ema),
+            (warm_label, r.warm_samples, r.warm),
+        ]
+        grid.append(
+            [
+                ScatterPanel(
+                    f"{title}\n{_modes(met)} modes · HQ {_pct(met)}%",
+                    samples[:n].numpy(),
+                    centers,
+                    m.limit,
+                )
+                for title, samples, met in panels
+            ]
+        )
+    caption = (
+        f"Table. Raw G vs its EMA (decay {cfg.ema_decay:g}, fixed; and with the warm-up "
+        f"γ = {WARMUP.gamma:g}, p = {WARMUP.power:.3g}), {cfg.steps} generator steps, seed "
+        f"{ctx.seed}, {cfg.eval_samples} evaluation samples."
+    )
+    section.add_html(html_table(headers, rows, caption=caption, numeric_from=2))
+    section.text.append(caption + "\n" + text_table(headers, rows))
+    section.add_html(
+        figure_html(
+            scatter_panels(grid, size=2.3),
+            alt="samples of the raw G and of its EMAs",
+            caption=(
+                f"Samples ({cfg.plot_samples} of the {cfg.eval_samples} evaluation samples) of "
+                "each run's raw G, fixed-decay EMA and warm-up EMA; red + = mode centres."
+            ),
+        )
+    )
+    dashed = {"linestyle": "--", "linewidth": 1.6}
+    dotted = {"linestyle": ":", "linewidth": 1.6}
+    for key in mixtures:
+        panels_c = []
+        for spec, r in zip(specs, runs):
+            if spec.mixture != key:
+                continue
+            res = r.result
+            panels_c.append(
+                (
+                    f"{spec.loss} on {key}",
+                    [
+                        ("raw G", res.trace_steps, [100 * v for v in res.trace_raw_hq], {}),
+                        (
+                            f"EMA {cfg.ema_decay:g}",
+                            res.trace_steps,
+                            [100 * v for v in res.trace_ema_hq],
+                            dashed,
+                        ),
+                        (warm_label, res.trace_steps, [100 * v for v in r.warm_trace_hq], dotted),
+                    ],
+                )
+            )
+        section.add_html(
+            figure_html(
+                curve_panels(
+                    panels_c, xlabel="generator step", ylabel="HQ samples (%)", ylim=(0, 100)
+                ),
+                alt=f"share of HQ samples during training on {key}, raw and EMA G",
+                caption=(
+                    f"{MIXTURES[key].title}: share of HQ samples during training "
+                    f"({cfg.trace_samples} fixed latents, every {cfg.trace_every} steps)."
+                ),
+            )
+        )
+    section.add_html(_reading_html(cfg))
+    section.results = {
+        "config": {
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.__dict__.items()},
+            "seed": ctx.seed,
+            "mode": ctx.mode,
+            "losses": list(LOSS_NAMES),
+            "mixtures": list(mixtures),
+            "warmup": {"gamma": WARMUP.gamma, "power": WARMUP.power, "min_decay": 0.0},
+        },
+        "rows": json_rows,
+    }
+    return section
+
+
+def _intro_html(cfg: Config, mixtures: tuple[str, ...]) -> str:
+    losses = ", ".join(html.escape(n) for n in LOSS_NAMES)
+    mix = ", ".join(html.escape(MIXTURES[k].title) for k in mixtures)
+    final = 1 - (1 + cfg.steps / WARMUP.gamma) ** (-WARMUP.power)
+    return f"""
+<p>Su Jianlin's analysis of GAN dynamics (<a href="https://kexue.fm/archives/6583">post 6583</a>)
+finds that losses such as GAN-QP, hinge and non-saturating SGAN orbit the equilibrium instead of
+converging, and calls an <b>exponential moving average of the generator's weights</b> the most
+powerful of his cheap fixes: Θ ← mΘ + (1 − m)θ after every G step
+(<a href="https://kexue.fm/archives/6575">post 6575</a>) never changes the training path and
+averages the orbit towards its centre. We train {losses} on {mix} with the gan-losses section's
+networks, data, optimiser, budget ({cfg.steps} generator steps) and seed — the raw-G columns are
+that section's Table 1 runs — and evaluate three generators of each run:
+the raw G; <code>kexue.keras_compat.ema.EMA(g, decay={cfg.ema_decay:g})</code>
+(copy-initialised, fixed decay); and the same EMA with the timm / ema-pytorch warm-up
+<code>EMAWarmup(gamma={WARMUP.gamma:g}, power={WARMUP.power:.3g})</code>, decay_t =
+min(1 − (1 + t/γ)<sup>−p</sup>, {cfg.ema_decay:g}), which forgets the early weights faster (its
+decay is {final:.4f} after {cfg.steps} updates instead of {cfg.ema_decay:g}). Both EMAs are updated
+after every G step of the same run; the metrics are the gan-losses section's (HQ: within 3σ of
+the nearest mode; covered: at least a quarter of a mode's uniform share of the HQ samples).</p>
+"""
+
+
+def _reading_html(cfg: Config) -> str:
+    horizon = 1 / (1 - cfg.ema_decay)
+    return f"""
+<p><b>Reading the table.</b> The fixed-decay EMA averages over about 1/(1 − {cfg.ema_decay:g}) =
+{horizon:.0f} steps: it helps where the raw G circles around a good solution, and it can hurt
+where the raw G is still moving, since the average lags behind it. The warm-up EMA has a shorter
+memory at the end of a run shorter than ~30k steps, so it follows the raw G more closely. Single
+seed: read differences of a few points as noise (the gan-losses section's Table 2 repeats GAN-QP
+over seeds).seeds).</p>
+"""
