@@ -205,7 +205,7 @@ def run(ctx: Context) -> Section:
         centers = m.centers.numpy()
         n = cfg.plot_samples
         panels = [
-            (f"{spec.loss} · raw G", res.raw_samples, res.raw),
+            (f"{spec.loss}, {spec.mixture} · raw G", res.raw_samples, res.raw),
             (f"EMA {cfg.ema_decay:g}", res.ema_samples, res.ema),
             (warm_label, r.warm_samples, r.warm),
         ]
