@@ -7,14 +7,11 @@ two ranks holding half a batch each, must equal the single-process full-batch gr
 
 from __future__ import annotations
 
-import socket
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -57,10 +54,8 @@ def _d_objective(critic: nn.Module, x_real, x_fake, u) -> torch.Tensor:
     return loss
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
+def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
         model = DistributedDataParallel(_critic())
@@ -78,24 +73,9 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_ddp_penalty_gradients_equal_single_process_full_batch(tmp_path: Path) -> None:
-    # fork: pytest's importlib mode makes this module unimportable by name in spawned children.
-    ctx = mp.start_processes(
-        _worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=False, start_method="fork"
-    )
-    deadline = time.monotonic() + 90
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("DDP workers did not finish within 90 s")
+def test_ddp_penalty_gradients_equal_single_process_full_batch(tmp_path: Path, run_ranks) -> None:
+    run_ranks(__file__, tmp_path, world=WORLD)
 
     # Reference: one process, full batch. With equal halves, the mean over ranks of the
     # per-rank mean losses is the full-batch mean loss, so DDP's averaged gradients must match.
@@ -117,3 +97,9 @@ def test_ddp_penalty_gradients_equal_single_process_full_batch(tmp_path: Path) -
     wgan_discriminator_loss(critic(x_real).squeeze(1), critic(x_fake).squeeze(1)).backward()
     plain = [p.grad for p in critic.parameters()]
     assert not all(torch.allclose(a, b) for a, b in zip(plain, expected, strict=True))
+
+
+if __name__ == "__main__":
+    from conftest import worker_main  # the tests folder is sys.path[0] here
+
+    worker_main(_worker)

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import math
-import socket
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -253,10 +250,8 @@ def _full_batch() -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
-def _dist_worker(rank: int, port: int, out_dir: str) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
+def _dist_worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
         real, fake = _full_batch()
         r_local = real.chunk(WORLD)[rank]
@@ -276,28 +271,9 @@ def _dist_worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_all_gather_two_process_gloo_equals_full_batch(tmp_path: Path) -> None:
-    # fork: pytest's importlib mode makes this module unimportable by name in spawned children.
-    ctx = mp.start_processes(
-        _dist_worker,
-        args=(_free_port(), str(tmp_path)),
-        nprocs=WORLD,
-        join=False,
-        start_method="fork",
-    )
-    deadline = time.monotonic() + 60
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("distributed workers did not finish within 60 s")
+def test_all_gather_two_process_gloo_equals_full_batch(tmp_path: Path, run_ranks) -> None:
+    run_ranks(__file__, tmp_path, world=WORLD)
     per_rank = [torch.load(tmp_path / f"rank{k}.pt") for k in range(WORLD)]
     real, fake = _full_batch()
     for name in RA_NAMES:
@@ -321,3 +297,9 @@ def test_all_gather_two_process_gloo_equals_full_batch(tmp_path: Path) -> None:
         assert not torch.allclose(local, per_rank[0][name][0], rtol=1e-6, atol=1e-9)
     for k in range(WORLD):
         torch.testing.assert_close(per_rank[k]["batch_mean"], real.mean(), **TOL)
+
+
+if __name__ == "__main__":
+    from conftest import worker_main  # the tests folder is sys.path[0] here
+
+    worker_main(_dist_worker)

@@ -6,15 +6,12 @@ automatic path: over both ranks × 3 workers, every item is yielded exactly once
 
 from __future__ import annotations
 
-import socket
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.utils.data import DataLoader
 
 from kexue.keras_compat.data import DataGenerator, ShardedIterable, ShuffleBuffer
@@ -36,10 +33,8 @@ class _Batches(DataGenerator):
                 batch = []
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
+def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
         plain = DataLoader(ShardedIterable(range(N)), batch_size=None, num_workers=3)
@@ -60,24 +55,9 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_ddp_2_ranks_x_3_workers_every_item_exactly_once(tmp_path: Path) -> None:
-    # fork: pytest's importlib mode makes this module unimportable by name in spawned children.
-    ctx = mp.start_processes(
-        _worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=False, start_method="fork"
-    )
-    deadline = time.monotonic() + 60
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("DDP workers did not finish within 60 s")
+def test_ddp_2_ranks_x_3_workers_every_item_exactly_once(tmp_path: Path, run_ranks) -> None:
+    run_ranks(__file__, tmp_path, world=WORLD)
     results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
     for key in ("plain", "shuffled", "generator"):
         per_rank = [res[key] for res in results]
@@ -85,3 +65,9 @@ def test_ddp_2_ranks_x_3_workers_every_item_exactly_once(tmp_path: Path) -> None
         assert {len(p) for p in per_rank} == {23, 24}, key  # ranks split the data evenly
     # rank r gets the items with (i mod 6) // 3 == r: the shard index is rank * workers + id
     assert sorted(results[0]["plain"]) == [i for i in range(N) if i % 6 < 3]
+
+
+if __name__ == "__main__":
+    from conftest import worker_main  # the tests folder is sys.path[0] here
+
+    worker_main(_worker)

@@ -7,14 +7,11 @@ saved on rank 0 must reload into an unwrapped model and into a fresh EMA.
 
 from __future__ import annotations
 
-import socket
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -29,10 +26,8 @@ def _net() -> nn.Module:
     return nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 1)).double()
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
+def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
         model = DistributedDataParallel(_net())
@@ -56,24 +51,9 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_ddp_identical_shadows_and_rank0_checkpoint(tmp_path: Path) -> None:
-    # fork: pytest's importlib mode makes this module unimportable by name in spawned children.
-    ctx = mp.start_processes(
-        _worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=False, start_method="fork"
-    )
-    deadline = time.monotonic() + 60
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("DDP workers did not finish within 60 s")
+def test_ddp_identical_shadows_and_rank0_checkpoint(tmp_path: Path, run_ranks) -> None:
+    run_ranks(__file__, tmp_path, world=WORLD)
 
     states = [torch.load(tmp_path / f"ema{r}.pt") for r in range(WORLD)]
     infos = [torch.load(tmp_path / f"info{r}.pt") for r in range(WORLD)]
@@ -109,3 +89,9 @@ def test_ddp_identical_shadows_and_rank0_checkpoint(tmp_path: Path) -> None:
     fresh.load_state_dict(live)
     for key, v in fresh.module.state_dict().items():
         assert torch.equal(v, live[f"module.{key}"]), key
+
+
+if __name__ == "__main__":
+    from conftest import worker_main  # the tests folder is sys.path[0] here
+
+    worker_main(_worker)

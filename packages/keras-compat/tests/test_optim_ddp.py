@@ -7,14 +7,11 @@ non-final micro-steps equals accumulation that all-reduces every micro-step.
 
 from __future__ import annotations
 
-import socket
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -40,10 +37,8 @@ def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((model(x) - y) ** 2).mean()
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
+def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
         out: dict[str, object] = {}
@@ -79,25 +74,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def ddp_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+def ddp_results(tmp_path_factory: pytest.TempPathFactory, run_ranks) -> list[dict]:
     out = tmp_path_factory.mktemp("optim_ddp")
-    # fork: pytest's importlib mode makes this module unimportable by name in spawned children.
-    ctx = mp.start_processes(
-        _worker, args=(_free_port(), str(out)), nprocs=WORLD, join=False, start_method="fork"
-    )
-    deadline = time.monotonic() + 60
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("DDP workers did not finish within 60 s")
+    run_ranks(__file__, out, world=WORLD)
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
 
 
@@ -150,3 +130,9 @@ def test_ddp_accumulation_no_sync_equals_always_sync_and_big_batch(ddp_results: 
         ):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
             torch.testing.assert_close(a, c.detach(), rtol=0, atol=1e-6)
+
+
+if __name__ == "__main__":
+    from conftest import worker_main  # the tests folder is sys.path[0] here
+
+    worker_main(_worker)
