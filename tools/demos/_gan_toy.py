@@ -29,8 +29,11 @@ __all__ = [
     "GANLoss",
     "Mixture",
     "RunResult",
+    "hq_percent",
     "make_generator",
+    "metrics_json",
     "mode_metrics",
+    "modes_covered",
     "train",
 ]
 
@@ -367,3 +370,18 @@ def train(
         trace_ema_hq=trace_ema,
         diverged_at=diverged_at,
     )
+
+
+def hq_percent(m: dict[str, Any]) -> str:
+    """HQ share of a :func:`mode_metrics` result as a percentage string (one decimal)."""
+    return f"{100 * m['hq_fraction']:.1f}"
+
+
+def modes_covered(m: dict[str, Any]) -> str:
+    """``covered/total`` modes of a :func:`mode_metrics` result."""
+    return f"{m['modes_covered']}/{m['modes_total']}"
+
+
+def metrics_json(m: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-serialisable part of a :func:`mode_metrics` result."""
+    return {k: m[k] for k in ("modes_covered", "modes_total", "hq_fraction", "hq_counts_per_mode")}

@@ -28,7 +28,10 @@ from ._gan_toy import (
     Config,
     Mixture,
     RunResult,
+    hq_percent,
+    metrics_json,
     mode_metrics,
+    modes_covered,
     train,
 )
 from ._report import (
@@ -100,8 +103,8 @@ def _describe(spec: RunSpec, r: RunResult) -> str:
     wd = f" + D wd {spec.d_weight_decay:g}" if spec.d_weight_decay else ""
     div = f", diverged at step {r.diverged_at}" if r.diverged_at else ""
     return (
-        f"  {spec.mixture:>6} / {spec.loss}{wd} / seed {spec.seed}: {_modes(r.raw)} modes, "
-        f"HQ {_pct(r.raw)}% ({r.wall_s:.1f} s{div})"
+        f"  {spec.mixture:>6} / {spec.loss}{wd} / seed {spec.seed}: {modes_covered(r.raw)} modes, "
+        f"HQ {hq_percent(r.raw)}% ({r.wall_s:.1f} s{div})"
     )
 
 
@@ -115,18 +118,6 @@ def _plan(cfg: Config, seed: int) -> list[RunSpec]:
                 if spec not in specs:
                     specs.append(spec)
     return specs
-
-
-def _pct(m: dict[str, Any]) -> str:
-    return f"{100 * m['hq_fraction']:.1f}"
-
-
-def _modes(m: dict[str, Any]) -> str:
-    return f"{m['modes_covered']}/{m['modes_total']}"
-
-
-def _metrics_json(m: dict[str, Any]) -> dict[str, Any]:
-    return {k: m[k] for k in ("modes_covered", "modes_total", "hq_fraction", "hq_counts_per_mode")}
 
 
 def run(ctx: Context) -> Section:
@@ -179,7 +170,7 @@ def _losses_part(
         row = [ScatterPanel("real data", real.numpy(), m.centers.numpy(), m.limit)]
         for name in LOSSES:
             r = get(name, m)
-            title = f"{name}\n{_modes(r.raw)} modes · HQ {_pct(r.raw)}%"
+            title = f"{name}\n{modes_covered(r.raw)} modes · HQ {hq_percent(r.raw)}%"
             row.append(
                 ScatterPanel(
                     title, r.raw_samples[: cfg.plot_samples].numpy(), m.centers.numpy(), m.limit
@@ -205,7 +196,7 @@ def _losses_part(
         for m in mixtures:
             r = get(name, m)
             note = f" (diverged at {r.diverged_at})" if r.diverged_at else ""
-            cells += [_modes(r.raw) + note, _pct(r.raw), f"{r.wall_s:.1f}"]
+            cells += [modes_covered(r.raw) + note, hq_percent(r.raw), f"{r.wall_s:.1f}"]
             json_rows.append(
                 {
                     "loss": name,
@@ -214,8 +205,8 @@ def _losses_part(
                     "seed": seed,
                     "wall_s": round(r.wall_s, 2),
                     "diverged_at": r.diverged_at,
-                    "raw_g": _metrics_json(r.raw),
-                    "ema_g": _metrics_json(r.ema),
+                    "raw_g": metrics_json(r.raw),
+                    "ema_g": metrics_json(r.ema),
                 }
             )
         rows.append(cells)
@@ -283,11 +274,14 @@ def _third_stage_part(
             raw_hq = [100 * r.raw["hq_fraction"] for r in rs]
             ema_hq = [100 * r.ema["hq_fraction"] for r in rs]
             cells: list[Any] = [label, key]
-            cells += [", ".join(_modes(r.raw) for r in rs), ", ".join(f"{v:.1f}" for v in raw_hq)]
+            cells += [
+                ", ".join(modes_covered(r.raw) for r in rs),
+                ", ".join(f"{v:.1f}" for v in raw_hq),
+            ]
             cells.append(f"{sum(raw_hq) / len(rs):.1f}")
             if use_ema:
                 cells += [
-                    ", ".join(_modes(r.ema) for r in rs),
+                    ", ".join(modes_covered(r.ema) for r in rs),
                     ", ".join(f"{v:.1f}" for v in ema_hq),
                 ]
                 cells.append(f"{sum(ema_hq) / len(rs):.1f}")
@@ -303,8 +297,8 @@ def _third_stage_part(
                     "d_weight_decay": w,
                     "ema_decay": cfg.ema_decay if use_ema else None,
                     "wall_s": [round(r.wall_s, 2) for r in rs],
-                    "raw_g": [_metrics_json(r.raw) for r in rs],
-                    "ema_g": [_metrics_json(r.ema) for r in rs] if use_ema else None,
+                    "raw_g": [metrics_json(r.raw) for r in rs],
+                    "ema_g": [metrics_json(r.ema) for r in rs] if use_ema else None,
                 }
             )
         for s in seeds:
@@ -315,9 +309,7 @@ def _third_stage_part(
                     (r.ema_samples, r.ema, "EMA G") if use_ema else (r.raw_samples, r.raw, "raw G")
                 )
                 short = label.replace("weight decay", "wd")
-                title = (
-                    f"{short} · {which} · seed {s}\n{_modes(metrics)} modes · HQ {_pct(metrics)}%"
-                )
+                title = f"{short} · {which} · seed {s}\n{modes_covered(metrics)} modes · HQ {hq_percent(metrics)}%"
                 row.append(
                     ScatterPanel(
                         title, samples[: cfg.plot_samples].numpy(), m.centers.numpy(), m.limit

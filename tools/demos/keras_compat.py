@@ -23,7 +23,17 @@ from torch import Tensor, nn
 from kexue.keras_compat.__about__ import __version__ as keras_compat_version
 from kexue.keras_compat.ema import EMA, EMAWarmup
 
-from ._gan_toy import LOSSES, MIXTURES, Config, RunResult, mode_metrics, train
+from ._gan_toy import (
+    LOSSES,
+    MIXTURES,
+    Config,
+    RunResult,
+    hq_percent,
+    metrics_json,
+    mode_metrics,
+    modes_covered,
+    train,
+)
 from ._report import (
     Context,
     ScatterPanel,
@@ -128,22 +138,10 @@ def _train_job(spec: RunSpec, tick: Callable[[int], None]) -> EMARun:
     )
 
 
-def _pct(m: dict[str, Any]) -> str:
-    return f"{100 * m['hq_fraction']:.1f}"
-
-
-def _modes(m: dict[str, Any]) -> str:
-    return f"{m['modes_covered']}/{m['modes_total']}"
-
-
-def _metrics_json(m: dict[str, Any]) -> dict[str, Any]:
-    return {k: m[k] for k in ("modes_covered", "modes_total", "hq_fraction", "hq_counts_per_mode")}
-
-
 def _describe(spec: RunSpec, r: EMARun) -> str:
     return (
-        f"  {spec.mixture:>6} / {spec.loss}: raw {_modes(r.result.raw)} modes, HQ "
-        f"{_pct(r.result.raw)}%; EMA HQ {_pct(r.result.ema)}%; warm-up EMA HQ {_pct(r.warm)}% "
+        f"  {spec.mixture:>6} / {spec.loss}: raw {modes_covered(r.result.raw)} modes, HQ "
+        f"{hq_percent(r.result.raw)}%; EMA HQ {hq_percent(r.result.ema)}%; warm-up EMA HQ {hq_percent(r.warm)}% "
         f"({r.result.wall_s:.1f} s)"
     )
 
@@ -178,12 +176,12 @@ def run(ctx: Context) -> Section:
             [
                 spec.loss,
                 spec.mixture,
-                _modes(res.raw) + note,
-                _pct(res.raw),
-                _modes(res.ema),
-                _pct(res.ema),
-                _modes(r.warm),
-                _pct(r.warm),
+                modes_covered(res.raw) + note,
+                hq_percent(res.raw),
+                modes_covered(res.ema),
+                hq_percent(res.ema),
+                modes_covered(r.warm),
+                hq_percent(r.warm),
                 f"{r.warm_final_decay:.4f}",
                 f"{res.wall_s:.1f}",
             ]
@@ -195,9 +193,9 @@ def run(ctx: Context) -> Section:
                 "seed": spec.seed,
                 "wall_s": round(res.wall_s, 2),
                 "diverged_at": res.diverged_at,
-                "raw_g": _metrics_json(res.raw),
-                "ema_g": _metrics_json(res.ema),
-                "warmup_ema_g": _metrics_json(r.warm),
+                "raw_g": metrics_json(res.raw),
+                "ema_g": metrics_json(res.ema),
+                "warmup_ema_g": metrics_json(r.warm),
                 "warmup_final_decay": r.warm_final_decay,
             }
         )
@@ -212,7 +210,7 @@ def run(ctx: Context) -> Section:
         grid.append(
             [
                 ScatterPanel(
-                    f"{title}\n{_modes(met)} modes · HQ {_pct(met)}%",
+                    f"{title}\n{modes_covered(met)} modes · HQ {hq_percent(met)}%",
                     samples[:n].numpy(),
                     centers,
                     m.limit,
