@@ -24,6 +24,8 @@ if str(TOOLS) not in sys.path:
 import demo  # noqa: E402
 from demos import gan_losses  # noqa: E402
 
+from kexue.gan_losses.ema import GeneratorEMA  # noqa: E402
+
 
 def test_gan_losses_section_writes_report(tmp_path: Path) -> None:
     import torch
@@ -127,12 +129,18 @@ def test_keras_compat_section_writes_report(tmp_path: Path) -> None:
     cfg = gan_losses.CONFIGS["smoke"]
     assert all(0.0 < r["warmup_final_decay"] <= cfg.ema_decay for r in rows)
 
-    # Bitwise: the section's run (two kexue EMAs) trains exactly like a plain train() run with
-    # the default GeneratorEMA, whose average equals the fixed-decay kexue EMA's.
+    # Bitwise: the section's run (two keras-compat EMAs) trains exactly like a plain train() run
+    # with gan-losses' GeneratorEMA, whose average equals the fixed-decay keras-compat EMA's.
     spec = keras_compat.RunSpec(keras_compat.LOSS_NAMES[0], "ring8", cfg, 0)
     ticks: list[int] = []
     ours = keras_compat._train_job(spec, ticks.append)
-    plain = train(LOSSES[spec.loss], MIXTURES["ring8"], cfg, seed=0)
+    plain = train(
+        LOSSES[spec.loss],
+        MIXTURES["ring8"],
+        cfg,
+        seed=0,
+        ema_factory=lambda g: GeneratorEMA(g, decay=cfg.ema_decay),
+    )
     assert len(ticks) == cfg.steps
     assert torch.equal(ours.result.raw_samples, plain.raw_samples)
     assert torch.equal(ours.result.ema_samples, plain.ema_samples)

@@ -259,19 +259,19 @@ def make_base() -> list[str]:
     base = WORK / "base"
     python = venv_python(base)
     reuse_torch = importlib.util.find_spec("torch") is not None
+    reqs = [*TEST_TOOLS] if reuse_torch else [*TEST_TOOLS, "torch"]
+    # The base is kept between runs (build/ is ignored) and rebuilt when what it must hold changes.
     marker = base / ".kexue-base-ok"
-    if not marker.exists():
+    wanted = "\n".join([sys.version, pip_env().get("PIP_CONSTRAINT", ""), *reqs]) + "\n"
+    if not marker.exists() or marker.read_text() != wanted:
         shutil.rmtree(base, ignore_errors=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(base)
-        reqs = list(TEST_TOOLS)
         if reuse_torch:
             log("the running interpreter has torch: the base reuses it")
-        else:
-            reqs.append("torch")
         res = run([str(python), "-m", "pip", "install", "-q", *reqs], env=pip_env())
         if res.returncode != 0:
             raise SystemExit("could not create the base environment")
-        marker.write_text("ok\n")
+        marker.write_text(wanted)
     dirs = site_packages(python)
     if reuse_torch:
         import torch

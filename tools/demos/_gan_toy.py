@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from kexue.gan_losses import gan_qp, losses, penalties, relativistic
-from kexue.gan_losses.ema import GeneratorEMA
+from kexue.keras_compat.ema import EMA
 
 __all__ = [
     "LOSSES",
@@ -297,11 +297,11 @@ def train(
 ) -> RunResult:
     """Alternate ``cfg.d_steps`` critic steps and one generator step, ``cfg.steps`` times.
 
-    The EMA of G (``GeneratorEMA``) is updated after every G step; it only reads G's weights, so
+    The EMA of G (``kexue.keras_compat.EMA``) is updated after every G step; it only reads G's weights, so
     the training path is the same with or without it (spec §2.16). A non-finite loss stops the
     run (``diverged_at``); its samples are then scored as they are (non-finite ones are not HQ).
     ``ema_factory(g)`` builds the EMA instead (any object with ``.update(g)`` and ``.module``);
-    default ``GeneratorEMA(g, decay=cfg.ema_decay)``.
+    default ``EMA(g, decay=cfg.ema_decay)``.
     """
     torch.manual_seed(seed)  # same initial weights for every loss
     g_net, d_net = make_generator(cfg.z_dim, cfg.hidden), Critic(cfg.hidden)
@@ -309,10 +309,7 @@ def train(
     opt_d = torch.optim.Adam(
         d_net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=d_weight_decay
     )
-    if ema_factory is None:
-        ema = GeneratorEMA(g_net, decay=cfg.ema_decay)
-    else:
-        ema = ema_factory(g_net)
+    ema = EMA(g_net, decay=cfg.ema_decay) if ema_factory is None else ema_factory(g_net)
     streams = [torch.Generator().manual_seed(1000 * seed + k) for k in range(1, 5)]
     data_gen, z_gen, penalty_gen, eval_gen = streams
     z_eval = torch.randn(cfg.eval_samples, cfg.z_dim, generator=eval_gen)

@@ -9,7 +9,6 @@ several seeds. The model, data, losses and training loop are in ``_gan_toy.py``.
 
 from __future__ import annotations
 
-import functools
 import html
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from typing import Any
 import torch
 
 from kexue.gan_losses.__about__ import __version__ as gan_losses_version
-from kexue.keras_compat.ema import EMA
 
 from ._gan_toy import (
     COVER_MIN,
@@ -93,9 +91,6 @@ def _train_job(spec: RunSpec, tick: Callable[[int], None]) -> RunResult:
         seed=spec.seed,
         d_weight_decay=spec.d_weight_decay,
         on_step=lambda: tick(1),
-        # kexue-keras-compat's EMA: the same copy-initialised foreach lerp as the package's local
-        # GeneratorEMA, so the numbers are bitwise those of GeneratorEMA.
-        ema_factory=functools.partial(EMA, decay=spec.cfg.ema_decay),
     )
 
 
