@@ -12,6 +12,7 @@ import random
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,21 @@ def run_ranks():
 
 
 def worker_main(worker) -> None:
-    """Entry point for the ``__main__`` block of a distributed test file."""
+    """Entry point for the ``__main__`` block of a distributed test file.
+
+    The rank leaves through ``os._exit`` once the worker has returned (and flushed): gloo's
+    background threads can abort the interpreter's normal C++ teardown with "terminate called
+    without an active exception" when the peer has already gone, which would fail a rank whose
+    work had fully succeeded. A worker that raises exits 1 with its traceback in the log.
+    """
     flag, rank, world, init_method, out_dir = sys.argv[1:6]
     assert flag == "--kexue-rank", sys.argv
-    worker(int(rank), int(world), init_method, out_dir)
+    code = 0
+    try:
+        worker(int(rank), int(world), init_method, out_dir)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
