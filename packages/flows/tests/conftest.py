@@ -25,6 +25,11 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# Under pytest-xdist every worker is its own process: one intra-op thread each keeps the workers
+# from oversubscribing the cores (the default test command runs one worker per core).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
 # Shared invertibility / log-det checkers live in tests/_flowcheck.py (a name no other package
 # uses). pytest's importlib mode does not put this folder on sys.path, so do it here.
 if str(Path(__file__).parent) not in sys.path:

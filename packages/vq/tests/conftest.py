@@ -25,6 +25,11 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# Under pytest-xdist every worker is its own process: one intra-op thread each keeps the workers
+# from oversubscribing the cores (the default test command runs one worker per core).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed_global_rngs() -> None:

@@ -25,7 +25,7 @@ _CHOICES = ("auto", "triton", "torch")
 @functools.cache
 def _triton_import_error() -> str | None:
     try:
-        import triton  # noqa: F401
+        import triton
         import triton.language  # noqa: F401
     except Exception as exc:  # ImportError, or a broken install raising at import
         return f"{type(exc).__name__}: {exc}"

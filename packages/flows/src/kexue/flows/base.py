@@ -1,0 +1,151 @@
+"""The invertible-layer protocol: :class:`FlowLayer`, :class:`Compose` and :class:`Inverse`.
+
+Every kexue flow layer maps ``x -> (y, logdet)`` in :meth:`FlowLayer.forward` and
+``y -> (x, logdet_inv)`` in :meth:`FlowLayer.inverse`. ``logdet`` is the per-sample
+``+log|det ∂y/∂x|`` summed over every non-batch dimension, shape ``(B,)``; ``logdet_inv`` is its
+negative at the matching point. Log-determinants are accumulated in float32, or float64 for
+float64 inputs (:func:`logdet_dtype`), whatever the storage dtype of the activations.
+
+References:
+    - NICE, Dinh et al. 2014, arXiv:1410.8516; https://kexue.fm/archives/5776
+    - nflows ``Transform`` / normflows ``Flow`` API (tuple return plus ``.inverse``).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Compose", "FlowLayer", "Inverse", "logdet_dtype", "zero_logdet"]
+
+
+def logdet_dtype(x: Tensor) -> torch.dtype:
+    """The dtype log-determinants of ``x`` are accumulated in: float64 for float64, else float32.
+
+    Arguments:
+        x: any tensor.
+
+    Returns:
+        ``torch.float64`` if ``x`` is float64, else ``torch.float32`` (spec §1.1: fp32 under
+        autocast / low-precision storage).
+    """
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def zero_logdet(x: Tensor) -> Tensor:
+    """A zero per-sample log-determinant for the batch ``x``: shape ``(B,)``.
+
+    Arguments:
+        x: a batch ``(B, ...)`` with at least one dimension.
+
+    Returns:
+        ``zeros(B)`` on ``x.device`` in :func:`logdet_dtype` of ``x``.
+    """
+    if x.dim() < 1:
+        raise ValueError(f"x must have a batch dimension, got shape {tuple(x.shape)}")
+    return torch.zeros(x.shape[0], dtype=logdet_dtype(x), device=x.device)
+
+
+class FlowLayer(nn.Module, abc.ABC):
+    """Abstract invertible layer with a tractable log-determinant.
+
+    Contract (spec §1.1):
+
+    - ``forward(x, context=None) -> (y, logdet)`` with ``logdet = log|det ∂y/∂x|`` per sample,
+      shape ``(B,)``, summed over all non-batch dimensions (sign: **+logdet**, as nflows,
+      normflows and FrEIA; Su's Keras code and openai/glow use the opposite bookkeeping).
+    - ``inverse(y, context=None) -> (x, logdet_inv)`` with ``logdet_inv = -logdet`` at the
+      matching point, so ``inverse(forward(x)[0])[0] ≈ x``.
+    - ``context`` is an optional conditioning tensor with the same batch size; layers that do
+      not use it ignore it, layers that do validate its shape and raise ``ValueError``.
+    - Log-determinants are float32 (float64 for float64 inputs); see :func:`logdet_dtype`.
+    - Bad shapes raise ``ValueError`` naming the argument and the shapes.
+
+    References:
+        - Dinh et al., NICE, arXiv:1410.8516; Kingma & Dhariwal, Glow, arXiv:1807.03039.
+        - https://kexue.fm/archives/5776 (NICE), https://kexue.fm/archives/5807 (RealNVP/Glow).
+    """
+
+    @abc.abstractmethod
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Map ``x`` to ``(y, logdet)``, ``logdet`` of shape ``(B,)``."""
+
+    @abc.abstractmethod
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Map ``y`` to ``(x, logdet_inv)``, ``logdet_inv = -logdet`` at the matching point."""
+
+
+class Compose(FlowLayer):
+    """Sequential container: applies layers in order and sums their log-determinants.
+
+    ``forward`` runs ``layers[0], layers[1], ...``; ``inverse`` runs the inverses in reverse
+    order. The same ``context`` is passed to every layer.
+
+    Arguments:
+        *layers: the :class:`FlowLayer` instances, or a single list/tuple of them.
+
+    Returns:
+        (from ``forward``) ``(y, logdet)`` with ``logdet = Σ_layers logdet_l``, shape ``(B,)``.
+
+    References:
+        nflows ``CompositeTransform``; normflows ``NormalizingFlow``.
+    """
+
+    def __init__(self, *layers: FlowLayer | Iterable[FlowLayer]) -> None:
+        super().__init__()
+        if len(layers) == 1 and not isinstance(layers[0], nn.Module):
+            layers = tuple(layers[0])  # type: ignore[arg-type]
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, FlowLayer):
+                raise ValueError(f"layers[{i}] must be a FlowLayer, got {type(layer).__name__}")
+        self.layers = nn.ModuleList(layers)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index: int) -> FlowLayer:
+        return self.layers[index]  # type: ignore[return-value]
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Apply every layer in order; return ``(y, Σ logdet)``."""
+        logdet = zero_logdet(x)
+        for layer in self.layers:
+            x, ld = layer(x, context)
+            logdet = logdet + ld
+        return x, logdet
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Apply every layer's inverse in reverse order; return ``(x, Σ logdet_inv)``."""
+        logdet = zero_logdet(y)
+        for layer in reversed(self.layers):
+            y, ld = layer.inverse(y, context)
+            logdet = logdet + ld
+        return y, logdet
+
+
+class Inverse(FlowLayer):
+    """Swap the directions of a layer: ``Inverse(f).forward = f.inverse`` and vice versa.
+
+    Arguments:
+        layer: the :class:`FlowLayer` to invert (its parameters are shared, not copied).
+
+    References:
+        nflows ``InverseTransform``.
+    """
+
+    def __init__(self, layer: FlowLayer) -> None:
+        super().__init__()
+        if not isinstance(layer, FlowLayer):
+            raise ValueError(f"layer must be a FlowLayer, got {type(layer).__name__}")
+        self.layer = layer
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Run the wrapped layer's ``inverse``."""
+        return self.layer.inverse(x, context)
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Run the wrapped layer's ``forward``."""
+        return self.layer(y, context)

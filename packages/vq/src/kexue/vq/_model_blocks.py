@@ -1,0 +1,191 @@
+"""Convolutional building blocks of the reference VQ-VAE models (private; see ``models.py``).
+
+Encoder: ``downsample`` stride-2 4×4 convolutions (each halves H and W), a 3×3 convolution, residual
+blocks, an activation and a 1×1 projection to the code dimension. Decoder: the transpose — a 3×3
+convolution from the code dimension, residual blocks, an activation and ``upsample`` stride-2 4×4
+transposed convolutions. This is the layout of the VQ-VAE paper (§4.1: "two strided convolutional
+layers with stride 2 and window size 4 × 4, followed by two residual 3 × 3 blocks") and of
+rosinality/vq-vae-2-pytorch; the normalisation and activation are switchable for Su's variants
+(BatchNorm in bojone/vae 2019, GroupNorm + swish in bojone/FSQ 2023).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Activation", "ConvDecoder", "ConvEncoder", "Norm", "ResBlock", "make_activation"]
+
+Norm = Literal["none", "batch", "group"]
+Activation = Literal["relu", "swish"]
+_NORMS = ("none", "batch", "group")
+_ACTIVATIONS = ("relu", "swish")
+
+
+def make_activation(name: str) -> nn.Module:
+    """``nn.ReLU`` for ``"relu"``, ``nn.SiLU`` (swish) for ``"swish"``."""
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {name!r}")
+    return nn.ReLU() if name == "relu" else nn.SiLU()
+
+
+def _make_norm(name: str, channels: int) -> nn.Module:
+    if name not in _NORMS:
+        raise ValueError(f"norm must be one of {_NORMS}, got {name!r}")
+    if name == "batch":
+        return nn.BatchNorm2d(channels)
+    if name == "group":
+        return nn.GroupNorm(_groups(channels), channels)
+    return nn.Identity()
+
+
+def _groups(channels: int) -> int:
+    for g in (32, 16, 8, 4, 2):
+        if channels % g == 0:
+            return g
+    return 1
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block: ``x + conv1x1(act(norm(conv3x3(act(norm(x))))))``.
+
+    Arguments:
+        channels: input and output channels.
+        hidden: channels of the inner 3×3 convolution (default ``channels``).
+        norm: ``"none"`` (paper, rosinality), ``"batch"`` (Su 2019) or ``"group"`` (Su 2023).
+        activation: ``"relu"`` (paper) or ``"swish"`` (Su 2023).
+        residual_scale: the last convolution's initial weights are multiplied by this (Su 2023
+            scales the residual branch's initialisation by 0.1); default 1.0.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        hidden: int | None = None,
+        norm: Norm = "none",
+        activation: Activation = "relu",
+        residual_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        hidden = channels if hidden is None else hidden
+        self.branch = nn.Sequential(
+            _make_norm(norm, channels),
+            make_activation(activation),
+            nn.Conv2d(channels, hidden, 3, padding=1),
+            _make_norm(norm, hidden),
+            make_activation(activation),
+            nn.Conv2d(hidden, channels, 1),
+        )
+        if residual_scale != 1.0:
+            last = self.branch[-1]
+            with torch.no_grad():
+                last.weight.mul_(residual_scale)
+                last.bias.mul_(residual_scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) → (B, C, H, W)."""
+        return x + self.branch(x)
+
+
+class ConvEncoder(nn.Module):
+    """``downsample`` stride-2 convolutions, residual blocks and a 1×1 projection.
+
+    (B, in_channels, H, W) → (B, out_channels, H / 2^downsample, W / 2^downsample).
+
+    Arguments:
+        in_channels: input channels.
+        out_channels: output channels (the code dimension, or features for a next level).
+        hidden: channels of the trunk; the first of several stride-2 convolutions outputs
+            ``hidden // 2`` (rosinality).
+        res_blocks: number of :class:`ResBlock`.
+        downsample: number of stride-2 convolutions (≥ 0).
+        norm, activation, residual_scale: passed to every :class:`ResBlock`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        hidden: int,
+        res_blocks: int,
+        downsample: int,
+        norm: Norm = "none",
+        activation: Activation = "relu",
+        residual_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for i in range(downsample):
+            c_out = hidden if i == downsample - 1 else max(hidden // 2, 1)
+            layers += [nn.Conv2d(c, c_out, 4, stride=2, padding=1), make_activation(activation)]
+            c = c_out
+        layers.append(nn.Conv2d(c, hidden, 3, padding=1))
+        layers += [
+            ResBlock(hidden, norm=norm, activation=activation, residual_scale=residual_scale)
+            for _ in range(res_blocks)
+        ]
+        layers += [_make_norm(norm, hidden), make_activation(activation)]
+        layers.append(nn.Conv2d(hidden, out_channels, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) → (B, C_out, H / 2^downsample, W / 2^downsample)."""
+        return self.net(x)
+
+
+class ConvDecoder(nn.Module):
+    """The transpose of :class:`ConvEncoder`: 3×3 convolution, residual blocks, ``upsample``
+    stride-2 transposed convolutions.
+
+    (B, in_channels, h, w) → (B, out_channels, h·2^upsample, w·2^upsample).
+
+    Arguments:
+        in_channels: input channels (the code dimension, or a concatenation of levels).
+        out_channels: output channels.
+        hidden: channels of the trunk; the first of several transposed convolutions outputs
+            ``hidden // 2``.
+        res_blocks: number of :class:`ResBlock`.
+        upsample: number of stride-2 transposed convolutions (≥ 0; with 0 a final 1×1
+            convolution maps to ``out_channels``).
+        norm, activation, residual_scale: passed to every :class:`ResBlock`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        hidden: int,
+        res_blocks: int,
+        upsample: int,
+        norm: Norm = "none",
+        activation: Activation = "relu",
+        residual_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, hidden, 3, padding=1)]
+        layers += [
+            ResBlock(hidden, norm=norm, activation=activation, residual_scale=residual_scale)
+            for _ in range(res_blocks)
+        ]
+        layers += [_make_norm(norm, hidden), make_activation(activation)]
+        c = hidden
+        for i in range(upsample):
+            last = i == upsample - 1
+            c_out = out_channels if last else max(hidden // 2, 1)
+            layers.append(nn.ConvTranspose2d(c, c_out, 4, stride=2, padding=1))
+            if not last:
+                layers.append(make_activation(activation))
+            c = c_out
+        if upsample == 0:
+            layers.append(nn.Conv2d(hidden, out_channels, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, h, w) → (B, C_out, h·2^upsample, w·2^upsample)."""
+        return self.net(x)

@@ -1,0 +1,185 @@
+"""k-means codebook initialisation: k-means++ (or random) seeding and Lloyd iterations.
+
+The assignment step uses the same ``nearest_code`` as training (fused kernel on CUDA), and the
+update uses ``code_counts_and_sums`` (no one-hot, no N×K matrix). Under ``torch.distributed``
+every rank passes its local samples: the seeding runs on rank 0 over the gathered samples (in rank
+order) and is broadcast; each Lloyd step all-reduces counts and sums in one collective. With the
+same ``generator`` seed on rank 0 the result equals single-process k-means on the concatenation
+of the ranks' samples (up to fp32 summation order of the sums). Every collective is taken on
+every rank unconditionally (no data-dependent collectives, cf. lucidrains#25, #105).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from . import _distributed
+from .functional import code_counts_and_sums, nearest_code
+
+__all__ = ["kmeans"]
+
+_FEW = ("error", "repeat")
+_REPEAT_NOISE = 1e-2  # relative noise of repeated seeds (kexue decision)
+
+
+def _gather_rows(x: Tensor) -> Tensor:
+    """All-gather (N_r, D) tensors of different N_r; returns the concatenation in rank order."""
+    world = dist.get_world_size()
+    n = torch.tensor([x.shape[0]], dtype=torch.int64, device=x.device)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(sizes, n)
+    n_max = max(int(s) for s in sizes)
+    padded = torch.zeros(n_max, x.shape[1], dtype=x.dtype, device=x.device)
+    padded[: x.shape[0]] = x
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[: int(s)] for p, s in zip(parts, sizes, strict=True)])
+
+
+def _draw_perm(n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    gdev = generator.device if generator is not None else torch.device("cpu")
+    return torch.randperm(n, generator=generator, device=gdev).to(device)
+
+
+def _plusplus(x: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
+    """k-means++ seeding (D² sampling); O(N·K·D) time, O(N) extra memory."""
+    n = x.shape[0]
+    gdev = generator.device if generator is not None else torch.device("cpu")
+    first = int(torch.randint(n, (1,), generator=generator, device=gdev))
+    centers = torch.empty(k, x.shape[1], dtype=x.dtype, device=x.device)
+    centers[0] = x[first]
+    d2 = ((x - centers[0]) ** 2).sum(dim=1).double()
+    for j in range(1, k):
+        total = float(d2.sum())
+        weights = d2 if total > 0 else torch.ones_like(d2)  # all points covered: uniform
+        pick = int(torch.multinomial(weights.to(gdev), 1, generator=generator))
+        centers[j] = x[pick]
+        d2 = torch.minimum(d2, ((x - centers[j]) ** 2).sum(dim=1).double())
+    return centers
+
+
+def _seed(
+    x: Tensor, k: int, plusplus: bool, on_few_samples: str, generator: torch.Generator | None
+) -> Tensor:
+    n = x.shape[0]
+    if n >= k:
+        if plusplus:
+            return _plusplus(x, k, generator)
+        return x[_draw_perm(n, generator, x.device)[:k]].clone()
+    # on_few_samples == "repeat": every sample once, then noisy copies (validated by the caller).
+    order = _draw_perm(n, generator, x.device)
+    reps = order.repeat((k + n - 1) // n)[:k]
+    centers = x[reps].clone()
+    spread = x.std(dim=0, correction=0) if n > 1 else torch.zeros_like(x[0])
+    spread = torch.where(spread > 0, spread, x.abs().mean(dim=0).clamp_min(1.0))
+    gdev = generator.device if generator is not None else torch.device("cpu")
+    noise = torch.randn(k - n, x.shape[1], generator=generator, device=gdev).to(x)
+    centers[n:] += _REPEAT_NOISE * spread * noise
+    return centers
+
+
+def kmeans(
+    x: Tensor,
+    num_codes: int,
+    *,
+    iters: int = 10,
+    plusplus: bool = True,
+    generator: torch.Generator | None = None,
+    backend: str = "auto",
+    sync: bool | str = "auto",
+    on_few_samples: str = "error",
+) -> tuple[Tensor, Tensor]:
+    """k-means on the rows of ``x``: seeding, then ``iters`` Lloyd steps.
+
+    Lloyd step: k_i = argmin_k ‖x_i − c_k‖² (``nearest_code``); c_k ← (1/n_k)·Σ_{k_i = k} x_i for
+    n_k > 0, while empty clusters keep their previous centroid (as lucidrains' ``kmeans``).
+    Seeding: k-means++ (Arthur & Vassilvitskii 2007; first centre uniform, then D² sampling;
+    sequential, O(N·K·D)) or, with ``plusplus=False``, K distinct random samples.
+
+    Fewer samples than codes (N < K, N summed over ranks): ``on_few_samples="error"`` (default)
+    raises a ValueError naming x and num_codes; ``"repeat"`` warns and seeds every sample once
+    plus noisy copies (noise 1e-2 × the per-feature std, or × max(|mean|, 1) where the std is 0).
+
+    Arguments:
+        x: (N, D) floating samples (finite); under DDP the rank's local samples.
+        num_codes: K >= 1.
+        iters: number of Lloyd steps (default 10, lucidrains' ``kmeans_iters``); 0 returns the
+            seeds and the counts of their assignment.
+        plusplus: k-means++ seeding (default True) or random samples.
+        generator: randomness of the seeding (used on rank 0 only under DDP).
+        backend: backend of ``nearest_code`` / ``code_counts_and_sums``.
+        sync: ``"auto"`` (all-reduce when ``torch.distributed`` has > 1 rank), True or False
+            (local k-means on every rank).
+        on_few_samples: ``"error"`` (default) or ``"repeat"``.
+
+    Returns:
+        ``(centroids, counts)``: centroids fp32 (K, D); counts fp32 (K,) of the last assignment
+        (global under DDP). For counts_k > 0, centroids_k is the mean of the samples of that
+        assignment (so N_k = counts, m_k = centroids·counts initialises an EMA consistently).
+
+    References:
+        Lloyd 1982; Arthur & Vassilvitskii 2007 (k-means++); spec §2.6;
+        van den Oord et al. 2017, arXiv:1711.00937.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError("x must be a torch.Tensor")
+    if isinstance(num_codes, bool) or int(num_codes) != num_codes or num_codes < 1:
+        raise ValueError(f"num_codes must be a positive int, got {num_codes!r}")
+    k = int(num_codes)
+    if x.dim() != 2 or not x.is_floating_point():
+        raise ValueError(f"x must be a 2-D floating tensor (N, D), got shape {tuple(x.shape)}")
+    if x.shape[1] < 1:
+        raise ValueError(f"x needs D >= 1, got shape {tuple(x.shape)}")
+    if isinstance(iters, bool) or int(iters) != iters or iters < 0:
+        raise ValueError(f"iters must be a non-negative int, got {iters!r}")
+    if on_few_samples not in _FEW:
+        raise ValueError(f"on_few_samples must be one of {_FEW}, got {on_few_samples!r}")
+    if sync not in ("auto", True, False):
+        raise ValueError(f"sync must be 'auto', True or False, got {sync!r}")
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        raise ValueError("x contains NaN or inf")
+    distributed = _distributed.is_distributed() and sync in ("auto", True)
+
+    x = x.float()
+    pool = _gather_rows(x) if distributed else x
+    n_total = pool.shape[0]
+    if n_total == 0:
+        raise ValueError(f"x has no samples (shape {tuple(x.shape)}); k-means needs N >= 1")
+    if n_total < k:
+        if on_few_samples == "error":
+            raise ValueError(
+                f"k-means needs at least num_codes samples: x has N={n_total} samples in total "
+                f"(local shape {tuple(x.shape)}) but num_codes={k}; pass more data or "
+                "on_few_samples='repeat'"
+            )
+        warnings.warn(
+            f"kmeans: only {n_total} samples for num_codes={k}; seeding with every sample plus "
+            f"{k - n_total} noisy copies (on_few_samples='repeat')",
+            UserWarning,
+            stacklevel=2,
+        )
+
+    if distributed:
+        centroids = torch.empty(k, x.shape[1], dtype=torch.float32, device=x.device)
+        if dist.get_rank() == 0:
+            centroids.copy_(_seed(pool, k, plusplus, on_few_samples, generator))
+        _distributed.broadcast_(centroids, src=0)
+    else:
+        centroids = _seed(pool, k, plusplus, on_few_samples, generator)
+    del pool
+
+    counts = torch.zeros(k, dtype=torch.float32, device=x.device)
+    for step in range(max(iters, 1)):
+        idx, _ = nearest_code(x, centroids, backend=backend)
+        counts, sums = code_counts_and_sums(idx, x, k, backend=backend)
+        if distributed:
+            _distributed.all_reduce_sum_(counts, sums)
+        if step < iters:
+            used = counts > 0
+            means = sums / counts.clamp_min(1.0)[:, None]
+            centroids = torch.where(used[:, None], means, centroids)
+    return centroids, counts

@@ -1,0 +1,493 @@
+"""`VectorQuantizer`: nearest-code assignment, straight-through estimator, losses, EMA codebook.
+
+Forward (spec §2.1–§2.7), for an input z flattened to (N, D):
+
+- k*(i) = argmin_k ‖z_i − e_k‖² through :func:`kexue.vq.functional.nearest_code` (no N×K tensor);
+- z_q = z + sg(e_{k*} − z) (straight-through estimator);
+- losses: commitment β·‖z − sg(e)‖², and, for a learned codebook (``decay=None``), the codebook
+  term codebook_weight·‖sg(z) − e‖²; ``reduction="mean"`` averages over all N·D elements (paper,
+  Su 2019), ``"sum_per_sample"`` sums and divides by the batch size B = x.shape[0] (Su 2023);
+- with ``decay`` set, the codebook is an EMA of assigned inputs (buffers, not parameters; updated
+  in training mode only, see :mod:`kexue.vq.ema`), and there is no codebook loss.
+
+**The EMA statistics ``cluster_size`` and ``embed_avg`` are buffers, not parameters**: the optimiser
+never sees them; they live in ``state_dict``. Under bf16/fp16 autocast the quantiser's maths runs in
+fp32 with autocast disabled; the quantised output comes back in the input dtype, the losses in fp32.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._dispatch import resolve_backend
+from ._distributed import all_reduce_sum_, broadcast_, is_distributed
+from ._layout import check_input, check_layout, flatten, unflatten
+from .ema import ema_codebook, ema_update_
+from .functional import code_counts_and_sums, nearest_code, perplexity, usage
+from .restart import DeadCodeRestart
+
+__all__ = ["QUANTIZER_PRESETS", "QuantizerOutput", "VectorQuantizer"]
+
+#: Preset values; each replaces an argument only where the caller left it at its default.
+QUANTIZER_PRESETS: dict[str, dict[str, Any]] = {
+    # VQ-VAE (arXiv:1711.00937): β = 0.25, EMA γ = 0.99, ε = 1e-5.
+    "paper": {"beta": 0.25, "decay": 0.99, "eps": 1e-5},
+    # bojone/vae vq_vae_keras.py (2019): learned codebook, weights 1 and 0.25, mean-MSE, init
+    # U(−0.05, 0.05). Su used 64 codes; num_codes stays the caller's argument.
+    "su_compat": {"beta": 0.25, "codebook_weight": 1.0, "reduction": "mean", "decay": None},
+    # lucidrains/vector-quantize-pytorch v1.31.0 defaults (rotation trick not implemented here).
+    "lucidrains_compat": {"decay": 0.8, "beta": 1.0},
+}
+_DEFAULTS: dict[str, Any] = {
+    "beta": 0.25,
+    "codebook_weight": 1.0,
+    "reduction": "mean",
+    "decay": 0.99,
+    "eps": 1e-5,
+}
+#: EMA decay of the usage counts kept for statistics when the codebook is learned (decay=None).
+STATS_DECAY = 0.99
+#: With no dead-code threshold configured, ``stats["dead_codes"]`` counts EMA counts below this
+#: fraction of ``init_count`` (≈ 460 steps unused at γ = 0.99).
+DEAD_FLOOR = 1e-2
+
+
+class QuantizerOutput(NamedTuple):
+    """Result of a quantiser forward.
+
+    Attributes:
+        quantized: z_q, same shape and dtype as the input (straight-through gradient).
+        indices: int64 code indices, the input's shape without D (residual/grouped: plus a last
+            axis of size num_quantizers/groups).
+        loss: scalar total loss (fp32; fp64 for fp64 inputs).
+        losses: {"commitment", "codebook", "total"} scalars.
+        stats: {"perplexity", "usage", "dead_codes"} 0-d tensors (detached).
+    """
+
+    quantized: Tensor
+    indices: Tensor
+    loss: Tensor
+    losses: dict[str, Tensor]
+    stats: dict[str, Tensor]
+
+
+class VectorQuantizer(nn.Module):
+    """Vector quantiser with a straight-through estimator and an optional EMA codebook.
+
+    Arguments:
+        num_codes: K, the codebook size.
+        dim: D, the input feature size.
+        codebook_dim: lookup dimension; when set and ≠ D, ``project_in``/``project_out`` linear maps
+            surround the lookup (Improved VQGAN, arXiv:2110.04627; 8–32 per lucidrains README).
+        layout: ``"channels_last"`` (x is (..., D)) or ``"channels_first"`` (x is (B, D, *spatial)).
+        metric: ``"l2"`` or ``"cosine"`` (inputs and codes L2-normalised; codes re-normalised after
+            each EMA update; commitment on the normalised vectors).
+        beta: commitment weight β; 0.25 [VQ-VAE §3.2].
+        codebook_weight: weight of ‖sg(z) − e‖² for a learned codebook; 1.0 [VQ-VAE §3.2].
+        reduction: ``"mean"`` over all elements (paper, Su 2019) or ``"sum_per_sample"`` (Su 2023).
+        decay: EMA decay γ (0.99 [VQ-VAE appendix]); ``None`` = learned codebook (a parameter).
+        eps: Laplace smoothing ε; 1e-5 [VQ-VAE appendix].
+        init_count: n₀; the EMA starts at N_k = n₀, m_k = n₀·e_k (spec §2.4), also after k-means,
+            restart and :meth:`load_codebook`.
+        kmeans_init: initialise the codebook by k-means (k-means++ seeding) on the first training
+            batch (or call :meth:`init_codebook_`).
+        kmeans_iters: Lloyd iterations; 10 (lucidrains default).
+        dead_code_threshold: shorthand for ``restart=DeadCodeRestart("threshold", threshold=...)``;
+            0.0 = off (lucidrains ``threshold_ema_dead_code`` default).
+        restart: a :class:`~kexue.vq.restart.DeadCodeRestart` policy, or None.
+        projection_norm: LayerNorm after ``project_in`` (needs a projection).
+        sync: ``"auto"`` (all-reduce when ``torch.distributed`` has > 1 rank), True or False.
+        precision: assignment precision passed to ``nearest_code`` (``"auto"``, ``"fp32"``,
+            ``"rerank"``); the low-precision operands are used only on the Triton path.
+        backend: ``"auto"``, ``"triton"`` or ``"torch"``.
+        deterministic: deterministic accumulation of EMA counts and sums.
+        preset: ``"paper"``, ``"su_compat"`` or ``"lucidrains_compat"`` (see :data:`QUANTIZER_PRESETS`); a
+            preset only replaces arguments left at their defaults.
+
+    References:
+        VQ-VAE, arXiv:1711.00937; VQ-VAE-2, arXiv:1906.00446; https://kexue.fm/archives/6760.
+    """
+
+    cluster_size: Tensor
+    initted: Tensor
+
+    def __init__(
+        self,
+        num_codes: int,
+        dim: int,
+        *,
+        codebook_dim: int | None = None,
+        layout: Literal["channels_last", "channels_first"] = "channels_last",
+        metric: Literal["l2", "cosine"] = "l2",
+        beta: float = 0.25,
+        codebook_weight: float = 1.0,
+        reduction: Literal["mean", "sum_per_sample"] = "mean",
+        decay: float | None = 0.99,
+        eps: float = 1e-5,
+        init_count: float = 1.0,
+        kmeans_init: bool = False,
+        kmeans_iters: int = 10,
+        dead_code_threshold: float = 0.0,
+        restart: DeadCodeRestart | None = None,
+        projection_norm: bool = False,
+        sync: bool | Literal["auto"] = "auto",
+        precision: Literal["auto", "fp32", "rerank"] = "auto",
+        backend: Literal["auto", "triton", "torch"] = "auto",
+        deterministic: bool = True,
+        preset: str | None = None,
+    ) -> None:
+        super().__init__()
+        opts = {"beta": beta, "codebook_weight": codebook_weight, "reduction": reduction}
+        opts.update(decay=decay, eps=eps)
+        if preset is not None:
+            if preset not in QUANTIZER_PRESETS:
+                raise ValueError(
+                    f"preset must be one of {sorted(QUANTIZER_PRESETS)} or None, got {preset!r}"
+                )
+            for key, value in QUANTIZER_PRESETS[preset].items():
+                if opts[key] == _DEFAULTS[key]:
+                    opts[key] = value
+        beta, codebook_weight, reduction = opts["beta"], opts["codebook_weight"], opts["reduction"]
+        decay, eps = opts["decay"], opts["eps"]
+        _validate_options(
+            num_codes=num_codes,
+            dim=dim,
+            codebook_dim=codebook_dim,
+            metric=metric,
+            beta=beta,
+            codebook_weight=codebook_weight,
+            reduction=reduction,
+            decay=decay,
+            eps=eps,
+            init_count=init_count,
+            kmeans_iters=kmeans_iters,
+            dead_code_threshold=dead_code_threshold,
+            sync=sync,
+            precision=precision,
+            backend=backend,
+        )
+        check_layout(layout)
+        if restart is not None and dead_code_threshold > 0:
+            raise ValueError("give either restart or dead_code_threshold, not both")
+        if dead_code_threshold > 0:
+            restart = DeadCodeRestart("threshold", threshold=dead_code_threshold)
+        self.num_codes, self.dim, self.layout, self.metric = num_codes, dim, layout, metric
+        self.beta, self.codebook_weight, self.reduction = float(beta), codebook_weight, reduction
+        self.decay, self.eps, self.init_count = decay, float(eps), float(init_count)
+        self.kmeans_init, self.kmeans_iters = bool(kmeans_init), int(kmeans_iters)
+        self.sync, self.precision, self.backend = sync, precision, backend
+        self.deterministic, self.preset = bool(deterministic), preset
+        self.codebook_dim = dim if codebook_dim is None else int(codebook_dim)
+
+        self.project_in: nn.Linear | None = None
+        self.project_out: nn.Linear | None = None
+        self.project_norm: nn.LayerNorm | None = None
+        if self.codebook_dim != dim:
+            self.project_in = nn.Linear(dim, self.codebook_dim)
+            self.project_out = nn.Linear(self.codebook_dim, dim)
+            if projection_norm:
+                self.project_norm = nn.LayerNorm(self.codebook_dim)
+        elif projection_norm:
+            raise ValueError(
+                f"projection_norm=True needs a projection (codebook_dim != dim = {dim}), "
+                f"got codebook_dim={codebook_dim}"
+            )
+
+        embed = self._initial_codebook(preset)
+        if decay is None:
+            self.embed = nn.Parameter(embed)
+        else:
+            self.register_buffer("embed", embed)
+            self.register_buffer("embed_avg", embed.detach().clone() * self.init_count)
+        self.register_buffer("cluster_size", torch.full((num_codes,), self.init_count))
+        self.register_buffer("initted", torch.tensor(False))
+        self.restart = restart
+        if restart is not None:
+            restart.setup_(num_codes)
+
+    def _initial_codebook(self, preset: str | None) -> Tensor:
+        shape = (self.num_codes, self.codebook_dim)
+        if preset == "su_compat":  # Keras "uniform" initializer, U(−0.05, 0.05) [bojone/vae]
+            embed = torch.empty(shape).uniform_(-0.05, 0.05)
+        elif preset == "lucidrains_compat":  # kaiming-uniform [lucidrains]
+            embed = nn.init.kaiming_uniform_(torch.empty(shape), a=math.sqrt(5))
+        else:  # N(0, 1), as rosinality/vq-vae-2-pytorch
+            embed = torch.randn(shape)
+        if self.metric == "cosine":
+            embed = F.normalize(embed, dim=-1, eps=1e-12)
+        return embed
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_codes={self.num_codes}, dim={self.dim}, codebook_dim={self.codebook_dim}, "
+            f"layout={self.layout!r}, metric={self.metric!r}, beta={self.beta}, "
+            f"decay={self.decay}, reduction={self.reduction!r}"
+        )
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def codebook(self) -> Tensor:
+        """(K, codebook_dim) effective codebook (unit rows for cosine), in the lookup space."""
+        return self._effective_codebook(self.embed.dtype)
+
+    def _effective_codebook(self, dtype: torch.dtype) -> Tensor:
+        embed = self.embed.to(dtype)
+        if self.metric == "cosine":
+            # clone: normalize saves its input for backward, and a restart later in the same
+            # forward rewrites the codebook's storage in place (through .data)
+            embed = F.normalize(embed.clone(), dim=-1, eps=1e-12)
+        return embed
+
+    def _resolved_sync(self) -> bool:
+        return is_distributed() if self.sync == "auto" else bool(self.sync) and is_distributed()
+
+    def _to_codebook_space(self, z: Tensor) -> Tensor:
+        if self.project_in is not None:
+            z = F.linear(z, self.project_in.weight.to(z.dtype), self.project_in.bias.to(z.dtype))
+            if self.project_norm is not None:
+                norm = self.project_norm
+                z = F.layer_norm(
+                    z, norm.normalized_shape, norm.weight.to(z.dtype), norm.bias.to(z.dtype)
+                )
+        if self.metric == "cosine":
+            z = F.normalize(z, dim=-1, eps=1e-12)
+        return z
+
+    def _to_output_space(self, z: Tensor) -> Tensor:
+        if self.project_out is None:
+            return z
+        w, b = self.project_out.weight, self.project_out.bias
+        return F.linear(z, w.to(z.dtype), b.to(z.dtype))
+
+    def _reduce(self, sq: Tensor, batch: int) -> Tensor:
+        return sq.mean() if self.reduction == "mean" else sq.sum() / batch
+
+    @torch.no_grad()
+    def _set_codebook_(self, codebook: Tensor, counts: Tensor | None = None) -> None:
+        """Set the codebook and re-initialise the EMA consistently: N = n, m = e·n."""
+        if self.metric == "cosine":
+            codebook = F.normalize(codebook, dim=-1, eps=1e-12)
+        self.embed.data.copy_(codebook.to(self.embed.dtype))
+        n = torch.full_like(self.cluster_size, self.init_count)
+        if counts is not None:  # k-means bins; empty clusters keep the n₀ init (e stays finite)
+            counts = counts.to(n)
+            n = torch.where(counts > 0, counts, n)
+        self.cluster_size.copy_(n)
+        if self.decay is not None:
+            self.embed_avg.copy_(self.embed.to(self.embed_avg.dtype) * n.unsqueeze(-1))
+        self.initted.fill_(True)
+
+    # ------------------------------------------------------------------ initialisation
+    @torch.no_grad()
+    def _kmeans_(self, z: Tensor) -> None:
+        from .kmeans import kmeans  # vq-core's module; imported when k-means is used
+
+        centroids, counts = kmeans(
+            z.float(),
+            self.num_codes,
+            iters=self.kmeans_iters,
+            plusplus=True,
+            generator=None,
+            backend=self.backend,
+            sync=self.sync,
+        )
+        self._set_codebook_(centroids, counts)
+
+    @torch.no_grad()
+    def init_codebook_(self, data: Tensor) -> None:
+        """Initialise the codebook by k-means on ``data`` (in the input layout), EMA consistently.
+
+        After it, N_k = bins_k (n₀ for empty clusters) and m_k = e_k·N_k (lucidrains#66).
+
+        Arguments:
+            data: samples in the module's layout, e.g. (N, D) or (B, D, H, W) for channels_first.
+        """
+        check_input(data, self.dim, self.layout, name="data")
+        flat, _ = flatten(data, self.layout)
+        dtype = torch.float64 if data.dtype == torch.float64 else torch.float32
+        self._kmeans_(self._to_codebook_space(flat.to(dtype)))
+
+    @torch.no_grad()
+    def load_codebook(self, codebook: Tensor) -> None:
+        """Replace the codebook by ``codebook`` (K, codebook_dim), with N = n₀, m = n₀·e.
+
+        The quantiser then counts as initialised: a pending ``kmeans_init`` (or the first-step
+        broadcast under DDP) no longer runs.
+
+        Arguments:
+            codebook: (K, codebook_dim) tensor of finite values.
+        """
+        expected = (self.num_codes, self.codebook_dim)
+        if not isinstance(codebook, Tensor) or tuple(codebook.shape) != expected:
+            got = tuple(codebook.shape) if isinstance(codebook, Tensor) else type(codebook)
+            raise ValueError(f"codebook must have shape {expected}, got {got}")
+        if not bool(torch.isfinite(codebook).all()):
+            raise ValueError("codebook contains NaN or inf values")
+        self._set_codebook_(codebook)
+
+    @torch.no_grad()
+    def _first_batch_(self, z: Tensor, sync: bool) -> None:
+        # Same branch on every rank (the flag is identical), so the collectives cannot hang.
+        if self.kmeans_init:
+            self._kmeans_(z)
+        elif sync:
+            tensors = [self.embed.data, self.cluster_size]
+            if self.decay is not None:
+                tensors.append(self.embed_avg)
+            broadcast_(*tensors, src=0)
+        self.initted.fill_(True)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: Tensor) -> QuantizerOutput:
+        """Quantise ``x``.
+
+        Arguments:
+            x: (..., D) for ``layout="channels_last"`` or (B, D, *spatial) for ``"channels_first"``.
+
+        Returns:
+            :class:`QuantizerOutput` (quantized in x's shape and dtype, int64 indices of x's shape
+            without D, total loss, losses dict, stats dict).
+        """
+        check_input(x, self.dim, self.layout)
+        flat, index_shape = flatten(x, self.layout)
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            z = self._to_codebook_space(flat.to(dtype))
+            sync = self._resolved_sync()
+            if self.training and not bool(self.initted):
+                self._first_batch_(z.detach(), sync)
+            codebook = self._effective_codebook(dtype)
+            indices = self._assign(z.detach(), codebook.detach(), x.dtype)
+            e = codebook[indices]
+            commitment = self.beta * self._reduce((z - e.detach()).pow(2), x.shape[0])
+            if self.decay is None:
+                sq = (z.detach() - e).pow(2)
+                codebook_loss = self.codebook_weight * self._reduce(sq, x.shape[0])
+            else:
+                codebook_loss = commitment.new_zeros(())
+            # z + sg(e − z), written so that the forward value is e bit for bit (z − sg(z) = 0)
+            z_q = e.detach() + (z - z.detach())
+            out = self._to_output_space(z_q)
+            if self.training:
+                counts = self._update_(z.detach(), indices, sync)
+            else:
+                counts = torch.bincount(indices, minlength=self.num_codes).to(torch.float32)
+            stats = self._stats(counts)
+        quantized = unflatten(out, index_shape, self.layout).to(x.dtype)
+        total = commitment + codebook_loss
+        losses = {"commitment": commitment, "codebook": codebook_loss, "total": total}
+        return QuantizerOutput(quantized, indices.reshape(index_shape), total, losses, stats)
+
+    def _assign(self, z: Tensor, codebook: Tensor, in_dtype: torch.dtype) -> Tensor:
+        # Low-precision operands only where they buy speed (the Triton kernel, which re-ranks);
+        # the torch reference computes in fp32 and is exact on the fp32 vectors.
+        if in_dtype in (torch.bfloat16, torch.float16) and self.precision != "fp32":
+            if resolve_backend(self.backend, z, codebook) == "triton":
+                z, codebook = z.to(in_dtype), codebook.to(in_dtype)
+        indices, _ = nearest_code(
+            z, codebook, metric="l2", precision=self.precision, backend=self.backend
+        )
+        return indices
+
+    @torch.no_grad()
+    def _update_(self, z: Tensor, indices: Tensor, sync: bool) -> Tensor:
+        """EMA update (or usage counting), all-reduced in one collective, then dead-code restart."""
+        if self.decay is not None:
+            counts, sums = code_counts_and_sums(
+                indices,
+                z.float(),
+                self.num_codes,
+                backend=self.backend,
+                deterministic=self.deterministic,
+            )
+            if sync:
+                all_reduce_sum_(counts, sums)
+            ema_update_(self.cluster_size, self.embed_avg, counts, sums, decay=self.decay)
+            new = ema_codebook(self.cluster_size, self.embed_avg, eps=self.eps)
+            if self.metric == "cosine":
+                new = F.normalize(new, dim=-1, eps=1e-12)
+            self.embed.copy_(new.to(self.embed.dtype))
+        else:
+            counts = torch.bincount(indices, minlength=self.num_codes).to(torch.float32)
+            if sync:
+                all_reduce_sum_(counts)
+            self.cluster_size.mul_(STATS_DECAY).add_(
+                counts.to(self.cluster_size), alpha=1 - STATS_DECAY
+            )
+        if self.restart is not None:
+            self.restart.step_(
+                self.embed.data,
+                z,
+                counts=counts,
+                cluster_size=self.cluster_size,
+                embed_avg=self.embed_avg if self.decay is not None else None,
+                init_count=self.init_count,
+                normalize=self.metric == "cosine",
+                sync=sync,
+            )
+        return counts
+
+    def _dead_threshold(self) -> float:
+        if self.restart is not None and self.restart.mode == "threshold" and self.restart.enabled:
+            return self.restart.threshold
+        return DEAD_FLOOR * self.init_count
+
+    @torch.no_grad()
+    def _stats(self, counts: Tensor) -> dict[str, Tensor]:
+        dead = (self.cluster_size < self._dead_threshold()).sum().to(torch.float32)
+        return {"perplexity": perplexity(counts), "usage": usage(counts), "dead_codes": dead}
+
+    @torch.no_grad()
+    def lookup(self, indices: Tensor) -> Tensor:
+        """Code vectors for ``indices``, projected back to D and laid out like the input.
+
+        Arguments:
+            indices: integer tensor of shape (...) (at least 1 axis), values in [0, K).
+
+        Returns:
+            (..., D) for channels_last or (B, D, ...) for channels_first, in the codebook dtype.
+        """
+        if not isinstance(indices, Tensor) or indices.is_floating_point() or indices.dim() < 1:
+            raise ValueError(
+                "indices must be an integer tensor with at least 1 axis, got "
+                f"{getattr(indices, 'dtype', type(indices))} of shape "
+                f"{tuple(getattr(indices, 'shape', ()))}"
+            )
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_codes):
+            raise ValueError(f"indices must lie in [0, {self.num_codes}), got values outside")
+        dtype = self.embed.dtype
+        vectors = self._to_output_space(self._effective_codebook(dtype)[indices.reshape(-1)])
+        return unflatten(vectors, tuple(indices.shape), self.layout)
+
+
+def _validate_options(**o: Any) -> None:
+    if o["num_codes"] < 1:
+        raise ValueError(f"num_codes must be >= 1, got {o['num_codes']}")
+    if o["dim"] < 1:
+        raise ValueError(f"dim must be >= 1, got {o['dim']}")
+    if o["codebook_dim"] is not None and o["codebook_dim"] < 1:
+        raise ValueError(f"codebook_dim must be >= 1 or None, got {o['codebook_dim']}")
+    choices = {
+        "metric": ("l2", "cosine"),
+        "reduction": ("mean", "sum_per_sample"),
+        "precision": ("auto", "fp32", "rerank"),
+        "backend": ("auto", "triton", "torch"),
+        "sync": ("auto", True, False),
+    }
+    for key, allowed in choices.items():
+        if o[key] not in allowed:
+            raise ValueError(f"{key} must be one of {allowed}, got {o[key]!r}")
+    for key in ("beta", "codebook_weight", "eps", "dead_code_threshold"):
+        if not o[key] >= 0:
+            raise ValueError(f"{key} must be >= 0, got {o[key]}")
+    if o["decay"] is not None and not 0.0 <= o["decay"] < 1.0:
+        raise ValueError(f"decay must be in [0, 1) or None, got {o['decay']}")
+    if not o["init_count"] > 0:
+        raise ValueError(f"init_count must be > 0, got {o['init_count']}")
+    if o["kmeans_iters"] < 1:
+        raise ValueError(f"kmeans_iters must be >= 1, got {o['kmeans_iters']}")

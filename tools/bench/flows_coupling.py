@@ -1,0 +1,347 @@
+"""Benchmark of the kexue-flows fused coupling op (a script, not a test).
+
+Needs: torch, kexue-flows (editable); triton for the fused-kernel rows (CUDA only). No numpy.
+
+What it measures (spec §3.4; issue 4 "Coupling kernel"): forward + backward time of the affine
+coupling op on the transformed half, Glow's ``sigmoid2`` scale and interleaved h, for
+
+- ``eager``: :func:`kexue.flows.functional.coupling_forward` (torch ops, autograd backward);
+- ``compile``: ``torch.compile`` of the same function (Inductor fuses the chain);
+- ``fused``: :func:`kexue.flows.functional.fused_coupling` with ``backend="triton"`` (one forward
+  kernel + the deterministic logdet reduce, one backward kernel). GPU only.
+
+Sizes: B=64, C=48, 32×32 and B=256, C=12, 16×16, where C is the coupling input's channels: the
+transformed half x_b has C/2 channels and h has C. fp32 and bf16 storage (fp32 math / logdet).
+Each step is ``y, logdet = op(x_b, h)`` then ``backward`` with fixed upstream gradients of y and
+logdet. Variants are timed round robin; medians (and p25/p75) over ``--reps`` steps.
+
+Bandwidth (GPU): the fused traffic model of spec §3.2 is 11 element reads/writes per transformed
+element (forward: x, shift, ĥ, y; backward: dy, x, shift, ĥ, dx, dshift, dĥ); "GB/s" is that byte
+count over the measured time for every variant (effective bandwidth) and "% copy" compares it with a
+device-to-device copy ceiling measured in the same run.
+
+    python tools/bench/flows_coupling.py --quick           # smoke check
+    python tools/bench/flows_coupling.py                   # full measurement (device auto)
+    python tools/bench/flows_coupling.py --write           # ... and rewrite BENCHMARKS.md's block
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHMARKS_MD = ROOT / "packages" / "flows" / "BENCHMARKS.md"
+START, END = "<!-- bench:coupling:start -->", "<!-- bench:coupling:end -->"
+HEADER = (
+    "# kexue-flows benchmarks\n\n"
+    "Measured tables are rewritten by the scripts named in each block; text outside the\n"
+    "`<!-- bench:... -->` markers is kept.\n"
+)
+SEED = 0
+SIZES = [(64, 48, 32, 32), (256, 12, 16, 16)]  # (B, C, H, W), C = coupling input channels
+ELEMS_PER_ITEM = 11  # fused fwd (4) + bwd (7) element accesses per transformed element
+
+
+# --------------------------------------------------------------------------------------------------
+# Machine, versions, statistics (after tools/bench/keras_compat.py)
+# --------------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "torch": torch.__version__}
+    for dist in ("triton", "kexue-flows"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def machine(device: torch.device) -> str:
+    text = (
+        f"{platform.system()} {platform.machine()}, {cpu_model()}, {usable_cores()} usable cores "
+        f"({os.cpu_count()} in the machine), torch threads {torch.get_num_threads()}"
+    )
+    if device.type == "cuda":
+        text += f"; GPU {torch.cuda.get_device_name(device)}"
+    return text
+
+
+def quartiles(times: list[float]) -> tuple[float, float, float]:
+    if len(times) < 2:
+        return times[0], times[0], times[0]
+    q = statistics.quantiles(times, n=4, method="inclusive")
+    return q[0], q[1], q[2]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(
+    fns: dict[str, Callable[[], None]], *, warmup: int, reps: int, device: torch.device
+) -> dict[str, list[float]]:
+    """Time each callable ``reps`` times after ``warmup`` calls, round robin with rotating order."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    sync(device)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(reps):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            sync(device)
+            t0 = time.perf_counter()
+            fns[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
+    cols = [[str(h)] + [str(r[j]) for r in rows] for j, h in enumerate(headers)]
+    widths = [max(len(c) for c in col) for col in cols]
+
+    def line(cells: list[Any]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(headers), sep, *(line(r) for r in rows)])
+
+
+# --------------------------------------------------------------------------------------------------
+# Measurements
+# --------------------------------------------------------------------------------------------------
+
+
+def copy_ceiling(device: torch.device, reps: int) -> float:
+    """Device-to-device copy bandwidth in GB/s (read + write bytes over the median time)."""
+    n = 64 * 2**20  # 256 MB of fp32
+    src = torch.randn(n, device=device)
+    dst = torch.empty_like(src)
+    times = interleaved({"copy": lambda: dst.copy_(src)}, warmup=3, reps=reps, device=device)
+    return 2 * src.numel() * src.element_size() / statistics.median(times["copy"]) / 1e9
+
+
+def make_step(
+    op: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+    x: torch.Tensor,
+    h: torch.Tensor,
+    gy: torch.Tensor,
+    gl: torch.Tensor,
+) -> Callable[[], None]:
+    xl = x.detach().clone().requires_grad_()
+    hl = h.detach().clone().requires_grad_()
+
+    def step() -> None:
+        xl.grad = None
+        hl.grad = None
+        y, logdet = op(xl, hl)
+        torch.autograd.backward([y, logdet], [gy, gl])
+
+    return step
+
+
+def variants(device: torch.device) -> tuple[dict[str, Callable[..., Any]], list[str]]:
+    from kexue.flows.functional import coupling_forward, fused_coupling
+
+    ops: dict[str, Callable[..., Any]] = {"eager": coupling_forward}
+    notes: list[str] = []
+    ops["compile"] = torch.compile(coupling_forward, dynamic=False)
+    if device.type == "cuda":
+        from kexue.flows._dispatch import triton_available
+
+        if triton_available():
+
+            def fused(x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                return fused_coupling(x, h, backend="triton", deterministic=True)
+
+            ops["fused"] = fused
+        else:
+            notes.append("fused kernel skipped: triton is not importable")
+    else:
+        notes.append(
+            "fused Triton kernel not measured: it needs CUDA (this run is on CPU); GPU figures "
+            "pending until a GPU run"
+        )
+    return ops, notes
+
+
+def bench_size(
+    size: tuple[int, int, int, int],
+    dtype: torch.dtype,
+    ops: dict[str, Callable[..., Any]],
+    device: torch.device,
+    *,
+    warmup: int,
+    reps: int,
+    ceiling: float | None,
+) -> list[list[Any]]:
+    b, c, hh, ww = size
+    g = torch.Generator().manual_seed(SEED)
+    x = torch.randn(b, c // 2, hh, ww, generator=g).to(device, dtype)
+    h = torch.randn(b, c, hh, ww, generator=g).to(device, dtype)
+    gy = torch.randn(x.shape, generator=g).to(device, dtype)
+    gl = torch.randn(b, generator=g).to(device, torch.float32)
+    steps: dict[str, Callable[[], None]] = {}
+    failed: dict[str, str] = {}
+    for name, op in ops.items():
+        step = make_step(op, x, h, gy, gl)
+        try:
+            step()  # compile / JIT outside the timing
+            sync(device)
+            steps[name] = step
+        except Exception as exc:  # report a variant that cannot run instead of dying
+            failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+            traceback.print_exc(file=sys.stderr)
+    times = interleaved(steps, warmup=warmup, reps=reps, device=device) if steps else {}
+    nbytes = ELEMS_PER_ITEM * x.numel() * x.element_size()
+    label = f"B={b}, C={c}, {hh}×{ww}"
+    base = statistics.median(times["eager"]) if "eager" in times else None
+    rows = []
+    for name in ops:
+        if name in failed:
+            rows.append([label, str(dtype).removeprefix("torch."), name, "failed", "", "", "", ""])
+            continue
+        p25, med, p75 = quartiles(times[name])
+        gbs = nbytes / med / 1e9
+        rows.append(
+            [
+                label,
+                str(dtype).removeprefix("torch."),
+                name,
+                f"{med * 1e6:.1f}",
+                f"{p25 * 1e6:.1f}–{p75 * 1e6:.1f}",
+                f"{base / med:.2f}×" if base else "",
+                f"{gbs:.1f}",
+                f"{100 * gbs / ceiling:.0f}%" if ceiling else "n/a (CPU)",
+            ]
+        )
+    for name, why in failed.items():
+        print(f"[{label} {dtype}] {name} failed: {why}", file=sys.stderr)
+    return rows
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--quick", action="store_true", help="few repetitions (smoke check)")
+    p.add_argument("--reps", type=int, default=None, help="timed steps per variant")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--write", action="store_true", help="rewrite the bench:coupling block")
+    p.add_argument("--benchmarks-md", type=Path, default=BENCHMARKS_MD)
+    return p.parse_args(argv)
+
+
+def results_markdown(
+    args: argparse.Namespace,
+    argv: list[str],
+    device: torch.device,
+    table: str,
+    notes: list[str],
+    ceiling: float | None,
+    wall_s: float,
+    reps: int,
+) -> str:
+    mode = "quick (smoke check, few repetitions)" if args.quick else "full"
+    vers = ", ".join(f"{k} {v}" for k, v in versions().items())
+    lines = [
+        "## Coupling kernel: forward + backward",
+        "",
+        f"- Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
+        f"- Command: `python tools/bench/flows_coupling.py {' '.join(argv)}`".rstrip(),
+        f"- Mode: {mode}; {reps} timed steps per variant (round robin); wall time {wall_s:.0f} s",
+        f"- Machine: {machine(device)}",
+        f"- Versions: {vers}",
+        '- Op: affine coupling, `scale_map="sigmoid2"`, `order="glow"`, interleaved h; '
+        "C = coupling input channels (x_b has C/2, h has C); one step = forward + backward "
+        "w.r.t. x_b and h with fixed upstream gradients of y and logdet.",
+        f"- GB/s = {ELEMS_PER_ITEM} element accesses per transformed element (spec §3.2 fused "
+        "traffic) / median time, for every variant"
+        + (f"; copy ceiling {ceiling:.0f} GB/s measured in this run" if ceiling else ""),
+        "",
+        table,
+        "",
+    ]
+    lines += [f"- {n}" for n in notes]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_results(path: Path, text: str) -> None:
+    old = path.read_text(encoding="utf-8") if path.exists() else HEADER
+    if START in old and END in old:
+        head, rest = old.split(START, 1)
+        _, tail = rest.split(END, 1)
+    elif START in old or END in old:
+        raise SystemExit(f"{path}: only one of {START} / {END} found; not rewriting")
+    else:
+        head, tail = old.rstrip("\n") + "\n\n", "\n"
+    path.write_text(f"{head}{START}\n{text}{END}{tail}", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    reps = args.reps or ((10 if cuda else 3) if args.quick else (100 if cuda else 7))
+    warmup = 10 if cuda else 1
+    t0 = time.perf_counter()
+    print(f"machine: {machine(device)}", file=sys.stderr)
+    ceiling = copy_ceiling(device, reps=max(reps, 10)) if cuda else None
+    ops, notes = variants(device)
+    rows: list[list[Any]] = []
+    for size in SIZES:
+        for dtype in (torch.float32, torch.bfloat16):
+            rows += bench_size(size, dtype, ops, device, warmup=warmup, reps=reps, ceiling=ceiling)
+            print(f"[{size} {dtype}] done after {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    headers = ["size", "dtype", "variant", "median µs", "p25–p75 µs", "vs eager", "GB/s",
+               "% copy"]  # fmt: skip
+    table = markdown_table(headers, rows)
+    text = results_markdown(
+        args, argv, device, table, notes, ceiling, time.perf_counter() - t0, reps
+    )
+    print(text)
+    if args.write:
+        write_results(args.benchmarks_md, text)
+        print(f"wrote the {START} block of {args.benchmarks_md}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
