@@ -99,6 +99,14 @@ def machine(device: torch.device) -> str:
     return text
 
 
+def load_average() -> str:
+    """1/5/15-minute load averages: other jobs on a shared machine widen the p25–p75 spread."""
+    try:
+        return "/".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def quartiles(times: list[float]) -> tuple[float, float, float]:
     if len(times) < 2:
         return times[0], times[0], times[0]
@@ -285,7 +293,7 @@ def results_markdown(
         f"- Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
         f"- Command: `python tools/bench/flows_coupling.py {' '.join(argv)}`".rstrip(),
         f"- Mode: {mode}; {reps} timed steps per variant (round robin); wall time {wall_s:.0f} s",
-        f"- Machine: {machine(device)}",
+        f"- Machine: {machine(device)}; load average (1/5/15 min) at the end {load_average()}",
         f"- Versions: {vers}",
         '- Op: affine coupling, `scale_map="sigmoid2"`, `order="glow"`, interleaved h; '
         "C = coupling input channels (x_b has C/2, h has C); one step = forward + backward "
@@ -297,6 +305,13 @@ def results_markdown(
         table,
         "",
     ]
+    if device.type == "cpu":
+        notes = [
+            *notes,
+            "CPU timings on a shared 2-core machine are indicative only: a wide p25–p75 or "
+            "medians clustered at round values (48 ms, 200 ms) point to other jobs and CPU-quota "
+            "time slicing, not to the op.",
+        ]
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -319,8 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-    reps = args.reps or ((10 if cuda else 3) if args.quick else (100 if cuda else 7))
-    warmup = 10 if cuda else 1
+    reps = args.reps or ((10 if cuda else 3) if args.quick else (100 if cuda else 25))
+    warmup = 10 if cuda else 3
     t0 = time.perf_counter()
     print(f"machine: {machine(device)}", file=sys.stderr)
     ceiling = copy_ceiling(device, reps=max(reps, 10)) if cuda else None

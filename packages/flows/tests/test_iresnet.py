@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from kexue.flows.iresnet import (
+from kexue.flows.iresblock import (
     InverseNotConverged,
     IResBlock,
     LipSwish,

@@ -11,7 +11,7 @@ from torch.autograd.functional import jacobian
 from kexue.flows.base import Compose
 from kexue.flows.conv1x1 import Invertible1x1Conv
 from kexue.flows.coupling import AdditiveCoupling, AffineCoupling
-from kexue.flows.iresnet import IResBlock
+from kexue.flows.iresblock import IResBlock
 from kexue.flows.layers import Permutation, Squeeze
 from kexue.flows.model import Flow, MultiScaleFlow
 from kexue.flows.models import FlowConfig, glow, iresnet, nice, realnvp, residual_flow

@@ -103,10 +103,10 @@ def test_su2019_preset() -> None:
     assert q.beta == 0.25 and q.codebook_weight == 1.0 and q.decay is None
     assert q.reduction == "mean" and model.reconstruction_loss == "mean"
     assert q.embed.requires_grad  # learned codebook, no EMA
-    assert float(q.codebook.abs().max()) <= 0.05  # Keras "uniform" U(-0.05, 0.05)
+    assert float(q.codebook.detach().abs().max()) <= 0.05  # Keras "uniform" U(-0.05, 0.05)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     x_hat, out = model(_images(2, 3, 16, 16) * 2 - 1)
-    assert float(x_hat.abs().max()) < 1.0  # tanh output for data in [-1, 1]
+    assert float(x_hat.detach().abs().max()) < 1.0  # tanh output for data in [-1, 1]
     assert out.indices.shape == (2, 4, 4)
 
 
@@ -163,6 +163,16 @@ def test_vqvae2_loss_sums_both_levels() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def one_thread():
+    """Training tests run on one intra-op thread (restored after): on a busy 2-core machine this
+    is several times faster than two contending threads, and the numbers are reproducible."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _fit(model: torch.nn.Module, x: torch.Tensor, steps: int, lr: float) -> list[float]:
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
@@ -171,29 +181,33 @@ def _fit(model: torch.nn.Module, x: torch.Tensor, steps: int, lr: float) -> list
         opt.zero_grad()
         res.total.backward()
         opt.step()
-        losses.append(float(res.reconstruction))
+        losses.append(float(res.reconstruction.detach()))
     return losses
 
 
-@pytest.mark.parametrize("decay", [0.9, None], ids=["ema", "learned"])
-def test_vqvae_overfits_a_tiny_batch(decay: float | None) -> None:
-    """8 random 8×8 images (variance 1/12 ≈ 0.083): 150 Adam steps bring the training MSE to
-    < 0.02 (measured ≈ 0.003–0.008), i.e. the model memorises, with either codebook update."""
+@pytest.mark.parametrize(
+    "vq", [{"decay": 0.9}, {"decay": None, "dead_code_threshold": 0.5}], ids=["ema", "learned"]
+)
+def test_vqvae_overfits_a_tiny_batch(vq: dict, one_thread: None) -> None:
+    """8 uniform-noise 8×8 images (MSE of a constant 0.5 guess: 1/12 ≈ 0.083): 150 Adam steps
+    bring the training MSE below 0.01 (measured 0.0008–0.0030 over seeds 0–2), with an EMA or
+    a learned codebook (the latter with restarts: its N(0, 1) init is far from the latents)."""
     torch.manual_seed(0)
-    model = _tiny(hidden=32, num_codes=32, decay=decay, output_activation="sigmoid")
+    model = _tiny(hidden=32, num_codes=32, code_dim=8, output_activation="sigmoid", **vq)
     x = _images(8, 1, 8, 8)
     losses = _fit(model, x, steps=150, lr=3e-3)
     assert losses[0] > 0.06
-    assert losses[-1] < 0.02
+    assert losses[-1] < 0.01
 
 
-def test_vqvae2_overfits_a_tiny_batch() -> None:
+def test_vqvae2_overfits_a_tiny_batch(one_thread: None) -> None:
+    """4 noise images, 200 steps: training MSE < 0.01 (measured 0.0009–0.0012, seeds 0–2)."""
     torch.manual_seed(0)
     model = _tiny2(hidden=32, decay=0.9, output_activation="sigmoid")
     x = _images(4, 3, 8, 8)
-    losses = _fit(model, x, steps=150, lr=3e-3)
+    losses = _fit(model, x, steps=200, lr=3e-3)
     assert losses[0] > 0.06
-    assert losses[-1] < 0.02
+    assert losses[-1] < 0.01
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,7 +245,7 @@ def test_bad_inputs_raise() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_vqvae_on_sklearn_digits() -> None:
+def test_vqvae_on_sklearn_digits(one_thread: None) -> None:
     """A small VQ-VAE learns scikit-learn's 8×8 digits with a well-used codebook.
 
     Data: the 1797 bundled digits (nothing downloaded), pixels /16 → [0, 1]; fixed split in the
@@ -253,36 +267,31 @@ def test_vqvae_on_sklearn_digits() -> None:
     images = torch.tensor(datasets.load_digits().images, dtype=torch.float32) / 16.0
     x = images.unsqueeze(1)
     train, test = x[:1437], x[1437:]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        gen = torch.Generator().manual_seed(0)
-        model = VQVAE(
-            1,
-            hidden=32,
-            res_blocks=1,
-            downsample=1,
-            num_codes=32,
-            code_dim=16,
-            output_activation="sigmoid",
-            decay=0.99,
-            dead_code_threshold=1.0,
-        )
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        for _ in range(300):
-            batch = train[torch.randint(0, len(train), (64,), generator=gen)]
-            res = model.loss(batch)
-            opt.zero_grad()
-            res.total.backward()
-            opt.step()
-        model.eval()
-        with torch.no_grad():
-            x_hat, out = model(test)
-        mse = float(F.mse_loss(x_hat, test))
-        counts = torch.bincount(out.indices.flatten(), minlength=32).double()
-    finally:
-        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = VQVAE(
+        1,
+        hidden=32,
+        res_blocks=1,
+        downsample=1,
+        num_codes=32,
+        code_dim=16,
+        output_activation="sigmoid",
+        decay=0.99,
+        dead_code_threshold=1.0,
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        batch = train[torch.randint(0, len(train), (64,), generator=gen)]
+        res = model.loss(batch)
+        opt.zero_grad()
+        res.total.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        x_hat, out = model(test)
+    mse = float(F.mse_loss(x_hat, test))
+    counts = torch.bincount(out.indices.flatten(), minlength=32).double()
     p = counts / counts.sum()
     perplexity = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
     usage = float((counts > 0).double().mean())

@@ -279,6 +279,19 @@ def test_kmeans_init_with_fewer_samples_than_codes_raises() -> None:
     assert not bool(vq.initted)
 
 
+def test_kmeans_init_fewer_samples_repeat_fallback_warns_and_uses_every_sample() -> None:
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(5))
+    vq = VectorQuantizer(16, 2, kmeans_init=True, kmeans_on_few_samples="repeat")
+    with pytest.warns(UserWarning):
+        vq(x)
+    assert bool(vq.initted)
+    # every sample seeds (at least) one code, so each is quantised to itself up to the noise
+    d = torch.cdist(x.double(), vq.codebook.double()).min(dim=1).values
+    assert float(d.max()) < 0.1
+    with pytest.raises(ValueError, match="kmeans_on_few_samples"):
+        VectorQuantizer(16, 2, kmeans_on_few_samples="pad")
+
+
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
 def test_triton_backend_matches_torch_backend(metric: str) -> None:
     """The quantiser through the Triton kernels (interpreter on CPU) equals the reference path."""

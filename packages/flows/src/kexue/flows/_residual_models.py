@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 
 from kexue.flows.base import Compose, FlowLayer
-from kexue.flows.iresnet import IResBlock, conv_residual, mlp_residual
+from kexue.flows.iresblock import IResBlock, conv_residual, mlp_residual
 from kexue.flows.layers import LogitTransform, Squeeze
 from kexue.flows.model import Flow
 from kexue.flows.normalization import ActNorm

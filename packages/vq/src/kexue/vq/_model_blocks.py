@@ -14,9 +14,21 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Activation", "ConvDecoder", "ConvEncoder", "Norm", "ResBlock", "make_activation"]
+__all__ = [
+    "Activation",
+    "ConvDecoder",
+    "ConvEncoder",
+    "Norm",
+    "ResBlock",
+    "check_images",
+    "check_indices",
+    "make_activation",
+    "output_activation",
+    "reconstruction_loss",
+]
 
 Norm = Literal["none", "batch", "group"]
 Activation = Literal["relu", "swish"]
@@ -189,3 +201,51 @@ class ConvDecoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, C_in, h, w) → (B, C_out, h·2^upsample, w·2^upsample)."""
         return self.net(x)
+
+
+def output_activation(x: Tensor, name: str) -> Tensor:
+    """Apply the output activation ``"none"``, ``"tanh"`` or ``"sigmoid"`` to decoder outputs."""
+    if name == "tanh":
+        return torch.tanh(x)
+    if name == "sigmoid":
+        return torch.sigmoid(x)
+    return x
+
+
+def reconstruction_loss(x_hat: Tensor, x: Tensor, reduction: str) -> Tensor:
+    """Squared error: ``"mean"`` over all elements, or ``"sum_per_sample"`` (summed over C, H, W,
+    averaged over B; Su 2023)."""
+    if reduction == "mean":
+        return F.mse_loss(x_hat, x)
+    return (x_hat - x).pow(2).flatten(1).sum(1).mean()
+
+
+def check_images(x: Tensor, in_channels: int, factor: int, cls: str) -> None:
+    """Raise ValueError naming ``x`` unless it is (B, in_channels, H, W) with H, W multiples of
+    ``factor``."""
+    if not isinstance(x, Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{cls}: x must be (B, C, H, W), got shape {shape}")
+    if x.shape[1] != in_channels:
+        raise ValueError(
+            f"{cls}: x has {x.shape[1]} channels (shape {tuple(x.shape)}), expected "
+            f"in_channels={in_channels}"
+        )
+    if x.shape[2] % factor or x.shape[3] % factor:
+        raise ValueError(
+            f"{cls}: x's height and width must be multiples of {factor}, got shape {tuple(x.shape)}"
+        )
+
+
+def check_indices(indices: Tensor, num_codes: int, name: str) -> None:
+    """Raise ValueError naming ``name`` unless ``indices`` is an integer (B, h, w) grid in [0, K)."""
+    if not isinstance(indices, Tensor) or indices.dim() != 3:
+        shape = tuple(indices.shape) if isinstance(indices, Tensor) else type(indices).__name__
+        raise ValueError(f"{name} must be a (B, h, w) integer tensor, got shape {shape}")
+    if indices.dtype.is_floating_point or indices.dtype == torch.bool:
+        raise ValueError(f"{name} must be an integer tensor, got dtype {indices.dtype}")
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_codes):
+        raise ValueError(
+            f"{name} must lie in [0, {num_codes}), got range "
+            f"[{int(indices.min())}, {int(indices.max())}]"
+        )

@@ -28,10 +28,16 @@ from __future__ import annotations
 from typing import Any, Literal, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._model_blocks import ConvDecoder, ConvEncoder
+from ._model_blocks import (
+    ConvDecoder,
+    ConvEncoder,
+    check_images,
+    check_indices,
+    output_activation,
+    reconstruction_loss,
+)
 from .quantizer import QuantizerOutput, VectorQuantizer
 
 __all__ = ["PRESETS", "VQVAE", "VQVAE2", "VQVAELoss"]
@@ -137,48 +143,6 @@ def _resolve(preset: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
         if int(cfg[key]) < 0:
             raise ValueError(f"{key} must be >= 0, got {cfg[key]}")
     return cfg
-
-
-def _output_activation(x: Tensor, name: str) -> Tensor:
-    if name == "tanh":
-        return torch.tanh(x)
-    if name == "sigmoid":
-        return torch.sigmoid(x)
-    return x
-
-
-def _reconstruction_loss(x_hat: Tensor, x: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return F.mse_loss(x_hat, x)
-    return (x_hat - x).pow(2).flatten(1).sum(1).mean()
-
-
-def _check_images(x: Tensor, in_channels: int, factor: int, cls: str) -> None:
-    if not isinstance(x, Tensor) or x.dim() != 4:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"{cls}: x must be (B, C, H, W), got shape {shape}")
-    if x.shape[1] != in_channels:
-        raise ValueError(
-            f"{cls}: x has {x.shape[1]} channels (shape {tuple(x.shape)}), expected "
-            f"in_channels={in_channels}"
-        )
-    if x.shape[2] % factor or x.shape[3] % factor:
-        raise ValueError(
-            f"{cls}: x's height and width must be multiples of {factor}, got shape {tuple(x.shape)}"
-        )
-
-
-def _check_indices(indices: Tensor, num_codes: int, name: str) -> None:
-    if not isinstance(indices, Tensor) or indices.dim() != 3:
-        shape = tuple(indices.shape) if isinstance(indices, Tensor) else type(indices).__name__
-        raise ValueError(f"{name} must be a (B, h, w) integer tensor, got shape {shape}")
-    if indices.dtype.is_floating_point or indices.dtype == torch.bool:
-        raise ValueError(f"{name} must be an integer tensor, got dtype {indices.dtype}")
-    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_codes):
-        raise ValueError(
-            f"{name} must lie in [0, {num_codes}), got range "
-            f"[{int(indices.min())}, {int(indices.max())}]"
-        )
 
 
 def _init_codebook(quantizer: VectorQuantizer, scheme: str | None) -> None:
@@ -327,10 +291,10 @@ class VQVAE(nn.Module):
         return int(self.quantizer.codebook.shape[0])
 
     def _check(self, x: Tensor) -> None:
-        _check_images(x, self.in_channels, 2**self.downsample, "VQVAE")
+        check_images(x, self.in_channels, 2**self.downsample, "VQVAE")
 
     def _decode(self, q: Tensor) -> Tensor:
-        return _output_activation(self.decoder(q), self.output_activation)
+        return output_activation(self.decoder(q), self.output_activation)
 
     def forward(self, x: Tensor) -> tuple[Tensor, QuantizerOutput]:
         """Reconstruct x: (B, C, H, W) → (x̂ (B, C, H, W), QuantizerOutput with indices (B, h, w))."""
@@ -341,7 +305,7 @@ class VQVAE(nn.Module):
     def loss(self, x: Tensor) -> VQVAELoss:
         """Reconstruction loss + quantiser loss of one batch (see ``reconstruction_loss``)."""
         x_hat, out = self(x)
-        recon = _reconstruction_loss(x_hat, x, self.reconstruction_loss)
+        recon = reconstruction_loss(x_hat, x, self.reconstruction_loss)
         return VQVAELoss(recon + out.loss, recon, out.loss, x_hat, out)
 
     @torch.no_grad()
@@ -357,7 +321,7 @@ class VQVAE(nn.Module):
 
     def decode_indices(self, indices: Tensor) -> Tensor:
         """Image from a token grid: int (B, h, w) → (B, C, h·2^downsample, w·2^downsample)."""
-        _check_indices(indices, self.num_codes, "indices")
+        check_indices(indices, self.num_codes, "indices")
         return self._decode(self.quantizer.lookup(indices.long()))
 
 
@@ -457,7 +421,7 @@ class VQVAE2(nn.Module):
         return int(self.quantizer_top.codebook.shape[0])
 
     def _check(self, x: Tensor) -> None:
-        _check_images(x, self.in_channels, 2 ** (self.downsample + 1), "VQVAE2")
+        check_images(x, self.in_channels, 2 ** (self.downsample + 1), "VQVAE2")
 
     def _quantize(self, x: Tensor) -> tuple[QuantizerOutput, QuantizerOutput]:
         features = self.encoder_bottom(x)
@@ -469,7 +433,7 @@ class VQVAE2(nn.Module):
 
     def _decode(self, q_top: Tensor, q_bottom: Tensor) -> Tensor:
         x_hat = self.decoder(torch.cat([self.upsample_top(q_top), q_bottom], dim=1))
-        return _output_activation(x_hat, self.output_activation)
+        return output_activation(x_hat, self.output_activation)
 
     def forward(self, x: Tensor) -> tuple[Tensor, tuple[QuantizerOutput, QuantizerOutput]]:
         """(B, C, H, W) → (x̂, (top output, bottom output)); top indices (B, H/2^(d+1), W/2^(d+1)),
@@ -481,7 +445,7 @@ class VQVAE2(nn.Module):
     def loss(self, x: Tensor) -> VQVAELoss:
         """Reconstruction loss + both quantisers' losses of one batch."""
         x_hat, (top, bottom) = self(x)
-        recon = _reconstruction_loss(x_hat, x, self.reconstruction_loss)
+        recon = reconstruction_loss(x_hat, x, self.reconstruction_loss)
         q_loss = top.loss + bottom.loss
         return VQVAELoss(recon + q_loss, recon, q_loss, x_hat, (top, bottom))
 
@@ -496,8 +460,8 @@ class VQVAE2(nn.Module):
 
     def decode_indices(self, top: Tensor, bottom: Tensor) -> Tensor:
         """Image from the two token grids; ``bottom`` must be twice ``top``'s size."""
-        _check_indices(top, self.num_codes, "top")
-        _check_indices(bottom, self.num_codes, "bottom")
+        check_indices(top, self.num_codes, "top")
+        check_indices(bottom, self.num_codes, "bottom")
         if (
             bottom.shape[0] != top.shape[0]
             or bottom.shape[1] != 2 * top.shape[1]

@@ -97,6 +97,11 @@ class VectorQuantizer(nn.Module):
         kmeans_init: initialise the codebook by k-means (k-means++ seeding) on the first training
             batch (or call :meth:`init_codebook_`).
         kmeans_iters: Lloyd iterations; 10 (lucidrains default).
+        kmeans_plusplus: k-means++ seeding (default True, vqtorch); False seeds with random batch
+            samples (lucidrains).
+        kmeans_on_few_samples: ``"error"`` (default) raises when the first batch holds fewer
+            vectors than codes; ``"repeat"`` warns and seeds from noisy copies of the samples
+            (see :func:`kexue.vq.kmeans.kmeans`).
         dead_code_threshold: shorthand for ``restart=DeadCodeRestart("threshold", threshold=...)``;
             0.0 = off (lucidrains ``threshold_ema_dead_code`` default).
         restart: a :class:`~kexue.vq.restart.DeadCodeRestart` policy, or None.
@@ -132,6 +137,8 @@ class VectorQuantizer(nn.Module):
         init_count: float = 1.0,
         kmeans_init: bool = False,
         kmeans_iters: int = 10,
+        kmeans_plusplus: bool = True,
+        kmeans_on_few_samples: Literal["error", "repeat"] = "error",
         dead_code_threshold: float = 0.0,
         restart: DeadCodeRestart | None = None,
         projection_norm: bool = False,
@@ -180,6 +187,14 @@ class VectorQuantizer(nn.Module):
         self.beta, self.codebook_weight, self.reduction = float(beta), codebook_weight, reduction
         self.decay, self.eps, self.init_count = decay, float(eps), float(init_count)
         self.kmeans_init, self.kmeans_iters = bool(kmeans_init), int(kmeans_iters)
+        if kmeans_on_few_samples not in ("error", "repeat"):
+            raise ValueError(
+                f"kmeans_on_few_samples must be 'error' or 'repeat', got {kmeans_on_few_samples!r}"
+            )
+        self.kmeans_plusplus, self.kmeans_on_few_samples = (
+            bool(kmeans_plusplus),
+            kmeans_on_few_samples,
+        )
         self.sync, self.precision, self.backend = sync, precision, backend
         self.deterministic, self.preset = bool(deterministic), preset
         self.codebook_dim = dim if codebook_dim is None else int(codebook_dim)
@@ -291,7 +306,8 @@ class VectorQuantizer(nn.Module):
             z.float(),
             self.num_codes,
             iters=self.kmeans_iters,
-            plusplus=True,
+            plusplus=self.kmeans_plusplus,
+            on_few_samples=self.kmeans_on_few_samples,
             generator=None,
             backend=self.backend,
             sync=self.sync,

@@ -1,0 +1,76 @@
+"""kexue.vq: vector quantisation with an exact, memory-flat nearest-code search.
+
+:class:`VectorQuantizer` (straight-through estimator, codebook/commitment losses or EMA codebook with
+consistent initialisation, dead-code restart, k-means++ init, cosine codebooks, low-dimensional
+projection, DDP-synchronised statistics), :class:`ResidualVQ`, :class:`GroupedVQ`, the
+:class:`VQVAE` / :class:`VQVAE2` models, and :func:`nearest_code`, which never forms an N×K tensor:
+the torch reference chunks over N, the fused Triton kernel (``backend=`` / ``KEXUE_VQ_BACKEND``)
+streams the codebook. EMA statistics are buffers, not parameters. Post:
+https://kexue.fm/archives/6760 (VQ-VAE); paper arXiv:1711.00937. See the package README.
+"""
+
+from __future__ import annotations
+
+from .__about__ import __version__
+from .ema import (
+    ema_codebook,
+    ema_update_,
+    laplace_smoothed,
+)
+from .functional import (
+    DEFAULT_CHUNK_BYTES,
+    code_counts_and_sums,
+    nearest_code,
+    nearest_code_reference,
+    perplexity,
+    usage,
+)
+from .kmeans import (
+    kmeans,
+)
+from .models import (
+    PRESETS,
+    VQVAE,
+    VQVAE2,
+    VQVAELoss,
+)
+from .quantizer import (
+    QUANTIZER_PRESETS,
+    QuantizerOutput,
+    VectorQuantizer,
+)
+from .residual import (
+    GroupedVQ,
+    ResidualVQ,
+)
+from .restart import (
+    DeadCodeRestart,
+)
+from .stats import (
+    CodebookStats,
+)
+
+__all__ = [
+    "DEFAULT_CHUNK_BYTES",
+    "PRESETS",
+    "QUANTIZER_PRESETS",
+    "VQVAE",
+    "VQVAE2",
+    "CodebookStats",
+    "DeadCodeRestart",
+    "GroupedVQ",
+    "QuantizerOutput",
+    "ResidualVQ",
+    "VQVAELoss",
+    "VectorQuantizer",
+    "__version__",
+    "code_counts_and_sums",
+    "ema_codebook",
+    "ema_update_",
+    "kmeans",
+    "laplace_smoothed",
+    "nearest_code",
+    "nearest_code_reference",
+    "perplexity",
+    "usage",
+]
