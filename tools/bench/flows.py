@@ -147,13 +147,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     every = max(sizes.steps // 10, 1)
     t0 = time.perf_counter()
 
-    def tick(n: int, _state: list[int] = [0]) -> None:  # noqa: B006 - a step counter
-        _state[0] += n
-        if _state[0] % every == 0:
-            print(
-                f"  step {_state[0]}/{sizes.steps} ({time.perf_counter() - t0:.0f} s)",
-                file=sys.stderr,
-            )
+    done = [0]
+
+    def tick(n: int) -> None:
+        done[0] += n
+        if done[0] % every == 0:
+            elapsed = time.perf_counter() - t0
+            print(f"  step {done[0]}/{sizes.steps} ({elapsed:.0f} s)", file=sys.stderr)
 
     results = train(models, train_x, sizes=sizes, seed=args.seed, tick=tick)
     rows = []

@@ -257,7 +257,10 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
     names = list(fns)
     est = job["estimates"]
     reps = {
-        name: max(1, min(job["max_reps"], int(job["budget_s"] / max(est[name], 1e-3))))
+        name: max(
+            2 if est[name] <= 15.0 else 1,
+            min(job["max_reps"], int(job["budget_s"] / max(est[name], 1e-3))),
+        )
         for name in names
     }
     for name in names:  # warm-up (lazy imports, first-touch): only where a call is cheap

@@ -13,4 +13,5 @@ __all__ = ["SECTIONS"]
 SECTIONS: dict[str, str] = {
     "gan_losses": "demos.gan_losses",
     "keras_compat": "demos.keras_compat",
+    "flows": "demos.flows",
 }

@@ -137,6 +137,7 @@ class Density:
         self.name, self.module, self.library, self.flat = name, module, library, flat
 
     def log_prob(self, y: Tensor) -> Tensor:
+        """log p_Y(y) per sample (nats), shape (B,), for y of shape (B, 1, 8, 8)."""
         if self.library == "normflows":
             return self.module.log_prob(y, None)
         return self.module.log_prob(y.reshape(len(y), -1) if self.flat else y)
@@ -151,6 +152,7 @@ class Density:
 
 
 def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
@@ -230,14 +232,17 @@ class TrainResult:
 
     @property
     def train_s(self) -> float:
+        """Total training wall time (sum of the step times)."""
         return sum(self.step_s)
 
     @property
     def median_step_ms(self) -> float:
+        """Median step wall time in milliseconds."""
         s = sorted(self.step_s)
         return 1e3 * s[len(s) // 2] if s else float("nan")
 
     def summary(self) -> dict[str, Any]:
+        """JSON-ready numbers: train time, median step, final train bpd (last 20 steps)."""
         return {
             "train_s": round(self.train_s, 2),
             "median_step_ms": round(self.median_step_ms, 2),

@@ -3,21 +3,23 @@
 Data: ``sklearn.datasets.load_digits`` (8×8 images, 17 grey levels 0..16), the fixed split
 ``train_test_split(test_size=0.2, random_state=0)`` (1437 train / 360 test), dequantised
 y = (x + u)/17 by :meth:`MultiScaleFlow.bpd` (``n_levels=17``), which also adds the constant
-64·ln 17 of spec §1.2. Model: ``glow((1, 8, 8), levels=2, steps=2, hidden=32)`` (≈ 25k
-parameters), Adam lr 1e-3, batch 64, ``STEPS`` steps, all randomness from seeded generators.
+64·ln 17 of spec §1.2. Model: ``glow((1, 8, 8), levels=2, steps=2, hidden=32)`` (17,576
+parameters), Adam lr 2e-3, batch 64, ``STEPS`` = 250 steps (≈ 11 epochs), all randomness from
+seeded generators.
 
 Reference points (test bits/dim):
 
 - a uniform model over the 17 levels: log₂17 ≈ 4.087;
 - an independent per-pixel Gaussian fitted in closed form to the dequantised train data
   (computed in the test, ≈ 3.40): a model that learned nothing about pixel correlations;
-- this configuration, measured on a 2-core CPU: 2.96–3.0 after 150 steps (seed-to-seed spread
-  of the training noise ≈ ±0.03; 300 steps give ≈ 2.8). Its value at initialisation is ≈ 4.4.
+- this configuration, measured (2-core CPU, torch 2.13): 2.882 with the test's seed 0; seeds 1
+  and 2 (model and batch/noise generators) give 2.986 and 3.046 (300 steps: 2.82–3.00). After one
+  step it is ≈ 4.5. Wall time ≈ 4 s idle, up to ≈ 19 s on a busy 2-core machine.
 
-The thresholds sit between: the test bpd must be below ``THRESHOLD`` = 3.25 (≈ 0.25 above the
-measured value, ≈ 0.15 below the Gaussian baseline) and below the Gaussian baseline itself. A
-sign error in a log-det, a missing prior term, a wrong bpd constant (±log₂17 ≈ 4.1 bits) or a
-broken gradient path moves the result far outside this window.
+The thresholds sit between: the test bpd must be below ``THRESHOLD`` = 3.25 (≈ 0.37 above the
+measured value, 0.2 above the worst seed seen) and at least 0.15 below the Gaussian baseline
+computed here (≈ 3.25 as well). A sign error in a log-det, a missing prior term, a wrong bpd
+constant (±log₂17 ≈ 4.1 bits) or a broken gradient path moves the result far outside this window.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ import torch
 
 pytest.importorskip("sklearn")
 
-from kexue.flows.models import glow  # noqa: E402
+from kexue.flows.models import glow
 
 N_LEVELS = 17
-STEPS = 150
+STEPS = 250
 BATCH = 64
 THRESHOLD = 3.25
 
@@ -71,8 +73,10 @@ def test_tiny_glow_beats_baselines_on_digits() -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: one thread is faster and steadier on a busy machine
     try:
-        model = glow((1, 8, 8), levels=2, steps=2, hidden=32, generator=torch.Generator().manual_seed(0))
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        model = glow(
+            (1, 8, 8), levels=2, steps=2, hidden=32, generator=torch.Generator().manual_seed(0)
+        )
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
         gen = torch.Generator().manual_seed(0)
         for _ in range(STEPS):
             idx = torch.randint(len(train), (BATCH,), generator=gen)
@@ -89,5 +93,5 @@ def test_tiny_glow_beats_baselines_on_digits() -> None:
     assert torch.isfinite(bpd).all()
     mean = float(bpd.mean())
     assert mean < THRESHOLD, f"test bpd {mean:.3f} (Gaussian baseline {baseline:.3f})"
-    assert mean < baseline - 0.1
+    assert mean < baseline - 0.15
     assert mean > 1.0  # far below anything a flow this small reaches: a constant gone missing

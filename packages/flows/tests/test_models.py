@@ -381,3 +381,14 @@ def test_builder_bad_arguments() -> None:
         iresnet(4, scales=2)
     with pytest.raises(ValueError, match="shape"):
         iresnet((2, 4), blocks=1)
+
+
+@pytest.mark.parametrize("padding", ["zeros", "edge_channel", "pad_one"])
+def test_glow_net_actnorm_and_padding_options_round_trip(padding: str) -> None:
+    model = glow((1, 8, 8), levels=2, steps=2, hidden=8, net_actnorm=True, padding=padding)
+    model = model.double()
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    z, logdet = model(x)  # the first call runs every data-dependent ActNorm init
+    x_rec, logdet_inv = model.inverse(z)
+    torch.testing.assert_close(x_rec, x, atol=1e-10, rtol=0.0)
+    torch.testing.assert_close(logdet + logdet_inv, torch.zeros_like(logdet), atol=1e-9, rtol=0.0)

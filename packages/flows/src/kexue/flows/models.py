@@ -286,14 +286,17 @@ def glow(
     scale_map: str = "sigmoid2",
     actnorm_init: Literal["data", "zero"] | None = None,
     learn_top: bool | None = None,
+    net_actnorm: bool = False,
+    padding: Literal["zeros", "edge_channel", "pad_one"] = "zeros",
     preset: Preset = "paper",
     generator: torch.Generator | None = None,
 ) -> MultiScaleFlow:
     """Glow: ``levels`` × (squeeze → ``steps`` × [ActNorm → permutation → coupling] → split).
 
     The last level has no split; its output gets the learned top prior (``learn_top``) or
-    N(0, I). Coupling nets are Glow's ``ConvNet`` (conv3×3 → ActNorm → ReLU → conv1×1 → ActNorm
-    → ReLU → Conv2dZeros), so every coupling starts at the identity up to σ(2) for ``sigmoid2``.
+    N(0, I). Coupling nets are :class:`~kexue.flows.nets.ConvNet` (conv3×3 → ReLU → conv1×1 → ReLU
+    → Conv2dZeros; ``net_actnorm=True`` adds openai's ActNorm after each hidden conv), so every
+    coupling starts at the identity up to σ(2) for ``sigmoid2``.
     ActNorm uses openai's ``logscale_factor = 3``.
 
     ``preset="paper"``: affine coupling with ``sigmoid2``, LU 1×1 conv, data-dependent ActNorm,
@@ -313,6 +316,10 @@ def glow(
         split_prior: ``"conditional"`` (learned, default) or ``"normal"``.
         scale_map: affine scale map; default ``"sigmoid2"`` [openai/glow].
         actnorm_init: ``"data"`` or ``"zero"``; default by preset.
+        net_actnorm: ActNorm inside the coupling nets (openai/glow); default False (its
+            data-dependent init runs per process: under DDP run one forward before wrapping).
+        padding: the nets' border convention: ``"zeros"`` (default), ``"edge_channel"``
+            (openai/glow) or ``"pad_one"`` (rosinality).
         learn_top: learned top prior (openai ``learntop``); default by preset (True for
             ``paper``; False for ``su_compat``, whose loss is Σ½z² on the top latent).
         preset: ``"paper"`` or ``"su_compat"``.
@@ -351,10 +358,15 @@ def glow(
         half = channels // 2
         if coupling == "affine":
             cpl: FlowLayer = AffineCoupling(
-                ConvNet(half, channels, hidden=hidden), scale_map=scale_map, split="channel"
+                ConvNet(half, channels, hidden=hidden, actnorm=net_actnorm, padding=padding),
+                scale_map=scale_map,
+                split="channel",
             )
         else:
-            cpl = AdditiveCoupling(ConvNet(half, half, hidden=hidden), split="channel")
+            cpl = AdditiveCoupling(
+                ConvNet(half, half, hidden=hidden, actnorm=net_actnorm, padding=padding),
+                split="channel",
+            )
         return [norm, perm, cpl]
 
     out: list[Level] = []

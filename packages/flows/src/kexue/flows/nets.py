@@ -112,9 +112,14 @@ class _PaddedConv2d(nn.Module):
         self.padding = padding
         self.pad = kernel_size // 2
         extra = 1 if padding == "edge_channel" else 0
-        self.conv = nn.Conv2d(in_channels + extra, out_channels, kernel_size)
+        # Zero padding is the conv's own (no padded copy of the input: ~2x faster on CPU at
+        # Glow sizes); the other conventions pad explicitly.
+        own = self.pad if padding == "zeros" else 0
+        self.conv = nn.Conv2d(in_channels + extra, out_channels, kernel_size, padding=own)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.padding == "zeros":
+            return self.conv(x)
         return self.conv(_pad(x, self.pad, self.padding))
 
 
