@@ -18,11 +18,13 @@ What it measures (details in ``packages/vq/BENCHMARKS.md``):
     ``kexue.vq.quantizer.VectorQuantizer`` vs ``VectorQuantize`` in train mode (same K, D, decay
     0.99, commitment weight 0.25, ``rotation_trick=False``).
 
-Every shape runs in a fresh subprocess (so one shape's allocations cannot hide another's peak),
-with the variants interleaved round robin. Peak memory of a call: CPU — ``VmHWM − VmRSS`` around
-the call, the peak reset through ``/proc/self/clear_refs`` just before it, with glibc's
-``MALLOC_MMAP_THRESHOLD_=65536`` so freed blocks go back to the OS and each call's peak is its
-own; CUDA — ``torch.cuda.max_memory_allocated`` minus the allocation before the call.
+Every shape runs in fresh subprocesses, with the variants interleaved round robin: one times the
+calls (default allocator); on CPU a second one measures each variant's peak on one call —
+``VmHWM − VmRSS`` around the call, the peak reset through ``/proc/self/clear_refs`` just before it,
+with glibc's ``MALLOC_MMAP_THRESHOLD_=65536`` so freed blocks go back to the OS and each call's
+peak is its own (that setting is kept out of the timing run: it makes every large allocation
+page-fault afresh). CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation before the
+call.
 
     python tools/bench/vq.py --quick             # smoke check (a few small shapes)
     nice python tools/bench/vq.py --write        # full measurement, CPU, 2 threads
@@ -132,8 +134,10 @@ def _proc_status_bytes(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def measured_call(fn: Callable[[], Any], device: torch.device) -> tuple[float, int, Any]:
-    """(seconds, peak extra bytes, result) of one call (see the module docstring)."""
+def measured_call(
+    fn: Callable[[], Any], device: torch.device, *, memory: bool
+) -> tuple[float, int, Any]:
+    """(seconds, peak extra bytes or 0, result) of one call (see the module docstring)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -143,6 +147,10 @@ def measured_call(fn: Callable[[], Any], device: torch.device) -> tuple[float, i
         torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
         return seconds, torch.cuda.max_memory_allocated(device) - before, out
+    if not memory:
+        t0 = time.perf_counter()
+        out = fn()
+        return time.perf_counter() - t0, 0, out
     before = _proc_status_bytes("VmRSS")
     with open("/proc/self/clear_refs", "w", encoding="utf-8") as f:
         f.write("5")  # reset VmHWM to the current RSS (Linux >= 4.0)
@@ -256,8 +264,11 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
     fns = build(n, k, d, job["variants"], device)
     names = list(fns)
     est = job["estimates"]
+    memory = job["memory"]
     reps = {
-        name: max(
+        name: 1
+        if memory
+        else max(
             2 if est[name] <= 15.0 else 1,
             min(job["max_reps"], int(job["budget_s"] / max(est[name], 1e-3))),
         )
@@ -274,7 +285,7 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         for name in order:
             if len(times[name]) >= reps[name]:
                 continue
-            seconds, peak, idx = measured_call(fns[name], device)
+            seconds, peak, idx = measured_call(fns[name], device, memory=memory)
             times[name].append(seconds)
             peaks[name] = max(peaks[name], peak)
             indices.setdefault(name, idx.detach().to("cpu", torch.int64))
@@ -328,7 +339,9 @@ def plan(
 
 
 def run_child(job: dict[str, Any]) -> dict[str, Any] | None:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if job["memory"]:  # blocks > 64 KiB go back to the OS when freed: each call's peak is its own
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     cmd = [sys.executable, __file__, "--_child", json.dumps(job)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
@@ -366,7 +379,10 @@ def bench(
                 "max_reps": args.max_reps,
                 "budget_s": args.budget_s,
             }
-            result = run_child(job)
+            result = run_child({**job, "memory": False})
+            if result is not None and device.type == "cpu":
+                mem_result = run_child({**job, "memory": True})
+                result["peaks"] = mem_result["peaks"] if mem_result else dict.fromkeys(run, -1)
         print(
             f"[{kind}] N={shape[0]} K={shape[1]} D={shape[2]}: {time.perf_counter() - t0:.0f} s",
             file=sys.stderr,
@@ -549,7 +565,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--budget-s",
         type=float,
-        default=6.0,
+        default=4.0,
         help="timed calls per variant ≈ budget / estimated call time (at least 1)",
     )
     parser.add_argument("--_child", dest="child", help=argparse.SUPPRESS)

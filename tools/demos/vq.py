@@ -53,7 +53,7 @@ class Config:
 
 CONFIGS: dict[str, Config] = {
     "full": Config(steps=1000, lookup_reps=5),
-    "quick": Config(steps=300, lookup_shape=(8192, 512, 64), lookup_reps=5),
+    "quick": Config(steps=250, lookup_shape=(4096, 512, 64), lookup_reps=3),
     "smoke": Config(steps=12, trace_every=4, lookup_shape=(256, 32, 8), lookup_reps=2),
 }
 

@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 DEFAULT_CHUNK_BYTES = 32 * 2**20
+_CACHE_CHUNK_BYTES = 4 * 2**20
 """Byte budget of one chunk of scores in the reference (32 MiB, design decision of kexue-vq)."""
 
 _METRICS = ("l2", "cosine")
@@ -166,7 +167,8 @@ def nearest_code_reference(
             code and gets index 0).
         codebook_sqnorm: optional (K,); validated and accepted for API parity with the Triton
             path, not used (the reference recomputes norms of the translated codes).
-        chunk_size: rows per chunk; default max(1, 32 MiB // (K·(itemsize + 1))).
+        chunk_size: rows per chunk; default min(max(256, 4 MiB // (K·itemsize)),
+            32 MiB // (K·(itemsize + 1))), at least 1.
 
     Returns:
         ``(idx, dist)``: idx int64 (N,), dist fp32 (N,).
@@ -201,14 +203,19 @@ def _nearest_code_reference(
     unit = torch.finfo(cdtype).eps / 2  # unit roundoff u
     itemsize = torch.finfo(cdtype).bits // 8
     if chunk_size is None:
-        chunk_size = max(1, DEFAULT_CHUNK_BYTES // (k * (itemsize + 1)))
+        # Cache-sized score blocks (about 4 MiB, at least 256 rows) run fastest on CPU; the memory
+        # budget DEFAULT_CHUNK_BYTES caps them for very large K.
+        cache_rows = max(256, _CACHE_CHUNK_BYTES // (k * itemsize))
+        chunk_size = max(1, min(cache_rows, DEFAULT_CHUNK_BYTES // (k * (itemsize + 1))))
     chunk_size = int(chunk_size)
     pair_batch = max(1, DEFAULT_CHUNK_BYTES // (d * 8 * 4))
 
     # Scale everything by one power of two (exact) so that max|.| < 1: no overflow in squares.
     if metric == "l2":
         amax = max(float(x.abs().max()), float(codebook.abs().max()))
-        scale = _pow2_scale(amax)
+        # Ordinary magnitudes need no rescaling (squares cannot overflow or underflow): skip the
+        # extra passes over x and the codebook.
+        scale = 1.0 if 2.0**-40 < amax < 2.0**40 else _pow2_scale(amax)
     else:
         scale = 1.0  # unit vectors
     # Score side: codebook (normalised,) scaled, then translated by its mean (removes the
@@ -216,9 +223,13 @@ def _nearest_code_reference(
     e = codebook.to(cdtype)
     if metric == "cosine":
         e = F.normalize(e, dim=1, eps=_NORM_EPS)
-    e = e * scale
-    center = e.mean(dim=0)
+    if scale != 1.0:
+        e = e * scale
+    center: Tensor | None = e.mean(dim=0)
     e_c = e - center
+    if float(center.square().sum()) <= float((e_c * e_c).sum(dim=1).mean()):
+        # No large common offset to cancel: scoring the raw data saves a pass over every chunk.
+        center, e_c = None, e
     e_sq = (e_c * e_c).sum(dim=1)  # (K,)
     e_max = float(e_sq.max().sqrt())
     # Forward-error bound of one score (D-term dot and norm, the translation, the final add),
@@ -229,65 +240,88 @@ def _nearest_code_reference(
     e64 = codebook.to(torch.float64)
     if metric == "cosine":
         e64 = F.normalize(e64, dim=1, eps=_NORM_EPS)
-    e64 = e64 * scale
+    if scale != 1.0:
+        e64 = e64 * scale
 
     idx_out = torch.empty(n, dtype=torch.int64, device=device)
     dist_out = torch.empty(n, dtype=torch.float32, device=device)
+    # One score buffer for every chunk: re-allocating it per chunk costs page faults (and was
+    # measured to make whole calls up to 8x slower, intermittently, on a 2-core CPU).
+    score_buf = torch.empty(min(chunk_size, n), k, dtype=cdtype, device=device)
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         xr = x[start:stop].to(cdtype)
         if metric == "cosine":
             xr = F.normalize(xr, dim=1, eps=_NORM_EPS)
-        xc = xr * scale - center
-        scores = torch.addmm(e_sq, xc, e_c.T, alpha=-2.0)  # (c, K): ‖e‖² − 2·x·e
+        xc = xr * scale if scale != 1.0 else xr
+        if center is not None:
+            xc = xc - center
+        scores = score_buf[: stop - start]
+        torch.addmm(e_sq, xc, e_c.T, alpha=-2.0, out=scores)  # (c, K): ‖e‖² − 2·x·e
         best, first = scores.min(dim=1)
         x_norm = xc.norm(dim=1)
         tol = gamma * (e_max * e_max + 2.0 * x_norm * e_max + x_norm * x_norm) + best.abs() * unit
-        m = stop - start
-        arange = torch.arange(m, device=device)
         # Rows whose runner-up is within the bound are ambiguous: all their near-best codes are
-        # candidates; every other row has the single candidate ``first``.
-        scores[arange, first] = math.inf
-        ambiguous = torch.nonzero(scores.amin(dim=1) <= best + tol).squeeze(1)
-        if ambiguous.numel():
-            scores[ambiguous, first[ambiguous]] = best[ambiguous]
-            sub = scores[ambiguous] <= (best + tol)[ambiguous, None]
-            sub_rows, cols_amb = torch.nonzero(sub, as_tuple=True)
-            keep = torch.ones(m, dtype=torch.bool, device=device)
-            keep[ambiguous] = False
-            single = torch.nonzero(keep).squeeze(1)
-            rows = torch.cat([single, ambiguous[sub_rows]])
-            cols = torch.cat([first[single], cols_amb])
-        else:
-            rows, cols = arange, first
-        del scores
-        # Exact re-rank of the candidate pairs, batched to bound memory.
+        # candidates for the exact re-rank; every other row keeps ``first``.
+        scores.scatter_(1, first[:, None], math.inf)
+        ambiguous_mask = scores.amin(dim=1) <= best + tol
+        row_idx = first
         x64 = x[start:stop].to(torch.float64)
         if metric == "cosine":
             x64 = F.normalize(x64, dim=1, eps=_NORM_EPS)
-        x64 = x64 * scale
-        # Ranking key: the squared distance (l2) or −x̂·ê (cosine: argmax cosine similarity
-        # exactly, so that a zero row ties on every code instead of on ulps of ‖ê‖).
-        pair_dist = torch.empty(rows.numel(), dtype=torch.float64, device=device)
-        pair_key = pair_dist if metric == "l2" else torch.empty_like(pair_dist)
-        for p0 in range(0, rows.numel(), pair_batch):
-            p1 = min(p0 + pair_batch, rows.numel())
-            xp, ep = x64[rows[p0:p1]], e64[cols[p0:p1]]
-            diff = xp - ep
-            pair_dist[p0:p1] = (diff * diff).sum(dim=1)
-            if metric == "cosine":
-                pair_key[p0:p1] = -(xp * ep).sum(dim=1)
-        row_best = torch.full((m,), math.inf, dtype=torch.float64, device=device)
-        row_best.scatter_reduce_(0, rows, pair_key, reduce="amin")
-        is_best = pair_key == row_best[rows]
-        row_idx = torch.full((m,), k, dtype=torch.int64, device=device)
-        row_idx.scatter_reduce_(0, rows[is_best], cols[is_best], reduce="amin")
-        winner = cols == row_idx[rows]  # exactly one pair per row
-        row_dist = torch.empty(m, dtype=torch.float64, device=device)
-        row_dist[rows[winner]] = pair_dist[winner]
+        if scale != 1.0:
+            x64 = x64 * scale
+        if bool(ambiguous_mask.any()):
+            ambiguous = torch.nonzero(ambiguous_mask).squeeze(1)
+            sub = scores.index_select(0, ambiguous)
+            sub.scatter_(1, first[ambiguous, None], best[ambiguous, None])
+            amb_rows, amb_cols = torch.nonzero(sub <= (best + tol)[ambiguous, None], as_tuple=True)
+            del sub
+            row_idx = first.clone()
+            row_idx[ambiguous] = _exact_rerank(
+                x64.index_select(0, ambiguous), e64, amb_rows, amb_cols,
+                rows=ambiguous.numel(), metric=metric, pair_batch=pair_batch,
+            )  # fmt: skip
+        # Exact distance of every row to its code: direct fp64 differences (no cancellation).
+        diff = x64 - e64.index_select(0, row_idx)
+        row_dist = (diff * diff).sum(dim=1)
         idx_out[start:stop] = row_idx
         dist_out[start:stop] = (row_dist / (scale * scale)).to(torch.float32)
     return idx_out, dist_out
+
+
+def _exact_rerank(
+    x64: Tensor,
+    e64: Tensor,
+    pair_rows: Tensor,
+    pair_cols: Tensor,
+    *,
+    rows: int,
+    metric: str,
+    pair_batch: int,
+) -> Tensor:
+    """Winner per row among candidate (row, code) pairs, ranked on fp64 keys, lowest code on ties.
+
+    The key is ‖x − e‖² (l2) or −x̂·ê (cosine: the exact argmax of the cosine similarity, so a
+    zero row ties on every code). Pairs are processed in batches of ``pair_batch`` to bound memory.
+    """
+    k = e64.shape[0]
+    key = torch.empty(pair_rows.numel(), dtype=torch.float64, device=x64.device)
+    for p0 in range(0, pair_rows.numel(), pair_batch):
+        p1 = min(p0 + pair_batch, pair_rows.numel())
+        xp = x64.index_select(0, pair_rows[p0:p1])
+        ep = e64.index_select(0, pair_cols[p0:p1])
+        if metric == "l2":
+            diff = xp - ep
+            key[p0:p1] = (diff * diff).sum(dim=1)
+        else:
+            key[p0:p1] = -(xp * ep).sum(dim=1)
+    row_best = torch.full((rows,), math.inf, dtype=torch.float64, device=x64.device)
+    row_best.scatter_reduce_(0, pair_rows, key, reduce="amin")
+    is_best = key == row_best[pair_rows]
+    row_idx = torch.full((rows,), k, dtype=torch.int64, device=x64.device)
+    row_idx.scatter_reduce_(0, pair_rows[is_best], pair_cols[is_best], reduce="amin")
+    return row_idx
 
 
 def code_counts_and_sums(
