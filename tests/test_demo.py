@@ -148,3 +148,38 @@ def test_keras_compat_section_writes_report(tmp_path: Path) -> None:
     # The warm-up EMA used decay 1 - 2^(-2/3) = 0.37 < 0.5 at its first update: it differs.
     assert not torch.equal(ours.warm_samples, plain.ema_samples)
     assert len(ours.warm_trace_hq) == len(plain.trace_steps)
+
+
+def test_vq_section_writes_report(tmp_path: Path) -> None:
+    """The vq section: one row per codebook-training variant, three figures, the lookup timings."""
+    pytest.importorskip("sklearn")
+    pytest.importorskip("kexue.vq")
+    from demos import vq
+
+    out = tmp_path / "report"
+    assert demo.main(["--smoke", "--out", str(out), "--sections", "vq", "--jobs", "1"]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert page.count('src="data:image/png;base64,') == 3
+    for name in vq.VARIANTS:
+        assert f"<tr><td>{name}</td>" in page.replace("&amp;", "&")
+    sec = json.loads((out / "results.json").read_text(encoding="utf-8"))["sections"]["vq"]
+    assert [r["variant"] for r in sec["runs"]] == list(vq.VARIANTS)
+    assert all(0 <= r["usage"] <= 1 and r["test_mse"] > 0 for r in sec["runs"])
+    assert len(sec["lookup"]["rows"]) == 3
+
+
+def test_flows_section_writes_report(tmp_path: Path) -> None:
+    """The flows section: every model trains, samples at each temperature, and gets a finite
+    test bits/dim (a smoke run's values are noise, but they must be finite and positive)."""
+    pytest.importorskip("sklearn")
+    pytest.importorskip("kexue.flows")
+    from demos import flows
+
+    out = tmp_path / "report"
+    assert demo.main(["--smoke", "--out", str(out), "--sections", "flows", "--jobs", "1"]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert page.count('src="data:image/png;base64,') >= 1
+    sec = json.loads((out / "results.json").read_text(encoding="utf-8"))["sections"]["flows"]
+    assert [m["model"] for m in sec["models"]] == list(flows.MODELS)
+    assert sec["temperatures"] == list(flows.TEMPERATURES)
+    assert all(0.0 < m["test_bpd"] < 100.0 for m in sec["models"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,13 @@ def test_every_package_is_wired_into_hatch_readme_and_demo() -> None:
     for folder in FOLDERS:
         assert f"packages/{folder}/README.md" in readme
         assert f"pip install kexue-{folder}" in readme
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from demos import SECTIONS
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    for folder in FOLDERS:
+        assert folder.replace("-", "_") in SECTIONS, f"no demo section for {folder}"
 
 
 def test_readme_has_exactly_one_marked_test_command() -> None:

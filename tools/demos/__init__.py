@@ -13,5 +13,6 @@ __all__ = ["SECTIONS"]
 SECTIONS: dict[str, str] = {
     "gan_losses": "demos.gan_losses",
     "keras_compat": "demos.keras_compat",
+    "vq": "demos.vq",
     "flows": "demos.flows",
 }

@@ -23,6 +23,7 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -237,11 +238,12 @@ def _nearest_code_reference(
     gamma = 4.0 * (d + 6) * unit
 
     # Exact side: fp64 direct differences of the same (power-of-two scaled) data.
-    e64 = codebook.to(torch.float64)
-    if metric == "cosine":
-        e64 = F.normalize(e64, dim=1, eps=_NORM_EPS)
-    if scale != 1.0:
-        e64 = e64 * scale
+    def e64(rows: Tensor) -> Tensor:
+        # fp64 copies of the selected codes only (a whole fp64 codebook would double the peak).
+        e = codebook.index_select(0, rows).to(torch.float64)
+        if metric == "cosine":
+            e = F.normalize(e, dim=1, eps=_NORM_EPS)
+        return e * scale if scale != 1.0 else e
 
     idx_out = torch.empty(n, dtype=torch.int64, device=device)
     dist_out = torch.empty(n, dtype=torch.float32, device=device)
@@ -279,11 +281,11 @@ def _nearest_code_reference(
             del sub
             row_idx = first.clone()
             row_idx[ambiguous] = _exact_rerank(
-                x64.index_select(0, ambiguous), e64, amb_rows, amb_cols,
+                x64.index_select(0, ambiguous), e64, amb_rows, amb_cols, num_codes=k,
                 rows=ambiguous.numel(), metric=metric, pair_batch=pair_batch,
             )  # fmt: skip
         # Exact distance of every row to its code: direct fp64 differences (no cancellation).
-        diff = x64 - e64.index_select(0, row_idx)
+        diff = x64 - e64(row_idx)
         row_dist = (diff * diff).sum(dim=1)
         idx_out[start:stop] = row_idx
         dist_out[start:stop] = (row_dist / (scale * scale)).to(torch.float32)
@@ -292,10 +294,11 @@ def _nearest_code_reference(
 
 def _exact_rerank(
     x64: Tensor,
-    e64: Tensor,
+    e64: Callable[[Tensor], Tensor],
     pair_rows: Tensor,
     pair_cols: Tensor,
     *,
+    num_codes: int,
     rows: int,
     metric: str,
     pair_batch: int,
@@ -305,12 +308,12 @@ def _exact_rerank(
     The key is ‖x − e‖² (l2) or −x̂·ê (cosine: the exact argmax of the cosine similarity, so a
     zero row ties on every code). Pairs are processed in batches of ``pair_batch`` to bound memory.
     """
-    k = e64.shape[0]
+    k = num_codes
     key = torch.empty(pair_rows.numel(), dtype=torch.float64, device=x64.device)
     for p0 in range(0, pair_rows.numel(), pair_batch):
         p1 = min(p0 + pair_batch, pair_rows.numel())
         xp = x64.index_select(0, pair_rows[p0:p1])
-        ep = e64.index_select(0, pair_cols[p0:p1])
+        ep = e64(pair_cols[p0:p1])
         if metric == "l2":
             diff = xp - ep
             key[p0:p1] = (diff * diff).sum(dim=1)
