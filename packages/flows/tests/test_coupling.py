@@ -13,6 +13,7 @@ from torch import nn
 
 from kexue.flows.coupling import AdditiveCoupling, AffineCoupling, channel_mask, checkerboard_mask
 from kexue.flows.functional import (
+    _FusedCoupling,
     coupling_forward,
     coupling_inverse,
     fused_coupling,
@@ -218,6 +219,18 @@ def test_gradcheck_reference_autograd_function(scale_map: str, order: str, inver
             inverse=inverse, backend="torch",
         )  # fmt: skip
         assert torch.autograd.gradcheck(fn, (x, h, w_arg), atol=1e-8, rtol=1e-6)
+        # The written-out VJP (the formulas the Triton backward implements) through the
+        # autograd.Function on the torch path; fused_coupling itself uses plain autograd there.
+        cfg = {
+            "kind": "affine", "scale_map": scale_map, "order": order, "h_layout": layout,
+            "sign": 1.0, "inverse": inverse, "backend": "torch", "deterministic": True,
+        }  # fmt: skip
+        assert torch.autograd.gradcheck(
+            lambda a, b, c, cfg=cfg: _FusedCoupling.apply(a, b, c, cfg),
+            (x, h, w_arg),
+            atol=1e-8,
+            rtol=1e-6,
+        )
     xa = torch.randn(2, 3, generator=g, dtype=torch.float64, requires_grad=True)
     ha = torch.randn(2, 3, generator=g, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(

@@ -79,7 +79,8 @@ def _check_assign_inputs(
         raise ValueError(
             f"x ({x.device}) and codebook ({codebook.device}) are on different devices"
         )
-    if x.numel() and not bool(torch.isfinite(x).all()):
+    # vector_norm(inf) is NaN/inf exactly when x holds a NaN/inf, and allocates nothing N-sized
+    if x.numel() and not math.isfinite(float(torch.linalg.vector_norm(x.detach(), ord=math.inf))):
         raise ValueError("x contains NaN or inf")
     if not bool(torch.isfinite(codebook).all()):
         raise ValueError("codebook contains NaN or inf")
@@ -213,7 +214,11 @@ def _nearest_code_reference(
 
     # Scale everything by one power of two (exact) so that max|.| < 1: no overflow in squares.
     if metric == "l2":
-        amax = max(float(x.abs().max()), float(codebook.abs().max()))
+        inf_norm = torch.linalg.vector_norm
+        amax = max(
+            float(inf_norm(x.detach(), ord=math.inf)),
+            float(inf_norm(codebook.detach(), ord=math.inf)),
+        )
         # Ordinary magnitudes need no rescaling (squares cannot overflow or underflow): skip the
         # extra passes over x and the codebook.
         scale = 1.0 if 2.0**-40 < amax < 2.0**40 else _pow2_scale(amax)
