@@ -32,28 +32,12 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")  # before any pyplot import: no display needed
 
+from bench._machine import cpu_model as _cpu_model  # noqa: E402
+from bench._machine import usable_cores as _cpu_count  # noqa: E402
 from demos import SECTIONS  # noqa: E402
 from demos._report import Context, Progress, Section, render_page  # noqa: E402
 
 __all__ = ["main", "parse_args"]
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _machine import cpu_model, usable_cores  # tools/bench is sys.path[0]
+from _machine import versions as _versions
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS_MD = ROOT / "packages" / "flows" / "BENCHMARKS.md"
@@ -59,34 +61,8 @@ ELEMS_PER_ITEM = 11  # fused fwd (4) + bwd (7) element accesses per transformed 
 # --------------------------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version(), "torch": torch.__version__}
-    for dist in ("triton", "kexue-flows"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
+    return _versions("triton", "kexue-flows")
 
 
 def machine(device: torch.device) -> str:
