@@ -32,8 +32,8 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")  # before any pyplot import: no display needed
 
-from bench._machine import cpu_model as _cpu_model  # noqa: E402
-from bench._machine import usable_cores as _cpu_count  # noqa: E402
+from bench._common import cpu_model as _cpu_model  # noqa: E402
+from bench._common import usable_cores as _cpu_count  # noqa: E402
 from demos import SECTIONS  # noqa: E402
 from demos._report import Context, Progress, Section, render_page  # noqa: E402
 

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _machine import cpu_model, usable_cores  # tools/bench is sys.path[0]
-from _machine import versions as _versions
+from _common import cpu_model, usable_cores, write_block  # tools/bench is sys.path[0]
+from _common import versions as _versions
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / "tools"
@@ -257,18 +257,6 @@ def results_markdown(args: argparse.Namespace, argv: list[str], out: dict[str, A
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_results(path: Path, text: str) -> None:
-    old = path.read_text(encoding="utf-8") if path.exists() else HEADER
-    if (START in old) != (END in old):
-        raise SystemExit(f"{path}: only one of {START} / {END} found; not rewriting")
-    if START in old:
-        head, rest = old.split(START, 1)
-        _, tail = rest.split(END, 1)
-    else:
-        head, tail = old.rstrip("\n") + "\n\n", "\n"
-    path.write_text(f"{head}{START}\n{text}{END}{tail}", encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -279,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     text = results_markdown(args, argv, out)
     print(text)
     if args.write:
-        write_results(args.benchmarks_md, text)
+        write_block(args.benchmarks_md, START, END, text, header=HEADER)
         print(f"wrote the quality block of {args.benchmarks_md}", file=sys.stderr)
     return 0
 

@@ -36,7 +36,6 @@ import gc
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -47,8 +46,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _machine import cpu_model, usable_cores  # tools/bench is sys.path[0]
-from _machine import versions as _versions
+from _common import (  # tools/bench is sys.path[0]
+    cpu_model,
+    interleaved,
+    markdown_table,
+    quartiles,
+    usable_cores,
+    write_block,
+)
+from _common import versions as _versions
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,54 +103,6 @@ def machine(device: torch.device) -> str:
     if device.type == "cuda":
         text += f"; GPU {torch.cuda.get_device_name(device)}"
     return text
-
-
-def quartiles(times: list[float]) -> tuple[float, float, float]:
-    """(p25, median, p75) of ``times``."""
-    if len(times) < 2:
-        return times[0], times[0], times[0]
-    q = statistics.quantiles(times, n=4, method="inclusive")
-    return q[0], q[1], q[2]
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def interleaved(
-    fns: dict[str, Callable[[], None]], *, warmup: int, reps: int, device: torch.device
-) -> dict[str, list[float]]:
-    """Time each zero-argument callable ``reps`` times after ``warmup`` calls, round robin.
-
-    The order rotates every repetition, so no variant always runs right after the same other one.
-    """
-    names = list(fns)
-    for _ in range(warmup):
-        for name in names:
-            fns[name]()
-    sync(device)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(reps):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
-            sync(device)
-            t0 = time.perf_counter()
-            fns[name]()
-            sync(device)
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
-def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
-    cols = [[str(h)] + [str(r[j]) for r in rows] for j, h in enumerate(headers)]
-    widths = [max(len(c) for c in col) for col in cols]
-
-    def line(cells: list[Any]) -> str:
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
-
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(headers), sep, *(line(r) for r in rows)])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -560,15 +518,6 @@ def results_markdown(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_results(path: Path, text: str) -> None:
-    old = path.read_text(encoding="utf-8") if path.exists() else f"{START}\n{END}\n"
-    if START not in old or END not in old:
-        raise SystemExit(f"{path}: markers {START} / {END} not found; not rewriting")
-    head, rest = old.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{START}\n{text}{END}{tail}", encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -590,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     text = results_markdown(args, argv, device, parts, wall_s)
     print(text)
     if args.write:
-        write_results(args.benchmarks_md, text)
+        write_block(args.benchmarks_md, START, END, text)
         print(f"wrote the results section of {args.benchmarks_md}", file=sys.stderr)
     return 0
 

@@ -48,8 +48,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _machine import cpu_model, usable_cores  # tools/bench is sys.path[0]
-from _machine import versions as _versions
+from _common import (  # tools/bench is sys.path[0]
+    cpu_model,
+    markdown_table,
+    usable_cores,
+    write_block,
+)
+from _common import versions as _versions
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS_MD = ROOT / "packages" / "vq" / "BENCHMARKS.md"
@@ -417,17 +422,6 @@ def table(kind: str, records: list[dict[str, Any]], rate: float) -> str:
     return markdown_table(headers, rows)
 
 
-def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
-    cols = [[str(h)] + [str(r[j]) for r in rows] for j, h in enumerate(headers)]
-    widths = [max(len(c) for c in col) for col in cols]
-
-    def line(cells: list[Any]) -> str:
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
-
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(headers), sep, *(line(r) for r in rows)])
-
-
 def find(records: list[dict[str, Any]], shape: tuple[int, int, int], name: str) -> dict | None:
     for r in records:
         if tuple(r["shape"]) == shape and r["variant"] == name and "skipped" not in r:
@@ -510,15 +504,6 @@ def results_markdown(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_results(path: Path, text: str) -> None:
-    old = path.read_text(encoding="utf-8") if path.exists() else f"{START}\n{END}\n"
-    if START not in old or END not in old:
-        raise SystemExit(f"{path}: markers {START} / {END} not found; not rewriting")
-    head, rest = old.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{START}\n{text}{END}{tail}", encoding="utf-8")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="a few small shapes (smoke)")
@@ -580,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     text = results_markdown(args, argv, device, rate, lookups, trains, time.perf_counter() - t0)
     print(text)
     if args.write:
-        write_results(args.benchmarks_md, text)
+        write_block(args.benchmarks_md, START, END, text)
         print(f"wrote the results section of {args.benchmarks_md}", file=sys.stderr)
     return 0
 

@@ -1,0 +1,129 @@
+"""Shared pieces of the benchmark scripts (and the demo's machine line): machine and version
+facts, interleaved timing, quartiles, markdown tables, and rewriting a marked block of a
+BENCHMARKS.md. The scripts run as ``python tools/bench/<name>.py``, so this folder is
+``sys.path[0]`` for them."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "cpu_model",
+    "interleaved",
+    "markdown_table",
+    "quartiles",
+    "sync",
+    "usable_cores",
+    "versions",
+    "write_block",
+]
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask on Linux)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def versions(*dists: str) -> dict[str, str]:
+    """Python, torch and the given distributions' versions ("not installed" when absent)."""
+    from importlib import metadata
+
+    import torch
+
+    out = {"python": platform.python_version(), "torch": torch.__version__}
+    for dist in dists:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def quartiles(times: list[float]) -> tuple[float, float, float]:
+    """(p25, median, p75) of ``times``."""
+    if len(times) < 2:
+        return times[0], times[0], times[0]
+    q = statistics.quantiles(times, n=4, method="inclusive")
+    return q[0], q[1], q[2]
+
+
+def sync(device: Any) -> None:
+    """Wait for queued CUDA work on ``device`` (a no-op elsewhere)."""
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def interleaved(
+    fns: dict[str, Callable[[], Any]], *, warmup: int, reps: int, device: Any
+) -> dict[str, list[float]]:
+    """Time each zero-argument callable ``reps`` times after ``warmup`` calls, round robin.
+
+    The order rotates every repetition, so no variant always runs right after the same other one.
+    """
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    sync(device)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(reps):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            sync(device)
+            t0 = time.perf_counter()
+            fns[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A padded GitHub markdown table."""
+    cols = [[str(h)] + [str(r[j]) for r in rows] for j, h in enumerate(headers)]
+    widths = [max(len(c) for c in col) for col in cols]
+
+    def line(cells: list[Any]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(headers), sep, *(line(r) for r in rows)])
+
+
+def write_block(path: Path, start: str, end: str, text: str, *, header: str = "") -> None:
+    """Replace the text between the ``start`` and ``end`` markers of ``path`` with ``text``.
+
+    A file without both markers (or a missing file, which starts as ``header``) gets the block
+    appended; a file with only one of them is left alone and the script exits with an error.
+    """
+    old = path.read_text(encoding="utf-8") if path.exists() else header
+    if (start in old) != (end in old):
+        raise SystemExit(f"{path}: only one of {start} / {end} found; not rewriting")
+    if start in old:
+        head, rest = old.split(start, 1)
+        _, tail = rest.split(end, 1)
+    else:
+        head, tail = (old.rstrip("\n") + "\n\n" if old.strip() else ""), "\n"
+    path.write_text(f"{head}{start}\n{text}{end}{tail}", encoding="utf-8")
