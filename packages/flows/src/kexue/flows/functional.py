@@ -284,7 +284,7 @@ def _reference_backward(
 
 
 class _FusedCoupling(torch.autograd.Function):
-    """Coupling forward/inverse with a hand-written backward (Triton kernel or torch formulas)."""
+    """Coupling forward/inverse on the Triton kernels, with the kernel's fused backward."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -294,16 +294,9 @@ class _FusedCoupling(torch.autograd.Function):
         scale_weight: Tensor | None,
         cfg: dict[str, Any],
     ) -> tuple[Tensor, Tensor]:
-        if cfg["backend"] == "triton":
-            from kexue.flows._kernels import coupling as kernels
+        from kexue.flows._kernels import coupling as kernels
 
-            out, logdet = kernels.coupling_fwd(inp, h, scale_weight, **_kernel_cfg(cfg))
-        else:
-            out, logdet = _reference(
-                inp, h, kind=cfg["kind"], scale_map=cfg["scale_map"], order=cfg["order"],
-                h_layout=cfg["h_layout"], sign=cfg["sign"], scale_weight=scale_weight,
-                inverse=cfg["inverse"],
-            )  # fmt: skip
+        out, logdet = kernels.coupling_fwd(inp, h, scale_weight, **_kernel_cfg(cfg))
         ctx.save_for_backward(inp, h, scale_weight)
         ctx.cfg = cfg
         return out, logdet
@@ -314,14 +307,11 @@ class _FusedCoupling(torch.autograd.Function):
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
         inp, h, scale_weight = ctx.saved_tensors
         cfg = ctx.cfg
-        if cfg["backend"] == "triton":
-            from kexue.flows._kernels import coupling as kernels
+        from kexue.flows._kernels import coupling as kernels
 
-            din, dh, dw = kernels.coupling_bwd(
-                inp, h, scale_weight, g_out, g_logdet, **_kernel_cfg(cfg)
-            )
-        else:
-            din, dh, dw = _reference_backward(inp, h, scale_weight, g_out, g_logdet, cfg)
+        din, dh, dw = kernels.coupling_bwd(
+            inp, h, scale_weight, g_out, g_logdet, **_kernel_cfg(cfg)
+        )
         need = ctx.needs_input_grad
         return (
             din if need[0] else None,
@@ -384,9 +374,9 @@ def fused_coupling(
         "deterministic": bool(deterministic),
     }  # fmt: skip
     if chosen == "torch":
-        # Plain autograd through the reference ops: measured faster on CPU than the hand-written
-        # backward (and it keeps double backward). The written-out VJP, ``_reference_backward``,
-        # stays the specification of the Triton backward and is tested against autograd.
+        # Plain autograd through the reference ops (measured faster on CPU than a hand-written
+        # backward, and it keeps double backward). ``_reference_backward`` writes out the VJP the
+        # Triton backward implements; the tests check it against autograd.
         return _reference(
             inp, h, kind=kind, scale_map=scale_map, order=order, h_layout=h_layout,
             sign=float(sign), scale_weight=scale_weight, inverse=bool(inverse),

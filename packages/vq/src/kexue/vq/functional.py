@@ -381,6 +381,17 @@ def code_counts_and_sums(
         lo, hi = int(indices.min()), int(indices.max())
         if lo < 0 or hi >= num_codes:
             raise ValueError(f"indices must lie in [0, {num_codes}), got range [{lo}, {hi}]")
+    return _counts_and_sums(indices, x, num_codes, backend=backend, deterministic=deterministic)
+
+
+def _counts_and_sums(
+    indices: Tensor, x: Tensor, num_codes: int, *, backend: str, deterministic: bool
+) -> tuple[Tensor, Tensor]:
+    """:func:`code_counts_and_sums` without input checks, for indices this package produced.
+
+    The public range check costs two host syncs; the quantiser and k-means call this instead on
+    every step, with indices straight from :func:`nearest_code`.
+    """
     if backend == "auto" and x.dtype == torch.float64:
         backend = "torch"  # fp64 sums stay on the reference
     if resolve_backend(backend, indices, x) == "triton":

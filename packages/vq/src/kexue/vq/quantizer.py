@@ -28,7 +28,7 @@ from ._dispatch import resolve_backend
 from ._distributed import all_reduce_sum_, broadcast_, is_distributed
 from ._layout import check_input, check_layout, flatten, unflatten
 from .ema import ema_codebook, ema_update_
-from .functional import code_counts_and_sums, nearest_code, perplexity, usage
+from .functional import _counts_and_sums, nearest_code, perplexity, usage
 from .restart import DeadCodeRestart
 
 __all__ = ["QUANTIZER_PRESETS", "QuantizerOutput", "VectorQuantizer"]
@@ -414,7 +414,7 @@ class VectorQuantizer(nn.Module):
     def _update_(self, z: Tensor, indices: Tensor, sync: bool) -> Tensor:
         """EMA update (or usage counting), all-reduced in one collective, then dead-code restart."""
         if self.decay is not None:
-            counts, sums = code_counts_and_sums(
+            counts, sums = _counts_and_sums(
                 indices,
                 z.float(),
                 self.num_codes,
