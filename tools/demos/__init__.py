@@ -15,4 +15,5 @@ SECTIONS: dict[str, str] = {
     "keras_compat": "demos.keras_compat",
     "vq": "demos.vq",
     "flows": "demos.flows",
+    "textkit": "demos.textkit",
 }
