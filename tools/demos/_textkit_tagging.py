@@ -16,8 +16,6 @@ comparable to published People's Daily NER figures.
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 import torch
 
 from ._report import Context, html_table
+from ._textkit_data import load_corpus
 
 __all__ = ["BUDGETS", "TYPE_COLOURS", "Budget", "build"]
 
@@ -54,23 +53,6 @@ BUDGETS: dict[str, Budget] = {
         paragraphs=120, ner_seconds=0.8, cws_seconds=0.0, test_sentences=40, dim=32, blocks=2
     ),
 }
-
-
-def _load(paragraphs: int | None) -> dict[str, list[Any]]:
-    from kexue.textkit.peoples_daily import load_peoples_daily, peoples_daily_path
-
-    if paragraphs is None:
-        return load_peoples_daily(max_len=128)
-    src = peoples_daily_path("tag")
-    with open(src, encoding="utf-8") as f:
-        head = [line for _, line in zip(range(paragraphs), f)]
-    fd, tmp = tempfile.mkstemp(suffix=".txt", prefix="pd199801_head_")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(head)
-        return load_peoples_daily(path=tmp, max_len=128)
-    finally:
-        os.unlink(tmp)
 
 
 def _train(
@@ -163,7 +145,7 @@ def build(ctx: Context) -> tuple[str, dict[str, Any]]:
         note = f"CNN-CRF tagging skipped: {err}"
         return f"<p>{html.escape(note)}</p>", {"skipped": note}
     t_all = time.perf_counter()
-    data = _load(b.paragraphs)
+    data = load_corpus(b.paragraphs, max_len=128)
     test = data["test"][: b.test_sentences]
     ner = _train(ctx, "textkit: CNN-CRF NER", data, "ner", b.ner_seconds, b)
     texts = [e.chars for e in test]
