@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import importlib
 import time
+from typing import Any
 
 from ._report import Context, Section
 
@@ -53,4 +54,22 @@ def run(ctx: Context) -> Section:
         section.add_html(f"<h3>{html.escape(heading)}</h3>")
         section.add_html(fragment)
         section.results[name.removeprefix("_textkit_")] = {**results, "wall_s": round(wall, 2)}
+        section.text.append(f"{heading}: {wall:.1f} s; {_scalars(results)}")
     return section
+
+
+def _scalars(results: dict[str, Any], prefix: str = "") -> str:
+    """The numbers of a part's results (nested one level), for the driver's plain-text summary."""
+    out = []
+    for key, value in results.items():
+        if isinstance(value, bool) or key == "wall_s":
+            continue
+        if isinstance(value, float):
+            out.append(f"{prefix}{key} {value:.4g}")
+        elif isinstance(value, int):
+            out.append(f"{prefix}{key} {value}")
+        elif isinstance(value, dict) and not prefix:
+            nested = _scalars(value, prefix=f"{key}.")
+            if nested:
+                out.append(nested)
+    return ", ".join(out)
