@@ -397,13 +397,16 @@ def main(argv: list[str] | None = None) -> int:
     srows = scaling_rows(args, lines) if args.max_mb >= 5 else []
     load1 = os.getloadavg()
     vers = _versions("numpy", "kexue-textkit", "nlp-zero")
-    cmd = "nice python tools/bench/textkit_terms.py " + " ".join(argv)
+    niceness = os.nice(0)
+    cmd = (
+        ("nice " if niceness > 0 else "") + "python tools/bench/textkit_terms.py " + " ".join(argv)
+    )
     text = "\n".join(
         [
             "## Word discovery vs nlp-zero (PD-199801 raw text)",
             "",
-            f"- Machine: {machine()}; load average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end "
-            "(the 2 cores were shared with other jobs: times are wall-clock under that load).",
+            f"- Machine: {machine()}; 1-minute load average {load0[0]:.1f} at the start, "
+            f"{load1[0]:.1f} at the end (2.0 = both cores busy; times are wall-clock under that load).",
             "- Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()),
             f"- Command: `{cmd.strip()}` ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, "
             f"{time.perf_counter() - t0:.0f} s)",
