@@ -370,3 +370,22 @@ def test_subclass_hook_with_row_states() -> None:
         assert a.tolist() == b.tolist()
     got = dec.random_sample(x, 4, generator=torch.Generator().manual_seed(0))
     assert [len(r) for r in got] == [4, 4, 4]
+
+
+def test_predict_hook_is_required_and_a_subclass_can_supply_it() -> None:
+    v, end = 5, 4
+    tables = _tables(1, v, seed=3, end=end, end_scale=1.0)
+    bare = AutoRegressiveDecoder(start_id=START, end_id=end, maxlen=4)
+    with pytest.raises(NotImplementedError, match="predict_fn"):
+        bare.greedy([torch.tensor([[0]])])
+
+    markov = _markov_predict(tables)
+
+    class Markov(AutoRegressiveDecoder):
+        def predict(self, inputs, output_ids, states):  # type: ignore[override]
+            return markov(inputs, output_ids, states)
+
+    by_fn = AutoRegressiveDecoder(start_id=START, end_id=end, maxlen=4, predict_fn=markov)
+    by_subclass = Markov(start_id=START, end_id=end, maxlen=4)
+    x = [torch.tensor([[0]])]
+    assert by_subclass.greedy(x)[0].tolist() == by_fn.greedy(x)[0].tolist()
