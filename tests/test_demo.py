@@ -192,7 +192,7 @@ def test_textkit_section_writes_report(tmp_path: Path) -> None:
     pytest.importorskip("kexue.textkit")
     from demos import textkit
 
-    from kexue.textkit.peoples_daily import peoples_daily_path
+    from kexue.textkit.data.peoples_daily import peoples_daily_path
 
     try:
         peoples_daily_path()

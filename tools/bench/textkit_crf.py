@@ -72,7 +72,7 @@ def inputs(b: int, t: int, k: int, masked: bool) -> dict[str, Any]:
 
 def build(b: int, t: int, k: int, masked: bool, has_ref: bool) -> dict[str, Any]:
     """Models and the zero-argument callables of one setting."""
-    from kexue.textkit.crf import CRF
+    from kexue.textkit.tagging.crf.module import CRF
 
     torch.manual_seed(SEED)
     x = inputs(b, t, k, masked)

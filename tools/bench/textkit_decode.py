@@ -54,7 +54,7 @@ CACHED, UNCACHED, HF = "kexue greedy, KV cache", "kexue greedy, no cache", "HF g
 
 
 def build_kexue(max_len: int) -> Any:
-    from kexue.textkit.transformer import UniLMTransformer
+    from kexue.textkit.seq2seq.transformer import UniLMTransformer
 
     torch.manual_seed(SEED)
     model = UniLMTransformer(VOCAB, dim=DIM, depth=DEPTH, heads=HEADS, ffn_dim=FFN, max_len=max_len)
@@ -84,7 +84,7 @@ def build_hf(max_len: int) -> Any:
 
 
 def variants(batch: int, args: argparse.Namespace) -> tuple[dict[str, Callable[[], Any]], dict]:
-    from kexue.textkit.decoding import UniLMDecoder
+    from kexue.textkit.seq2seq.decoding.decoder import UniLMDecoder
 
     max_len = args.prompt_len + args.new_tokens + 8
     g = torch.Generator().manual_seed(SEED + batch)

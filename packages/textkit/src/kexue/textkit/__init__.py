@@ -1,389 +1,105 @@
 """kexue-textkit: Chinese NLP parts from Su Jianlin's *Scientific Spaces* (kexue.fm), on PyTorch and numpy.
 
-- Sequence labelling: a vectorised linear-chain CRF (``CRF``, functional ``crf_*`` / ``viterbi_*``),
-  BIO/BIOES/BMES constraints, labelling schemes and entity / CWS metrics, the People's Daily 1998-01
-  loader, char CNN-CRF and BiLSTM-CRF taggers, bert4keras-style snippets.
-- Losses: NCE, negative sampling, sampled softmax with log-Q correction; AM-Softmax, CosFace,
-  ArcFace, SphereFace; JoSE; the GRU + AM-Softmax sentence-similarity model.
-- Word discovery and domain terms: numpy n-gram counting (mergeable tables, streaming, multiprocess,
-  Dask), nlp-zero's algorithm and the n-gram algorithm, minimum-entropy segmentation, the smoothed
-  domain score; the ``kexue-terms`` command line.
-- Seq2seq: UniLM / causal / prefix-LM masks, a Transformer with Conditional LayerNorm and KV cache,
-  bert4keras-exact decoding (greedy, beam, sampling), multi-passage answer voting, sentencepiece.
+The package is a set of rooms, one per capability; no import crosses between them except through
+``data`` (shared helpers) and ``tasks`` (applications built on the others):
+
+- :mod:`kexue.textkit.tagging` — tag schemes, constraints, the linear-chain CRF, char CNN-CRF /
+  BiLSTM-CRF taggers, their training loop, entity and word-segmentation metrics.
+- :mod:`kexue.textkit.terms` — word discovery and domain-term mining, numpy only (never imports
+  torch); the ``kexue-terms`` command line.
+- :mod:`kexue.textkit.seq2seq` — UniLM masks, Conditional LayerNorm, a Transformer with KV cache,
+  sentencepiece, bert4keras-exact decoding, answer voting.
+- :mod:`kexue.textkit.losses` — NCE, negative sampling, sampled softmax; AM-Softmax, CosFace,
+  ArcFace, SphereFace; JoSE.
+- :mod:`kexue.textkit.data` — the People's Daily 1998-01 loader, length-bucketed batches, padding.
+- :mod:`kexue.textkit.tasks` — applications (People's Daily QA / conditional generation, the GRU
+  sentence-similarity model): importable, not re-exported here.
+
+Everything is imported lazily (PEP 562): ``import kexue.textkit`` costs nothing, and
+``kexue.textkit.CRF`` imports only the tagging room. The headline names below are shortcuts; every
+other name lives in its room (``from kexue.textkit.tagging import entity_scores``).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .__about__ import __version__
-from .cln import (
-    ConditionalLayerNorm,
-)
-from .constraints import (
-    CONSTRAINT_SCHEMES,
-    FORBIDDEN_SCORE,
-    Constraints,
-    allowed_transitions,
-    constrained_scores,
-)
-from .crf import (
-    CRF,
-)
-from .crf_functional import (
-    crf_log_partition,
-    crf_marginals,
-    crf_nll,
-    crf_score,
-    viterbi_decode,
-    viterbi_nbest,
-)
-from .dask_backend import (
-    count_ngrams_dask,
-    file_byte_ranges,
-)
-from .decoding import (
-    AutoRegressiveDecoder,
-    UniLMDecoder,
-    top_k_filter,
-    top_p_filter,
-    unilm_next_logits,
-)
-from .discovery import (
-    WordFinder,
-    cohesive_ngrams,
-    discover_ngrams,
-    discover_ngrams_files,
-)
-from .domain import (
-    DEFAULT_STOP_CHARS,
-    TermScore,
-    domain_scores,
-    is_good_term,
-    mine_domain_terms,
-)
-from .domain_expansion import (
-    ExpandedTerm,
-    cooccurrence_vectors,
-    expand_seeds,
-)
-from .generation_tasks import (
-    TrainLog,
-    condition_hit_rates,
-    generate_answers,
-    length_bucketed_batches,
-    sample_sentences,
-    seq2seq_target_loss,
-    train_seq2seq,
-)
-from .jose import (
-    JoSE,
-    RiemannianSGD,
-    jose_loss,
-    sphere_sgd_step,
-    sphere_step_factor,
-    sphere_tangent_grad,
-)
-from .margin import (
-    MARGIN_LOSS_DEFAULTS,
-    CosineClassifier,
-    MarginSoftmaxLoss,
-    am_softmax_loss,
-    arcface_loss,
-    cosface_loss,
-    margin_logits,
-    simpler_a_softmax_loss,
-    sphereface_loss,
-)
-from .masks import (
-    attention_bias,
-    causal_mask,
-    check_attention_mask,
-    padding_mask,
-    prefix_lm_mask,
-    sdpa_mask,
-    unilm_mask,
-)
-from .metrics import (
-    PRF,
-    CWSReport,
-    EntityReport,
-    cws_scores,
-    entity_scores,
-    span_scores,
-    to_halfwidth,
-)
-from .ngrams import (
-    DEFAULT_FRAGMENT_PATTERN,
-    NgramCounts,
-    count_ngrams,
-    count_ngrams_files,
-    fragments,
-)
-from .peoples_daily import (
-    PD_ENTITY_TYPES,
-    PDExample,
-    load_peoples_daily,
-    peoples_daily_path,
-    raw_paragraphs,
-    read_tagged_paragraphs,
-    split_sentences,
-)
-from .qa_evaluation import (
-    PARAGRAPH_METHODS,
-    ParagraphReport,
-    QAReport,
-    answer_questions,
-    combine_sentence_answers,
-    evaluate_paragraph_qa,
-    evaluate_qa,
-    paragraph_vote_answer,
-    score_paragraph_predictions,
-)
-from .sampling import (
-    NoiseSampler,
-    find_accidental_hits,
-    nce_loss,
-    neg_sampling_loss,
-    sampled_softmax_loss,
-    subsample_keep_prob,
-)
-from .segment import (
-    UNKNOWN_CHAR_SCORE,
-    UnigramSegmenter,
-)
-from .seq2seq_tasks import (
-    NO_ANSWER,
-    QA_QUESTIONS,
-    EntityLexicon,
-    ParagraphQuestion,
-    QAExample,
-    Seq2SeqBatch,
-    build_paragraph_questions,
-    build_qa_examples,
-    collate_seq2seq,
-    decode_answer,
-    encode_qa,
-    encode_seq2seq,
-    entity_type_vector,
-    normalize_answer,
-    qa_exact_match,
-    sentence_entities,
-)
-from .similarity import (
-    GRUSentenceEncoder,
-    SentenceSimilarityModel,
-    retrieval_topk_accuracy,
-    topk_similar,
-)
-from .snippets import (
-    ViterbiDecoder,
-    sequence_padding,
-    text_segmentate,
-    truncate_sequences,
-)
-from .tagger_training import (
-    CharVocab,
-    TrainResult,
-    encode_tagged,
-    evaluate_cws,
-    evaluate_ner,
-    length_bucket_batches,
-    pad_batch,
-    predict_tags,
-    train_tagger,
-)
-from .taggers import (
-    BiLSTMEncoder,
-    CharCNNEncoder,
-    GatedConvBlock,
-    SequenceTagger,
-    bilstm_crf_tagger,
-    cnn_crf_tagger,
-)
-from .tagging import (
-    TAG_SCHEMES,
-    LabelSet,
-    Span,
-    bmes_to_words,
-    ner_labels,
-    normalize_scheme,
-    spans_to_tags,
-    tags_to_spans,
-    words_to_bmes,
-)
-from .tokenizer import (
-    SentencePieceTokenizer,
-    train_spm_with_lexicon,
-)
-from .transformer import (
-    KVCache,
-    UniLMTransformer,
-    seq2seq_loss,
-)
-from .voting import (
-    PassageVoter,
-    extractive_filter,
-    ngram_continuations,
-    unilm_passage_predict,
-    vote_answer,
-    vote_scores,
-)
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from . import data, losses, seq2seq, tagging, tasks, terms
+    from .data.peoples_daily import load_peoples_daily
+    from .losses.margin import am_softmax_loss
+    from .losses.sampled import sampled_softmax_loss
+    from .seq2seq.cln import ConditionalLayerNorm
+    from .seq2seq.decoding.decoder import UniLMDecoder
+    from .seq2seq.masks import unilm_mask
+    from .seq2seq.transformer import UniLMTransformer
+    from .tagging.crf.module import CRF
+    from .tagging.metrics import entity_scores
+    from .tagging.taggers import SequenceTagger, cnn_crf_tagger
+    from .terms.discovery import WordFinder, discover_ngrams
+    from .terms.domain import mine_domain_terms
+    from .terms.ngrams import NgramCounts
+
+SUBPACKAGES = ("tagging", "terms", "seq2seq", "losses", "data", "tasks")
+
+# headline name -> the room that defines it
+_HEADLINES = {
+    "CRF": "tagging",
+    "SequenceTagger": "tagging",
+    "cnn_crf_tagger": "tagging",
+    "entity_scores": "tagging",
+    "NgramCounts": "terms",
+    "WordFinder": "terms",
+    "discover_ngrams": "terms",
+    "mine_domain_terms": "terms",
+    "UniLMTransformer": "seq2seq",
+    "UniLMDecoder": "seq2seq",
+    "ConditionalLayerNorm": "seq2seq",
+    "unilm_mask": "seq2seq",
+    "sampled_softmax_loss": "losses",
+    "am_softmax_loss": "losses",
+    "load_peoples_daily": "data",
+}
 
 __all__ = [
-    "CONSTRAINT_SCHEMES",
     "CRF",
-    "DEFAULT_FRAGMENT_PATTERN",
-    "DEFAULT_STOP_CHARS",
-    "FORBIDDEN_SCORE",
-    "MARGIN_LOSS_DEFAULTS",
-    "NO_ANSWER",
-    "PARAGRAPH_METHODS",
-    "PD_ENTITY_TYPES",
-    "PRF",
-    "QA_QUESTIONS",
-    "TAG_SCHEMES",
-    "UNKNOWN_CHAR_SCORE",
-    "AutoRegressiveDecoder",
-    "BiLSTMEncoder",
-    "CWSReport",
-    "CharCNNEncoder",
-    "CharVocab",
     "ConditionalLayerNorm",
-    "Constraints",
-    "CosineClassifier",
-    "EntityLexicon",
-    "EntityReport",
-    "ExpandedTerm",
-    "GRUSentenceEncoder",
-    "GatedConvBlock",
-    "JoSE",
-    "KVCache",
-    "LabelSet",
-    "MarginSoftmaxLoss",
     "NgramCounts",
-    "NoiseSampler",
-    "PDExample",
-    "ParagraphQuestion",
-    "ParagraphReport",
-    "PassageVoter",
-    "QAExample",
-    "QAReport",
-    "RiemannianSGD",
-    "SentencePieceTokenizer",
-    "SentenceSimilarityModel",
-    "Seq2SeqBatch",
     "SequenceTagger",
-    "Span",
-    "TermScore",
-    "TrainLog",
-    "TrainResult",
     "UniLMDecoder",
     "UniLMTransformer",
-    "UnigramSegmenter",
-    "ViterbiDecoder",
     "WordFinder",
     "__version__",
-    "allowed_transitions",
     "am_softmax_loss",
-    "answer_questions",
-    "arcface_loss",
-    "attention_bias",
-    "bilstm_crf_tagger",
-    "bmes_to_words",
-    "build_paragraph_questions",
-    "build_qa_examples",
-    "causal_mask",
-    "check_attention_mask",
     "cnn_crf_tagger",
-    "cohesive_ngrams",
-    "collate_seq2seq",
-    "combine_sentence_answers",
-    "condition_hit_rates",
-    "constrained_scores",
-    "cooccurrence_vectors",
-    "cosface_loss",
-    "count_ngrams",
-    "count_ngrams_dask",
-    "count_ngrams_files",
-    "crf_log_partition",
-    "crf_marginals",
-    "crf_nll",
-    "crf_score",
-    "cws_scores",
-    "decode_answer",
+    "data",
     "discover_ngrams",
-    "discover_ngrams_files",
-    "domain_scores",
-    "encode_qa",
-    "encode_seq2seq",
-    "encode_tagged",
     "entity_scores",
-    "entity_type_vector",
-    "evaluate_cws",
-    "evaluate_ner",
-    "evaluate_paragraph_qa",
-    "evaluate_qa",
-    "expand_seeds",
-    "extractive_filter",
-    "file_byte_ranges",
-    "find_accidental_hits",
-    "fragments",
-    "generate_answers",
-    "is_good_term",
-    "jose_loss",
-    "length_bucket_batches",
-    "length_bucketed_batches",
     "load_peoples_daily",
-    "margin_logits",
+    "losses",
     "mine_domain_terms",
-    "nce_loss",
-    "neg_sampling_loss",
-    "ner_labels",
-    "ngram_continuations",
-    "normalize_answer",
-    "normalize_scheme",
-    "pad_batch",
-    "padding_mask",
-    "paragraph_vote_answer",
-    "peoples_daily_path",
-    "predict_tags",
-    "prefix_lm_mask",
-    "qa_exact_match",
-    "raw_paragraphs",
-    "read_tagged_paragraphs",
-    "retrieval_topk_accuracy",
-    "sample_sentences",
     "sampled_softmax_loss",
-    "score_paragraph_predictions",
-    "sdpa_mask",
-    "sentence_entities",
-    "seq2seq_loss",
-    "seq2seq_target_loss",
-    "sequence_padding",
-    "simpler_a_softmax_loss",
-    "span_scores",
-    "spans_to_tags",
-    "sphere_sgd_step",
-    "sphere_step_factor",
-    "sphere_tangent_grad",
-    "sphereface_loss",
-    "split_sentences",
-    "subsample_keep_prob",
-    "tags_to_spans",
-    "text_segmentate",
-    "to_halfwidth",
-    "top_k_filter",
-    "top_p_filter",
-    "topk_similar",
-    "train_seq2seq",
-    "train_spm_with_lexicon",
-    "train_tagger",
-    "truncate_sequences",
+    "seq2seq",
+    "tagging",
+    "tasks",
+    "terms",
     "unilm_mask",
-    "unilm_next_logits",
-    "unilm_passage_predict",
-    "viterbi_decode",
-    "viterbi_nbest",
-    "vote_answer",
-    "vote_scores",
-    "words_to_bmes",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    room = _HEADLINES.get(name)
+    if room is not None:
+        value = getattr(importlib.import_module(f"{__name__}.{room}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,76 @@
+"""UniLM seq2seq: attention masks, Conditional LayerNorm, a Transformer with KV cache, sentencepiece,
+decoding and multi-passage answer voting.
+
+- :mod:`.masks` — UniLM / causal / prefix-LM / padding masks and SDPA biases.
+- :mod:`.cln` — ``ConditionalLayerNorm``.
+- :mod:`.transformer` — ``UniLMTransformer``, ``KVCache``, ``seq2seq_loss``.
+- :mod:`.tokenizer` — ``SentencePieceTokenizer``, training with a lexicon.
+- :mod:`.decoding` — decoders and logit filters.
+- :mod:`.voting` — answer voting across passages.
+"""
+
+from __future__ import annotations
+
+from .cln import (
+    ConditionalLayerNorm,
+)
+from .decoding import (
+    AutoRegressiveDecoder,
+    UniLMDecoder,
+    top_k_filter,
+    top_p_filter,
+    unilm_next_logits,
+)
+from .masks import (
+    attention_bias,
+    causal_mask,
+    check_attention_mask,
+    padding_mask,
+    prefix_lm_mask,
+    sdpa_mask,
+    unilm_mask,
+)
+from .tokenizer import (
+    SentencePieceTokenizer,
+    train_spm_with_lexicon,
+)
+from .transformer import (
+    KVCache,
+    UniLMTransformer,
+    seq2seq_loss,
+)
+from .voting import (
+    PassageVoter,
+    extractive_filter,
+    ngram_continuations,
+    unilm_passage_predict,
+    vote_answer,
+    vote_scores,
+)
+
+__all__ = [
+    "AutoRegressiveDecoder",
+    "ConditionalLayerNorm",
+    "KVCache",
+    "PassageVoter",
+    "SentencePieceTokenizer",
+    "UniLMDecoder",
+    "UniLMTransformer",
+    "attention_bias",
+    "causal_mask",
+    "check_attention_mask",
+    "extractive_filter",
+    "ngram_continuations",
+    "padding_mask",
+    "prefix_lm_mask",
+    "sdpa_mask",
+    "seq2seq_loss",
+    "top_k_filter",
+    "top_p_filter",
+    "train_spm_with_lexicon",
+    "unilm_mask",
+    "unilm_next_logits",
+    "unilm_passage_predict",
+    "vote_answer",
+    "vote_scores",
+]

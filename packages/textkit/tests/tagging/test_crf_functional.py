@@ -1,0 +1,378 @@
+"""Tests of kexue.textkit.tagging.crf.functional against brute-force enumeration (spec §4 "CRF")."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kexue.textkit.tagging.crf.functional import (
+    crf_log_partition,
+    crf_marginals,
+    crf_nll,
+    crf_score,
+    viterbi_decode,
+    viterbi_nbest,
+)
+
+F64 = torch.float64
+BACKENDS = ("lse", "matmul", "auto")
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _problem(b, t, k, *, seed=0, start_end=True, dtype=F64, lengths=None):
+    g = _gen(seed)
+    h = torch.randn(b, t, k, generator=g, dtype=dtype)
+    a = torch.randn(k, k, generator=g, dtype=dtype)
+    s = torch.randn(k, generator=g, dtype=dtype) if start_end else None
+    e = torch.randn(k, generator=g, dtype=dtype) if start_end else None
+    if lengths is None:
+        lengths = torch.randint(1, t + 1, (b,), generator=g)
+        lengths[0] = t
+    else:
+        lengths = torch.as_tensor(lengths)
+    mask = torch.arange(t) < lengths[:, None]
+    return h, a, s, e, mask
+
+
+def _brute(h, a, s, e, length):
+    """All K^L path scores of one sequence: (paths (N, L), scores (N,))."""
+    k = h.shape[-1]
+    paths = torch.tensor(list(itertools.product(range(k), repeat=length)))
+    score = h[torch.arange(length), paths].sum(1)
+    if length > 1:
+        score = score + a[paths[:, :-1], paths[:, 1:]].sum(1)
+    if s is not None:
+        score = score + s[paths[:, 0]] + e[paths[:, -1]]
+    return paths, score
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("start_end", [True, False])
+def test_log_partition_equals_brute_force(backend, start_end):
+    h, a, s, e, mask = _problem(6, 5, 4, start_end=start_end, lengths=[5, 1, 3, 4, 2, 5])
+    log_z = crf_log_partition(h, a, mask=mask, start=s, end=e, backend=backend)
+    for i, length in enumerate(mask.sum(1).tolist()):
+        _, scores = _brute(h[i], a, s, e, length)
+        assert abs(log_z[i].item() - torch.logsumexp(scores, 0).item()) < 1e-10
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_probabilities_of_all_paths_sum_to_one(backend):
+    h, a, s, e, _ = _problem(1, 4, 3)
+    paths, _ = _brute(h[0], a, s, e, 4)
+    hs = h.expand(len(paths), -1, -1)
+    nll = crf_nll(hs, paths, a, start=s, end=e, reduction="none", backend=backend)
+    assert abs(torch.exp(-nll).sum().item() - 1.0) < 1e-10
+
+
+def test_score_equals_brute_force_and_ignores_pad_tags():
+    h, a, s, e, mask = _problem(5, 5, 3, seed=1)
+    tags = torch.randint(0, 3, (5, 5), generator=_gen(2))
+    tags_pad = tags.masked_fill(~mask, -100)  # ignore-index padding is fine
+    score = crf_score(h, tags_pad, a, mask=mask, start=s, end=e)
+    for i, length in enumerate(mask.sum(1).tolist()):
+        paths, scores = _brute(h[i], a, s, e, length)
+        idx = (paths == tags[i, :length]).all(1).nonzero().item()
+        assert abs(score[i].item() - scores[idx].item()) < 1e-12
+
+
+@pytest.mark.parametrize("start_end", [True, False])
+def test_viterbi_equals_brute_force_argmax(start_end):
+    h, a, s, e, mask = _problem(8, 5, 4, seed=3, start_end=start_end)
+    tags, best = viterbi_decode(h, a, mask=mask, start=s, end=e, pad_tag=7)
+    for i, length in enumerate(mask.sum(1).tolist()):
+        paths, scores = _brute(h[i], a, s, e, length)
+        j = scores.argmax()
+        assert tags[i, :length].tolist() == paths[j].tolist()
+        assert (tags[i, length:] == 7).all()
+        assert abs(best[i].item() - scores[j].item()) < 1e-10
+    again = crf_score(h, tags, a, mask=mask, start=s, end=e)
+    torch.testing.assert_close(again, best, rtol=0, atol=1e-10)
+
+
+def test_viterbi_ties_go_to_lowest_index():
+    h = torch.zeros(2, 3, 3, dtype=F64)
+    a = torch.zeros(3, 3, dtype=F64)
+    tags, best = viterbi_decode(h, a)
+    assert tags.tolist() == [[0, 0, 0], [0, 0, 0]]
+    assert best.tolist() == [0.0, 0.0]
+
+
+def test_nbest_equals_brute_force_top_k():
+    h, a, s, e, mask = _problem(4, 4, 3, seed=4, lengths=[4, 3, 1, 2])
+    k = 5
+    tags, scores = viterbi_nbest(h, a, k=k, mask=mask, start=s, end=e, pad_tag=9)
+    assert tags.shape == (4, k, 4) and scores.shape == (4, k)
+    for i, length in enumerate(mask.sum(1).tolist()):
+        paths, brute = _brute(h[i], a, s, e, length)
+        n = min(k, len(paths))
+        top = brute.topk(n)
+        torch.testing.assert_close(scores[i, :n], top.values, rtol=0, atol=1e-10)
+        got = {tuple(p) for p in tags[i, :n, :length].tolist()}
+        assert got == {tuple(paths[j].tolist()) for j in top.indices}  # k distinct best paths
+        assert (tags[i, :, length:] == 9).all()
+        if n < k:  # fewer paths than k: the rest score −inf
+            assert torch.isneginf(scores[i, n:]).all()
+    one, best = viterbi_decode(h, a, mask=mask, start=s, end=e, pad_tag=9)
+    assert torch.equal(tags[:, 0], one)
+    torch.testing.assert_close(scores[:, 0], best)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_padding_garbage_changes_nothing(backend):
+    h, a, s, e, mask = _problem(5, 6, 4, seed=5)
+    garbage = torch.where(
+        mask[..., None], h, 1e4 * torch.randn(h.shape, generator=_gen(6), dtype=F64)
+    )
+    tags = torch.randint(0, 4, (5, 6), generator=_gen(7))
+    kw = {"mask": mask, "start": s, "end": e}
+    for x in (garbage, garbage.masked_fill(~mask[..., None], float("nan"))):
+        torch.testing.assert_close(
+            crf_nll(x, tags, a, reduction="none", backend=backend, **kw),
+            crf_nll(h, tags, a, reduction="none", backend=backend, **kw),
+            rtol=0, atol=1e-10,
+        )  # fmt: skip
+        assert torch.equal(viterbi_decode(x, a, **kw)[0], viterbi_decode(h, a, **kw)[0])
+        torch.testing.assert_close(crf_marginals(x, a, **kw), crf_marginals(h, a, **kw))
+    # batched = per sample
+    log_z = crf_log_partition(h, a, backend=backend, **kw)
+    dec = viterbi_decode(h, a, **kw)[0]
+    for i, length in enumerate(mask.sum(1).tolist()):
+        one = crf_log_partition(h[i : i + 1, :length], a, start=s, end=e, backend=backend)
+        assert abs(one.item() - log_z[i].item()) < 1e-10
+        d = viterbi_decode(h[i : i + 1, :length], a, start=s, end=e)[0]
+        assert d[0].tolist() == dec[i, :length].tolist()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_shift_invariance(backend):
+    h, a, s, e, mask = _problem(3, 5, 4, seed=8, lengths=[5, 4, 2])
+    tags = torch.randint(0, 4, (3, 5), generator=_gen(9))
+    kw = {"mask": mask, "start": s, "end": e}
+    log_z = crf_log_partition(h, a, backend=backend, **kw)
+    score = crf_score(h, tags, a, **kw)
+    c = 2.5
+    h2 = h.clone()
+    h2[:, 1] += c  # step 1 is valid in every row
+    torch.testing.assert_close(crf_log_partition(h2, a, backend=backend, **kw), log_z + c)
+    torch.testing.assert_close(crf_score(h2, tags, a, **kw), score + c)
+    lengths = mask.sum(1).to(F64)
+    torch.testing.assert_close(
+        crf_log_partition(h, a + c, backend=backend, **kw), log_z + c * (lengths - 1)
+    )
+    torch.testing.assert_close(crf_score(h, tags, a + c, **kw), score + c * (lengths - 1))
+
+
+@pytest.mark.parametrize("start_end", [True, False])
+def test_marginals_equal_brute_force(start_end):
+    h, a, s, e, mask = _problem(4, 4, 3, seed=10, start_end=start_end)
+    marg = crf_marginals(h, a, mask=mask, start=s, end=e)
+    assert (marg >= 0).all()
+    lengths = mask.sum(1).tolist()
+    for i, length in enumerate(lengths):
+        paths, scores = _brute(h[i], a, s, e, length)
+        p = torch.softmax(scores, 0)
+        want = torch.zeros(length, 3, dtype=F64)
+        for t in range(length):
+            want[t].index_add_(0, paths[:, t], p)
+        torch.testing.assert_close(marg[i, :length], want, rtol=0, atol=1e-10)
+        torch.testing.assert_close(marg[i, :length].sum(-1), torch.ones(length, dtype=F64))
+        assert (marg[i, length:] == 0).all()
+
+
+@pytest.mark.parametrize("backend", ["lse", "matmul"])
+def test_gradcheck(backend):
+    h, a, s, e, mask = _problem(3, 4, 3, seed=11, lengths=[4, 1, 3])
+    tags = torch.randint(0, 3, (3, 4), generator=_gen(12))
+    inputs = tuple(x.clone().requires_grad_(True) for x in (h, a, s, e))
+
+    def fn(h, a, s, e):
+        return crf_nll(h, tags, a, mask=mask, start=s, end=e, reduction="none", backend=backend)
+
+    assert torch.autograd.gradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 1e-4), (F64, 1e-9)])
+def test_backends_match_lse(dtype, tol):
+    h, a, s, e, mask = _problem(8, 30, 6, seed=13, dtype=dtype)
+    tags = torch.randint(0, 6, (8, 30), generator=_gen(14))
+    out = {}
+    for backend in ("lse", "matmul"):
+        xs = [x.clone().requires_grad_(True) for x in (h, a, s, e)]
+        nll = crf_nll(xs[0], tags, xs[1], mask=mask, start=xs[2], end=xs[3], backend=backend,
+                      reduction="sum")  # fmt: skip
+        nll.backward()
+        out[backend] = [nll.detach()] + [x.grad for x in xs]
+    for x, y in zip(out["lse"], out["matmul"]):
+        torch.testing.assert_close(y, x, rtol=tol, atol=tol)
+
+
+def test_auto_uses_lse_when_transitions_are_forbidden():
+    """−1e4 transitions (constrained training) are exact under "auto" even with huge emissions."""
+    h, a, s, e, mask = _problem(4, 5, 4, seed=15, lengths=[5, 4, 3, 1])
+    a = a.clone()
+    a[0, 1] = a[2, 3] = -1e4
+    h = h * 100
+    got = crf_log_partition(h, a, mask=mask, start=s, end=e, backend="auto")
+    ref = crf_log_partition(h, a, mask=mask, start=s, end=e, backend="lse")
+    assert torch.equal(got, ref)
+    for i, length in enumerate(mask.sum(1).tolist()):
+        _, scores = _brute(h[i], a, s, e, length)
+        assert abs(got[i].item() - torch.logsumexp(scores, 0).item()) < 1e-9
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_large_emissions_stay_finite(backend, dtype):
+    h, a, s, e, mask = _problem(4, 12, 5, seed=16, dtype=dtype)
+    h = (h * 1e3).requires_grad_(True)
+    tags = torch.randint(0, 5, (4, 12), generator=_gen(17))
+    nll = crf_nll(h, tags, a, mask=mask, start=s, end=e, backend=backend, reduction="sum")
+    nll.backward()
+    assert torch.isfinite(nll) and torch.isfinite(h.grad).all()
+    assert nll.item() >= -1e-3 * abs(nll.item()) - 1e-3  # NLL ≥ 0 up to rounding
+    log_z = crf_log_partition(h.double(), a.double(), mask=mask, start=s.double(), end=e.double())
+    ref = crf_log_partition(h.double(), a.double(), mask=mask, start=s.double(), end=e.double(),
+                            backend="lse")  # fmt: skip
+    torch.testing.assert_close(log_z, ref, rtol=1e-6, atol=0)
+
+
+def test_length_one_sequences():
+    h, a, s, e, _ = _problem(3, 1, 4, seed=18)
+    for backend in BACKENDS:
+        log_z = crf_log_partition(h, a, start=s, end=e, backend=backend)
+        torch.testing.assert_close(log_z, torch.logsumexp(h[:, 0] + s + e, -1))
+    tags, best = viterbi_decode(h, a, start=s, end=e)
+    assert tags[:, 0].tolist() == (h[:, 0] + s + e).argmax(-1).tolist()
+    torch.testing.assert_close(best, (h[:, 0] + s + e).amax(-1))
+    marg = crf_marginals(h, a, start=s, end=e)
+    torch.testing.assert_close(marg[:, 0], torch.softmax(h[:, 0] + s + e, -1))
+
+
+def test_constrained_viterbi_equals_brute_force_over_allowed_paths():
+    h, a, s, e, mask = _problem(6, 5, 4, seed=19)
+    g = _gen(20)
+    allowed = torch.rand(4, 4, generator=g) > 0.3
+    allowed[:, 0] = allowed[0, :] = True  # 0 → 0 → … is always possible
+    a_start = torch.tensor([True, False, True, False])
+    a_end = torch.tensor([True, True, False, False])
+    tags, best = viterbi_decode(h, a, mask=mask, start=s, end=e, allowed_start=a_start,
+                                allowed_end=a_end, allowed_transitions=allowed)  # fmt: skip
+    for i, length in enumerate(mask.sum(1).tolist()):
+        paths, scores = _brute(h[i], a, s, e, length)
+        ok = a_start[paths[:, 0]] & a_end[paths[:, -1]]
+        if length > 1:
+            ok &= allowed[paths[:, :-1], paths[:, 1:]].all(1)
+        j = torch.where(ok, scores, -torch.inf).argmax()
+        assert tags[i, :length].tolist() == paths[j].tolist()
+        assert abs(best[i].item() - scores[j].item()) < 1e-10
+    nb, _ = viterbi_nbest(h, a, k=3, mask=mask, start=s, end=e, allowed_start=a_start,
+                          allowed_end=a_end, allowed_transitions=allowed)  # fmt: skip
+    assert torch.equal(nb[:, 0], tags)
+
+
+def test_reductions():
+    h, a, s, e, mask = _problem(4, 6, 3, seed=21)
+    tags = torch.randint(0, 3, (4, 6), generator=_gen(22))
+    kw = {"mask": mask, "start": s, "end": e}
+    none = crf_nll(h, tags, a, reduction="none", **kw)
+    assert none.shape == (4,) and (none > 0).all()
+    torch.testing.assert_close(crf_nll(h, tags, a, reduction="sum", **kw), none.sum())
+    torch.testing.assert_close(crf_nll(h, tags, a, reduction="mean", **kw), none.mean())
+    torch.testing.assert_close(
+        crf_nll(h, tags, a, reduction="token_mean", **kw), none.sum() / mask.sum()
+    )
+    torch.testing.assert_close(
+        none, crf_log_partition(h, a, **kw) - crf_score(h, tags, a, **kw), rtol=0, atol=1e-12
+    )
+
+
+def test_half_precision_inputs_compute_in_fp32():
+    h, a, s, e, mask = _problem(2, 5, 3, seed=23, dtype=torch.float32)
+    out = crf_log_partition(h.bfloat16(), a, mask=mask, start=s, end=e)
+    assert out.dtype == torch.float32
+    ref = crf_log_partition(h.bfloat16().float(), a, mask=mask, start=s, end=e)
+    torch.testing.assert_close(out, ref)
+
+
+def test_bad_inputs_raise_clear_errors():
+    h, a, s, e, mask = _problem(2, 4, 3, seed=24)
+    tags = torch.zeros(2, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match="tags"):
+        crf_nll(h, torch.full((2, 4), 3), a)
+    with pytest.raises(ValueError, match="tags"):
+        crf_score(h, torch.full((2, 4), -1), a)
+    with pytest.raises(ValueError, match=r"tags shape \(2, 3\).*\(2, 4, 3\)"):
+        crf_nll(h, tags[:, :3], a)
+    with pytest.raises(ValueError, match=r"mask shape \(2, 3\).*\(2, 4, 3\)"):
+        crf_log_partition(h, a, mask=mask[:, :3])
+    with pytest.raises(ValueError, match=r"mask shape \(2, 4, 1\)"):
+        viterbi_decode(h, a, mask=mask[..., None])
+    left = torch.tensor([[False, True, True, True], [True, True, True, True]])
+    with pytest.raises(ValueError, match="mask"):
+        crf_log_partition(h, a, mask=left)
+    empty = torch.tensor([[False] * 4, [True] * 4])
+    with pytest.raises(ValueError, match="mask"):
+        viterbi_decode(h, a, mask=empty)
+    holes = torch.tensor([[True, False, True, False], [True] * 4])
+    with pytest.raises(ValueError, match="mask"):
+        crf_nll(h, tags, a, mask=holes)
+    with pytest.raises(ValueError, match="transitions"):
+        crf_log_partition(h, a[:2])
+    with pytest.raises(ValueError, match="start"):
+        crf_log_partition(h, a, start=s[:2])
+    with pytest.raises(ValueError, match="end"):
+        crf_log_partition(h, a, start=s, end=e[:, None])
+    with pytest.raises(ValueError, match="emissions"):
+        crf_log_partition(h[0], a)
+    bad = h.clone()
+    bad[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        crf_log_partition(bad, a)
+    with pytest.raises(ValueError, match="reduction"):
+        crf_nll(h, tags, a, reduction="avg")
+    with pytest.raises(ValueError, match="backend"):
+        crf_log_partition(h, a, backend="triton")
+    with pytest.raises(ValueError, match="k must"):
+        viterbi_nbest(h, a, k=0)
+    with pytest.raises(ValueError, match="allowed_transitions"):
+        viterbi_decode(h, a, allowed_transitions=torch.ones(2, 2, dtype=torch.bool))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    b=st.integers(1, 3),
+    t=st.integers(1, 5),
+    k=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+    start_end=st.booleans(),
+)
+def test_random_shapes_against_brute_force(b, t, k, seed, start_end):
+    h, a, s, e, mask = _problem(b, t, k, seed=seed, start_end=start_end)
+    log_z = {be: crf_log_partition(h, a, mask=mask, start=s, end=e, backend=be) for be in BACKENDS}
+    tags, best = viterbi_decode(h, a, mask=mask, start=s, end=e)
+    for i, length in enumerate(mask.sum(1).tolist()):
+        paths, scores = _brute(h[i], a, s, e, length)
+        for be in BACKENDS:
+            assert abs(log_z[be][i].item() - torch.logsumexp(scores, 0).item()) < 1e-10
+        assert abs(best[i].item() - scores.max().item()) < 1e-10
+        assert tags[i, :length].tolist() == paths[scores.argmax()].tolist()
+
+
+def test_viterbi_matches_the_independent_nbest_recursion_on_a_ragged_batch():
+    """Length-sorted segments (viterbi_decode) vs the where-carried list Viterbi (viterbi_nbest)."""
+    h, a, s, e, mask = _problem(40, 30, 6, seed=25, dtype=torch.float32)
+    lengths = mask.sum(1)
+    assert len(set(lengths.tolist())) > 10  # many segments, repeated lengths, unsorted rows
+    tags, best = viterbi_decode(h, a, mask=mask, start=s, end=e, pad_tag=-1)
+    nb, nb_best = viterbi_nbest(h, a, k=1, mask=mask, start=s, end=e, pad_tag=-1)
+    assert torch.equal(tags, nb[:, 0])
+    torch.testing.assert_close(best, nb_best[:, 0])
+    torch.testing.assert_close(best, crf_score(h, tags, a, mask=mask, start=s, end=e))
