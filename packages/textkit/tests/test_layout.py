@@ -1,0 +1,209 @@
+"""The package's layout rules, written as tests: rooms, lazy imports, no cycles, small modules.
+
+The import graph is built from the source with ``ast`` (every ``import`` statement, module level or
+inside a function, except under ``if TYPE_CHECKING:``). Importing ``a.b.c`` first runs the
+``__init__`` of ``a`` and ``a.b``, so an import also depends on the target's packages, unless the
+importer lives inside them (they are then already being initialised).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import kexue.textkit as tk
+
+SRC = Path(tk.__file__).resolve().parent
+ROOT = "kexue.textkit"
+ROOMS = ("tagging", "terms", "seq2seq", "losses", "data", "tasks")
+# Which room may import which (besides itself). Everything else is independent: the term miner,
+# the tagger, the seq2seq stack and the losses never import one another.
+ALLOWED = {
+    "tagging": {"data"},  # the trainer batches with data.batching
+    "data": {"tagging"},  # the People's Daily loader writes tags with tagging.schemes
+    "terms": set(),
+    "seq2seq": set(),
+    "losses": set(),
+    "tasks": {"tagging", "seq2seq", "losses", "data", "terms"},  # applications
+}
+MAX_LINES = 500
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(SRC.rglob("*.py")):
+        parts = path.relative_to(SRC).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join((ROOT, *parts))] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _is_package(name: str) -> bool:
+    return MODULES[name].name == "__init__.py"
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                skip.update(id(n) for n in ast.walk(child))
+    return skip
+
+
+def _imports(name: str) -> set[str]:
+    """Modules of this package that importing ``name`` runs (targets and their packages)."""
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    skip = _type_checking_nodes(tree)
+    package = name if _is_package(name) else name.rpartition(".")[0]
+    targets: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            targets.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            targets.add(mod)
+            targets.update(f"{mod}.{a.name}" for a in node.names)
+    deps: set[str] = set()
+    for t in targets:
+        if t not in MODULES:
+            continue
+        parts = t.split(".")
+        for k in range(len(ROOT.split(".")), len(parts) + 1):
+            dep = ".".join(parts[:k])
+            # packages enclosing the importer are already initialising: no edge
+            if dep != name and not (name + ".").startswith(dep + "."):
+                deps.add(dep)
+    return deps
+
+
+GRAPH = {name: _imports(name) for name in MODULES}
+
+
+def _room(name: str) -> str | None:
+    parts = name.split(".")
+    return parts[2] if len(parts) > 2 else None
+
+
+def test_rooms_exist_with_docstrings() -> None:
+    assert tuple(tk.SUBPACKAGES) == ROOMS
+    for room in ROOMS:
+        mod = importlib.import_module(f"{ROOT}.{room}")
+        assert mod.__doc__ and len(mod.__doc__.split()) >= 15, room
+        # every module of the room is described in its docstring
+        for name, path in MODULES.items():
+            if _room(name) == room and name.count(".") == 3 and not path.stem.startswith("_"):
+                stem = name.rsplit(".", 1)[1]
+                assert f".{stem}`" in mod.__doc__, f"{room}: {stem} not described"
+
+
+def test_no_import_cycle() -> None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(GRAPH[node]):
+            if state.get(dep) == 1:
+                cycle = stack[stack.index(dep) :] + [dep]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep)
+        stack.pop()
+        state[node] = 2
+
+    for name in MODULES:
+        if name not in state:
+            visit(name)
+
+
+def test_graph_sees_real_edges() -> None:
+    # guard against a graph that is empty by mistake
+    assert f"{ROOT}.tagging.constraints" in GRAPH[f"{ROOT}.tagging.crf.functional"]
+    assert f"{ROOT}.data" in GRAPH[f"{ROOT}.tagging.train"]
+    assert f"{ROOT}.tagging" in GRAPH[f"{ROOT}.data.peoples_daily"]
+    assert sum(len(v) for v in GRAPH.values()) > 40
+
+
+def test_rooms_import_only_what_they_may() -> None:
+    bad = []
+    for name, deps in GRAPH.items():
+        room = _room(name)
+        if room is None:
+            continue
+        for dep in deps:
+            other = _room(dep)
+            if other is not None and other != room and other not in ALLOWED[room]:
+                bad.append(f"{name} -> {dep}")
+    assert not bad, bad
+
+
+def test_no_module_over_the_size_limit() -> None:
+    big = {
+        str(p.relative_to(SRC)): n
+        for p in MODULES.values()
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert not big, big
+
+
+def test_terms_never_import_torch_statically() -> None:
+    for name in MODULES:
+        if _room(name) == "terms":
+            tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    assert not any(a.name.split(".")[0] == "torch" for a in node.names), name
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    assert node.module.split(".")[0] != "torch", name
+
+
+def test_root_is_lazy_and_headlines_resolve() -> None:
+    code = (
+        "import sys, kexue.textkit as tk\n"
+        "assert 'torch' not in sys.modules, 'import kexue.textkit imported torch'\n"
+        "assert not any(m.startswith('kexue.textkit.') and m != 'kexue.textkit.__about__'"
+        " for m in sys.modules), sorted(m for m in sys.modules if m.startswith('kexue.'))\n"
+        "tk.WordFinder\n"
+        "assert 'torch' not in sys.modules, 'a terms headline imported torch'\n"
+        "tk.CRF\n"
+        "assert 'kexue.textkit.seq2seq' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    for name in tk.__all__:
+        assert getattr(tk, name) is not None
+    with pytest.raises(AttributeError, match="no_such_name"):
+        tk.no_such_name  # noqa: B018
+
+
+def test_lazy_data_room_maps_every_name() -> None:
+    data = importlib.import_module(f"{ROOT}.data")
+    assert sorted(data.__all__) == sorted(data._MODULE_OF)
+    for name in data.__all__:
+        assert getattr(data, name) is not None, name
+
+
+def test_tasks_are_not_reexported_from_the_root() -> None:
+    tasks = importlib.import_module(f"{ROOT}.tasks")
+    assert not set(tasks.__all__) & set(tk.__all__)
