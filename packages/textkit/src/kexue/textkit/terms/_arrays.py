@@ -1,4 +1,4 @@
-"""Array kernels behind :mod:`kexue.textkit.ngrams` (private).
+"""Array kernels behind :mod:`kexue.textkit.terms.ngrams` (private).
 
 Characters become integer ids (0 = fragment boundary), n-grams become int64 keys packed in base
 ``B = len(vocab) + 1``: the gram with ids (i_1, ..., i_n) has key Σ_j i_j·B^(n−j). The vocabulary is

@@ -1,6 +1,6 @@
 """Vectorised cut helpers shared by the word-discovery algorithms (private).
 
-A text chunk is an id array (0 = boundary, see :mod:`kexue.textkit._ngram_arrays`) aligned with
+A text chunk is an id array (0 = boundary, see :mod:`kexue.textkit.terms._arrays`) aligned with
 its string. A *join mask* ``join[i]`` says characters i and i+1 belong to one piece; pieces are the
 maximal joined runs of non-zero ids. Pieces of length ≤ 4 are counted with packed int64 keys and
 ``np.unique``; longer (rare) pieces with a ``Counter`` over their strings.
@@ -26,17 +26,6 @@ def run_lengths(ids: np.ndarray, cap: int) -> np.ndarray:
     nxt = np.where(ids == 0, idx, n)
     nxt = np.minimum.accumulate(nxt[::-1])[::-1]
     return np.minimum(nxt - idx, cap)
-
-
-def gram_keys_at(ids: np.ndarray, n: int, base: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions where an n-gram starts inside a fragment, and its packed key."""
-    r = run_lengths(ids, n)
-    pos = np.flatnonzero(r >= n)
-    key = ids[pos].copy()
-    for j in range(1, n):
-        key *= base
-        key += ids[pos + j]
-    return pos, key
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

@@ -1,9 +1,9 @@
 """Distributed n-gram counting on a Dask cluster (optional: ``pip install kexue-textkit[dask]``).
 
 :func:`count_ngrams_dask` splits text files into byte ranges, counts each range with
-:func:`kexue.textkit.ngrams.count_ngrams` on a worker and sums the tables by a tree of
+:func:`kexue.textkit.terms.ngrams.count_ngrams` on a worker and sums the tables by a tree of
 :meth:`NgramCounts.merge_all` tasks; the result equals
-:func:`~kexue.textkit.ngrams.count_ngrams_files` (exact mode) on the same files.
+:func:`~kexue.textkit.terms.ngrams.count_ngrams_files` (exact mode) on the same files.
 
 **Why Dask, not Ray.** Both run Python functions on a cluster, but for this job Dask fits better:
 ``dask`` and ``distributed`` are pure-Python wheels (a few MB, no compiled extension, install
@@ -143,7 +143,7 @@ def count_ngrams_dask(
         pattern: fragment separator regex (see ``fragments``).
 
     Returns:
-        An :class:`~kexue.textkit.ngrams.NgramCounts`.
+        An :class:`~kexue.textkit.terms.ngrams.NgramCounts`.
 
     Raises:
         ImportError: dask is not installed (``pip install kexue-textkit[dask]``).

@@ -1,7 +1,7 @@
 """Unsupervised word discovery: the n-gram cohesion algorithm (B) and nlp-zero's algorithm (A).
 
-Both count with :mod:`kexue.textkit.ngrams` and cut the text with vectorised join masks
-(:mod:`kexue.textkit._pieces`); only the candidate lexicon is handled in Python.
+Both count with :mod:`kexue.textkit.terms.ngrams` and cut the text with vectorised join masks
+(:mod:`kexue.textkit.terms._pieces`); only the candidate lexicon is handled in Python.
 
 **Algorithm B** (:func:`discover_ngrams`, bojone/word-discovery): count n-grams n ≤ ``order``, drop
 counts < ``min_count``; keep a gram w (n ≥ 2) when ln min_{w=a|b} total·c(w)/(c(a)c(b)) ≥
@@ -33,12 +33,12 @@ import numpy as np
 from . import _arrays as _A
 from . import _pieces as _P
 from ._redundancy import remove_redundancy
+from ._workers import WorkerPool
 from .ngrams import (
     DEFAULT_CHUNK_CHARS,
     DEFAULT_FRAGMENT_PATTERN,
     NgramCounts,
     _chunks,
-    _pool,
     _read_blocks,
     count_ngrams,
     count_ngrams_files,
@@ -205,7 +205,7 @@ def discover_ngrams(
 
     Arguments:
         texts: the corpus (strings, or one string); read twice (count, then cut), so an iterator
-            is materialised. Fragments follow :data:`~kexue.textkit.ngrams.DEFAULT_FRAGMENT_PATTERN`.
+            is materialised. Fragments follow :data:`~kexue.textkit.terms.ngrams.DEFAULT_FRAGMENT_PATTERN`.
         order: longest gram (2..4; default 4).
         min_count: count threshold for grams and pieces (default 32; the 2017 post used 128).
         min_pmi: ln cohesion thresholds per n (default (0, 2, 4, 6); 2017: ln 5/25/125).
@@ -237,8 +237,8 @@ def discover_ngrams(
     pieces = _P.PieceCounts()
     jobs = [(ch, ksets, counts.base, counts.vocab_codes) for ch in chunks]
     if workers > 1 and len(chunks) > 1:
-        with _pool(workers) as pool:
-            for pc in pool.starmap(_cut_lenient, jobs):
+        with WorkerPool(workers) as pool:
+            for pc in pool.imap(_cut_lenient, jobs):
                 pieces.update(pc)
     else:
         for job in jobs:
@@ -259,7 +259,7 @@ def discover_ngrams_files(
 ) -> dict[str, int]:
     """Algorithm B streamed over files (two passes; memory bounded by chunks + pruned tables).
 
-    Counting uses :func:`~kexue.textkit.ngrams.count_ngrams_files` (see its pruning
+    Counting uses :func:`~kexue.textkit.terms.ngrams.count_ngrams_files` (see its pruning
     approximation); the cut pass streams the files again. Arguments as in :func:`discover_ngrams`.
 
     Returns:
@@ -293,14 +293,9 @@ def discover_ngrams_files(
         for job in blocks:
             pieces.update(_cut_lenient(*job))
     else:
-        with _pool(workers) as pool:
-            inflight: list = []
-            for job in blocks:  # at most 2·workers blocks in flight: bounded memory
-                inflight.append(pool.apply_async(_cut_lenient, job))
-                if len(inflight) >= 2 * workers:
-                    pieces.update(inflight.pop(0).get())
-            for res in inflight:
-                pieces.update(res.get())
+        with WorkerPool(workers) as pool:  # ≤ 1 block per worker in flight: bounded memory
+            for pc in pool.imap(_cut_lenient, blocks):
+                pieces.update(pc)
     return _finish_b(pieces, ksets, counts, min_count)
 
 

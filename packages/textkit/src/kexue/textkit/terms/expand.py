@@ -5,7 +5,7 @@ dim 100) and grows ~150 seed words by a breadth-first search over cosine neighbo
 threshold rises with depth. word2vec is not a dependency of kexue-textkit, so
 :func:`cooccurrence_vectors` stands in for it: PPMI of window co-occurrences followed by a truncated
 (randomised) eigendecomposition, the SVD route of Levy, Goldberg & Dagan (2015).
-:func:`expand_seeds` is the BFS. :func:`kexue.textkit.domain.mine_domain_terms` calls both when it
+:func:`expand_seeds` is the BFS. :func:`kexue.textkit.terms.domain.mine_domain_terms` calls both when it
 is given ``seeds``.
 
 References:
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .domain import is_good_term
+from .termfilter import is_good_term
 
 __all__ = ["ExpandedTerm", "cooccurrence_vectors", "expand_seeds"]
 

@@ -7,12 +7,8 @@ with numpy: characters become integer ids, every n-gram an int64 key (ids packed
 of all n ≤ ``order`` (shorter grams are prefixes). Chunks are counted in worker processes and merged
 by a linear sort-merge. Measured on the 5.5 MB People's Daily 1998-01 text: see BENCHMARKS.md.
 
-**On-disk format** (:meth:`NgramCounts.save`, a numpy ``.npz`` archive, no pickle):
-
-- ``format``: the string ``"kexue-ngrams"``, ``version``: int (1), ``order``: int,
-- ``vocab``: uint32 code points, sorted; a character's id is its position + 1 (0 = boundary),
-- ``keys_<n>`` (int64, sorted ascending) and ``counts_<n>`` (int64) for n = 1..order: the gram with
-  ids (i_1..i_n) has key Σ_j i_j·B^(n−j), B = len(vocab) + 1, so key order is string order.
+The table class :class:`NgramCounts` and its on-disk format live in :mod:`._table` (re-exported
+here); the worker processes in :mod:`._workers` (an interrupt ends them at any point).
 
 Tables with different vocabularies merge after a monotone remapping of ids.
 
@@ -34,6 +30,8 @@ import numpy as np
 
 from . import _arrays as _A
 from ._arrays import DEFAULT_FRAGMENT_PATTERN
+from ._table import NgramCounts
+from ._workers import WorkerPool
 
 __all__ = [
     "DEFAULT_FRAGMENT_PATTERN",
@@ -43,8 +41,6 @@ __all__ = [
     "fragments",
 ]
 
-_FORMAT = "kexue-ngrams"
-_VERSION = 1
 DEFAULT_CHUNK_CHARS = 1 << 21
 
 
@@ -62,215 +58,12 @@ def fragments(text: str, *, pattern: str = DEFAULT_FRAGMENT_PATTERN) -> list[str
     return [f for f in re.split(pattern, text) if f]
 
 
-class NgramCounts:
-    """Counts of character n-grams, n = 1..order, as sorted int64 keys plus int64 counts per n.
-
-    Build with :func:`count_ngrams` / :func:`count_ngrams_files`; combine with :meth:`merge` (exact:
-    merging the tables of two corpora equals counting their concatenation, as fragments never span
-    texts). The on-disk format is described in the module docstring.
-
-    Arguments:
-        order: largest n.
-        vocab: sorted uint32 code points (id = position + 1).
-        keys: per n (index n−1), sorted unique int64 keys.
-        counts: per n, int64 counts aligned with ``keys``.
-    """
-
-    def __init__(
-        self,
-        order: int,
-        vocab: np.ndarray,
-        keys: Sequence[np.ndarray],
-        counts: Sequence[np.ndarray],
-    ) -> None:
-        if order < 1:
-            raise ValueError(f"order must be >= 1, got {order}")
-        if len(keys) != order or len(counts) != order:
-            raise ValueError(
-                f"keys and counts need {order} arrays each, got {len(keys)}, {len(counts)}"
-            )
-        for n, (k, c) in enumerate(zip(keys, counts), 1):
-            if k.shape != c.shape:
-                raise ValueError(f"keys_{n} and counts_{n} differ in shape: {k.shape} vs {c.shape}")
-        self.order = int(order)
-        self.vocab_codes = np.asarray(vocab, dtype=np.uint32)
-        self.base = len(self.vocab_codes) + 1
-        _A.check_base(self.base, self.order)
-        self._keys = [np.asarray(k, dtype=np.int64) for k in keys]
-        self._counts = [np.asarray(c, dtype=np.int64) for c in counts]
-
-    # ---------------------------------------------------------------- access
-    def _check_n(self, n: int) -> None:
-        if not 1 <= n <= self.order:
-            raise ValueError(f"n must be in 1..{self.order}, got {n}")
-
-    def arrays(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The sorted keys and the counts of the n-grams (views; do not modify)."""
-        self._check_n(n)
-        return self._keys[n - 1], self._counts[n - 1]
-
-    def grams(self, n: int) -> list[str]:
-        """The n-gram strings, in key (= string) order, aligned with ``arrays(n)[1]``."""
-        self._check_n(n)
-        return _A.decode_keys(self._keys[n - 1], n, self.base, self.vocab_codes)
-
-    def encode(self, grams: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Keys of length-``n`` strings and a mask of those expressible in this vocabulary."""
-        self._check_n(n)
-        for g in grams:
-            if len(g) != n:
-                raise ValueError(f"grams must all have length n={n}, got {g!r}")
-        return _A.encode_grams(list(grams), n, self.base, self.vocab_codes)
-
-    def lookup(self, grams: Sequence[str], n: int) -> np.ndarray:
-        """Counts (int64, 0 when absent) of length-``n`` strings, vectorised."""
-        keys, ok = self.encode(grams, n)
-        k, c = self._keys[n - 1], self._counts[n - 1]
-        if len(k) == 0:
-            return np.zeros(len(keys), dtype=np.int64)
-        pos = np.minimum(np.searchsorted(k, keys), len(k) - 1)
-        return np.where(ok & (k[pos] == keys), c[pos], 0)
-
-    def count(self, gram: str) -> int:
-        """Count of one gram (0 when absent or longer than ``order``)."""
-        if not 1 <= len(gram) <= self.order:
-            return 0
-        return int(self.lookup([gram], len(gram))[0])
-
-    def items(self, n: int) -> Iterator[tuple[str, int]]:
-        """(gram, count) pairs of the n-grams, in string order."""
-        return zip(self.grams(n), (int(c) for c in self._counts[n - 1]))
-
-    def to_dict(self, n: int | None = None) -> dict[str, int]:
-        """``{gram: count}`` for one n, or for every n when ``n`` is None."""
-        ns = range(1, self.order + 1) if n is None else [n]
-        out: dict[str, int] = {}
-        for m in ns:
-            out.update(self.items(m))
-        return out
-
-    def total(self, n: int) -> int:
-        """Sum of the n-gram counts (after any pruning)."""
-        self._check_n(n)
-        return int(self._counts[n - 1].sum())
-
-    def num_grams(self, n: int | None = None) -> int:
-        """Number of distinct grams of length n (all n when None)."""
-        ns = range(1, self.order + 1) if n is None else [n]
-        return int(sum(len(self._keys[m - 1]) for m in ns))
-
-    def __len__(self) -> int:
-        return self.num_grams()
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, NgramCounts):
-            return NotImplemented
-        return self.order == other.order and all(
-            a == b
-            for a, b in ((self.to_dict(n), other.to_dict(n)) for n in range(1, self.order + 1))
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        sizes = ", ".join(f"{n}:{len(k)}" for n, k in enumerate(self._keys, 1))
-        return f"NgramCounts(order={self.order}, vocab={len(self.vocab_codes)}, grams={{{sizes}}})"
-
-    # -------------------------------------------------------------- transforms
-    def with_vocab(self, vocab: np.ndarray) -> NgramCounts:
-        """The same counts expressed in a superset vocabulary ``vocab`` (sorted code points)."""
-        vocab = np.asarray(vocab, dtype=np.uint32)
-        if len(vocab) == len(self.vocab_codes) and np.array_equal(vocab, self.vocab_codes):
-            return self
-        pos = np.searchsorted(vocab, self.vocab_codes)
-        if len(self.vocab_codes) and (
-            np.any(pos >= len(vocab))
-            or np.any(vocab[np.minimum(pos, len(vocab) - 1)] != self.vocab_codes)
-        ):
-            raise ValueError("vocab must contain every character of this table")
-        idmap = np.concatenate([[0], pos + 1]).astype(np.int64)
-        nb = len(vocab) + 1
-        keys = [_A.remap_keys(k, n, self.base, nb, idmap) for n, k in enumerate(self._keys, 1)]
-        return NgramCounts(self.order, vocab, keys, self._counts)
-
-    @staticmethod
-    def merge_all(tables: Sequence[NgramCounts]) -> NgramCounts:
-        """Sum several tables of the same ``order`` (vocabularies are united)."""
-        if not tables:
-            raise ValueError("tables must not be empty")
-        order = tables[0].order
-        if any(t.order != order for t in tables):
-            raise ValueError(f"tables must share one order, got {[t.order for t in tables]}")
-        v0 = tables[0].vocab_codes
-        if all(t.vocab_codes is v0 or np.array_equal(t.vocab_codes, v0) for t in tables):
-            vocab = v0
-        else:
-            vocab = np.unique(np.concatenate([t.vocab_codes for t in tables])).astype(np.uint32)
-        ts = [t.with_vocab(vocab) for t in tables]
-        keys, counts = [], []
-        for n in range(order):
-            k, c = _A.merge_sorted([(t._keys[n], t._counts[n]) for t in ts])
-            keys.append(k)
-            counts.append(c)
-        return NgramCounts(order, vocab, keys, counts)
-
-    def merge(self, other: NgramCounts) -> NgramCounts:
-        """Sum of two tables (see :meth:`merge_all`)."""
-        return NgramCounts.merge_all([self, other])
-
-    def prune(self, min_count: int) -> NgramCounts:
-        """A table without the grams counted fewer than ``min_count`` times (per n)."""
-        if min_count <= 1:
-            return self
-        keys, counts = [], []
-        for k, c in zip(self._keys, self._counts):
-            keep = c >= min_count
-            keys.append(k[keep])
-            counts.append(c[keep])
-        return NgramCounts(self.order, self.vocab_codes, keys, counts)
-
-    # -------------------------------------------------------------------- I/O
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the table as ``.npz`` (format in the module docstring); atomic (tmp + replace)."""
-        path = Path(path)
-        arrays: dict[str, np.ndarray] = {
-            "format": np.array(_FORMAT),
-            "version": np.array(_VERSION),
-            "order": np.array(self.order),
-            "vocab": self.vocab_codes,
-        }
-        for n in range(1, self.order + 1):
-            arrays[f"keys_{n}"] = self._keys[n - 1]
-            arrays[f"counts_{n}"] = self._counts[n - 1]
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> NgramCounts:
-        """Read a table written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as z:
-            if "format" not in z.files or str(z["format"]) != _FORMAT:
-                raise ValueError(f"{path} is not a kexue n-gram count table")
-            if int(z["version"]) != _VERSION:
-                raise ValueError(f"{path}: unsupported format version {int(z['version'])}")
-            order = int(z["order"])
-            keys = [z[f"keys_{n}"] for n in range(1, order + 1)]
-            counts = [z[f"counts_{n}"] for n in range(1, order + 1)]
-            return cls(order, z["vocab"], keys, counts)
-
-
 # ------------------------------------------------------------------ counting
 def _count_text(text: str, order: int, pattern: str) -> NgramCounts:
     ids, vocab = _A.text_to_ids(text, pattern, None)
     base = len(vocab) + 1
     parts = _A.count_ids(ids, order, base)
     return NgramCounts(order, vocab, [p[0] for p in parts], [p[1] for p in parts])
-
-
-def _count_job(args: tuple[str, int, str]) -> NgramCounts:
-    return _count_text(*args)
 
 
 def _chunks(texts: Iterable[str], chunk_chars: int) -> Iterator[str]:
@@ -304,13 +97,6 @@ def _chunks(texts: Iterable[str], chunk_chars: int) -> Iterator[str]:
             buf, size = [], 0
     if buf:
         yield "\x00".join(buf)
-
-
-def _pool(workers: int):
-    import multiprocessing as mp
-
-    method = "fork" if "fork" in mp.get_all_start_methods() else None
-    return mp.get_context(method).Pool(workers)
 
 
 class _Accumulator:
@@ -397,10 +183,10 @@ def count_ngrams(
     jobs = ((c, order, pattern) for c in itertools.chain(head, it))
     if workers == 1 or len(head) < 2:  # a single chunk is counted in this process
         for job in jobs:
-            acc.add(_count_job(job), len(job[0]))
+            acc.add(_count_text(*job), len(job[0]))
     else:
-        with _pool(workers) as pool:
-            for table in pool.imap(_count_job, jobs):
+        with WorkerPool(workers) as pool:
+            for table in pool.imap(_count_text, jobs):
                 acc.add(table, 0)
     return acc.result(_empty_vocab(pattern))
 
@@ -499,20 +285,17 @@ def count_ngrams_files(
             if progress is not None:
                 progress(done, total_bytes)
     else:
-        with _pool(workers) as pool:
-            inflight: list[tuple[object, int, int]] = []
+        sizes: list[tuple[int, int]] = []
+
+        def jobs() -> Iterator[tuple[str, int, str]]:
             for text, nbytes in blocks():
-                inflight.append(
-                    (pool.apply_async(_count_text, (text, order, pattern)), len(text), nbytes)
-                )
-                if len(inflight) >= 2 * workers:
-                    res, nchar, nb = inflight.pop(0)
-                    acc.add(res.get(), nchar)  # type: ignore[attr-defined]
-                    done += nb
-                    if progress is not None:
-                        progress(done, total_bytes)
-            for res, nchar, nb in inflight:
-                acc.add(res.get(), nchar)  # type: ignore[attr-defined]
+                sizes.append((len(text), nbytes))
+                yield text, order, pattern
+
+        with WorkerPool(workers) as pool:  # ≤ 1 block per worker in flight: bounded memory
+            for i, table in enumerate(pool.imap(_count_text, jobs())):
+                nchar, nb = sizes[i]
+                acc.add(table, nchar)
                 done += nb
                 if progress is not None:
                     progress(done, total_bytes)
