@@ -19,7 +19,8 @@ from kexue.textkit.tagging.crf.functional import (
 )
 
 F64 = torch.float64
-BACKENDS = ("lse", "matmul", "auto")
+ALGORITHMS = ("lse", "matmul", "auto")
+VITERBI = ("max", "sorted", "auto")
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -53,22 +54,22 @@ def _brute(h, a, s, e, length):
     return paths, score
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("start_end", [True, False])
-def test_log_partition_equals_brute_force(backend, start_end):
+def test_log_partition_equals_brute_force(algorithm, start_end):
     h, a, s, e, mask = _problem(6, 5, 4, start_end=start_end, lengths=[5, 1, 3, 4, 2, 5])
-    log_z = crf_log_partition(h, a, mask=mask, start=s, end=e, backend=backend)
+    log_z = crf_log_partition(h, a, mask=mask, start=s, end=e, algorithm=algorithm)
     for i, length in enumerate(mask.sum(1).tolist()):
         _, scores = _brute(h[i], a, s, e, length)
         assert abs(log_z[i].item() - torch.logsumexp(scores, 0).item()) < 1e-10
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_probabilities_of_all_paths_sum_to_one(backend):
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_probabilities_of_all_paths_sum_to_one(algorithm):
     h, a, s, e, _ = _problem(1, 4, 3)
     paths, _ = _brute(h[0], a, s, e, 4)
     hs = h.expand(len(paths), -1, -1)
-    nll = crf_nll(hs, paths, a, start=s, end=e, reduction="none", backend=backend)
+    nll = crf_nll(hs, paths, a, start=s, end=e, reduction="none", algorithm=algorithm)
     assert abs(torch.exp(-nll).sum().item() - 1.0) < 1e-10
 
 
@@ -83,10 +84,11 @@ def test_score_equals_brute_force_and_ignores_pad_tags():
         assert abs(score[i].item() - scores[idx].item()) < 1e-12
 
 
+@pytest.mark.parametrize("algorithm", VITERBI)
 @pytest.mark.parametrize("start_end", [True, False])
-def test_viterbi_equals_brute_force_argmax(start_end):
+def test_viterbi_equals_brute_force_argmax(start_end, algorithm):
     h, a, s, e, mask = _problem(8, 5, 4, seed=3, start_end=start_end)
-    tags, best = viterbi_decode(h, a, mask=mask, start=s, end=e, pad_tag=7)
+    tags, best = viterbi_decode(h, a, mask=mask, start=s, end=e, pad_tag=7, algorithm=algorithm)
     for i, length in enumerate(mask.sum(1).tolist()):
         paths, scores = _brute(h[i], a, s, e, length)
         j = scores.argmax()
@@ -97,10 +99,11 @@ def test_viterbi_equals_brute_force_argmax(start_end):
     torch.testing.assert_close(again, best, rtol=0, atol=1e-10)
 
 
-def test_viterbi_ties_go_to_lowest_index():
+@pytest.mark.parametrize("algorithm", VITERBI)
+def test_viterbi_ties_go_to_lowest_index(algorithm):
     h = torch.zeros(2, 3, 3, dtype=F64)
     a = torch.zeros(3, 3, dtype=F64)
-    tags, best = viterbi_decode(h, a)
+    tags, best = viterbi_decode(h, a, algorithm=algorithm)
     assert tags.tolist() == [[0, 0, 0], [0, 0, 0]]
     assert best.tolist() == [0.0, 0.0]
 
@@ -125,8 +128,8 @@ def test_nbest_equals_brute_force_top_k():
     torch.testing.assert_close(scores[:, 0], best)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_padding_garbage_changes_nothing(backend):
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_padding_garbage_changes_nothing(algorithm):
     h, a, s, e, mask = _problem(5, 6, 4, seed=5)
     garbage = torch.where(
         mask[..., None], h, 1e4 * torch.randn(h.shape, generator=_gen(6), dtype=F64)
@@ -135,45 +138,46 @@ def test_padding_garbage_changes_nothing(backend):
     kw = {"mask": mask, "start": s, "end": e}
     for x in (garbage, garbage.masked_fill(~mask[..., None], float("nan"))):
         torch.testing.assert_close(
-            crf_nll(x, tags, a, reduction="none", backend=backend, **kw),
-            crf_nll(h, tags, a, reduction="none", backend=backend, **kw),
+            crf_nll(x, tags, a, reduction="none", algorithm=algorithm, **kw),
+            crf_nll(h, tags, a, reduction="none", algorithm=algorithm, **kw),
             rtol=0, atol=1e-10,
         )  # fmt: skip
         assert torch.equal(viterbi_decode(x, a, **kw)[0], viterbi_decode(h, a, **kw)[0])
         torch.testing.assert_close(crf_marginals(x, a, **kw), crf_marginals(h, a, **kw))
     # batched = per sample
-    log_z = crf_log_partition(h, a, backend=backend, **kw)
+    log_z = crf_log_partition(h, a, algorithm=algorithm, **kw)
     dec = viterbi_decode(h, a, **kw)[0]
     for i, length in enumerate(mask.sum(1).tolist()):
-        one = crf_log_partition(h[i : i + 1, :length], a, start=s, end=e, backend=backend)
+        one = crf_log_partition(h[i : i + 1, :length], a, start=s, end=e, algorithm=algorithm)
         assert abs(one.item() - log_z[i].item()) < 1e-10
         d = viterbi_decode(h[i : i + 1, :length], a, start=s, end=e)[0]
         assert d[0].tolist() == dec[i, :length].tolist()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_shift_invariance(backend):
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_shift_invariance(algorithm):
     h, a, s, e, mask = _problem(3, 5, 4, seed=8, lengths=[5, 4, 2])
     tags = torch.randint(0, 4, (3, 5), generator=_gen(9))
     kw = {"mask": mask, "start": s, "end": e}
-    log_z = crf_log_partition(h, a, backend=backend, **kw)
+    log_z = crf_log_partition(h, a, algorithm=algorithm, **kw)
     score = crf_score(h, tags, a, **kw)
     c = 2.5
     h2 = h.clone()
     h2[:, 1] += c  # step 1 is valid in every row
-    torch.testing.assert_close(crf_log_partition(h2, a, backend=backend, **kw), log_z + c)
+    torch.testing.assert_close(crf_log_partition(h2, a, algorithm=algorithm, **kw), log_z + c)
     torch.testing.assert_close(crf_score(h2, tags, a, **kw), score + c)
     lengths = mask.sum(1).to(F64)
     torch.testing.assert_close(
-        crf_log_partition(h, a + c, backend=backend, **kw), log_z + c * (lengths - 1)
+        crf_log_partition(h, a + c, algorithm=algorithm, **kw), log_z + c * (lengths - 1)
     )
     torch.testing.assert_close(crf_score(h, tags, a + c, **kw), score + c * (lengths - 1))
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("start_end", [True, False])
-def test_marginals_equal_brute_force(start_end):
+def test_marginals_equal_brute_force(start_end, algorithm):
     h, a, s, e, mask = _problem(4, 4, 3, seed=10, start_end=start_end)
-    marg = crf_marginals(h, a, mask=mask, start=s, end=e)
+    marg = crf_marginals(h, a, mask=mask, start=s, end=e, algorithm=algorithm)
     assert (marg >= 0).all()
     lengths = mask.sum(1).tolist()
     for i, length in enumerate(lengths):
@@ -187,14 +191,14 @@ def test_marginals_equal_brute_force(start_end):
         assert (marg[i, length:] == 0).all()
 
 
-@pytest.mark.parametrize("backend", ["lse", "matmul"])
-def test_gradcheck(backend):
+@pytest.mark.parametrize("algorithm", ["lse", "matmul"])
+def test_gradcheck(algorithm):
     h, a, s, e, mask = _problem(3, 4, 3, seed=11, lengths=[4, 1, 3])
     tags = torch.randint(0, 3, (3, 4), generator=_gen(12))
     inputs = tuple(x.clone().requires_grad_(True) for x in (h, a, s, e))
 
     def fn(h, a, s, e):
-        return crf_nll(h, tags, a, mask=mask, start=s, end=e, reduction="none", backend=backend)
+        return crf_nll(h, tags, a, mask=mask, start=s, end=e, reduction="none", algorithm=algorithm)
 
     assert torch.autograd.gradcheck(fn, inputs)
 
@@ -204,12 +208,12 @@ def test_backends_match_lse(dtype, tol):
     h, a, s, e, mask = _problem(8, 30, 6, seed=13, dtype=dtype)
     tags = torch.randint(0, 6, (8, 30), generator=_gen(14))
     out = {}
-    for backend in ("lse", "matmul"):
+    for algorithm in ("lse", "matmul"):
         xs = [x.clone().requires_grad_(True) for x in (h, a, s, e)]
-        nll = crf_nll(xs[0], tags, xs[1], mask=mask, start=xs[2], end=xs[3], backend=backend,
+        nll = crf_nll(xs[0], tags, xs[1], mask=mask, start=xs[2], end=xs[3], algorithm=algorithm,
                       reduction="sum")  # fmt: skip
         nll.backward()
-        out[backend] = [nll.detach()] + [x.grad for x in xs]
+        out[algorithm] = [nll.detach()] + [x.grad for x in xs]
     for x, y in zip(out["lse"], out["matmul"]):
         torch.testing.assert_close(y, x, rtol=tol, atol=tol)
 
@@ -220,34 +224,34 @@ def test_auto_uses_lse_when_transitions_are_forbidden():
     a = a.clone()
     a[0, 1] = a[2, 3] = -1e4
     h = h * 100
-    got = crf_log_partition(h, a, mask=mask, start=s, end=e, backend="auto")
-    ref = crf_log_partition(h, a, mask=mask, start=s, end=e, backend="lse")
+    got = crf_log_partition(h, a, mask=mask, start=s, end=e, algorithm="auto")
+    ref = crf_log_partition(h, a, mask=mask, start=s, end=e, algorithm="lse")
     assert torch.equal(got, ref)
     for i, length in enumerate(mask.sum(1).tolist()):
         _, scores = _brute(h[i], a, s, e, length)
         assert abs(got[i].item() - torch.logsumexp(scores, 0).item()) < 1e-9
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
-def test_large_emissions_stay_finite(backend, dtype):
+def test_large_emissions_stay_finite(algorithm, dtype):
     h, a, s, e, mask = _problem(4, 12, 5, seed=16, dtype=dtype)
     h = (h * 1e3).requires_grad_(True)
     tags = torch.randint(0, 5, (4, 12), generator=_gen(17))
-    nll = crf_nll(h, tags, a, mask=mask, start=s, end=e, backend=backend, reduction="sum")
+    nll = crf_nll(h, tags, a, mask=mask, start=s, end=e, algorithm=algorithm, reduction="sum")
     nll.backward()
     assert torch.isfinite(nll) and torch.isfinite(h.grad).all()
     assert nll.item() >= -1e-3 * abs(nll.item()) - 1e-3  # NLL ≥ 0 up to rounding
     log_z = crf_log_partition(h.double(), a.double(), mask=mask, start=s.double(), end=e.double())
     ref = crf_log_partition(h.double(), a.double(), mask=mask, start=s.double(), end=e.double(),
-                            backend="lse")  # fmt: skip
+                            algorithm="lse")  # fmt: skip
     torch.testing.assert_close(log_z, ref, rtol=1e-6, atol=0)
 
 
 def test_length_one_sequences():
     h, a, s, e, _ = _problem(3, 1, 4, seed=18)
-    for backend in BACKENDS:
-        log_z = crf_log_partition(h, a, start=s, end=e, backend=backend)
+    for algorithm in ALGORITHMS:
+        log_z = crf_log_partition(h, a, start=s, end=e, algorithm=algorithm)
         torch.testing.assert_close(log_z, torch.logsumexp(h[:, 0] + s + e, -1))
     tags, best = viterbi_decode(h, a, start=s, end=e)
     assert tags[:, 0].tolist() == (h[:, 0] + s + e).argmax(-1).tolist()
@@ -338,10 +342,18 @@ def test_bad_inputs_raise_clear_errors():
         crf_log_partition(bad, a)
     with pytest.raises(ValueError, match="reduction"):
         crf_nll(h, tags, a, reduction="avg")
-    with pytest.raises(ValueError, match="backend"):
-        crf_log_partition(h, a, backend="triton")
+    with pytest.raises(ValueError, match="algorithm"):
+        crf_log_partition(h, a, algorithm="triton")
     with pytest.raises(ValueError, match="k must"):
         viterbi_nbest(h, a, k=0)
+    with pytest.raises(ValueError, match="algorithm"):
+        viterbi_decode(h, a, algorithm="lse")
+    with pytest.raises(ValueError, match=r"emissions must be a \(B, T, K\) tensor"):
+        crf_nll(h[0, 0], tags, a)
+    with pytest.raises(ValueError, match=r"emissions must be floating point"):
+        crf_log_partition(tags[..., None], a[:1, :1])
+    with pytest.raises(ValueError, match=r"tags must be an integer tensor"):
+        crf_score(h, tags.double(), a)
     with pytest.raises(ValueError, match="allowed_transitions"):
         viterbi_decode(h, a, allowed_transitions=torch.ones(2, 2, dtype=torch.bool))
 
@@ -356,18 +368,21 @@ def test_bad_inputs_raise_clear_errors():
 )
 def test_random_shapes_against_brute_force(b, t, k, seed, start_end):
     h, a, s, e, mask = _problem(b, t, k, seed=seed, start_end=start_end)
-    log_z = {be: crf_log_partition(h, a, mask=mask, start=s, end=e, backend=be) for be in BACKENDS}
-    tags, best = viterbi_decode(h, a, mask=mask, start=s, end=e)
+    log_z = {
+        be: crf_log_partition(h, a, mask=mask, start=s, end=e, algorithm=be) for be in ALGORITHMS
+    }
+    decoded = {al: viterbi_decode(h, a, mask=mask, start=s, end=e, algorithm=al) for al in VITERBI}
     for i, length in enumerate(mask.sum(1).tolist()):
         paths, scores = _brute(h[i], a, s, e, length)
-        for be in BACKENDS:
+        for be in ALGORITHMS:
             assert abs(log_z[be][i].item() - torch.logsumexp(scores, 0).item()) < 1e-10
-        assert abs(best[i].item() - scores.max().item()) < 1e-10
-        assert tags[i, :length].tolist() == paths[scores.argmax()].tolist()
+        for tags, best in decoded.values():
+            assert abs(best[i].item() - scores.max().item()) < 1e-10
+            assert tags[i, :length].tolist() == paths[scores.argmax()].tolist()
 
 
 def test_viterbi_matches_the_independent_nbest_recursion_on_a_ragged_batch():
-    """Length-sorted segments (viterbi_decode) vs the where-carried list Viterbi (viterbi_nbest)."""
+    """Length-sorted segments (the fast path) vs the max and 1-max semiring references."""
     h, a, s, e, mask = _problem(40, 30, 6, seed=25, dtype=torch.float32)
     lengths = mask.sum(1)
     assert len(set(lengths.tolist())) > 10  # many segments, repeated lengths, unsorted rows
@@ -375,4 +390,54 @@ def test_viterbi_matches_the_independent_nbest_recursion_on_a_ragged_batch():
     nb, nb_best = viterbi_nbest(h, a, k=1, mask=mask, start=s, end=e, pad_tag=-1)
     assert torch.equal(tags, nb[:, 0])
     torch.testing.assert_close(best, nb_best[:, 0])
+    ref, ref_best = viterbi_decode(h, a, mask=mask, start=s, end=e, pad_tag=-1, algorithm="max")
+    assert torch.equal(tags, ref)
+    torch.testing.assert_close(best, ref_best)
     torch.testing.assert_close(best, crf_score(h, tags, a, mask=mask, start=s, end=e))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("name", ["transitions", "start", "end"])
+def test_non_finite_parameters_are_named(name, bad):
+    h, a, s, e, mask = _problem(2, 4, 3, seed=26)
+    params = {"transitions": a.clone(), "start": s.clone(), "end": e.clone()}
+    params[name].view(-1)[1] = bad
+    a2, s2, e2 = params["transitions"], params["start"], params["end"]
+    tags = torch.zeros(2, 4, dtype=torch.long)
+    calls = (
+        lambda: crf_nll(h, tags, a2, mask=mask, start=s2, end=e2),
+        lambda: crf_log_partition(h, a2, mask=mask, start=s2, end=e2, algorithm="lse"),
+        lambda: crf_score(h, tags, a2, mask=mask, start=s2, end=e2),
+        lambda: crf_marginals(h, a2, mask=mask, start=s2, end=e2),
+        lambda: viterbi_decode(h, a2, mask=mask, start=s2, end=e2),
+        lambda: viterbi_nbest(h, a2, k=2, mask=mask, start=s2, end=e2),
+    )
+    for call in calls:
+        with pytest.raises(ValueError, match=rf"^{name} contains NaN or inf$"):
+            call()
+
+
+def test_every_check_is_one_read_back(count_syncs):
+    """All value checks (mask, tags, finiteness of h, A, start, end), the longest length and the
+    "auto" spread come back in one synchronisation; a bad value is still reported."""
+    h, a, s, e, mask = _problem(5, 7, 4, seed=27, dtype=torch.float32)
+    tags = torch.randint(0, 4, (5, 7), generator=_gen(28))
+    h.requires_grad_(True)
+    kw = {"mask": mask, "start": s, "end": e}
+    for call in (
+        lambda: crf_nll(h, tags, a, **kw).backward(),
+        lambda: crf_nll(h, tags, a, algorithm="lse", **kw).backward(),
+        lambda: crf_log_partition(h, a, **kw),
+        lambda: crf_marginals(h, a, **kw),
+        lambda: viterbi_decode(h, a, **kw),
+        lambda: viterbi_decode(h, a, algorithm="max", **kw),
+        lambda: viterbi_nbest(h, a, k=3, **kw),
+    ):
+        with count_syncs() as events:
+            call()
+        assert len(events) == 1, events
+    bad = tags.clone()
+    bad[0, 0] = 4
+    with count_syncs() as events, pytest.raises(ValueError, match="tags must lie"):
+        crf_nll(h, bad, a, **kw)
+    assert len(events) == 1, events

@@ -56,8 +56,8 @@ def test_pytorch_crf_parity_fp32_at_scale():
     h, tags, mask = _data(32, 128, 20, seed=2)
     want = ref(h, tags, mask, reduction="none")
     exact = CRF.from_pytorch_crf(ref).double().log_likelihood(h.double(), tags, mask, "none")
-    for backend, tol in (("lse", 2e-4), ("matmul", 7e-4)):
-        crf = CRF.from_pytorch_crf(ref, backend=backend)
+    for algorithm, tol in (("lse", 2e-4), ("matmul", 7e-4)):
+        crf = CRF.from_pytorch_crf(ref, algorithm=algorithm)
         got = crf.log_likelihood(h, tags, mask, reduction="none")
         assert (got - want).abs().max().item() <= tol
         assert (got.double() - exact).abs().max().item() <= 1e-4
@@ -172,8 +172,10 @@ def test_bad_arguments():
         CRF(0)
     with pytest.raises(ValueError, match="lr_multiplier"):
         CRF(3, lr_multiplier=0)
-    with pytest.raises(ValueError, match="backend"):
-        CRF(3, backend="cuda")
+    with pytest.raises(ValueError, match="algorithm"):
+        CRF(3, algorithm="cuda")
+    with pytest.raises(ValueError, match="nbest"):
+        CRF(3).decode(torch.zeros(1, 2, 3), nbest=0)
     with pytest.raises(ValueError, match="constraints"):
         CRF(4, constraints=Constraints.boundary(3))
     with pytest.raises(ValueError, match="pytorch-crf"):
@@ -184,3 +186,61 @@ def test_bad_arguments():
         crf(h, tags + 3, mask)
     with pytest.raises(ValueError, match="mask"):
         crf.decode(h, mask[:, :2])
+
+
+def test_time_major_errors_use_the_callers_layout():
+    crf = CRF(3, batch_first=False)
+    h, tags, mask = _data(2, 4, 3)
+    ht, tt, mt = h.transpose(0, 1), tags.t(), mask.t()  # (T, B, ...) = (4, 2, ...)
+    with pytest.raises(
+        ValueError, match=r"emissions must be a \(T, B, K\) tensor, got shape \(3,\)"
+    ):
+        crf(ht[0, 0], tt)  # 1-D emissions: a ValueError, never an IndexError from a transpose
+    with pytest.raises(ValueError, match=r"mask shape \(2, 4\) does not match emissions \(4, 2, 3\) "
+                       r"\(expected \(T, B\) = \(4, 2\)\)"):  # fmt: skip
+        crf(ht, tt, mt.t())
+    with pytest.raises(ValueError, match=r"tags shape \(2, 4\) .*\(expected \(T, B\)"):
+        crf(ht, tags, mt)
+    left = mt.clone()
+    left[0, 1] = False
+    with pytest.raises(ValueError, match=r"mask\[0\] must be all True"):
+        crf.decode(ht, left)
+    with pytest.raises(ValueError, match=r"mask\[:, 0\] must be all True"):
+        CRF(3)(h, tags, left.t())
+
+
+def test_emissions_must_match_num_tags():
+    crf = CRF(5)
+    h, tags, _ = _data(2, 4, 3)
+    msg = r"emissions' last dim \(K\) is 3 but the CRF has num_tags=5"
+    for call in (lambda x: crf(x, tags), crf.decode, crf.marginals, crf.log_partition):
+        with pytest.raises(ValueError, match=msg) as info:
+            call(h)
+        assert "transitions" not in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("name", ["transitions", "start_transitions", "end_transitions"])
+def test_non_finite_parameters_are_named(name, bad):
+    crf = CRF(3)
+    raw = {"transitions": crf.raw_transitions, "start_transitions": crf.raw_start,
+           "end_transitions": crf.raw_end}[name]  # fmt: skip
+    with torch.no_grad():
+        raw.view(-1)[1] = bad
+    h, tags, mask = _data(2, 4, 3)
+    for call in (lambda: crf(h, tags, mask), lambda: crf.decode(h, mask),
+                 lambda: crf.marginals(h, mask)):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"^{name} contains NaN or inf$"):
+            call()
+
+
+def test_module_calls_sync_once(count_syncs):
+    crf = CRF(4, constraints=Constraints.boundary(4, starts=[0]))
+    h, tags, mask = _data(6, 9, 4, seed=8)
+    h.requires_grad_(True)
+    for call in (lambda: crf(h, tags, mask).backward(), lambda: crf.decode(h, mask),
+                 lambda: crf.decode(h, mask, nbest=2), lambda: crf.marginals(h, mask),
+                 lambda: crf.log_partition(h, mask)):  # fmt: skip
+        with count_syncs() as events:
+            call()
+        assert len(events) == 1, events

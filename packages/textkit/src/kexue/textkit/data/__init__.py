@@ -26,7 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         split_sentences,
     )
     from .snippets import (
-        ViterbiDecoder,
         sequence_padding,
         text_segmentate,
         truncate_sequences,
@@ -42,7 +41,6 @@ _MODULE_OF = {
     "raw_paragraphs": "peoples_daily",
     "read_tagged_paragraphs": "peoples_daily",
     "split_sentences": "peoples_daily",
-    "ViterbiDecoder": "snippets",
     "sequence_padding": "snippets",
     "text_segmentate": "snippets",
     "truncate_sequences": "snippets",
@@ -51,7 +49,6 @@ _MODULE_OF = {
 __all__ = [
     "PD_ENTITY_TYPES",
     "PDExample",
-    "ViterbiDecoder",
     "length_bucketed_batches",
     "load_peoples_daily",
     "pad_batch",

@@ -1,9 +1,9 @@
 """bert4keras-style data helpers (numpy), without bert4keras's in-place mutation of the inputs.
 
-:func:`sequence_padding`, :func:`truncate_sequences`, :func:`text_segmentate` and
-:class:`ViterbiDecoder` follow ``bert4keras.snippets`` (same signatures and results) with two fixes:
-``truncate_sequences`` returns new lists instead of popping from the caller's, and
-``ViterbiDecoder.decode`` leaves ``nodes`` untouched (bert4keras subtracts inf from it in place).
+:func:`sequence_padding`, :func:`truncate_sequences` and :func:`text_segmentate` follow
+``bert4keras.snippets`` (same signatures and results) with one fix: ``truncate_sequences`` returns
+new lists instead of popping from the caller's. bert4keras's ``ViterbiDecoder`` lives in the
+tagging room (:class:`kexue.textkit.tagging.ViterbiDecoder`).
 
 References:
     bert4keras (https://github.com/bojone/bert4keras, ``snippets.py``);
@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "ViterbiDecoder",
     "sequence_padding",
     "text_segmentate",
     "truncate_sequences",
@@ -171,78 +170,3 @@ def text_segmentate(
     if buf:
         out.extend(text_segmentate(buf, maxlen, rest, strips))
     return out
-
-
-class ViterbiDecoder:
-    """Best label path of a linear chain from per-step scores (numpy; bert4keras's decoder).
-
-    ``decode(nodes)`` returns ``argmax_y Σ_t nodes[t, y_t] + Σ_t trans[y_{t-1}, y_t]`` subject to
-    ``y_0 ∈ starts`` and ``y_{T-1} ∈ ends``. Ties go to the lowest label index.
-
-    Arguments:
-        trans: ``(K, K)`` transition scores, ``trans[i, j]`` = score of i → j.
-        starts: labels allowed at the first step (None: all).
-        ends: labels allowed at the last step (None: all).
-
-    Example:
-        >>> dec = ViterbiDecoder(np.zeros((2, 2)), starts=[0])
-        >>> dec.decode(np.array([[0.0, 1.0], [0.0, 1.0]])).tolist()
-        [0, 1]
-    """
-
-    def __init__(
-        self,
-        trans: Any,
-        starts: Sequence[int] | None = None,
-        ends: Sequence[int] | None = None,
-    ) -> None:
-        self.trans = np.array(trans, dtype=np.float64)
-        if self.trans.ndim != 2 or self.trans.shape[0] != self.trans.shape[1]:
-            raise ValueError(f"trans must be a square (K, K) matrix, got shape {self.trans.shape}")
-        self.num_labels = k = self.trans.shape[0]
-        self._start_mask = self._allowed(starts, "starts", k)
-        self._end_mask = self._allowed(ends, "ends", k)
-
-    @staticmethod
-    def _allowed(labels: Sequence[int] | None, name: str, k: int) -> np.ndarray:
-        mask = np.zeros(k, dtype=bool)
-        if labels is None:
-            mask[:] = True
-            return mask
-        labels = [int(x) for x in labels]
-        if not labels or any(not 0 <= x < k for x in labels):
-            raise ValueError(f"{name} must be a non-empty list of labels in [0, {k}), got {labels}")
-        mask[labels] = True
-        return mask
-
-    def decode(self, nodes: Any) -> np.ndarray:
-        """The best path for one sequence.
-
-        Arguments:
-            nodes: ``(T, K)`` per-step label scores, T ≥ 1 (not modified).
-
-        Returns:
-            ``(T,)`` int64 labels.
-        """
-        x = np.asarray(nodes, dtype=np.float64)
-        k = self.num_labels
-        if x.ndim != 2 or x.shape[1] != k or x.shape[0] == 0:
-            raise ValueError(f"nodes must have shape (T >= 1, {k}), got {x.shape}")
-        if not np.isfinite(x).all():
-            raise ValueError("nodes must be finite")
-        t_len = x.shape[0]
-        score = np.where(self._start_mask, x[0], -np.inf)
-        if t_len == 1:
-            score = np.where(self._end_mask, score, -np.inf)
-        back = np.empty((t_len, k), dtype=np.int64)
-        for t in range(1, t_len):
-            m = score[:, None] + self.trans + x[t][None, :]  # (prev, cur)
-            back[t] = m.argmax(axis=0)
-            score = m[back[t], np.arange(k)]
-            if t == t_len - 1:
-                score = np.where(self._end_mask, score, -np.inf)
-        path = np.empty(t_len, dtype=np.int64)
-        path[-1] = int(score.argmax())
-        for t in range(t_len - 1, 0, -1):
-            path[t - 1] = back[t, path[t]]
-        return path

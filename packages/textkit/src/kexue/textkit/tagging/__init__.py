@@ -3,7 +3,8 @@ their training loop and the entity / word-segmentation metrics.
 
 - :mod:`.schemes` — BIO / IOB1 / BIOES / BIOUL / BMES spans ↔ tags, ``LabelSet``.
 - :mod:`.constraints` — allowed transitions per scheme (AllenNLP semantics), author-style starts/ends.
-- :mod:`.crf` — the CRF (functional reference + ``CRF`` module).
+- :mod:`.crf` — the CRF (one recursion over semirings, fast paths, the ``CRF`` module) and
+  bert4keras's numpy ``ViterbiDecoder``.
 - :mod:`.taggers` — gated-conv / BiLSTM encoders and ``SequenceTagger`` (CRF or softmax head).
 - :mod:`.train` — ``CharVocab``, ``train_tagger``, ``evaluate_ner`` / ``evaluate_cws``.
 - :mod:`.metrics` — ``entity_scores`` (strict / conlleval), ``cws_scores`` (P/R/F, OOV recall).
@@ -20,6 +21,7 @@ from .constraints import (
 )
 from .crf import (
     CRF,
+    ViterbiDecoder,
     crf_log_partition,
     crf_marginals,
     crf_nll,
@@ -82,6 +84,7 @@ __all__ = [
     "SequenceTagger",
     "Span",
     "TrainResult",
+    "ViterbiDecoder",
     "allowed_transitions",
     "bilstm_crf_tagger",
     "bmes_to_words",

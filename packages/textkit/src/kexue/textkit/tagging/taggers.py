@@ -30,6 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import DeviceChecks, require_prefix_mask
+from .crf.module import CRF
+
 __all__ = [
     "BiLSTMEncoder",
     "CharCNNEncoder",
@@ -53,9 +56,10 @@ def _check_dropout(name: str, value: float) -> None:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
 
 
-def _check_ids_mask(char_ids: Tensor, mask: Tensor | None) -> Tensor:
-    """Validate (B, T) ids and a right-padded bool mask; return the mask (all true when None)."""
-    if char_ids.dim() != 2:
+def _check_ids_mask(checks: DeviceChecks, char_ids: Tensor, mask: Tensor | None) -> Tensor:
+    """Validate (B, T) ids and a right-padded bool mask: shapes now, values on ``checks`` (read
+    back by the caller, once); return the mask (all true when None)."""
+    if not isinstance(char_ids, Tensor) or char_ids.dim() != 2:
         raise ValueError(f"char_ids must be (B, T), got shape {tuple(char_ids.shape)}")
     if char_ids.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"char_ids must be an integer tensor, got {char_ids.dtype}")
@@ -69,10 +73,16 @@ def _check_ids_mask(char_ids: Tensor, mask: Tensor | None) -> Tensor:
         )
     if mask.dtype != torch.bool:
         raise ValueError(f"mask must be a bool tensor, got {mask.dtype}")
-    if char_ids.shape[0] and not bool(mask[:, 0].all()):
-        raise ValueError("mask[:, 0] must be all true (right padding only, no empty sequences)")
-    if char_ids.shape[1] > 1 and bool((mask[:, 1:] & ~mask[:, :-1]).any()):
-        raise ValueError("mask must be a prefix mask (right padding): a true follows a false")
+    if char_ids.shape[0]:
+        require_prefix_mask(checks, mask)
+    return mask
+
+
+def _checked_mask(char_ids: Tensor, mask: Tensor | None) -> Tensor:
+    """:func:`_check_ids_mask` read back at once (the encoders' own public entries)."""
+    checks = DeviceChecks()
+    mask = _check_ids_mask(checks, char_ids, mask)
+    checks.read()
     return mask
 
 
@@ -191,7 +201,10 @@ class CharCNNEncoder(nn.Module):
 
     def forward(self, char_ids: Tensor, mask: Tensor | None = None) -> Tensor:
         """Encode ``char_ids`` (B, T) under ``mask`` (B, T) → features (B, T, d), 0 at pads."""
-        mask = _check_ids_mask(char_ids, mask)
+        return self._encode(char_ids, _checked_mask(char_ids, mask), None)
+
+    def _encode(self, char_ids: Tensor, mask: Tensor, lengths: list[int] | None) -> Tensor:
+        """Trusted core of :meth:`forward` (checked inputs; ``lengths`` unused)."""
         h = self.dropout(self.embedding(char_ids))
         for block in self.blocks:
             h = block(h, mask)
@@ -244,9 +257,13 @@ class BiLSTMEncoder(nn.Module):
 
     def forward(self, char_ids: Tensor, mask: Tensor | None = None) -> Tensor:
         """Encode ``char_ids`` (B, T) under ``mask`` (B, T) → features (B, T, 2·hidden)."""
-        mask = _check_ids_mask(char_ids, mask)
+        return self._encode(char_ids, _checked_mask(char_ids, mask), None)
+
+    def _encode(self, char_ids: Tensor, mask: Tensor, lengths: list[int] | None) -> Tensor:
+        """Trusted core of :meth:`forward`; ``lengths``: the rows' lengths if already on the host
+        (else read from ``mask``, one synchronisation)."""
         x = self.dropout(self.embedding(char_ids))
-        lengths = mask.sum(1).cpu()
+        lengths = mask.sum(1).cpu() if lengths is None else torch.tensor(lengths)
         packed = nn.utils.rnn.pack_padded_sequence(
             x, lengths, batch_first=True, enforce_sorted=False
         )
@@ -299,15 +316,31 @@ class SequenceTagger(nn.Module):
         self.num_tags = num_tags
         self.head = head
         self.emission = nn.Linear(features, num_tags)
-        self.crf: nn.Module | None = None
+        self.crf: CRF | None = None
         if head == "crf":
-            from .crf.module import CRF
-
             self.crf = CRF(num_tags, **(crf_kwargs or {}))
 
     def forward(self, char_ids: Tensor, mask: Tensor | None = None) -> Tensor:
         """Emission scores (B, T, K) of ``char_ids`` (B, T) under ``mask`` (B, T)."""
-        return self.emission(self.encoder(char_ids, mask))
+        checks = DeviceChecks()
+        mask = _check_ids_mask(checks, char_ids, mask)
+        self._register_lengths(checks, mask)
+        facts = checks.read()
+        return self._emissions(char_ids, mask, facts.get("lengths"))
+
+    def _register_lengths(self, checks: DeviceChecks, mask: Tensor) -> None:
+        """Read the row lengths back with the checks (the CRF's loop and packed LSTMs use them)."""
+        if self.crf is not None or isinstance(self.encoder, BiLSTMEncoder):
+            checks.vector("lengths", mask.sum(1))
+
+    def _emissions(self, char_ids: Tensor, mask: Tensor, lengths: list[int] | None) -> Tensor:
+        """Trusted core: the encoder's core when it has one (no second check), then the linear."""
+        core = getattr(self.encoder, "_encode", None)
+        if core is not None:
+            features = core(char_ids, mask, lengths)
+        else:  # a user encoder: its own forward (and its own checks, if any)
+            features = self.encoder(char_ids, mask)
+        return self.emission(features)
 
     def loss(
         self,
@@ -317,21 +350,33 @@ class SequenceTagger(nn.Module):
         *,
         reduction: str = "mean",
     ) -> Tensor:
-        """Negative log-likelihood of ``tags`` (B, T) (see the class docstring for reductions)."""
-        mask = _check_ids_mask(char_ids, mask)
-        if tags.shape != char_ids.shape:
+        """Negative log-likelihood of ``tags`` (B, T) (see the class docstring for reductions).
+
+        One checked entry: ids, mask, tags and the CRF's parameters are validated together and
+        read back with one device→host synchronisation (a packed BiLSTM adds one inside
+        ``pad_packed_sequence``); the encoder and the CRF then run their trusted cores.
+        """
+        checks = DeviceChecks()
+        mask = _check_ids_mask(checks, char_ids, mask)
+        if not isinstance(tags, Tensor) or tags.shape != char_ids.shape:
             raise ValueError(
-                f"tags shape {tuple(tags.shape)} does not match char_ids shape "
+                f"tags shape {tuple(getattr(tags, 'shape', ()))} does not match char_ids shape "
                 f"{tuple(char_ids.shape)}"
             )
+        if tags.dtype.is_floating_point or tags.dtype == torch.bool:
+            raise ValueError(f"tags must be an integer tensor, got {tags.dtype}")
         if reduction not in _REDUCTIONS:
             raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-        real = tags[mask]
-        if real.numel() and (int(real.min()) < 0 or int(real.max()) >= self.num_tags):
-            raise ValueError(f"tags must be in [0, {self.num_tags}) at unmasked positions")
-        emissions = self(char_ids, mask)
+        in_range = (tags >= 0) & (tags < self.num_tags)
+        checks.require(
+            (in_range | ~mask).all(), f"tags must be in [0, {self.num_tags}) at unmasked positions"
+        )
+        self._register_lengths(checks, mask)
+        params = None if self.crf is None else self.crf._register_checks(checks)
+        facts = checks.read()  # the one synchronisation
+        emissions = self._emissions(char_ids, mask, facts.get("lengths"))
         if self.crf is not None:
-            return self.crf(emissions, tags, mask, reduction=reduction)
+            return self.crf._nll_core(emissions, tags, mask, reduction, facts, params)
         safe = tags.masked_fill(~mask, 0)
         token_nll = F.cross_entropy(emissions.transpose(1, 2), safe, reduction="none")
         per_seq = (token_nll * mask.to(token_nll.dtype)).sum(1)
@@ -348,12 +393,15 @@ class SequenceTagger(nn.Module):
         """Best tag ids (B, T) long: Viterbi for the CRF head, per-step argmax for softmax.
 
         Padded steps hold ``pad_tag`` (default 0). Runs the encoder in its current mode (call
-        ``.eval()`` first to switch dropout off).
+        ``.eval()`` first to switch dropout off). One check, one read-back.
         """
-        mask = _check_ids_mask(char_ids, mask)
-        emissions = self(char_ids, mask)
+        checks = DeviceChecks()
+        mask = _check_ids_mask(checks, char_ids, mask)
+        self._register_lengths(checks, mask)
+        lengths = checks.read().get("lengths")
+        emissions = self._emissions(char_ids, mask, lengths)
         if self.crf is not None:
-            return self.crf.decode(emissions, mask, pad_tag=pad_tag)
+            return self.crf._decode_core(emissions, mask, lengths, pad_tag)
         return emissions.argmax(-1).masked_fill(~mask, pad_tag)
 
 

@@ -1,6 +1,7 @@
 """The linear-chain CRF as an ``nn.Module``: loss, log-partition, Viterbi / n-best decode, marginals.
 
-Built on :mod:`kexue.textkit.crf_functional`. Options beyond pytorch-crf: the author's variant
+Built on :mod:`kexue.textkit.tagging.crf.functional`: each public method checks its inputs once
+(in the module's own layout, with one device→host read-back) and calls the trusted cores. Options beyond pytorch-crf: the author's variant
 without start/end scores (``use_start_end=False``, bert4keras ``ConditionalRandomField``), his
 ``lr_multiplier``, scheme constraints at decode time (:mod:`kexue.textkit.constraints`), marginals,
 n-best decoding, tensor outputs (no Python lists, no ``.item()``), and weight import from
@@ -18,14 +19,22 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import DeviceChecks
 from ..constraints import Constraints, constrained_scores
+from ._check import Prepared, check_inputs, require_finite_params
+from ._dispatch import LOG_PARTITION_ALGORITHMS, check_algorithm, log_partition, register_spread
 from .functional import (
-    crf_log_partition,
-    crf_marginals,
-    crf_nll,
-    viterbi_decode,
-    viterbi_nbest,
+    check_reduction,
+    decode_core,
+    marginals_core,
+    nbest_core,
+    nll_core,
+    register_lengths,
+    resolve,
+    steps_of,
 )
+
+_NAMES = ("transitions", "start_transitions", "end_transitions")
 
 __all__ = ["CRF"]
 
@@ -48,7 +57,10 @@ class CRF(nn.Module):
             decoding (forbidden = −1e4), and in training too when ``constrain_training``.
         constrain_training: also apply ``constraints`` to the loss, log-partition and marginals
             (default False, as AllenNLP and the author).
-        backend: forward-algorithm backend, ``"auto"`` (default), ``"lse"`` or ``"matmul"``.
+        algorithm: log-partition algorithm of the loss, ``log_partition`` and ``marginals``:
+            ``"auto"`` (default), ``"lse"`` (the log-semiring reference) or ``"matmul"`` (see
+            :func:`~kexue.textkit.tagging.crf.functional.crf_log_partition`). Decoding always
+            uses Viterbi's ``"auto"``.
         batch_first: inputs are (B, T, ...) (default True); False = (T, B, ...) like
             pytorch-crf's default; outputs follow the same layout.
 
@@ -70,7 +82,7 @@ class CRF(nn.Module):
         lr_multiplier: float = 1.0,
         constraints: Constraints | None = None,
         constrain_training: bool = False,
-        backend: str = "auto",
+        algorithm: str = "auto",
         batch_first: bool = True,
     ) -> None:
         super().__init__()
@@ -78,8 +90,7 @@ class CRF(nn.Module):
             raise ValueError(f"num_tags must be a positive int, got {num_tags!r}")
         if not lr_multiplier > 0:
             raise ValueError(f"lr_multiplier must be > 0, got {lr_multiplier}")
-        if backend not in ("auto", "lse", "matmul"):
-            raise ValueError(f"backend must be 'auto', 'lse' or 'matmul', got {backend!r}")
+        check_algorithm(algorithm, LOG_PARTITION_ALGORITHMS)
         if constraints is not None and constraints.num_tags != num_tags:
             raise ValueError(
                 f"constraints are for {constraints.num_tags} tags, num_tags is {num_tags}"
@@ -88,7 +99,7 @@ class CRF(nn.Module):
         self.use_start_end = use_start_end
         self.lr_multiplier = float(lr_multiplier)
         self.constrain_training = constrain_training
-        self.backend = backend
+        self.algorithm = algorithm
         self.batch_first = batch_first
         self.raw_transitions = nn.Parameter(torch.empty(num_tags, num_tags))
         if use_start_end:
@@ -113,7 +124,7 @@ class CRF(nn.Module):
         return (
             f"num_tags={self.num_tags}, use_start_end={self.use_start_end}, "
             f"lr_multiplier={self.lr_multiplier:g}, constrained={self.allowed is not None}, "
-            f"constrain_training={self.constrain_training}, backend={self.backend!r}"
+            f"constrain_training={self.constrain_training}, algorithm={self.algorithm!r}"
         )
 
     # ------------------------------------------------------------------ effective parameters
@@ -142,29 +153,82 @@ class CRF(nn.Module):
             )  # fmt: skip
         return {"start": start, "end": end, "transitions": a}
 
-    def _layout(self, *xs: Tensor | None) -> list[Tensor | None]:
-        if self.batch_first:
-            return list(xs)
-        return [None if x is None else x.transpose(0, 1) for x in xs]
+    def _checked(self, emissions: Tensor, mask: Tensor | None, tags: Tensor | None = None, *,
+                 constrained: bool, spread: bool = False, lengths: bool = False
+                 ) -> tuple[Prepared, dict]:  # fmt: skip
+        """Check inputs in the module's layout (one read-back); batch-first trusted tensors."""
+        checks = DeviceChecks()
+        p = self._params(constrained)
+        x = check_inputs(checks, emissions, p["transitions"], mask, p["start"], p["end"], tags,
+                         batch_first=self.batch_first, num_tags=self.num_tags, names=_NAMES)  # fmt: skip
+        if spread:
+            register_spread(checks, self.algorithm, x.a, x.end)
+        register_lengths(checks, x.mask, per_row=lengths)
+        return x, checks.read()
+
+    def _out(self, x: Tensor) -> Tensor:
+        """(B, T, ...) → the module's layout."""
+        return x if self.batch_first else x.transpose(0, 1)
+
+    # ------------------------------------------------------------------ trusted core (taggers)
+
+    def _register_checks(self, checks: DeviceChecks) -> dict[str, Any]:
+        """For a caller that checks its own inputs: add this CRF's checks (finite parameters,
+        the ``"auto"`` spread) to ``checks``; return the parameters to pass to :meth:`_nll_core`."""
+        p = self._params(self.constrain_training)
+        require_finite_params(checks, dict(zip(_NAMES, (p["transitions"], p["start"], p["end"]))))
+        register_spread(checks, self.algorithm, p["transitions"], p["end"])
+        return p
+
+    def _nll_core(self, emissions: Tensor, tags: Tensor, mask: Tensor, reduction: str,
+                  facts: dict, params: dict[str, Any]) -> Tensor:  # fmt: skip
+        """NLL of trusted batch-first inputs (``facts`` from the caller's one read-back, with
+        ``steps`` or ``lengths`` and the spread of :meth:`_register_checks`)."""
+        dtype = torch.promote_types(emissions.dtype, torch.float32)
+        x = Prepared(
+            h=torch.where(mask.unsqueeze(-1), emissions.to(dtype), 0.0),
+            mask=mask,
+            a=params["transitions"].to(dtype),
+            start=None if params["start"] is None else params["start"].to(dtype),
+            end=None if params["end"] is None else params["end"].to(dtype),
+            tags=tags.long().masked_fill(~mask, 0),
+        )
+        return nll_core(x, facts, self.algorithm, reduction)
+
+    def _decode_core(self, emissions: Tensor, mask: Tensor, lengths: list[int], pad_tag: int
+                     ) -> Tensor:  # fmt: skip
+        """Viterbi of trusted batch-first inputs with host-side ``lengths``; (B, T) tags."""
+        p = self._params(True)
+        dtype = torch.promote_types(emissions.dtype, torch.float32)
+        x = Prepared(
+            h=torch.where(mask.unsqueeze(-1), emissions.to(dtype), 0.0),
+            mask=mask,
+            a=p["transitions"].to(dtype),
+            start=None if p["start"] is None else p["start"].to(dtype),
+            end=None if p["end"] is None else p["end"].to(dtype),
+            tags=None,
+        )
+        return decode_core(x, {"lengths": lengths}, pad_tag)[0]
 
     # ------------------------------------------------------------------ training
 
     def forward(
         self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None, reduction: str = "mean"
     ) -> Tensor:
-        """NLL loss log Z − S(y*) (see :func:`~kexue.textkit.crf_functional.crf_nll`).
+        """NLL loss log Z − S(y*) (see :func:`~kexue.textkit.tagging.crf.functional.crf_nll`).
 
         Arguments:
-            emissions: (B, T, K); tags: (B, T) long; mask: (B, T) bool right-padded prefix mask.
+            emissions: (B, T, K); tags: (B, T) long; mask: (B, T) bool right-padded prefix mask
+                (time-major (T, B, ...) with ``batch_first=False``).
             reduction: ``"none" | "sum" | "mean" (default) | "token_mean"``.
 
         Returns:
             The loss, (B,) for ``"none"`` else a scalar.
         """
-        emissions, tags, mask = self._layout(emissions, tags, mask)
-        p = self._params(self.constrain_training)
-        return crf_nll(emissions, tags, p["transitions"], mask=mask, start=p["start"],
-                       end=p["end"], reduction=reduction, backend=self.backend)  # fmt: skip
+        check_reduction(reduction)
+        x, facts = self._checked(emissions, mask, tags, constrained=self.constrain_training,
+                                 spread=True)  # fmt: skip
+        return nll_core(x, facts, self.algorithm, reduction)
 
     def nll(
         self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None, reduction: str = "mean"
@@ -185,18 +249,16 @@ class CRF(nn.Module):
 
     def log_partition(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:
         """(B,) log Z (constrained only with ``constrain_training``)."""
-        emissions, mask = self._layout(emissions, mask)
-        p = self._params(self.constrain_training)
-        return crf_log_partition(emissions, p["transitions"], mask=mask, start=p["start"],
-                                 end=p["end"], backend=self.backend)  # fmt: skip
+        x, facts = self._checked(emissions, mask, constrained=self.constrain_training,
+                                 spread=True)  # fmt: skip
+        return log_partition(x.h, x.mask, x.a, x.start, x.end, steps_of(facts),
+                             resolve(self.algorithm, facts))  # fmt: skip
 
     def marginals(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:
         """(B, T, K) unary marginals P(y_t = j), 0 at padded positions (detached)."""
-        emissions, mask = self._layout(emissions, mask)
-        p = self._params(self.constrain_training)
-        out = crf_marginals(emissions, p["transitions"], mask=mask, start=p["start"],
-                            end=p["end"])  # fmt: skip
-        return self._layout(out)[0]
+        x, facts = self._checked(emissions, mask, constrained=self.constrain_training,
+                                 spread=True)  # fmt: skip
+        return self._out(marginals_core(x, facts, self.algorithm))
 
     # ------------------------------------------------------------------ decoding
 
@@ -219,13 +281,15 @@ class CRF(nn.Module):
             ``(tags, scores)``: (B, T) and (B,), or (B, nbest, T) and (B, nbest); time-major
             layout (``batch_first=False``): (T, B) and (T, B, nbest).
         """
-        emissions, mask = self._layout(emissions, mask)
-        p = self._params(True)  # the −1e4 constraints, if any, always apply when decoding
-        kw = {"mask": mask, "start": p["start"], "end": p["end"], "pad_tag": pad_tag}
+        if nbest is not None and (isinstance(nbest, bool) or not isinstance(nbest, int)
+                                  or nbest < 1):  # fmt: skip
+            raise ValueError(f"nbest must be None or a positive int, got {nbest!r}")
+        # the −1e4 constraints, if any, always apply when decoding
+        x, facts = self._checked(emissions, mask, constrained=True, lengths=nbest is None)
         if nbest is None:
-            tags, scores = viterbi_decode(emissions, p["transitions"], **kw)
-            return self._layout(tags)[0], scores
-        tags, scores = viterbi_nbest(emissions, p["transitions"], k=nbest, **kw)
+            tags, scores = decode_core(x, facts, pad_tag)
+            return self._out(tags), scores
+        tags, scores = nbest_core(x, facts, nbest, pad_tag)
         return (tags if self.batch_first else tags.permute(2, 0, 1)), scores
 
     def decode(
