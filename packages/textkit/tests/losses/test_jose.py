@@ -187,3 +187,63 @@ def test_triples_and_bad_inputs() -> None:
         model.fit([[0, 7], [1, 2]])
     with pytest.raises(ValueError, match="window"):
         JoSE.triples([[0, 1]], window=0)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+@pytest.mark.parametrize("name", ["word", "context", "doc", "negatives"])
+def test_jose_loss_rejects_non_finite_naming_argument_and_shape(name: str, bad: float) -> None:
+    args = {"word": _unit(3, 4, seed=1), "context": _unit(3, 4, seed=2), "doc": _unit(3, 4, seed=3)}
+    args["negatives"] = _unit(3, 2, 4, seed=4)
+    args[name][1, -1] = bad
+    shape = r"\(3, 2, 4\)" if name == "negatives" else r"\(3, 4\)"
+    with pytest.raises(ValueError, match=rf"^{name} must be finite: .*shape {shape}"):
+        jose_loss(**args)
+
+
+def test_sphere_ops_reject_non_finite() -> None:
+    x = _unit(3, 4, seed=5)
+    grad = torch.ones(3, 4, dtype=F64)
+    grad[2, 0] = math.nan
+    for fn in (sphere_tangent_grad, sphere_step_factor):
+        with pytest.raises(ValueError, match=r"^grad must be finite: .*shape \(3, 4\)"):
+            fn(x, grad)
+    with pytest.raises(ValueError, match=r"^grad must be finite"):
+        sphere_sgd_step(x, grad, 0.1)
+
+
+def test_model_loss_and_optimizer_step_sync_free(host_syncs) -> None:
+    """JoSE.loss runs the trusted core on its own rows and RiemannianSGD the step core: a training
+    step has no host sync (the public jose_loss on the same rows costs one)."""
+    g = torch.Generator().manual_seed(0)
+    model = JoSE(6, 2, dim=4, generator=g)
+    opt = RiemannianSGD(model.parameters(), lr=0.1)
+    ids = torch.tensor([0, 1, 2]), torch.tensor([1, 2, 3]), torch.tensor([0, 1, 1])
+    neg = torch.tensor([[4, 5], [5, 4], [3, 0]])
+    host_syncs.reset()
+    opt.zero_grad()
+    loss = model.loss(*ids, neg)
+    loss.backward()
+    opt.step()
+    assert host_syncs.count == 0, host_syncs.names
+    want = jose_loss(model.word[ids[0]], model.context[ids[1]], model.doc[ids[2]], model.word[neg])
+    assert host_syncs.names == ["tolist"]
+    torch.testing.assert_close(model.loss(*ids, neg), want, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="negatives must be integer ids"):
+        model.loss(*ids, neg[:2])
+
+
+def test_fit_syncs_once_per_epoch_not_per_step(host_syncs) -> None:
+    """fit() sums the epoch loss on the device (before: ``loss.item()`` every step)."""
+    docs = [[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]]
+    counts = []
+    for epochs in (1, 3):
+        model = JoSE(6, 2, dim=4, generator=torch.Generator().manual_seed(0))
+        host_syncs.reset()
+        history = model.fit(
+            docs, epochs=epochs, batch_size=4, window=2, generator=torch.Generator().manual_seed(1)
+        )
+        assert len(history) == epochs and all(math.isfinite(h) for h in history)
+        counts.append(host_syncs.count)
+    steps_per_epoch = math.ceil(len(JoSE.triples(docs, window=2)) / 4)
+    assert steps_per_epoch > 1
+    assert counts[1] - counts[0] == 2  # one per extra epoch, whatever the steps per epoch

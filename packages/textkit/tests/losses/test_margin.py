@@ -238,3 +238,113 @@ def test_bad_inputs_raise() -> None:
         am_softmax_loss(cos, torch.zeros(4, dtype=torch.long), reduction="avg")
     with pytest.raises(ValueError, match="s must"):
         am_softmax_loss(cos, torch.zeros(4, dtype=torch.long), s=-1.0)
+
+
+# ------------------------------------------------------------------- cosines outside [-1, 1]
+
+_LOSSES = {
+    "am": am_softmax_loss,
+    "cosface": cosface_loss,
+    "arcface": arcface_loss,
+    "sphereface": sphereface_loss,
+    "simpler_a": simpler_a_softmax_loss,
+}
+
+
+@pytest.mark.parametrize("bad", [1.5, -1.5, 1 + 1e-5])
+@pytest.mark.parametrize("kind", KINDS)
+def test_cosines_outside_unit_interval_raise(kind: str, bad: float) -> None:
+    cos = _cosines(4, 3, 6)
+    cos[2, 1] = bad
+    t = torch.tensor([0, 1, 2, 0])
+    msg = r"^cos must hold cosines in \[-1, 1\] \(tolerance 1e-06 for torch.float64\).*\(4, 3\)"
+    with pytest.raises(ValueError, match=msg):
+        MarginSoftmaxLoss(kind)(cos, t)
+    with pytest.raises(ValueError, match=msg):
+        margin_logits(cos, t, kind=kind)
+    with pytest.raises(ValueError, match=msg):
+        MarginSoftmaxLoss(kind)(cos, F.one_hot(t, 3).to(F64))  # dense targets too
+    if kind in _LOSSES:
+        with pytest.raises(ValueError, match=msg):
+            _LOSSES[kind](cos, t)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_cosines_raise(bad: float) -> None:
+    cos = _cosines(4, 3, 6)
+    cos[0, 0] = bad
+    with pytest.raises(ValueError, match=r"^cos must be finite: .*shape \(4, 3\)"):
+        arcface_loss(cos, torch.tensor([0, 1, 2, 0]))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "tol"),
+    [
+        (torch.float64, 1e-6),
+        (torch.float32, 1e-5),
+        (torch.float16, 4 * 2.0**-10),
+        (torch.bfloat16, 4 * 2.0**-7),
+    ],
+)
+def test_rounding_tolerance_per_dtype(dtype: torch.dtype, tol: float) -> None:
+    """Just inside the tolerance is accepted (and gives a finite loss); well past it raises."""
+    t = torch.tensor([0, 1])
+    inside = torch.tensor([[1.0, 0.0], [0.0, -1.0]], dtype=F64)
+    inside[0, 0] += 0.75 * tol
+    inside[1, 1] -= 0.75 * tol
+    inside = inside.to(dtype)
+    assert float(inside.max()) > 1.0 and float(inside.min()) < -1.0  # really past ±1
+    for kind in KINDS:
+        assert torch.isfinite(MarginSoftmaxLoss(kind)(inside, t).float())
+    outside = torch.tensor([[1.0 + 4 * tol, 0.0], [0.0, 0.0]], dtype=dtype)
+    with pytest.raises(ValueError, match="cos must hold cosines"):
+        arcface_loss(outside, t)
+
+
+def test_cosine_classifier_float32_output_is_accepted() -> None:
+    """float32 cosines of identical directions (the worst rounding case) pass the check."""
+    g = torch.Generator().manual_seed(3)
+    clf = CosineClassifier(512, 64, generator=g)
+    x = clf.weight.detach() * torch.rand(64, 1, generator=g) * 3  # each row on its class vector
+    cos = clf(x)
+    assert cos.dtype == torch.float32
+    loss = arcface_loss(cos, torch.arange(64))
+    assert torch.isfinite(loss)
+
+
+def test_target_range_checked() -> None:
+    cos = _cosines(4, 3, 5)
+    with pytest.raises(ValueError, match=r"target class ids must lie in \[0, 3\)"):
+        am_softmax_loss(cos, torch.tensor([0, 1, 3, 0]))
+    with pytest.raises(ValueError, match=r"target class ids must lie in \[0, 3\)"):
+        am_softmax_loss(cos, torch.tensor([0, -1, 2, 0]))
+    dense = torch.full((4, 3), 1 / 3, dtype=F64)
+    dense[1] = torch.tensor([0.5, math.nan, 0.5])
+    with pytest.raises(ValueError, match="dense target rows"):
+        am_softmax_loss(cos, dense)
+
+
+# --------------------------------------------------------------------------- host-sync budget
+
+
+@pytest.mark.parametrize("kind", ["am", "arcface", "sphereface"])
+def test_one_training_step_costs_one_host_sync(kind: str, host_syncs) -> None:
+    """CosineClassifier → MarginSoftmaxLoss → backward → SGD step: the loss checks cos and target
+    in one fused transfer (before: 3, ``isfinite(cos).all()``, ``target.min()``, ``target.max()``)."""
+    g = torch.Generator().manual_seed(0)
+    clf = CosineClassifier(8, 5, generator=g)
+    loss_fn = MarginSoftmaxLoss(kind)
+    opt = torch.optim.SGD(clf.parameters(), lr=0.1)
+    x, t = torch.randn(6, 8, generator=g), torch.tensor([0, 1, 2, 3, 4, 0])
+    host_syncs.reset()
+    opt.zero_grad()
+    loss = loss_fn(clf(x), t)
+    loss.backward()
+    opt.step()
+    assert host_syncs.names == ["tolist"]
+    host_syncs.reset()
+    loss_fn(clf(x), F.one_hot(t, 5).float())  # dense target: also one
+    assert host_syncs.names == ["tolist"]
+    host_syncs.reset()
+    loss_fn.forward_unchecked(clf(x), t)  # the trusted core: none
+    assert host_syncs.count == 0

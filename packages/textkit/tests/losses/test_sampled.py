@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -389,3 +390,87 @@ def test_bad_inputs_raise() -> None:
         NoiseSampler([1.0, 2.0]).log_q(torch.tensor([2]))
     with pytest.raises(ValueError, match="power"):
         NoiseSampler([1.0, 2.0], power=-1.0)
+
+
+# ------------------------------------------------------------------------- non-finite input
+
+_ARGS = ("pos_logits", "neg_logits", "log_q_pos", "log_q_neg")
+
+
+def _binary_args(b: int = 4, k: int = 3) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(11)
+    return {
+        "pos_logits": torch.randn(b, generator=g),
+        "neg_logits": torch.randn(b, k, generator=g),
+        "log_q_pos": -torch.rand(b, generator=g) - 1,
+        "log_q_neg": -torch.rand(b, k, generator=g) - 1,
+    }
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("name", _ARGS)
+def test_nce_and_neg_reject_non_finite_naming_argument_and_shape(name: str, bad: float) -> None:
+    args = _binary_args()
+    args[name] = args[name].clone()
+    args[name].view(-1)[1] = bad
+    shape = re.escape(str(tuple(args[name].shape)))
+    with pytest.raises(ValueError, match=rf"^{name} must be finite: .*shape {shape}"):
+        nce_loss(*(args[a] for a in _ARGS))
+    if name in ("pos_logits", "neg_logits"):
+        with pytest.raises(ValueError, match=rf"^{name} must be finite: .*shape {shape}"):
+            neg_sampling_loss(args["pos_logits"], args["neg_logits"])
+        with pytest.raises(ValueError, match=rf"^{name} must be finite"):
+            nce_loss(args["pos_logits"], args["neg_logits"], None, None, correct=False)
+
+
+def test_nce_rejects_non_finite_gamma_and_shared_log_q() -> None:
+    args = _binary_args()
+    with pytest.raises(ValueError, match=r"^gamma must be finite: .*shape \(4,\)"):
+        nce_loss(*(args[a] for a in _ARGS), gamma=torch.tensor([0.0, math.nan, 0.0, 0.0]))
+    with pytest.raises(ValueError, match=r"^gamma must be finite: .*shape \(\)"):
+        nce_loss(*(args[a] for a in _ARGS), gamma=math.inf)
+    with pytest.raises(ValueError, match=r"^log_q_neg must be finite: .*shape \(3,\)"):
+        nce_loss(
+            args["pos_logits"],
+            args["neg_logits"],
+            args["log_q_pos"],
+            torch.tensor([0.0, -math.inf, 0.0]),
+        )
+
+
+@pytest.mark.parametrize("name", ["true_logits", "sampled_logits", "log_q_true", "log_q_sampled"])
+def test_sampled_softmax_rejects_nan_naming_argument_and_shape(name: str) -> None:
+    a = _binary_args()
+    args = dict(zip(("true_logits", "sampled_logits", "log_q_true", "log_q_sampled"), a.values()))
+    args["log_q_true"] = torch.zeros(4)
+    args[name] = args[name].clone()
+    args[name].view(-1)[-1] = math.nan
+    shape = re.escape(str(tuple(args[name].shape)))
+    with pytest.raises(ValueError, match=rf"^{name} must be finite: .*shape {shape}"):
+        sampled_softmax_loss(*args.values())
+
+
+def test_freqs_and_counts_checks() -> None:
+    with pytest.raises(ValueError, match=r"^freqs must be finite: .*shape \(2,\)"):
+        subsample_keep_prob(torch.tensor([0.1, math.nan]))
+    with pytest.raises(ValueError, match=r"^freqs must be relative frequencies in \[0, 1\]"):
+        subsample_keep_prob(torch.tensor([0.1, 1.5]))
+    with pytest.raises(ValueError, match=r"^counts must be finite"):
+        NoiseSampler(torch.tensor([1.0, math.inf]))
+
+
+def test_every_loss_call_costs_one_host_sync(host_syncs) -> None:
+    """All value checks of one call are fused into one device→host transfer (before: NEG 0 and
+    no check at all, NCE / sampled softmax 0; the checks added here cost one in all)."""
+    args = _binary_args()
+    pos, neg, lq_p, lq_n = (args[a].requires_grad_(a.endswith("logits")) for a in _ARGS)
+    host_syncs.reset()
+    neg_sampling_loss(pos, neg).backward()
+    assert host_syncs.names == ["tolist"]
+    host_syncs.reset()
+    nce_loss(pos, neg, lq_p, lq_n[0], gamma=torch.zeros(4)).backward()
+    assert host_syncs.names == ["tolist"]
+    host_syncs.reset()
+    hits = torch.zeros(4, 3, dtype=torch.bool)
+    sampled_softmax_loss(pos, neg, torch.zeros(4), lq_n, accidental_hits=hits).backward()
+    assert host_syncs.names == ["tolist"]

@@ -394,3 +394,135 @@ def test_predict_hook_is_required_and_a_subclass_can_supply_it() -> None:
     by_subclass = Markov(start_id=START, end_id=end, maxlen=4)
     x = [torch.tensor([[0]])]
     assert by_subclass.greedy(x)[0].tolist() == by_fn.greedy(x)[0].tolist()
+
+
+# ------------------------------------------------------- invalid hook output, host-sync budget
+
+
+def _const_predict(scores: torch.Tensor):
+    """Every row of every step gets the same (V,) scores."""
+    return lambda inputs, output_ids, states: scores.expand(output_ids.shape[0], -1).clone()
+
+
+def test_beam_search_rejects_nan_scores() -> None:
+    x = [torch.zeros(2, 1, dtype=torch.long)]
+    for rtype, scores in (
+        ("probas", torch.tensor([0.5, math.nan, 0.5])),
+        ("probas", torch.tensor([0.5, -0.1, 0.6])),
+        ("logits", torch.tensor([0.0, math.inf, 1.0])),
+        ("logits", torch.full((3,), -math.inf)),
+    ):
+        dec = AutoRegressiveDecoder(
+            start_id=None, end_id=2, maxlen=3, rtype=rtype, predict_fn=_const_predict(scores)
+        )
+        with pytest.raises(
+            ValueError, match=r"^predict returned an invalid .* step 0: row 0 .*NaN"
+        ):
+            dec.beam_search(x, 2)
+    masked = torch.tensor([0.0, -math.inf, 1.0])  # a -inf logit is a forbidden token, not an error
+    dec = AutoRegressiveDecoder(
+        start_id=None, end_id=2, maxlen=3, rtype="logits", predict_fn=_const_predict(masked)
+    )
+    assert all(1 not in r.tolist() for r in dec.beam_search(x, 2))
+
+
+@pytest.mark.parametrize("method", ["greedy", "random_sample"])
+def test_invalid_hook_output_raises_instead_of_decoding_garbage(method: str) -> None:
+    x = [torch.zeros(2, 1, dtype=torch.long)]
+    cases = [
+        ("probas", torch.tensor([0.5, math.nan, 0.5]), "holds NaN or inf"),
+        ("probas", torch.tensor([0.5, -0.1, 0.6]), "negative probability"),
+        ("probas", torch.tensor([0.0, 0.0, 0.0]), "no positive mass"),
+        ("logits", torch.tensor([0.0, math.inf, 1.0]), "holds NaN or inf"),
+        ("logits", torch.full((3,), -math.inf), "logits all -inf"),
+    ]
+    for rtype, scores, what in cases:
+        dec = AutoRegressiveDecoder(
+            start_id=None, end_id=2, maxlen=3, rtype=rtype, predict_fn=_const_predict(scores)
+        )
+        run = (
+            (lambda d=dec: d.greedy(x))
+            if method == "greedy"
+            else (
+                lambda d=dec: d.random_sample(x, 2, topk=2, topp=0.9, generator=torch.Generator())
+            )
+        )
+        with pytest.raises(
+            ValueError,
+            match=rf"^predict returned an invalid next-token distribution at step 0: row 0 of shape .*{what}",
+        ):
+            run()
+
+
+def test_masked_logits_are_never_sampled() -> None:
+    logits = torch.tensor([0.0, -math.inf, 0.5, -math.inf, 0.2])
+    dec = AutoRegressiveDecoder(
+        start_id=None, end_id=4, maxlen=6, rtype="logits", predict_fn=_const_predict(logits)
+    )
+    out = dec.random_sample(
+        [torch.zeros(3, 1)], 20, topp=0.99, generator=torch.Generator().manual_seed(0)
+    )
+    tokens = torch.cat([s for item in out for s in item])
+    assert not torch.isin(tokens, torch.tensor([1, 3])).any()
+
+
+def _count_syncs(host_syncs, run) -> int:
+    host_syncs.reset()
+    run()
+    return host_syncs.count
+
+
+@pytest.mark.parametrize("method", ["greedy", "random_sample"])
+def test_one_host_sync_per_decode_step(method: str, host_syncs) -> None:
+    """A decode step costs one host sync (hook-output validity and "any row finished" fused),
+    whatever filters run: the loop calls the filter cores, which never re-validate. The end
+    token has probability 0, so no row finishes and every run takes maxlen steps."""
+    v, end = 6, 5
+    tables = _tables(2, v, seed=4, end=end, end_scale=0.0)
+    x = [torch.arange(2)[:, None]]
+
+    def run(maxlen: int):
+        dec = AutoRegressiveDecoder(
+            start_id=START, end_id=end, maxlen=maxlen, predict_fn=_markov_predict(tables)
+        )
+        if method == "greedy":
+            return lambda: dec.greedy(x)
+        return lambda: dec.random_sample(
+            x, 3, topk=3, topp=0.9, generator=torch.Generator().manual_seed(0)
+        )
+
+    short, long = _count_syncs(host_syncs, run(2)), _count_syncs(host_syncs, run(6))
+    assert long - short == 4  # 4 more steps, 1 sync each
+
+
+def test_beam_step_sync_budget(host_syncs) -> None:
+    """Beam search: the row sizes and the NaN check share one transfer (before: 2 for the sizes
+    and no check); the per-step count is pinned so that a new sync shows up here."""
+    v, end = 6, 5
+    tables = _tables(2, v, seed=4, end=end, end_scale=0.0)
+    x = [torch.arange(2)[:, None]]
+
+    def run(maxlen: int):
+        dec = AutoRegressiveDecoder(
+            start_id=START, end_id=end, maxlen=maxlen, predict_fn=_markov_predict(tables)
+        )
+        return lambda: dec.beam_search(x, 3)
+
+    short, long = _count_syncs(host_syncs, run(2)), _count_syncs(host_syncs, run(6))
+    assert (long - short) / 4 == 6
+
+
+def test_beam_module_imports_decoder_for_types_only() -> None:
+    """decoder.py imports beam.py at run time; beam.py must not import decoder.py back (a cycle)."""
+    import ast
+    import inspect
+
+    from kexue.textkit.seq2seq.decoding import beam
+
+    tree = ast.parse(inspect.getsource(beam))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "decoder":
+            guard = next(n for n in tree.body if isinstance(n, ast.If) and node in ast.walk(n))
+            assert isinstance(guard.test, ast.Name) and guard.test.id == "TYPE_CHECKING"
+    assert set(beam.__all__) == {"apply_prefix_allowed", "beam_search_loop", "reorder"}
+    assert all(callable(getattr(beam, name)) for name in beam.__all__)

@@ -126,7 +126,7 @@ def test_bad_input() -> None:
 
 
 def test_voting_through_a_unilm_model() -> None:
-    from kexue.textkit.seq2seq.decoding.decoder import unilm_next_logits
+    from kexue.textkit.seq2seq.decoding import unilm_next_logits
     from kexue.textkit.seq2seq.transformer import UniLMTransformer
     from kexue.textkit.seq2seq.voting import unilm_passage_predict
 

@@ -136,3 +136,45 @@ def test_topk_exclude_self_and_accuracy() -> None:
         topk_similar(emb[:2], emb, k=1, exclude_self=True)
     with pytest.raises(ValueError, match="groups"):
         retrieval_topk_accuracy(emb, torch.zeros(5, 1, dtype=torch.long))
+
+
+def test_training_step_costs_one_host_sync(host_syncs) -> None:
+    """ids and groups are validated together with the host copy of the lengths that
+    pack_padded_sequence needs, in one transfer; the loss then runs its trusted core.
+    (Before: 8 — ids.min, ids.max, torch.equal, lengths == 0, lengths.cpu() in the encoder,
+    then isfinite(cos), target.min, target.max in the loss; 9 counted here with nn.GRU's.)"""
+    g = torch.Generator().manual_seed(0)
+    ids, groups = _synonym_data(3, 4, g)
+    model = SentenceSimilarityModel(1 + 9 + 6, 3, embed_dim=8, hidden_dim=8, generator=g)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    host_syncs.reset()
+    opt.zero_grad()
+    loss = model.loss(ids, groups)
+    loss.backward()
+    opt.step()
+    # "__int__" is nn.GRU reading batch_sizes[0] of the PackedSequence, a CPU tensor by
+    # construction (pack_padded_sequence keeps batch_sizes on the host): not a device sync.
+    assert host_syncs.names == ["tolist", "__int__"]
+    host_syncs.reset()
+    model(ids)
+    assert host_syncs.names == ["tolist", "__int__"]
+    # the trusted path gives the value of the checked public one
+    with torch.no_grad():
+        want = model.loss_fn(model(ids), groups)
+        torch.testing.assert_close(model.loss(ids, groups), want, rtol=0, atol=0)
+
+
+def test_loss_checks_groups() -> None:
+    model = SentenceSimilarityModel(10, 3, embed_dim=4, hidden_dim=4)
+    ids = torch.tensor([[1, 2, 0], [3, 0, 0]])
+    with pytest.raises(ValueError, match=r"groups must lie in \[0, 3\)"):
+        model.loss(ids, torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match=r"groups must lie in \[0, 3\)"):
+        model.loss(ids, torch.tensor([-1, 0]))
+    with pytest.raises(ValueError, match=r"groups must have shape \(B,\)"):
+        model.loss(ids, torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="groups must be an int64"):
+        model.loss(ids, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="right-padded"):  # ids errors come first
+        model.loss(torch.tensor([[0, 1, 2], [3, 0, 0]]), torch.tensor([0, 3]))
+    assert model.encoder.lengths(ids).tolist() == [2, 1]

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .sampled import NoiseSampler, _check_reduction, _reduce, _shape
+from ._common import _check_finite, _check_reduction, _reduce, _shape
+from .sampled import NoiseSampler
 
 __all__ = [
     "JoSE",
@@ -68,6 +69,9 @@ def jose_loss(
         arXiv:1911.01196; https://kexue.fm/archives/7063
     """
     _check_reduction(reduction)
+    for name, t in (("word", word), ("context", context), ("doc", doc), ("negatives", negatives)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     for name, t in (("word", word), ("context", context), ("doc", doc)):
         if not isinstance(t, Tensor) or t.dim() != 2 or not t.is_floating_point():
             raise ValueError(f"{name} must be a floating (B, D) tensor, got shape {_shape(t)}")
@@ -87,12 +91,21 @@ def jose_loss(
             f"negatives must be (B, N, D) or (B, D) with (B, D) = {_shape(word)}, "
             f"got {_shape(negatives)}"
         )
+    if not negatives.is_floating_point():
+        raise ValueError(f"negatives must be floating point, got {negatives.dtype}")
     if not margin >= 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
+    _check_finite(word=word, context=context, doc=doc, negatives=negatives)
+    return _reduce(_jose_core(word, context, doc, negatives, margin), reduction)
+
+
+def _jose_core(
+    word: Tensor, context: Tensor, doc: Tensor, negatives: Tensor, margin: float
+) -> Tensor:
+    """Trusted core of :func:`jose_loss`: per-triple hinge ``(B,)``; ``negatives`` ``(B, N, D)``."""
     pos = (context * word).sum(-1) + (doc * word).sum(-1)  # (B,)
     neg = ((context + doc).unsqueeze(1) * negatives).sum(-1)  # (B, N)
-    per = F.relu(margin - pos.unsqueeze(1) + neg).sum(1)
-    return _reduce(per, reduction)
+    return F.relu(margin - pos.unsqueeze(1) + neg).sum(1)
 
 
 def sphere_tangent_grad(x: Tensor, grad: Tensor) -> Tensor:
@@ -105,8 +118,20 @@ def sphere_tangent_grad(x: Tensor, grad: Tensor) -> Tensor:
     Returns:
         g ``(..., D)`` with xᵀg = 0.
     """
+    _check_x_grad(x, grad)
+    return _tangent_core(x, grad)
+
+
+def _check_x_grad(x: Tensor, grad: Tensor) -> None:
+    """Checked entry of the sphere ops: same shape, finite (one host sync)."""
+    if not isinstance(x, Tensor) or not isinstance(grad, Tensor):
+        raise TypeError("x and grad must be torch.Tensors")
     if x.shape != grad.shape:
         raise ValueError(f"x and grad must have the same shape, got {_shape(x)}, {_shape(grad)}")
+    _check_finite(x=x, grad=grad)
+
+
+def _tangent_core(x: Tensor, grad: Tensor) -> Tensor:
     return grad - (x * grad).sum(-1, keepdim=True) * x
 
 
@@ -116,8 +141,11 @@ def sphere_step_factor(x: Tensor, grad: Tensor) -> Tensor:
     References:
         arXiv:1911.01196 §5; https://kexue.fm/archives/7063
     """
-    if x.shape != grad.shape:
-        raise ValueError(f"x and grad must have the same shape, got {_shape(x)}, {_shape(grad)}")
+    _check_x_grad(x, grad)
+    return _step_factor_core(x, grad)
+
+
+def _step_factor_core(x: Tensor, grad: Tensor) -> Tensor:
     gnorm = grad.norm(dim=-1, keepdim=True)
     ratio = (x * grad).sum(-1, keepdim=True) / gnorm.clamp_min(torch.finfo(grad.dtype).tiny)
     # |xᵀ∇f| ≤ ‖x‖‖∇f‖ = ‖∇f‖; clamp only absorbs rounding
@@ -137,8 +165,14 @@ def sphere_sgd_step(x: Tensor, grad: Tensor, lr: float) -> Tensor:
     Returns:
         The new points ``(..., D)``, unit norm.
     """
-    g = sphere_tangent_grad(x, grad)
-    step = x - lr * sphere_step_factor(x, grad) * g
+    _check_x_grad(x, grad)
+    return _sphere_step_core(x, grad, lr)
+
+
+def _sphere_step_core(x: Tensor, grad: Tensor, lr: float) -> Tensor:
+    """Trusted core of :func:`sphere_sgd_step` (used by :class:`RiemannianSGD` every step)."""
+    g = _tangent_core(x, grad)
+    step = x - lr * _step_factor_core(x, grad) * g
     new = F.normalize(step, dim=-1, eps=1e-12)
     moved = grad.ne(0).any(-1, keepdim=True)
     return torch.where(moved, new, x)
@@ -189,9 +223,9 @@ class RiemannianSGD(torch.optim.Optimizer):
                     grad = grad.coalesce()
                     idx = grad.indices()[0]
                     vals = grad.values()
-                    p[idx] = sphere_sgd_step(p[idx], vals, lr)
+                    p[idx] = _sphere_step_core(p[idx], vals, lr)
                 else:
-                    p.copy_(sphere_sgd_step(p, grad, lr))
+                    p.copy_(_sphere_step_core(p, grad, lr))
         return loss
 
 
@@ -245,15 +279,39 @@ class JoSE(nn.Module):
         *,
         reduction: str = "mean",
     ) -> Tensor:
-        """:func:`jose_loss` of ids: words, contexts, docs ``(B,)``, negatives ``(B, N)``."""
-        return jose_loss(
+        """:func:`jose_loss` of ids: words, contexts, docs ``(B,)``, negatives ``(B, N)``.
+
+        Checks the id shapes and ``reduction`` on the host; the embedding rows are the model's
+        own, so the loss core runs without value checks (no host sync; out-of-range ids fail in
+        the embedding lookup).
+        """
+        _check_reduction(reduction)
+        for name, ids in (("words", words), ("contexts", contexts), ("docs", docs)):
+            if not isinstance(ids, Tensor) or ids.dim() != 1 or ids.is_floating_point():
+                raise ValueError(f"{name} must be an integer (B,) tensor, got {_shape(ids)}")
+            if ids.shape != words.shape:
+                raise ValueError(
+                    f"words, contexts and docs must share the shape (B,): words "
+                    f"{_shape(words)}, {name} {_shape(ids)}"
+                )
+        if (
+            not isinstance(negatives, Tensor)
+            or negatives.is_floating_point()
+            or negatives.dim() != 2
+            or negatives.shape[0] != words.shape[0]
+        ):
+            raise ValueError(
+                f"negatives must be integer ids (B, N) with B = {words.shape[0]}, "
+                f"got {_shape(negatives)}"
+            )
+        per = _jose_core(
             self.word[words],
             self.context[contexts],
             self.doc[docs],
             self.word[negatives],
-            margin=self.margin,
-            reduction=reduction,
+            self.margin,
         )
+        return _reduce(per, reduction)
 
     @staticmethod
     def triples(docs: Sequence[Sequence[int]], *, window: int = 10) -> Tensor:
@@ -315,7 +373,7 @@ class JoSE(nn.Module):
         step = 0
         for _ in range(epochs):
             perm = torch.randperm(data.shape[0], generator=generator)
-            epoch_loss = 0.0
+            epoch_loss = torch.zeros((), dtype=self.word.dtype, device=self.word.device)
             for start in range(0, data.shape[0], batch_size):
                 batch = data[perm[start : start + batch_size]]
                 neg = sampler.sample((batch.shape[0], negatives), generator=generator)
@@ -325,9 +383,9 @@ class JoSE(nn.Module):
                 loss = self.loss(batch[:, 0], batch[:, 1], batch[:, 2], neg, reduction="sum")
                 loss.backward()
                 opt.step()
-                epoch_loss += loss.item()
+                epoch_loss += loss.detach()  # summed on the device: no host sync per step
                 step += 1
-            history.append(epoch_loss / data.shape[0])
+            history.append(float(epoch_loss) / data.shape[0])  # one sync per epoch
         return history
 
     @torch.no_grad()

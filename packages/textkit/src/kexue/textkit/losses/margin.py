@@ -21,6 +21,12 @@ cos(mθ) is evaluated as the Chebyshev polynomial T_m(cos θ) (no acos in the gr
 gradients at θ = 0 and π); ArcFace's sin θ is √max(1 − cos², 1e-12), so its gradient is finite
 everywhere, including at θ = π.
 
+Inputs are checked once per call (one host sync in all): ``cos`` must be finite and lie in
+[−1, 1] up to rounding (1e-6 in float64, 1e-5 in float32, 4 ulps of 1 in float16 / bfloat16;
+ArcFace / SphereFace clamp what is left), class ids must lie in [0, C), dense targets must be
+distributions; otherwise ``ValueError`` naming the argument. A value such as cos = 1.5 is not a
+cosine (unnormalised features or weights) and would otherwise be silently clamped.
+
 References:
     - Su Jianlin, GRU + AM-Softmax sentence similarity: https://kexue.fm/archives/5743
     - Wang et al. 2018, Additive Margin Softmax, arXiv:1801.05599.
@@ -36,9 +42,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
-from .sampled import _check_reduction, _reduce, _shape
+from ._common import _check_reduction, _finite_check, _raise_on_flags, _reduce, _shape
+from .cosine import CosineClassifier  # re-exported: documented as losses.margin.CosineClassifier
 
 __all__ = [
     "MARGIN_LOSS_DEFAULTS",
@@ -111,39 +117,78 @@ def _check_margin(kind: str, m: float) -> None:
         raise ValueError(f"m must be finite and >= 0, got {m}")
 
 
+def _cos_tolerance(dtype: torch.dtype) -> float:
+    """How far past ±1 a cosine may lie from rounding: 1e-6 in float64, 1e-5 in float32 (about
+    80 ulps; normalised float32 dot products measured ≤ 8e-7 above 1 for D ≤ 4096), 4 ulps of 1 in
+    float16 / bfloat16. TF32 matmuls round more coarsely: clamp such cosines before the loss."""
+    if dtype == torch.float64:
+        return 1e-6
+    return max(1e-5, 4 * torch.finfo(dtype).eps)
+
+
 def _check_cos_target(cos: Tensor, target: Tensor) -> bool:
-    """Validate; return True for a sparse target."""
+    """Validate ``cos`` and ``target`` (one host sync in all); return True for a sparse target."""
     if not isinstance(cos, Tensor) or cos.dim() != 2 or not cos.is_floating_point():
         raise ValueError(
             f"cos must be a floating (B, C) tensor of cosines, got "
-            f"{getattr(cos, 'dtype', type(cos).__name__)} {_shape(cos) if isinstance(cos, Tensor) else ''}"
+            f"{getattr(cos, 'dtype', type(cos).__name__)} {_shape(cos)}"
         )
-    if not bool(torch.isfinite(cos).all()):
-        raise ValueError("cos contains NaN or inf")
     if not isinstance(target, Tensor):
         raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
     b, c = cos.shape
+    tol = _cos_tolerance(cos.dtype)
+    checks = [
+        _finite_check("cos", cos),
+        (
+            (cos.abs() <= 1.0 + tol).all(),
+            f"cos must hold cosines in [-1, 1] (tolerance {tol:g} for {cos.dtype}), got values "
+            f"outside it (shape {_shape(cos)})",
+        ),
+    ]
     if target.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
         if target.shape != (b,):
             raise ValueError(
                 f"target must be (B,) class ids or a dense (B, C) distribution matching cos "
                 f"{_shape(cos)}, got class ids of shape {_shape(target)}"
             )
-        if b and (int(target.min()) < 0 or int(target.max()) >= c):
-            raise ValueError(f"target class ids must lie in [0, {c}) (C from cos {_shape(cos)})")
-        return True
-    if target.is_floating_point():
+        checks.append(
+            (
+                ((target >= 0) & (target < c)).all(),
+                f"target class ids must lie in [0, {c}) (C from cos {_shape(cos)})",
+            )
+        )
+        sparse = True
+    elif target.is_floating_point():
         if target.shape != cos.shape:
             raise ValueError(
                 f"dense target must have the shape of cos {_shape(cos)}, got {_shape(target)}"
             )
         sums = target.sum(1)
-        if bool((target < 0).any()) or not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
-            raise ValueError("dense target rows must be non-negative and sum to 1")
-        return False
-    raise ValueError(
-        f"target must be integer class ids or a float distribution, got {target.dtype}"
-    )
+        checks.append(
+            (
+                (target >= 0).all() & ((sums - 1).abs() <= 1e-4 + 1e-5).all(),
+                f"dense target rows must be non-negative and sum to 1 (shape {_shape(target)})",
+            )
+        )
+        sparse = False
+    else:
+        raise ValueError(
+            f"target must be integer class ids or a float distribution, got {target.dtype}"
+        )
+    _raise_on_flags(checks)  # one host sync for every value check above
+    return sparse
+
+
+def _check_kind_s_m(kind: str, s: float | None, m: float | None) -> tuple[float, float]:
+    """Validate the hyper-parameters (host only); return ``(s, m)`` with the defaults filled."""
+    if kind not in MARGIN_LOSS_DEFAULTS:
+        raise ValueError(f"kind must be one of {tuple(MARGIN_LOSS_DEFAULTS)}, got {kind!r}")
+    s = MARGIN_LOSS_DEFAULTS[kind]["s"] if s is None else float(s)
+    m = MARGIN_LOSS_DEFAULTS[kind]["m"] if m is None else m
+    if not (math.isfinite(s) and s > 0):
+        raise ValueError(f"s must be finite and > 0, got {s}")
+    _check_margin(kind, m)
+    return s, m
 
 
 def margin_logits(
@@ -159,7 +204,8 @@ def margin_logits(
     """Scaled logits with the margin applied at the target: s·cos, with s·ψ(θ_t) at the target.
 
     Arguments:
-        cos: cosines ``(B, C)``.
+        cos: cosines ``(B, C)``, finite and in [−1, 1] up to rounding (1e-6 in float64, 1e-5 in
+            float32, 4 ulps in half precision); otherwise ``ValueError``.
         target: class ids ``(B,)`` or a dense ``(B, C)`` distribution (logits s·(cos + y·(ψ−cos))).
         kind: one of ``MARGIN_LOSS_DEFAULTS`` (see the module table for ψ).
         s: scale (default per kind, see ``MARGIN_LOSS_DEFAULTS``).
@@ -173,19 +219,47 @@ def margin_logits(
     References:
         https://kexue.fm/archives/5743; arXiv:1801.05599, 1801.09414, 1801.07698, 1704.08063.
     """
-    if kind not in MARGIN_LOSS_DEFAULTS:
-        raise ValueError(f"kind must be one of {tuple(MARGIN_LOSS_DEFAULTS)}, got {kind!r}")
-    s = MARGIN_LOSS_DEFAULTS[kind]["s"] if s is None else float(s)
-    m = MARGIN_LOSS_DEFAULTS[kind]["m"] if m is None else m
-    if not (math.isfinite(s) and s > 0):
-        raise ValueError(f"s must be finite and > 0, got {s}")
-    _check_margin(kind, m)
+    s, m = _check_kind_s_m(kind, s, m)
     sparse = _check_cos_target(cos, target)
+    return _margin_logits_core(cos, target, sparse, kind, s, m, easy_margin, lam)
+
+
+def _margin_logits_core(
+    cos: Tensor,
+    target: Tensor,
+    sparse: bool,
+    kind: str,
+    s: float,
+    m: float,
+    easy_margin: bool,
+    lam: float,
+) -> Tensor:
+    """Trusted core of :func:`margin_logits` (inputs already validated)."""
     if sparse:
         idx = target.long().unsqueeze(1)
         cos_t = cos.gather(1, idx)
         return (s * cos).scatter(1, idx, s * _psi(cos_t, kind, m, easy_margin, lam))
     return s * (cos + target.to(cos.dtype) * (_psi(cos, kind, m, easy_margin, lam) - cos))
+
+
+def _margin_ce_core(
+    cos: Tensor,
+    target: Tensor,
+    sparse: bool,
+    kind: str,
+    s: float,
+    m: float,
+    reduction: str,
+    easy_margin: bool = False,
+    lam: float = 0.0,
+) -> Tensor:
+    """Trusted core: cross-entropy of the margin logits, reduced."""
+    logits = _margin_logits_core(cos, target, sparse, kind, s, m, easy_margin, lam)
+    if sparse:
+        per = F.cross_entropy(logits, target.long(), reduction="none")
+    else:
+        per = -(target.to(logits.dtype) * F.log_softmax(logits, dim=1)).sum(1)
+    return _reduce(per, reduction)
 
 
 def _margin_ce(
@@ -198,13 +272,11 @@ def _margin_ce(
     easy_margin: bool = False,
     lam: float = 0.0,
 ) -> Tensor:
+    """Checked entry shared by the public losses: validate once, then the core."""
     _check_reduction(reduction)
-    logits = margin_logits(cos, target, kind=kind, s=s, m=m, easy_margin=easy_margin, lam=lam)
-    if target.is_floating_point():
-        per = -(target.to(logits.dtype) * F.log_softmax(logits, dim=1)).sum(1)
-    else:
-        per = F.cross_entropy(logits, target.long(), reduction="none")
-    return _reduce(per, reduction)
+    s, m = _check_kind_s_m(kind, s, m)
+    sparse = _check_cos_target(cos, target)
+    return _margin_ce_core(cos, target, sparse, kind, s, m, reduction, easy_margin, lam)
 
 
 def am_softmax_loss(
@@ -352,86 +424,38 @@ class MarginSoftmaxLoss(nn.Module):
         reduction: str = "mean",
     ) -> None:
         super().__init__()
-        if kind not in MARGIN_LOSS_DEFAULTS:
-            raise ValueError(f"kind must be one of {tuple(MARGIN_LOSS_DEFAULTS)}, got {kind!r}")
         _check_reduction(reduction)
         self.kind = kind
-        self.s = MARGIN_LOSS_DEFAULTS[kind]["s"] if s is None else float(s)
-        self.m = MARGIN_LOSS_DEFAULTS[kind]["m"] if m is None else m
-        _check_margin(kind, self.m)
+        self.s, self.m = _check_kind_s_m(kind, s, m)
         self.easy_margin = easy_margin
         self.lam = lam
         self.reduction = reduction
 
     def forward(self, cos: Tensor, target: Tensor) -> Tensor:
-        """Loss of cosines ``(B, C)`` against ``target`` ((B,) ids or (B, C) distribution)."""
-        return _margin_ce(
-            cos, target, self.kind, self.s, self.m, self.reduction, self.easy_margin, self.lam
+        """Loss of cosines ``(B, C)`` against ``target`` ((B,) ids or (B, C) distribution).
+
+        The hyper-parameters were checked once in ``__init__``; each call checks only ``cos`` and
+        ``target`` (one host sync) and runs the core.
+        """
+        _check_cos_target(cos, target)
+        return self.forward_unchecked(cos, target)
+
+    def forward_unchecked(self, cos: Tensor, target: Tensor) -> Tensor:
+        """The trusted core, for a caller that computed ``cos`` itself and validated ``target``
+        (e.g. :class:`~kexue.textkit.tasks.similarity.SentenceSimilarityModel`): no value
+        checks and no host sync. Integer ``target`` = class ids ``(B,)``, float = ``(B, C)``
+        distribution; anything else is undefined behaviour."""
+        return _margin_ce_core(
+            cos,
+            target,
+            not target.is_floating_point(),
+            self.kind,
+            self.s,
+            self.m,
+            self.reduction,
+            self.easy_margin,
+            self.lam,
         )
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}, s={self.s}, m={self.m}, reduction={self.reduction!r}"
-
-
-class _UnitRows(nn.Module):
-    """Parametrisation: every row of the weight is L2-normalised."""
-
-    def forward(self, w: Tensor) -> Tensor:
-        return F.normalize(w, dim=1, eps=1e-12)
-
-    def right_inverse(self, w: Tensor) -> Tensor:
-        return F.normalize(w, dim=1, eps=1e-12)
-
-
-class CosineClassifier(nn.Module):
-    """Bias-free linear classifier with unit-norm class weights: outputs cosines.
-
-    cos_{b,c} = ⟨x_b/‖x_b‖, w_c/‖w_c‖⟩. ``weight`` is a parametrisation (``torch.nn.utils.
-    parametrize``) that always returns row-normalised weights, so the class vectors are unit-norm
-    after every optimizer step; the raw parameter is ``parametrizations.weight.original``.
-
-    Arguments:
-        in_features: D.
-        num_classes: C.
-        normalize_input: L2-normalise the inputs (default True; a zero input gives cosines 0).
-        generator: optional ``torch.Generator`` for the N(0, 1) initialisation.
-
-    Returns:
-        Module mapping ``(..., D)`` to cosines ``(..., C)``.
-
-    References:
-        https://kexue.fm/archives/5743 (Dense without bias, unit-norm columns).
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        num_classes: int,
-        *,
-        normalize_input: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__()
-        if in_features < 1 or num_classes < 1:
-            raise ValueError(
-                f"in_features and num_classes must be >= 1, got {in_features}, {num_classes}"
-            )
-        self.in_features = in_features
-        self.num_classes = num_classes
-        self.normalize_input = normalize_input
-        w = torch.randn(num_classes, in_features, generator=generator)
-        self.weight = nn.Parameter(w)
-        parametrize.register_parametrization(self, "weight", _UnitRows())
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Cosines of ``x`` ``(..., D)`` with every class vector: ``(..., C)``."""
-        if x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"x must have last dim in_features={self.in_features}, got shape {_shape(x)}"
-            )
-        if self.normalize_input:
-            x = F.normalize(x, dim=-1, eps=1e-12)
-        return x @ self.weight.T
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, num_classes={self.num_classes}"

@@ -12,6 +12,13 @@ Shapes (B = number of positive examples, k = negatives per example, S = sampled 
 
 Reductions are ``"mean"`` (over the B examples), ``"sum"`` and ``"none"`` (``(B,)``).
 
+Every input must be finite: NaN or ±inf in a score or log-probability raises ``ValueError`` naming
+the argument and its shape (drop classes with ``accidental_hits``, never with −inf). The value
+checks of one call are fused into a single device→host transfer.
+
+"Sampled" here means sampled *classes* for a softmax surrogate; top-k / nucleus filtering of
+next-token distributions for sampling text lives in :mod:`kexue.textkit.seq2seq.decoding.filters`.
+
 References:
     - Su Jianlin, NCE post: https://kexue.fm/archives/5617
     - Gutmann & Hyvärinen 2010 (NCE, AISTATS); Mnih & Teh 2012, arXiv:1206.6426 (NCE for LMs).
@@ -29,6 +36,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._common import (
+    _check_finite,
+    _check_reduction,
+    _check_tensor,
+    _finite_check,
+    _raise_on_flags,
+    _reduce,
+    _shape,
+)
+
 __all__ = [
     "NoiseSampler",
     "find_accidental_hits",
@@ -37,40 +54,6 @@ __all__ = [
     "sampled_softmax_loss",
     "subsample_keep_prob",
 ]
-
-_REDUCTIONS = ("mean", "sum", "none")
-
-
-def _shape(t: Tensor) -> str:
-    return str(tuple(t.shape))
-
-
-def _check_reduction(reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-
-
-def _reduce(per_example: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return per_example.mean()
-    if reduction == "sum":
-        return per_example.sum()
-    return per_example
-
-
-def _check_tensor(name: str, t: object, *, dim: int | None = None, floating: bool = True) -> Tensor:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if dim is not None and t.dim() != dim:
-        raise ValueError(f"{name} must be {dim}-D, got shape {_shape(t)}")
-    if floating and not t.is_floating_point():
-        raise ValueError(f"{name} must be floating point, got {t.dtype}")
-    return t
-
-
-def _check_finite(name: str, t: Tensor) -> None:
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or inf")
 
 
 def _check_pos_neg(pos: Tensor, neg: Tensor, pos_name: str, neg_name: str) -> None:
@@ -130,8 +113,12 @@ class NoiseSampler:
         if c.dim() != 1 or c.numel() == 0:
             raise ValueError(f"counts must be a non-empty 1-D (V,) tensor, got shape {_shape(c)}")
         c = c.to(device=device if device is not None else c.device, dtype=torch.float64)
-        if not bool(torch.isfinite(c).all()) or bool((c < 0).any()):
-            raise ValueError("counts must be finite and non-negative")
+        _raise_on_flags(
+            [
+                _finite_check("counts", c),
+                ((c >= 0).all(), f"counts must be non-negative (shape {_shape(c)})"),
+            ]
+        )
         if not math.isfinite(power) or power < 0:
             raise ValueError(f"power must be a finite number >= 0, got {power}")
         weights = torch.ones_like(c) if power == 0 else c.pow(power)
@@ -193,8 +180,11 @@ class NoiseSampler:
     def _check_ids(self, ids: Tensor) -> None:
         if not isinstance(ids, Tensor) or ids.dtype not in (torch.int64, torch.int32):
             raise ValueError("ids must be an int64/int32 tensor of class ids")
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.num_classes):
-            raise ValueError(f"ids must lie in [0, {self.num_classes}), got values out of range")
+        if ids.numel():
+            in_range = ((ids >= 0) & (ids < self.num_classes)).all()
+            _raise_on_flags(
+                [(in_range, f"ids must lie in [0, {self.num_classes}), got values out of range")]
+            )
 
     def log_q(self, ids: Tensor) -> Tensor:
         """log q(ids) in float64 (``-inf`` for classes of zero probability), shape of ``ids``."""
@@ -260,6 +250,10 @@ def nce_loss(
         k = int(neg_logits.shape[1])
     if k < 1:
         raise ValueError(f"k must be >= 1 (set it explicitly when neg_logits is empty), got {k}")
+    checks = [
+        _finite_check("pos_logits", pos_logits),
+        _finite_check("neg_logits", neg_logits),
+    ]
     s_pos, s_neg = pos_logits, neg_logits
     if gamma is not None:
         g = torch.as_tensor(gamma, dtype=pos_logits.dtype, device=pos_logits.device)
@@ -272,6 +266,7 @@ def nce_loss(
                 f"gamma must be a scalar or have the shape of pos_logits {_shape(pos_logits)}, "
                 f"got {_shape(g)}"
             )
+        checks.append(_finite_check("gamma", g))
     if correct:
         if log_q_pos is None or log_q_neg is None:
             raise ValueError("log_q_pos and log_q_neg are required when correct=True")
@@ -282,11 +277,12 @@ def nce_loss(
                 f"got {_shape(log_q_pos)}"
             )
         lq_neg = _as_log_q_neg(log_q_neg, neg_logits, "log_q_neg", "neg_logits")
+        checks += [_finite_check("log_q_pos", log_q_pos), _finite_check("log_q_neg", log_q_neg)]
         log_k = math.log(k)
         s_pos = s_pos - (log_k + log_q_pos.to(s_pos.dtype))
         s_neg = s_neg - (log_k + lq_neg.to(s_neg.dtype))
-    per_example = F.softplus(-s_pos) + F.softplus(s_neg).sum(dim=1)
-    return _reduce(per_example, reduction)
+    _raise_on_flags(checks)  # one host sync for every value check above
+    return _reduce(_binary_logistic_core(s_pos, s_neg), reduction)
 
 
 def neg_sampling_loss(pos_logits: Tensor, neg_logits: Tensor, *, reduction: str = "mean") -> Tensor:
@@ -308,8 +304,13 @@ def neg_sampling_loss(pos_logits: Tensor, neg_logits: Tensor, *, reduction: str 
     """
     _check_reduction(reduction)
     _check_pos_neg(pos_logits, neg_logits, "pos_logits", "neg_logits")
-    per_example = F.softplus(-pos_logits) + F.softplus(neg_logits).sum(dim=1)
-    return _reduce(per_example, reduction)
+    _check_finite(pos_logits=pos_logits, neg_logits=neg_logits)
+    return _reduce(_binary_logistic_core(pos_logits, neg_logits), reduction)
+
+
+def _binary_logistic_core(s_pos: Tensor, s_neg: Tensor) -> Tensor:
+    """Trusted core of NCE / NEG: sp(−s⁺) + Σ_j sp(s⁻_j) per row, ``(B,)``."""
+    return F.softplus(-s_pos) + F.softplus(s_neg).sum(dim=1)
 
 
 def find_accidental_hits(targets: Tensor, sampled_ids: Tensor) -> Tensor:
@@ -382,6 +383,10 @@ def sampled_softmax_loss(
     _check_pos_neg(true_logits, sampled_logits, "true_logits", "sampled_logits")
     if (log_q_true is None) != (log_q_sampled is None):
         raise ValueError("log_q_true and log_q_sampled must both be given or both be None")
+    checks = [
+        _finite_check("true_logits", true_logits),
+        _finite_check("sampled_logits", sampled_logits),
+    ]
     t, s = true_logits, sampled_logits
     if log_q_true is not None and log_q_sampled is not None:
         _check_tensor("log_q_true", log_q_true)
@@ -391,18 +396,33 @@ def sampled_softmax_loss(
                 f"got {_shape(log_q_true)}"
             )
         lq_s = _as_log_q_neg(log_q_sampled, sampled_logits, "log_q_sampled", "sampled_logits")
+        checks += [
+            _finite_check("log_q_true", log_q_true),
+            _finite_check("log_q_sampled", log_q_sampled),
+        ]
         t = t - log_q_true.to(t.dtype)
         s = s - lq_s.to(s.dtype)
     if accidental_hits is not None:
-        if accidental_hits.dtype != torch.bool or accidental_hits.shape != sampled_logits.shape:
+        if (
+            not isinstance(accidental_hits, Tensor)
+            or accidental_hits.dtype != torch.bool
+            or accidental_hits.shape != sampled_logits.shape
+        ):
             raise ValueError(
                 f"accidental_hits must be a bool tensor of shape {_shape(sampled_logits)} "
-                f"(sampled_logits), got {accidental_hits.dtype} {_shape(accidental_hits)}"
+                f"(sampled_logits), got {getattr(accidental_hits, 'dtype', '')} "
+                f"{_shape(accidental_hits)}"
             )
+    _raise_on_flags(checks)  # one host sync for every value check above
+    return _reduce(_sampled_softmax_core(t, s, accidental_hits), reduction)
+
+
+def _sampled_softmax_core(t: Tensor, s: Tensor, accidental_hits: Tensor | None) -> Tensor:
+    """Trusted core: CE at index 0 of ``[t, s]`` with hits at the most negative finite value."""
+    if accidental_hits is not None:
         s = s.masked_fill(accidental_hits, torch.finfo(s.dtype).min)
     logits = torch.cat([t.unsqueeze(1), s], dim=1)
-    per_example = torch.logsumexp(logits, dim=1) - t
-    return _reduce(per_example, reduction)
+    return torch.logsumexp(logits, dim=1) - t
 
 
 def subsample_keep_prob(freqs: Tensor, *, t: float = 1e-5, formula: str = "paper") -> Tensor:
@@ -421,9 +441,15 @@ def subsample_keep_prob(freqs: Tensor, *, t: float = 1e-5, formula: str = "paper
         Keep probabilities in (0, 1], same shape and dtype as ``freqs``.
     """
     _check_tensor("freqs", freqs)
-    _check_finite("freqs", freqs)
-    if bool((freqs < 0).any()) or bool((freqs > 1).any()):
-        raise ValueError("freqs must be relative frequencies in [0, 1]")
+    _raise_on_flags(
+        [
+            _finite_check("freqs", freqs),
+            (
+                ((freqs >= 0) & (freqs <= 1)).all(),
+                f"freqs must be relative frequencies in [0, 1] (shape {_shape(freqs)})",
+            ),
+        ]
+    )
     if not t > 0:
         raise ValueError(f"t must be > 0, got {t}")
     if formula not in ("paper", "code"):

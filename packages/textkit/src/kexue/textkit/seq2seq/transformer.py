@@ -4,11 +4,11 @@ Pre-LN blocks (``x + Attn(LN(x))``, ``x + FFN(LN(x))``, a final LN before the ti
 embedding). Pre-LN, not BERT's post-LN, because this model is trained from scratch on a CPU: pre-LN
 keeps the residual path an identity at init, trains stably without a learning-rate warm-up and
 tolerates larger rates (Xiong et al., arXiv:2002.04745). With ``cond_dim`` set, EVERY LayerNorm
-(both per block and the final one) is a :class:`~kexue.textkit.cln.ConditionalLayerNorm` fed the
+(both per block and the final one) is a :class:`~kexue.textkit.seq2seq.cln.ConditionalLayerNorm` fed the
 same condition, as bert4keras's ``layer_norm_cond`` does (spec §2.8); at init the model is then
 exactly the unconditioned one.
 
-Attention masks (see :mod:`kexue.textkit.masks`): with ``segments`` the UniLM mask
+Attention masks (see :mod:`kexue.textkit.seq2seq.masks`): with ``segments`` the UniLM mask
 ``c[j] <= c[i]`` (``c = cumsum(segments)``), without them a causal mask; the key-padding mask is
 always ANDed in. Incremental decoding feeds only the new tokens with a :class:`KVCache`, which keeps
 per-layer keys and values and the mask bookkeeping (cumulative segment count ``c``, key validity

@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .decoding.decoder import AutoRegressiveDecoder, unilm_next_logits
+from .decoding.decoder import AutoRegressiveDecoder
+from .decoding.unilm_logits import unilm_next_logits
 from .transformer import UniLMTransformer
 
 __all__ = [
@@ -246,7 +247,7 @@ def unilm_passage_predict(
     """A ``passage_predict`` for :class:`PassageVoter` running a UniLM model on every passage.
 
     Arguments:
-        model: a seq2seq-trained :class:`~kexue.textkit.transformer.UniLMTransformer`.
+        model: a seq2seq-trained :class:`~kexue.textkit.seq2seq.transformer.UniLMTransformer`.
         sources: ``(P, L)`` right-padded ``[CLS] passage [SEP] question [SEP]`` token ids.
         lengths: ``(P,)`` their lengths.
         cond: optional CLN condition ``(P, d_c)``.

@@ -1,13 +1,13 @@
 """Training and generation for the People's Daily seq2seq tasks (QA by generation, CLN LM).
 
-Builds on :mod:`kexue.textkit.seq2seq_tasks` (examples, encoding, collate) and the UniLM model of
-:mod:`kexue.textkit.transformer`:
+Builds on :mod:`kexue.textkit.tasks.qa_data` (examples, encoding, collate) and the UniLM model of
+:mod:`kexue.textkit.seq2seq.transformer`:
 
 - :func:`train_seq2seq`: AdamW on the UniLM loss (spec §2.5, :func:`seq2seq_target_loss`) with
   length-bucketed batches, a step and a wall-clock budget; a language model is the special case
   "source = ``[CLS]`` only".
 - :func:`generate_answers`: batched greedy answers with the KV cache, and their probability
-  (evaluation and voting live in :mod:`kexue.textkit.qa_evaluation`).
+  (evaluation and voting live in :mod:`kexue.textkit.tasks.qa_evaluation`).
 - :func:`sample_sentences`: conditional (CLN) or unconditioned nucleus sampling of sentences;
   :func:`condition_hit_rates` scores them against their entity-type conditions.
 
@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.batching import length_bucketed_batches
-from ..seq2seq.transformer import seq2seq_loss
+from ..seq2seq.decoding.decoder import UniLMDecoder
+from ..seq2seq.transformer import KVCache, seq2seq_loss
 from ._types import TokenizerLike
 from .qa_data import Seq2SeqBatch, collate_seq2seq
 
@@ -73,8 +74,8 @@ def seq2seq_target_loss(model: nn.Module, batch: Seq2SeqBatch) -> Tensor:
     the full logits.
 
     Arguments:
-        model: a :class:`~kexue.textkit.transformer.UniLMTransformer`.
-        batch: a :class:`~kexue.textkit.seq2seq_tasks.Seq2SeqBatch` with 0/1 segments.
+        model: a :class:`~kexue.textkit.seq2seq.transformer.UniLMTransformer`.
+        batch: a :class:`~kexue.textkit.tasks.qa_data.Seq2SeqBatch` with 0/1 segments.
 
     Returns:
         The scalar mean cross-entropy over target tokens.
@@ -117,9 +118,9 @@ def train_seq2seq(
     comes first. The model is left in eval mode.
 
     Arguments:
-        model: a :class:`~kexue.textkit.transformer.UniLMTransformer` (or anything with its
+        model: a :class:`~kexue.textkit.seq2seq.transformer.UniLMTransformer` (or anything with its
             ``forward(tokens, segments, *, key_padding_mask, cond)`` signature).
-        items: ``(ids, segments)`` pairs (:func:`~kexue.textkit.seq2seq_tasks.encode_seq2seq`).
+        items: ``(ids, segments)`` pairs (:func:`~kexue.textkit.tasks.qa_data.encode_seq2seq`).
             A language model: ``[CLS]`` with segment 0 then the sentence and ``[SEP]`` with
             segment 1.
         pad_id: padding id.
@@ -213,7 +214,7 @@ def generate_answers(
     from its own length.
 
     Arguments:
-        model: a :class:`~kexue.textkit.transformer.UniLMTransformer` (``forward_hidden`` and
+        model: a :class:`~kexue.textkit.seq2seq.transformer.UniLMTransformer` (``forward_hidden`` and
             ``logits`` are used; eval mode is set here).
         prompts: token ids of each prompt, segment 0 throughout.
         pad_id: padding id.
@@ -227,8 +228,6 @@ def generate_answers(
         the chosen tokens' probabilities, end token included (0 < p ≤ 1). An answer cut by
         ``max_new_tokens`` keeps every generated id.
     """
-    from ..seq2seq.transformer import KVCache
-
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("prompts must be non-empty sequences of ids")
     if max_new_tokens < 1:
@@ -291,12 +290,12 @@ def sample_sentences(
 ) -> list[str]:
     """``n`` sentences from a language model in UniLM form (``[CLS]`` source, sentence target).
 
-    Runs :meth:`kexue.textkit.decoding.UniLMDecoder.random_sample` (bert4keras order: top-k, then
+    Runs :meth:`kexue.textkit.seq2seq.decoding.UniLMDecoder.random_sample` (bert4keras order: top-k, then
     nucleus) from the one-token source ``[CLS]``, with the condition ``cond`` for a CLN model
     (post 7124 samples with top-p). Unfinished samples (``maxlen`` reached) are kept.
 
     Arguments:
-        model: a :class:`~kexue.textkit.transformer.UniLMTransformer` trained on
+        model: a :class:`~kexue.textkit.seq2seq.transformer.UniLMTransformer` trained on
             ``[CLS] sentence [SEP]`` items (segment 1 on the sentence).
         tokenizer: with ``decode``, ``bos_id`` ([CLS]) and ``eos_id`` ([SEP]).
         n: number of samples.
@@ -312,7 +311,6 @@ def sample_sentences(
 
     References: https://kexue.fm/archives/7124.
     """
-    from ..seq2seq.decoding.decoder import UniLMDecoder
 
     model.eval()
     device = next(model.parameters()).device

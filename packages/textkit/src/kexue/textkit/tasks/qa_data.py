@@ -2,7 +2,7 @@
 
 The task (issue 7, after post 7115): a question q ∈ {人名, 地名, 机构名} about a passage p (one
 sentence); the answer is the **first** entity of that type in p (PER = merged runs of ``nr``, LOC =
-``ns``, ORG = ``nt``, the NER view of :mod:`kexue.textkit.peoples_daily`), or ``无答案`` when p has
+``ns``, ORG = ``nt``, the NER view of :mod:`kexue.textkit.data.peoples_daily`), or ``无答案`` when p has
 none. A UniLM model reads ``[CLS] p [SEP] q [SEP] a [SEP]`` with segment 1 on ``a [SEP]`` (spec
 §2.5) and learns to generate a; ``无答案`` is encoded as the empty answer (:func:`encode_qa`), so
 "no answer" means "``[SEP]`` first", the rule of the multi-passage vote (spec §2.7).
@@ -19,7 +19,7 @@ also keeps every entity of the type, for a lenient score.
 
 This module holds the pure-data pieces (no model): examples, encoding with segment ids, padding
 collate, exact match and the entity lexicon used to check generated sentences;
-:mod:`kexue.textkit.generation_tasks` holds training and sampling, :mod:`kexue.textkit.qa_evaluation`
+:mod:`kexue.textkit.tasks.generation` holds training and sampling, :mod:`kexue.textkit.tasks.qa_evaluation`
 answering, voting and exact match.
 
 References:
@@ -65,7 +65,7 @@ NO_ANSWER = "无答案"
 
 
 class _TaggedSentence(Protocol):
-    """What the builders read: :class:`kexue.textkit.peoples_daily.PDExample` has these fields."""
+    """What the builders read: :class:`kexue.textkit.data.peoples_daily.PDExample` has these fields."""
 
     chars: str
     ner_tags: list[str]
@@ -158,7 +158,7 @@ def build_qa_examples(
 
     Arguments:
         sentences: tagged sentences with ``chars``, ``ner_tags`` and ``paragraph``
-            (:class:`kexue.textkit.peoples_daily.PDExample`), in corpus order.
+            (:class:`kexue.textkit.data.peoples_daily.PDExample`), in corpus order.
         types: question types to ask (default all three).
         no_answer_ratio: per type, keep ``round(ratio × answerable)`` unanswerable examples (a
             seeded random subset, capped at what exists); ``None`` keeps them all (the natural

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from ..seq2seq.voting import unilm_passage_predict, vote_answer
 from ._types import TokenizerLike
 from .generation import generate_answers
 from .qa_data import (
@@ -54,7 +55,7 @@ def answer_questions(
 ) -> list[tuple[str, float]]:
     """Greedy answers to ``(passage, question)`` pairs: ``(answer, probability)`` each.
 
-    The answer is :func:`~kexue.textkit.seq2seq_tasks.decode_answer` of the generation (an empty
+    The answer is :func:`~kexue.textkit.tasks.qa_data.decode_answer` of the generation (an empty
     generation is 无答案); the probability is that of the whole generated sequence, closing
     ``[SEP]`` included (:func:`generate_answers`).
 
@@ -121,7 +122,7 @@ def evaluate_qa(
     max_lens: Sequence[int] = (64, 8, 16),
     batch_size: int = 128,
 ) -> QAReport:
-    """Exact match of greedy answers on :class:`~kexue.textkit.seq2seq_tasks.QAExample` s.
+    """Exact match of greedy answers on :class:`~kexue.textkit.tasks.qa_data.QAExample` s.
 
     Arguments:
         model, tokenizer, max_lens, batch_size: as :func:`answer_questions`.
@@ -172,7 +173,7 @@ def combine_sentence_answers(answers: Sequence[tuple[str, float]], *, method: st
             answered sentence with the highest sequence probability (ties: earliest).
 
     Returns:
-        The answer, or :data:`~kexue.textkit.seq2seq_tasks.NO_ANSWER` when every sentence says so.
+        The answer, or :data:`~kexue.textkit.tasks.qa_data.NO_ANSWER` when every sentence says so.
     """
     if method not in ("first", "best"):
         raise ValueError(f"method must be 'first' or 'best', got {method!r}")
@@ -199,8 +200,8 @@ def paragraph_vote_answer(
     Step 0 drops the passages whose most probable first token is ``[SEP]`` (they answer 无答案);
     if none remain the answer is 无答案. Then every step scores a token by
     ``Σ_i p_i(v)² / (Σ_i p_i(v) + 1)`` over the remaining passages and beam search (width
-    ``topk``, 1 in the post) continues. Runs :func:`kexue.textkit.voting.vote_answer` with
-    :func:`kexue.textkit.voting.unilm_passage_predict`.
+    ``topk``, 1 in the post) continues. Runs :func:`kexue.textkit.seq2seq.voting.vote_answer` with
+    :func:`kexue.textkit.seq2seq.voting.unilm_passage_predict`.
 
     Arguments:
         model, tokenizer, max_lens: as :func:`answer_questions`.
@@ -209,12 +210,10 @@ def paragraph_vote_answer(
         topk: beam width (default 1, post 7115).
 
     Returns:
-        The voted answer (:func:`~kexue.textkit.seq2seq_tasks.decode_answer`).
+        The voted answer (:func:`~kexue.textkit.tasks.qa_data.decode_answer`).
 
     References: https://kexue.fm/archives/7115.
     """
-    from ..seq2seq.voting import unilm_passage_predict, vote_answer
-
     if not passages:
         raise ValueError("passages must not be empty")
     prompts = [
@@ -275,7 +274,7 @@ def evaluate_paragraph_qa(
 
     Arguments:
         model, tokenizer, max_lens: as :func:`answer_questions`.
-        questions: :class:`~kexue.textkit.seq2seq_tasks.ParagraphQuestion` s.
+        questions: :class:`~kexue.textkit.tasks.qa_data.ParagraphQuestion` s.
         methods: any of :data:`PARAGRAPH_METHODS`.
         topk: beam width of the vote.
 

@@ -2,7 +2,7 @@
 
 Synonym groups are the classes. The encoder is char embedding → GRU → last hidden state → L2
 normalisation; the classifier is a bias-free Dense with unit-norm class vectors
-(:class:`~kexue.textkit.margin.CosineClassifier`), so its logits are cosines, trained with
+(:class:`~kexue.textkit.losses.margin.CosineClassifier`), so its logits are cosines, trained with
 AM-Softmax (s = 30, m = 0.35). At inference sentences are ranked by the cosine of their encodings
 (:func:`topk_similar`), which also works for groups never seen in training.
 
@@ -21,7 +21,6 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from ..losses.margin import CosineClassifier, MarginSoftmaxLoss
-from ..losses.sampled import _shape
 
 __all__ = [
     "GRUSentenceEncoder",
@@ -29,6 +28,10 @@ __all__ = [
     "retrieval_topk_accuracy",
     "topk_similar",
 ]
+
+
+def _shape(t: object) -> str:
+    return str(tuple(t.shape)) if isinstance(t, Tensor) else type(t).__name__
 
 
 class GRUSentenceEncoder(nn.Module):
@@ -74,25 +77,46 @@ class GRUSentenceEncoder(nn.Module):
         self.output_dim = hidden_dim * (2 if bidirectional else 1)
 
     def lengths(self, ids: Tensor) -> Tensor:
-        """Validated lengths ``(B,)`` of right-padded ``ids`` ``(B, T)``."""
+        """Validated lengths ``(B,)`` of right-padded ``ids`` ``(B, T)`` (on ``ids.device``)."""
+        return torch.tensor(self._checked_lengths(ids), dtype=torch.long, device=ids.device)
+
+    def _checked_lengths(self, ids: Tensor, extra: Sequence[tuple[Tensor, str]] = ()) -> list[int]:
+        """Validate ``ids`` (and the caller's ``extra`` (0-d bool flag, message) checks) and return
+        the lengths as a host list, all in ONE device→host transfer; the lengths are needed on
+        the host anyway by ``pack_padded_sequence``."""
         if not isinstance(ids, Tensor) or ids.dim() != 2 or ids.dtype != torch.int64:
             raise ValueError(f"ids must be an int64 (B, T) tensor, got shape {_shape(ids)}")
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.embedding.num_embeddings):
-            raise ValueError(f"ids must lie in [0, {self.embedding.num_embeddings})")
+        vocab = self.embedding.num_embeddings
         mask = ids != self.pad_id
         lengths = mask.sum(1)
         prefix = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
-        if not torch.equal(mask, prefix):
-            raise ValueError("ids must be right-padded with pad_id (found a pad before a token)")
-        if bool((lengths == 0).any()):
-            raise ValueError("ids has an empty row (all pad_id): every sentence needs a char")
-        return lengths
+        checks = [
+            (((ids >= 0) & (ids < vocab)).all(), f"ids must lie in [0, {vocab})"),
+            (
+                (mask == prefix).all(),
+                "ids must be right-padded with pad_id (found a pad before a token)",
+            ),
+            (
+                (lengths > 0).all(),
+                "ids has an empty row (all pad_id): every sentence needs a char",
+            ),
+            *extra,
+        ]
+        flags = torch.stack([f.reshape(()).to(ids.device) for f, _ in checks]).long()
+        host = torch.cat((flags, lengths)).tolist()  # the one host sync
+        for ok, (_, message) in zip(host, checks):
+            if not ok:
+                raise ValueError(message)
+        return host[len(checks) :]
 
     def forward(self, ids: Tensor) -> Tensor:
         """Unit-norm sentence vectors ``(B, H)`` of right-padded char ids ``(B, T)``."""
-        lengths = self.lengths(ids)
+        return self._encode(ids, self._checked_lengths(ids))
+
+    def _encode(self, ids: Tensor, lengths: list[int]) -> Tensor:
+        """Trusted core: ``ids`` validated, ``lengths`` their host lengths."""
         packed = pack_padded_sequence(
-            self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False
+            self.embedding(ids), lengths, batch_first=True, enforce_sorted=False
         )
         _, h_n = self.gru(packed)  # (num_directions, B, H), in the original batch order
         h = h_n.transpose(0, 1).reshape(ids.shape[0], self.output_dim)
@@ -151,8 +175,27 @@ class SentenceSimilarityModel(nn.Module):
         return self.classifier(self.encoder(ids))
 
     def loss(self, ids: Tensor, groups: Tensor) -> Tensor:
-        """Margin-softmax loss of ``ids`` ``(B, T)`` against group ids ``(B,)`` (mean)."""
-        return self.loss_fn(self(ids), groups)
+        """Margin-softmax loss of ``ids`` ``(B, T)`` against group ids ``(B,)`` (mean).
+
+        ``ids`` and ``groups`` are validated together in one host sync; the cosines come from the
+        model's own classifier, so the loss runs its trusted core (no further sync).
+        """
+        if not isinstance(groups, Tensor) or groups.dtype != torch.int64:
+            raise ValueError(f"groups must be an int64 (B,) tensor, got {_shape(groups)}")
+        if not isinstance(ids, Tensor) or ids.dim() != 2:
+            raise ValueError(f"ids must be an int64 (B, T) tensor, got shape {_shape(ids)}")
+        if groups.shape != (ids.shape[0],):
+            raise ValueError(
+                f"groups must have shape (B,) with B = ids.shape[0] for ids {_shape(ids)}, "
+                f"got {_shape(groups)}"
+            )
+        c = self.classifier.num_classes
+        in_range = ((groups >= 0) & (groups < c)).all()
+        lengths = self.encoder._checked_lengths(
+            ids, [(in_range, f"groups must lie in [0, {c}) (num_groups)")]
+        )
+        cos = self.classifier(self.encoder._encode(ids, lengths))
+        return self.loss_fn.forward_unchecked(cos, groups)
 
 
 def topk_similar(

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # type-only: decoder.py imports this module at run time, never the reverse
     from .decoder import AutoRegressiveDecoder
 
-__all__: list[str] = []
+# Package-internal API: imported by decoder.py, not re-exported by kexue.textkit.seq2seq.decoding.
+__all__ = ["apply_prefix_allowed", "beam_search_loop", "reorder"]
 
 
 def reorder(obj: Any, index: Tensor) -> Any:
@@ -56,18 +57,26 @@ def apply_prefix_allowed(
 
 
 def _select(
-    cand: Tensor, owner: Tensor, num_items: int, k_per_item: Tensor
+    cand: Tensor, owner: Tensor, num_items: int, k_per_item: Tensor, bad: Tensor, step: int
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per-item top-k over (rows × V). Returns (values, origin rows, tokens, owners), grouped by
-    item in descending score order; ``-inf`` candidates are never chosen."""
+    item in descending score order; ``-inf`` candidates are never chosen. ``bad`` ``(N,)``: rows
+    whose scores hold NaN or +inf, checked in the same host transfer as the sizes."""
     n, v = cand.shape
     counts = torch.bincount(owner, minlength=num_items)
     starts = torch.cumsum(counts, 0) - counts
     pos = torch.arange(n, device=cand.device) - starts[owner]
-    r = int(counts.max())
+    r, k_max, any_bad = torch.stack((counts.max(), k_per_item.max(), bad.any().long())).tolist()
+    if any_bad:
+        row = int(bad.nonzero()[0, 0])  # error path only
+        raise ValueError(
+            f"predict returned an invalid next-token distribution at step {step}: row {row} "
+            f"of shape {tuple(cand.shape)} holds NaN or +inf log-probabilities (a NaN or +inf "
+            f"score, or a negative probability)"
+        )
     padded = cand.new_full((num_items, r, v), float("-inf"))
     padded[owner, pos] = cand
-    k = min(int(k_per_item.max()), r * v)
+    k = min(k_max, r * v)
     vals, idx = padded.view(num_items, r * v).topk(k, dim=1)
     rank = torch.arange(k, device=cand.device)
     keep = (rank[None, :] < k_per_item[:, None]) & torch.isfinite(vals)
@@ -102,8 +111,9 @@ def beam_search_loop(
         logp, states = dec.step_scores(inputs, output_ids, states, temperature, "logits")
         if prefix_allowed_fn is not None:
             logp = apply_prefix_allowed(logp, owner, output_ids, prefix_allowed_fn)
+        bad = (torch.isnan(logp) | torch.isposinf(logp)).any(-1)  # -inf = a forbidden token
         cand = scores[:, None].to(logp.dtype) + logp
-        scores, origin, tokens, owner = _select(cand, owner, b, k_item)
+        scores, origin, tokens, owner = _select(cand, owner, b, k_item, bad, step)
         output_ids = torch.cat((output_ids[origin], tokens[:, None]), dim=1)
         inputs = [x.index_select(0, origin) for x in inputs]
         states = reorder(states, origin)

@@ -30,7 +30,7 @@
 
 Everything is batched over independent inputs: ``inputs`` is a list of tensors with a leading
 batch axis ``B`` and each method returns one result per input, equal to decoding it alone. A
-``states`` object (e.g. a :class:`~kexue.textkit.transformer.KVCache`) is reordered with the rows
+``states`` object (e.g. a :class:`~kexue.textkit.seq2seq.transformer.KVCache`) is reordered with the rows
 (``reorder(index)`` method, tensors along dim 0, containers recursively), so cached decoding
 (:class:`UniLMDecoder`) gives the same outputs as full recomputation.
 
@@ -48,8 +48,11 @@ from torch import Tensor
 
 from ..transformer import KVCache, UniLMTransformer
 from .beam import beam_search_loop, reorder
-from .filters import top_k_filter, top_p_filter
+from .filters import _invalid_rows, _top_k_core, _top_p_core, top_k_filter, top_p_filter
+from .unilm_logits import unilm_next_logits
 
+# the filters and unilm_next_logits live in filters.py / unilm_logits.py; re-exported here for
+# callers of the pre-rooms path
 __all__ = [
     "AutoRegressiveDecoder",
     "UniLMDecoder",
@@ -59,6 +62,22 @@ __all__ = [
 ]
 
 Predict = Callable[[list[Tensor], Tensor, Any], Any]
+
+
+def _raise_invalid(bad: Tensor, probas: Tensor, step: int) -> None:
+    """Error path (host syncs allowed): name the first bad row and what is wrong with it."""
+    r = int(bad.nonzero()[0, 0])
+    row = probas[r]
+    if not bool(torch.isfinite(row).all()):
+        what = "holds NaN or inf (e.g. a NaN or +inf logit, or logits all -inf)"
+    elif bool((row < 0).any()):
+        what = "holds a negative probability (rtype='probas' given logits?)"
+    else:
+        what = "has no positive mass (every token masked?)"
+    raise ValueError(
+        f"predict returned an invalid next-token distribution at step {step}: row {r} of "
+        f"shape {tuple(probas.shape)} {what}"
+    )
 
 
 class AutoRegressiveDecoder:
@@ -224,15 +243,22 @@ class AutoRegressiveDecoder:
         end_ids = self.end_ids_tensor(device)
         end_counts = torch.zeros(b, dtype=torch.long, device=device)
         results: list[Tensor | None] = [None] * b
-        for _ in range(self.maxlen):
+        for step in range(self.maxlen):
             scores, states = self.step_scores(inputs, output_ids, states, 1.0, "probas")
+            bad = _invalid_rows(scores)
             tokens = scores.argmax(dim=-1)
             output_ids = torch.cat((output_ids, tokens[:, None]), dim=1)
             is_end = torch.isin(tokens, end_ids)
             end_counts = end_counts + is_end.long()
+            done = is_end & (end_counts >= min_ends)
+            if output_ids.shape[1] < self.minlen:
+                done = torch.zeros_like(done)
+            # the step's one host sync: input validity and "any row finished" together
+            any_bad, any_done = torch.stack((bad.any(), done.any())).tolist()
+            if any_bad:
+                _raise_invalid(bad, scores, step)
             if output_ids.shape[1] >= self.minlen:
-                done = is_end & (end_counts >= min_ends)
-                if bool(done.any()):
+                if any_done:
                     for r in done.nonzero(as_tuple=True)[0].tolist():
                         results[int(owner[r])] = output_ids[r]
                     index = (~done).nonzero(as_tuple=True)[0]
@@ -334,23 +360,33 @@ class AutoRegressiveDecoder:
         end_ids = self.end_ids_tensor(device)
         results: list[list[Tensor]] = [[] for _ in range(b)]
         for step in range(self.maxlen):
-            probas, states = self.step_scores(inputs, output_ids, states, temperature, "probas")
-            probas = probas / probas.sum(dim=-1, keepdim=True)
+            raw, states = self.step_scores(inputs, output_ids, states, temperature, "probas")
+            # validated in the step's one host sync below; until then bad rows are replaced by
+            # a uniform row, so that multinomial never sees them
+            bad = _invalid_rows(raw)
+            probas = raw / raw.sum(dim=-1, keepdim=True)
             if step == 0:  # replicate every input n times
                 index = torch.arange(b, device=device).repeat_interleave(n)
                 probas, owner, output_ids = probas[index], owner[index], output_ids[index]
+                raw, bad = raw[index], bad[index]
                 inputs = [x.index_select(0, index) for x in inputs]
                 states = reorder(states, index)
+            safe = probas.masked_fill(bad[:, None], 1.0)
             if topk is not None:
-                probas = top_k_filter(probas, topk)
+                safe = _top_k_core(safe, topk)
             if topp is not None:
-                probas = top_p_filter(probas, topp)
-            tokens = torch.multinomial(probas, 1, generator=generator)
+                safe = _top_p_core(safe, topp)
+            tokens = torch.multinomial(safe, 1, generator=generator)
             output_ids = torch.cat((output_ids, tokens), dim=1)
+            is_end = torch.isin(tokens[:, 0], end_ids)
+            done = is_end & (torch.isin(output_ids, end_ids).sum(1) >= min_ends)
+            if output_ids.shape[1] < self.minlen:
+                done = torch.zeros_like(done)
+            any_bad, any_done = torch.stack((bad.any(), done.any())).tolist()
+            if any_bad:
+                _raise_invalid(bad, raw, step)
             if output_ids.shape[1] >= self.minlen:
-                is_end = torch.isin(tokens[:, 0], end_ids)
-                done = is_end & (torch.isin(output_ids, end_ids).sum(1) >= min_ends)
-                if bool(done.any()):
+                if any_done:
                     for r in done.nonzero(as_tuple=True)[0].tolist():
                         results[int(owner[r])].append(output_ids[r])
                     index = (~done).nonzero(as_tuple=True)[0]
@@ -364,56 +400,8 @@ class AutoRegressiveDecoder:
         return results
 
 
-@torch.no_grad()
-def unilm_next_logits(
-    model: UniLMTransformer,
-    source: Tensor,
-    lengths: Tensor,
-    output_ids: Tensor,
-    *,
-    seq2seq: bool = True,
-    cond: Tensor | None = None,
-) -> Tensor:
-    """Next-token logits after ``source[b, :lengths[b]] + output_ids[b]`` (full recomputation).
-
-    The sequence is ``[source (right-padded), output_ids]`` with the source pads masked as keys,
-    segments 0 / 1 (``seq2seq=True``, UniLM) or a causal LM (``seq2seq=False``), and the generated
-    tokens at positions ``lengths[b] + t``; so the result equals running each row unpadded.
-
-    Arguments:
-        model: the transformer.
-        source: ``(N, L)`` right-padded token ids.
-        lengths: ``(N,)`` source lengths in ``[1, L]``.
-        output_ids: ``(N, t)`` generated tokens so far (``t`` may be 0).
-        seq2seq: UniLM segments (True) or causal LM.
-        cond: CLN condition ``(N, d_c)`` when the model has ``cond_dim``.
-
-    Returns:
-        ``(N, V)`` logits of the next token.
-    """
-    n, src_len = source.shape
-    t = output_ids.shape[1]
-    dev = source.device
-    valid = torch.arange(src_len, device=dev)[None, :] < lengths[:, None]
-    tokens = torch.cat((source, output_ids), dim=1)
-    pos = torch.cat(
-        (
-            torch.arange(src_len, device=dev).expand(n, src_len),
-            lengths[:, None] + torch.arange(t, device=dev),
-        ),
-        dim=1,
-    )
-    kpm = torch.cat((valid, torch.ones_like(output_ids, dtype=torch.bool)), dim=1)
-    segs = None
-    if seq2seq:
-        segs = torch.cat((torch.zeros_like(source), torch.ones_like(output_ids)), dim=1)
-    hidden = model.forward_hidden(tokens, segs, key_padding_mask=kpm, position_ids=pos, cond=cond)
-    last = hidden[:, -1] if t else hidden[torch.arange(n, device=dev), lengths - 1]
-    return model.logits(last)
-
-
 class UniLMDecoder(AutoRegressiveDecoder):
-    """Decoder whose hook runs a :class:`~kexue.textkit.transformer.UniLMTransformer`.
+    """Decoder whose hook runs a :class:`~kexue.textkit.seq2seq.transformer.UniLMTransformer`.
 
     ``inputs = [source (B, L) long right-padded, lengths (B,) long]`` plus optionally
     ``cond (B, d_c)`` for a CLN model. In seq2seq mode (default) the source is segment 0 and the
