@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kexue.textkit.terms import cli
+from kexue.textkit.terms._cli_io import ProgressBar
 from kexue.textkit.terms.cli import main
 
 TERMS = ["变压器", "输电线路", "继电保护", "电网调度"]
@@ -76,8 +76,8 @@ def test_discover_tsv_and_json(
     if algorithm == "A":
         words = WordFinder().train(texts).words
         ref = {w: c for w, c in words.items() if c >= 5}
-    else:
-        ref = discover_ngrams(texts, min_count=5)
+    else:  # the command's default min_pmi for algorithm B is (0, 3, 5, 7)
+        ref = discover_ngrams(texts, min_count=5, min_pmi=(0, 3, 5, 7))
     expected = sorted(ref.items(), key=lambda wc: (-wc[1], wc[0]))[:30]
     assert [(w, int(c)) for w, c in rows] == expected
     code, out, _ = _run([*argv, "--format", "json", "--min-length", "2"], capsys)
@@ -236,22 +236,23 @@ def test_failed_write_leaves_target_untouched(
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError, match="disk full"):
-        main(["discover", str(files["domain"]), "-o", str(target), "-q"])
+    code, out, err = _run(["discover", str(files["domain"]), "-o", str(target), "-q"], capsys)
+    assert code == 2 and out == ""
+    assert err == f"kexue-terms: error: {target}: cannot write (disk full)\n"
     assert target.read_text(encoding="utf-8") == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tsv"]
 
 
 def test_progress_bar_draws_on_a_terminal() -> None:
     stream = io.StringIO()
-    bar = cli._ProgressBar("reading", 4 * 2**20, enabled=True, stream=stream)
+    bar = ProgressBar("reading", 4 * 2**20, enabled=True, stream=stream)
     bar.update(2**20)
     bar.update(4 * 2**20)
     bar.close()
     text = stream.getvalue()
     assert "\r" in text and "100.0%" in text and text.endswith("\n")
     quiet = io.StringIO()
-    off = cli._ProgressBar("reading", 10, enabled=False, stream=quiet)
+    off = ProgressBar("reading", 10, enabled=False, stream=quiet)
     off.update(10)
     off.close()
     assert quiet.getvalue() == ""

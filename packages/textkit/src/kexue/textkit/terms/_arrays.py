@@ -109,17 +109,19 @@ def count_ids(ids: np.ndarray, order: int, base: int) -> list[tuple[np.ndarray, 
     n_pos = len(ids)
     padded = np.zeros(n_pos + order, dtype=np.int64)
     padded[:n_pos] = ids
-    start = np.flatnonzero(ids)
-    if len(start) == 0:
+    nz = ids != 0
+    if not nz.any():
         empty = np.zeros(0, dtype=np.int64)
         return [(empty, empty.copy()) for _ in range(order)]
-    key = padded[start].copy()
-    alive = np.ones(len(start), dtype=bool)
+    # keys at every position with contiguous slices (faster than gathers), then the gram starts
+    key = padded[:n_pos].copy()
+    alive = nz.copy()
     for j in range(1, order):
-        d = padded[start + j]
+        d = padded[j : j + n_pos]
         alive &= d != 0
         key *= base
         key += d * alive
+    key = key[nz]
     uk, uc = np.unique(key, return_counts=True)
     uc = uc.astype(np.int64)
     out: list[tuple[np.ndarray, np.ndarray]] = []

@@ -32,8 +32,10 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def _slots(keys: np.ndarray, bits: int) -> np.ndarray:
-    h = keys.astype(np.uint64) * _GOLDEN
-    return (h >> np.uint64(64 - bits)).astype(np.int64)
+    """Fibonacci hashing of keys ≥ 0: the top ``bits`` bits of key·φ⁻¹·2⁶⁴ (one temporary)."""
+    h = np.multiply(keys.view(np.uint64), _GOLDEN)
+    h >>= np.uint64(64 - bits)
+    return h.view(np.int64)
 
 
 class KeySet:
@@ -69,6 +71,7 @@ class KeySet:
 
     def index(self, q: np.ndarray) -> np.ndarray:
         """Position of each query in the sorted unique keys, −1 when absent."""
+        q = np.ascontiguousarray(q, dtype=np.int64)
         out = np.full(len(q), -1, dtype=np.int64)
         idx = np.arange(len(q))
         h = _slots(q, self.bits)
@@ -83,10 +86,12 @@ class KeySet:
 
     def contains(self, q: np.ndarray) -> np.ndarray:
         """Bool mask of the queries present in the set."""
-        out = np.zeros(len(q), dtype=bool)
-        idx = np.arange(len(q))
+        q = np.ascontiguousarray(q, dtype=np.int64)
         h = _slots(q, self.bits)
-        qq = q
+        s = self.table[h]
+        out = s == q  # first probe over all queries, without index bookkeeping
+        idx = np.flatnonzero(~out & (s != -1))  # occupied by another key: probe on
+        qq, h = q[idx], (h[idx] + 1) & self.mask
         while len(idx):
             s = self.table[h]
             hit = s == qq

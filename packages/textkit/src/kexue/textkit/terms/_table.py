@@ -15,7 +15,6 @@ else (a truncated or foreign archive, missing or extra arrays, wrong dtypes or l
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _arrays as _A
+from ._atomic import atomic_file
 
 __all__ = ["NgramCounts"]
 
@@ -217,15 +217,8 @@ class NgramCounts:
         for n in range(1, self.order + 1):
             arrays[f"keys_{n}"] = self._keys[n - 1]
             arrays[f"counts_{n}"] = self._counts[n - 1]
-        folder = path.parent
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path, "wb") as f:
+            np.savez(f, **arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> NgramCounts:
@@ -298,10 +291,3 @@ class NgramCounts:
             keys.append(k)
             counts.append(c)
         return cls(order, vocab, keys, counts)
-
-
-def temp_prefix(name: str) -> str:
-    """Prefix of a hidden temporary file for ``name`` in the same folder: the name is cut to 200
-    bytes, so prefix + 8 random characters + ``.tmp`` stays under NAME_MAX (255)."""
-    raw = name.encode("utf-8", "surrogateescape")[:200]
-    return "." + raw.decode("utf-8", "ignore") + "."

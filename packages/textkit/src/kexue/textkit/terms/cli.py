@@ -15,6 +15,16 @@ background of ``mine``. With ``--output`` the result is written atomically (temp
 same folder, then ``os.replace``), otherwise to stdout. A progress bar (bytes read) is drawn on
 stderr when it is a terminal, unless ``--quiet``.
 
+Failures never lose work or hang: every output path is checked before any input is read; any
+``OSError`` (missing folder, read-only folder, name too long, full disk, ``ulimit -f``) is one
+``kexue-terms: error: PATH: reason`` line on stderr with exit code 2 and no temporary file left;
+SIGINT (Ctrl-C) exits 130 and SIGTERM 143 within moments at any phase, worker processes
+included, leaving no partial output. Numeric options must be finite (checked at parse time).
+
+``discover`` defaults (algorithm B): ``--min-count`` 2 per 5 MB of input (at least 2) and
+``--min-pmi 0,3,5,7``, the setting measured in BENCHMARKS.md (P@1000 ≥ 0.92 and P@5000 ≥ 0.80 on
+People's Daily 1998-01).
+
 Output formats: ``tsv`` has a header row (``word\\tcount`` for discover, ``term\\tscore\\t
 domain_count\\tbackground_count`` for mine); ``json`` is a list of objects with the same keys
 (NaN scores of ``--blog-compat`` become ``null``). A discover output is a valid ``--lexicon``.
@@ -23,58 +33,52 @@ domain_count\\tbackground_count`` for mine); ``json`` is a list of objects with 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import json
 import math
 import os
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-from typing import Any, TextIO
+from collections.abc import Sequence
+from typing import Any
+
+from ._cli_io import (
+    PROG,
+    CliError,
+    ProgressBar,
+    Terminated,
+    check_input,
+    check_output,
+    deferred_signals,
+    finite_float,
+    finite_floats,
+    handle_signals,
+    os_error_message,
+    probability,
+    read_lines,
+    write_output,
+)
 
 __all__ = ["main"]
 
-PROG = "kexue-terms"
+#: the modules each command imports (with numpy), loaded while signals are deferred
+_NEEDS = {
+    "discover": ("discovery",),
+    "segment": ("segment", "_segment_batch"),
+    "mine": ("domain", "discovery", "ngrams", "segment", "_segment_batch"),
+    "count": ("ngrams",),
+}
+
+#: discover, algorithm B: min_pmi per n (n = 1..4) and the min_count rate (2 per 5 MB of input).
+DISCOVER_MIN_PMI = (0.0, 3.0, 5.0, 7.0)
+DISCOVER_BYTES_PER_COUNT = 2_500_000
 
 
-class CliError(Exception):
-    """An input problem reported as one line on stderr with exit code 2."""
-
-
-# ------------------------------------------------------------------------------------ progress
-class _ProgressBar:
-    """Minimal byte-progress bar on stderr: redrawn in place at most 10 times a second."""
-
-    def __init__(self, label: str, total: int, *, enabled: bool, stream: TextIO | None = None):
-        self.stream = sys.stderr if stream is None else stream
-        self.enabled = enabled
-        self.label, self.total = label, max(total, 1)
-        self.t0 = time.perf_counter()
-        self.last = 0.0
-        self.done = 0
-
-    def update(self, done: int, total: int | None = None) -> None:
-        if total is not None:
-            self.total = max(total, 1)
-        self.done = done
-        now = time.perf_counter()
-        if self.enabled and (now - self.last > 0.1 or done >= self.total):
-            self.last = now
-            frac = min(self.done / self.total, 1.0)
-            bar = "#" * round(24 * frac) + "-" * (24 - round(24 * frac))
-            rate = self.done / 2**20 / max(now - self.t0, 1e-9)
-            self.stream.write(
-                f"\r{self.label:<12} [{bar}] {100 * frac:5.1f}% "
-                f"{self.done / 2**20:8.1f}/{self.total / 2**20:.1f} MiB {rate:6.1f} MiB/s"
-            )
-            self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.update(self.total)
-            self.stream.write("\n")
-            self.stream.flush()
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _progress_enabled(args: argparse.Namespace) -> bool:
@@ -91,39 +95,15 @@ def _size(path: str) -> int:
     return 0 if path == "-" else os.path.getsize(path)
 
 
-def _iter_lines(path: str, on_bytes: Callable[[int], None]) -> Iterator[str]:
-    """Lines of a UTF-8 file (``-`` = stdin) without line ends; bad bytes → CliError naming the
-    file and the line."""
-    if path != "-" and not os.path.isfile(path):
-        raise CliError(f"{path}: no such file")
-    stream = sys.stdin.buffer if path == "-" else open(path, "rb")
-    name = "<stdin>" if path == "-" else path
-    try:
-        for lineno, raw in enumerate(stream, start=1):
-            on_bytes(len(raw))
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise CliError(
-                    f"{name}, line {lineno}: not valid UTF-8 ({err.reason}, byte 0x"
-                    f"{raw[err.start]:02x} at column {err.start + 1}); convert the file to UTF-8, "
-                    "e.g. iconv -f GB18030 -t UTF-8"
-                ) from None
-            if lineno == 1 and line.startswith("\ufeff"):
-                line = line[1:]  # UTF-8 byte order mark
-            yield line.rstrip("\r\n")
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
-
-
-def _read_corpus(paths: Sequence[str], args: argparse.Namespace, label: str) -> list[str]:
-    """All non-empty lines of ``paths``, with a progress bar; warns about empty inputs."""
+def _read_corpus(
+    paths: Sequence[str], args: argparse.Namespace, label: str
+) -> tuple[list[str], int]:
+    """All non-empty lines of ``paths`` and the bytes read, with a progress bar; warns about
+    empty inputs."""
     for p in paths:
-        if p != "-" and not os.path.isfile(p):
-            raise CliError(f"{p}: no such file")
+        check_input(p)
     total = sum(_size(p) for p in paths)
-    bar = _ProgressBar(label, total, enabled=_progress_enabled(args))
+    bar = ProgressBar(label, total, enabled=_progress_enabled(args))
     done = 0
 
     def advance(n: int) -> None:
@@ -134,33 +114,13 @@ def _read_corpus(paths: Sequence[str], args: argparse.Namespace, label: str) -> 
     texts: list[str] = []
     try:
         for p in paths:
-            before = len(texts)
-            texts.extend(line for line in _iter_lines(p, advance) if line.strip())
-            if len(texts) == before:
+            lines = [line for line in read_lines(p, advance) if line and not line.isspace()]
+            if not lines:
                 _note(args, f"warning: {p} holds no text")
+            texts.extend(lines)
     finally:
         bar.close()
-    return texts
-
-
-# --------------------------------------------------------------------------------------- output
-def _write_output(text: str, output: str | None) -> None:
-    """Write ``text`` to stdout, or atomically to ``output`` (temp file + os.replace)."""
-    if output is None or output == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    path = Path(output)
-    if not path.parent.is_dir():
-        raise CliError(f"{output}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return texts, done
 
 
 def _format_rows(rows: list[dict[str, Any]], keys: Sequence[str], fmt: str) -> str:
@@ -181,13 +141,11 @@ def _format_rows(rows: list[dict[str, Any]], keys: Sequence[str], fmt: str) -> s
 
 
 # ------------------------------------------------------------------------------------- commands
-def _parse_min_pmi(value: str | None, algorithm: str) -> float | tuple[float, ...] | None:
-    if value is None:
+def _parse_min_pmi(
+    parts: tuple[float, ...] | None, algorithm: str
+) -> float | tuple[float, ...] | None:
+    if parts is None:
         return None
-    try:
-        parts = tuple(float(x) for x in value.split(","))
-    except ValueError:
-        raise CliError(f"--min-pmi: expected numbers separated by commas, got {value!r}") from None
     if algorithm == "A":
         if len(parts) != 1:
             raise CliError("--min-pmi: algorithm A takes one number (the pair PMI threshold)")
@@ -195,7 +153,7 @@ def _parse_min_pmi(value: str | None, algorithm: str) -> float | tuple[float, ..
     return parts
 
 
-def _discover(texts: list[str], args: argparse.Namespace) -> dict[str, int]:
+def _discover(texts: list[str], nbytes: int, args: argparse.Namespace) -> dict[str, int]:
     from .discovery import WordFinder, discover_ngrams
 
     min_pmi = _parse_min_pmi(args.min_pmi, args.algorithm)
@@ -206,17 +164,24 @@ def _discover(texts: list[str], args: argparse.Namespace) -> dict[str, int]:
         words = finder.train(texts).words
         min_count = args.min_count or 1
         return {w: c for w, c in words.items() if c >= min_count}
-    opts: dict[str, Any] = {"order": args.order, "min_count": args.min_count or 32}
-    if min_pmi is not None:
-        opts["min_pmi"] = min_pmi
-    return discover_ngrams(texts, workers=args.workers, **opts)
+    min_count = args.min_count or max(2, round(nbytes / DISCOVER_BYTES_PER_COUNT))
+    if min_pmi is None:
+        min_pmi = DISCOVER_MIN_PMI[: args.order]
+    return discover_ngrams(
+        texts,
+        order=args.order,
+        min_count=min_count,
+        min_pmi=min_pmi,
+        workers=args.workers,
+        threads=args.threads,
+    )
 
 
 def _cmd_discover(args: argparse.Namespace) -> int:
-    texts = _read_corpus(args.corpus, args, "reading")
+    texts, nbytes = _read_corpus(args.corpus, args, "reading")
     if texts:
         _note(args, f"discovering words in {len(texts)} lines (algorithm {args.algorithm})")
-    words = _discover(texts, args) if texts else {}
+    words = _discover(texts, nbytes, args) if texts else {}
     ranked = sorted(
         ((w, c) for w, c in words.items() if len(w) >= args.min_length),
         key=lambda wc: (-wc[1], wc[0]),
@@ -224,28 +189,42 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     if args.top is not None:
         ranked = ranked[: args.top]
     _note(args, f"{len(words)} words discovered in {len(texts)} lines, {len(ranked)} written")
-    rows = [{"word": w, "count": c} for w, c in ranked]
-    _write_output(_format_rows(rows, ["word", "count"], args.format), args.output)
+    if args.format == "tsv":  # the common case, without building row dicts
+        text = "word\tcount\n" + "".join([f"{w}\t{c}\n" for w, c in ranked])
+    else:
+        text = _format_rows([{"word": w, "count": c} for w, c in ranked], ["word", "count"], "json")
+    write_output(text, args.output)
     return 0
 
 
 def _read_lexicon(path: str) -> dict[str, int]:
     """A lexicon: TSV/space-separated ``word [count]`` lines (a ``word count`` header is skipped)
-    or JSON (a list of ``{"word", "count"}`` objects as written by discover, or a dict)."""
-    lines = list(_iter_lines(path, lambda _n: None))
+    or JSON (a list of ``{"word", "count"}`` objects as written by discover, or a dict). Every
+    problem is a :class:`CliError` naming the file."""
+    lines = read_lines(path, lambda _n: None)
     body = "\n".join(lines).strip()
     if body.startswith(("[", "{")):
         try:
             data = json.loads(body)
         except json.JSONDecodeError as err:
             raise CliError(f"{path}: invalid JSON lexicon ({err})") from None
-        if isinstance(data, dict):
-            return {str(w): int(c) for w, c in data.items()}
         try:
-            return {str(r["word"]): int(r.get("count", 1)) for r in data}
-        except (TypeError, KeyError, ValueError):
+            if isinstance(data, dict):
+                pairs = [(w, c) for w, c in data.items()]
+            else:
+                pairs = [(r["word"], r.get("count", 1)) for r in data]
+            lexicon = {}
+            for w, c in pairs:
+                if not isinstance(w, str) or isinstance(c, bool) or not isinstance(c, (int, float)):
+                    raise TypeError
+                if not (math.isfinite(c) and c == int(c) and c >= 1):
+                    raise ValueError
+                lexicon[w] = int(c)
+            return lexicon
+        except (TypeError, KeyError, ValueError, AttributeError):
             raise CliError(
-                f"{path}: JSON lexicon must hold objects with 'word' (and 'count')"
+                f"{path}: JSON lexicon must be a list of objects with a string 'word' and a "
+                "positive integer 'count', or a {word: count} object"
             ) from None
     lexicon: dict[str, int] = {}
     for lineno, line in enumerate(lines, start=1):
@@ -268,7 +247,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     seg = UnigramSegmenter(lexicon)
     inputs = args.inputs or ["-"]
     total = sum(_size(p) for p in inputs)
-    bar = _ProgressBar("segmenting", total, enabled=_progress_enabled(args))
+    for p in inputs:
+        check_input(p)
+    bar = ProgressBar("segmenting", total, enabled=_progress_enabled(args))
     done = 0
 
     def advance(n: int) -> None:
@@ -279,18 +260,21 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     out: list[str] = []
     try:
         for p in inputs:
-            for line in _iter_lines(p, advance):
+            for line in read_lines(p, advance):
                 words = seg.segment(line) if line else []
                 out.append(" ".join(w for w in words if not w.isspace()))
     finally:
         bar.close()
-    _write_output("".join(x + "\n" for x in out), args.output)
+    write_output("".join(x + "\n" for x in out), args.output)
     return 0
 
 
 def _is_count_table(path: str) -> bool:
+    """A ``.npz`` name or a zip archive: read as a count table (a damaged one is an error)."""
     if path == "-" or not os.path.isfile(path):
         return False
+    if path.endswith(".npz"):
+        return True
     with open(path, "rb") as f:
         return f.read(4) == b"PK\x03\x04"  # an .npz archive
 
@@ -299,7 +283,9 @@ def _cmd_mine(args: argparse.Namespace) -> int:
     from .domain import is_good_term, mine_domain_terms
     from .ngrams import NgramCounts
 
-    domain = _read_corpus(args.domain, args, "domain")
+    for p in [*args.domain, *args.background]:
+        check_input(p)
+    domain, _ = _read_corpus(args.domain, args, "domain")
     if not domain:
         raise CliError("--domain: no text in the domain corpus")
     tables = [p for p in args.background if _is_count_table(p)]
@@ -308,10 +294,10 @@ def _cmd_mine(args: argparse.Namespace) -> int:
     if tables:
         try:
             background: Any = NgramCounts.load(tables[0])
-        except (ValueError, OSError) as err:
-            raise CliError(f"{tables[0]}: {err}") from None
+        except ValueError as err:  # it names the file
+            raise CliError(str(err)) from None
     else:
-        background = _read_corpus(args.background, args, "background")
+        background, _ = _read_corpus(args.background, args, "background")
         if not background:
             raise CliError("--background: no text in the background corpus")
     seeds = None
@@ -348,7 +334,7 @@ def _cmd_mine(args: argparse.Namespace) -> int:
         for t in terms
     ]
     keys = ["term", "score", "domain_count", "background_count"]
-    _write_output(_format_rows(rows, keys, args.format), args.output)
+    write_output(_format_rows(rows, keys, args.format), args.output)
     return 0
 
 
@@ -356,26 +342,28 @@ def _cmd_count(args: argparse.Namespace) -> int:
     from .ngrams import count_ngrams_files
 
     for p in args.corpus:
-        if not os.path.isfile(p):
-            raise CliError(f"{p}: no such file")
-    output = Path(args.output)
-    if not output.parent.is_dir():
-        raise CliError(f"{args.output}: folder {output.parent} does not exist")
+        if p == "-":
+            raise CliError("count reads files (it streams them twice), not stdin")
+        check_input(p)
+    output = args.output
     total = sum(_size(p) for p in args.corpus)
-    bar = _ProgressBar("counting", total, enabled=_progress_enabled(args))
+    bar = ProgressBar("counting", total, enabled=_progress_enabled(args))
     try:
         table = count_ngrams_files(
             args.corpus,
             order=args.order,
             min_count=args.min_count,
             workers=args.workers,
+            chunk_chars=args.chunk_chars,
             prune_every=args.prune_every or None,
             progress=bar.update,
         )
     finally:
         bar.close()
-    # NgramCounts.save writes a temporary file next to the target and os.replace()s it.
-    table.save(output)
+    try:  # a temporary file next to the target, then os.replace; removed on any failure
+        table.save(output)
+    except OSError as err:
+        raise CliError(f"{output}: cannot write ({err.strerror or err})") from None
     _note(args, f"{table!r} written to {output}")
     return 0
 
@@ -400,14 +388,17 @@ def _build_parser() -> argparse.ArgumentParser:
     d.add_argument("--algorithm", choices=["A", "B"], default="B",
                    help="A: nlp-zero pair-PMI + de-redundancy; B: n-gram cohesion (default)")  # fmt: skip
     d.add_argument("--min-count", type=int, default=None,
-                   help="B: gram/piece threshold (default 32); A: drop rarer words (default 1)")  # fmt: skip
-    d.add_argument("--min-pmi", default=None,
-                   help="A: one number (default 1.0); B: per-n list, e.g. 0,2,4,6")  # fmt: skip
-    d.add_argument("--min-proba", type=float, default=1e-7, help="A: probability floor")
+                   help="B: gram/piece threshold (default 2 per 5 MB of input, at least 2); "
+                        "A: drop rarer words (default 1)")  # fmt: skip
+    d.add_argument("--min-pmi", type=finite_floats, default=None,
+                   help="A: one number (default 1.0); B: per-n list (default 0,3,5,7)")  # fmt: skip
+    d.add_argument("--min-proba", type=probability, default=1e-7, help="A: probability floor")
     d.add_argument("--order", type=int, default=4, help="B: longest n-gram (2..4)")
     d.add_argument("--min-length", type=int, default=1, help="shortest word written")
     d.add_argument("--top", type=int, default=None, help="write the K most frequent words")
     d.add_argument("--workers", type=int, default=1, help="B: counting processes")
+    d.add_argument("--threads", type=int, default=min(2, _usable_cores()),
+                   help="B: threads for the in-process cut (default: 2 when 2 cores are usable)")  # fmt: skip
     common_out(d)
     d.set_defaults(func=_cmd_discover)
 
@@ -431,7 +422,7 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument("--strict", action="store_true", help="the author's strict term filter")
     m.add_argument("--blog-compat", action="store_true", help="the published NaN ranking")
     m.add_argument("--seeds", default=None, help="comma-separated seed words: expand and keep")
-    m.add_argument("--min-sim", type=float, default=0.6,
+    m.add_argument("--min-sim", type=finite_float, default=0.6,
                    help="seed expansion: cosine threshold at depth 0 (default 0.6)")  # fmt: skip
     m.add_argument("--dim", type=int, default=100, help="seed expansion: vector size")
     m.add_argument("--top", type=int, default=100, help="number of terms (default 100)")
@@ -446,6 +437,8 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("--prune-every", type=int, default=50_000_000,
                    help="characters between pruning rounds (0: never; exact counts)")  # fmt: skip
     c.add_argument("--workers", type=int, default=1)
+    c.add_argument("--chunk-chars", type=int, default=1 << 21,
+                   help="characters per counting job (memory ≈ 60 bytes per character per worker)")  # fmt: skip
     c.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)
     c.set_defaults(func=_cmd_count)
     return parser
@@ -454,8 +447,9 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``kexue-terms`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code.
 
-    Exit codes: 0 success, 2 bad usage or bad input (one ``kexue-terms: error: ...`` line on
-    stderr, no traceback), 130 interrupted.
+    Exit codes: 0 success, 2 bad usage, bad input or a failed write (one ``kexue-terms: error:
+    ...`` line on stderr, no traceback, no partial output), 130 interrupted (SIGINT), 143
+    terminated (SIGTERM).
 
     Arguments:
         argv: command-line arguments without the program name.
@@ -463,25 +457,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The process exit code.
     """
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    for name in ("top", "min_count", "workers", "order", "dim"):
-        value = getattr(args, name, None)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')}: expected a positive integer, got {value}")
-    try:
-        return int(args.func(args))
-    except CliError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # e.g. `kexue-terms discover x | head`
-        return 0
+    with handle_signals():
+        try:
+            parser = _build_parser()
+            args = parser.parse_args(argv)
+            for name in ("top", "min_count", "workers", "threads", "order", "dim", "chunk_chars"):
+                value = getattr(args, name, None)
+                if value is not None and value < 1:
+                    parser.error(
+                        f"--{name.replace('_', '-')}: expected a positive integer, got {value}"
+                    )
+            check_output(args.output)  # before any input is read
+            with (
+                deferred_signals()
+            ):  # an interrupt inside numpy's import would become an ImportError
+                for module in _NEEDS[args.command]:
+                    importlib.import_module(f".{module}", __package__)
+            return int(args.func(args))
+        except (CliError, ValueError) as err:
+            print(f"{PROG}: error: {err}", file=sys.stderr)
+            return 2
+        except BrokenPipeError:  # e.g. `kexue-terms discover x | head`
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        except OSError as err:
+            print(f"{PROG}: error: {os_error_message(err)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return 130
+        except Terminated:
+            print(f"{PROG}: terminated", file=sys.stderr)
+            return 143
 
 
 if __name__ == "__main__":

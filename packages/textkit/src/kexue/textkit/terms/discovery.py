@@ -109,18 +109,18 @@ def cohesive_ngrams(
     if mass == 0:
         return kept + [np.zeros(0, dtype=np.int64) for _ in range(1, order)]
     log_total = math.log(mass)
+    logc = [np.log(pr.arrays(m)[1]) for m in range(1, order)]  # ln c of the parts, once
     for n in range(2, order + 1):
         keys, cnt = pr.arrays(n)
-        score = np.full(len(keys), np.inf)
+        # score = min over splits of ln total + ln c(w) − ln c(a) − ln c(b); every part of a
+        # gram counted ≥ min_count is itself counted ≥ min_count, so the lookups always hit
+        worst = np.full(len(keys), -np.inf)
         for s in range(1, n):
-            div = base ** (n - s)
-            ka, kb = keys // div, keys % div
-            ta, ca = pr.arrays(s)
-            tb, cb = pr.arrays(n - s)
-            ia = np.searchsorted(ta, ka)
-            ib = np.searchsorted(tb, kb)
-            sc = log_total + np.log(cnt) - np.log(ca[ia]) - np.log(cb[ib])
-            np.minimum(score, sc, out=score)
+            ka, kb = np.divmod(keys, base ** (n - s))
+            parts = logc[s - 1][np.searchsorted(pr.arrays(s)[0], ka)]
+            parts += logc[n - s - 1][np.searchsorted(pr.arrays(n - s)[0], kb)]
+            np.maximum(worst, parts, out=worst)
+        score = log_total + np.log(cnt) - worst
         kept.append(keys[score >= thr[n - 1]])
     return kept
 
@@ -184,6 +184,19 @@ def _finish_b(
     return {words[i]: int(f[i]) for i in order_idx.tolist()}
 
 
+def _split_at_nul(text: str, k: int) -> list[str]:
+    """``text`` cut into about ``k`` parts at NUL separators (texts are never split)."""
+    out, start = [], 0
+    for i in range(1, k):
+        cut = text.find("\x00", max(start, len(text) * i // k))
+        if cut < 0:
+            break
+        out.append(text[start:cut])
+        start = cut + 1
+    out.append(text[start:])
+    return out
+
+
 def _check_b(order: int, min_count: int) -> None:
     if not 2 <= order <= 4:
         raise ValueError(f"order must be in 2..4, got {order}")
@@ -200,6 +213,7 @@ def discover_ngrams(
     counts: NgramCounts | None = None,
     workers: int = 1,
     chunk_chars: int = DEFAULT_CHUNK_CHARS,
+    threads: int = 1,
 ) -> dict[str, int]:
     """Algorithm B: n-gram cohesion, lenient cut, back-check (bojone/word-discovery).
 
@@ -216,6 +230,9 @@ def discover_ngrams(
             save (measured on the 5.5 MB People's Daily text: 0.69 s in-process vs 1.32 s split
             over 2 processes, BENCHMARKS.md).
         chunk_chars: characters per chunk.
+        threads: threads cutting the text when it is cut in this process (the cut is numpy
+            work that releases the GIL: on the 5.5 MB People's Daily text 2 threads cut in
+            0.09–0.12 s instead of 0.16–0.20 s); the result does not depend on it.
 
     Returns:
         ``{word: piece count}`` sorted by count (descending), single characters included.
@@ -224,6 +241,8 @@ def discover_ngrams(
         https://kexue.fm/archives/6920 (bojone/word-discovery).
     """
     _check_b(order, min_count)
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
     if isinstance(texts, str):
         texts = [texts]
     chunks = list(_chunks(texts, chunk_chars))
@@ -239,6 +258,13 @@ def discover_ngrams(
     if workers > 1 and len(chunks) > 1:
         with WorkerPool(workers) as pool:
             for pc in pool.imap(_cut_lenient, jobs):
+                pieces.update(pc)
+    elif threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        parts = [p for ch in chunks for p in _split_at_nul(ch, threads)]
+        with ThreadPoolExecutor(threads) as ex:
+            for pc in ex.map(lambda p: _cut_lenient(p, *jobs[0][1:]), parts):
                 pieces.update(pc)
     else:
         for job in jobs:

@@ -1,0 +1,56 @@
+"""Atomic file writes: a temporary file in the target's folder, then ``os.replace`` (private).
+
+The temporary file is removed on any failure before the rename (full disk, ``EFBIG`` under
+``ulimit -f``, an exception raised by a signal handler, ``KeyboardInterrupt``), so a write either
+leaves the complete new file or the old state of the folder. Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["atomic_file", "temp_prefix"]
+
+
+def temp_prefix(name: str) -> str:
+    """Prefix of a hidden temporary file for ``name`` in the same folder: the name is cut to 200
+    bytes, so prefix + 8 random characters + ``.tmp`` stays under NAME_MAX (255)."""
+    return "." + name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore") + "."
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a temporary file next to ``path`` for writing; on a clean exit it replaces ``path``.
+
+    Arguments:
+        path: the file to (re)place; its folder must exist.
+        mode: ``"wb"`` or ``"w"`` (then ``kwargs`` such as ``encoding`` go to :func:`os.fdopen`).
+
+    Raises:
+        OSError: from creating, writing, closing or renaming the temporary file (which is removed).
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # the permissions an ordinary open() would give
+        with os.fdopen(fd, mode, **kwargs) as f:
+            fd = -1
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
