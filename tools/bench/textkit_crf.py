@@ -261,7 +261,7 @@ def headline(records: list[dict[str, Any]]) -> list[str]:
 
 
 def results_markdown(args: argparse.Namespace, argv: list[str], records: list, wall: float,
-                     load: tuple[float, float]) -> str:  # fmt: skip
+                     load: tuple[tuple[float, ...], tuple[float, ...]]) -> str:  # fmt: skip
     vers = ", ".join(f"{k} {v}" for k, v in versions("kexue-textkit", "pytorch-crf").items())
     mode = "quick (smoke check, not the benchmark)" if args.quick else "full"
     lines = [
@@ -273,9 +273,10 @@ def results_markdown(args: argparse.Namespace, argv: list[str], records: list, w
         f"- Mode: {mode}; {args.reps} timed calls per variant after {args.warmup} warm-up "
         f"calls, interleaved; wall time {wall:.0f} s",
         f"- Machine: {platform.system()} {platform.machine()}, {cpu_model()}, {usable_cores()} "
-        f"usable cores, torch threads {args.threads}; 1-min load average {load[0]:.1f} at the "
-        f"start, {load[1]:.1f} at the end (the machine was shared: absolute times are noisy, "
-        "the interleaved ratios less so)",
+        f"usable cores, torch threads {args.threads}; load average (1, 5, 15 min, "
+        f"`/proc/loadavg`) {' '.join(f'{x:.2f}' for x in load[0])} at the start, "
+        f"{' '.join(f'{x:.2f}' for x in load[1])} at the end (the machine was shared: absolute "
+        "times are noisy, the interleaved ratios less so)",
         f"- Versions: {vers}",
         "",
         "Headline (targets: nll fwd+bwd ≥ 5×, Viterbi ≥ 3× pytorch-crf):",
@@ -323,11 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if not args.has_ref:
         print("pytorch-crf (torchcrf) not installed: its rows are skipped", file=sys.stderr)
-    load0 = os.getloadavg()[0]
+    load0 = os.getloadavg()
     t0 = time.perf_counter()
     records = run(args)
     text = results_markdown(args, argv, records, time.perf_counter() - t0,
-                            (load0, os.getloadavg()[0]))  # fmt: skip
+                            (load0, os.getloadavg()))  # fmt: skip
     print(text)
     if args.write:
         write_block(args.benchmarks_md, START, END, text, header="# kexue-textkit benchmarks\n")

@@ -203,9 +203,14 @@ def test_gradcheck(algorithm):
     assert torch.autograd.gradcheck(fn, inputs)
 
 
+@pytest.mark.parametrize(
+    "lengths", [None, [30] * 8, [30, 21, 25, 30, 22, 28, 21, 29]], ids=["random", "full", "long"]
+)
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 1e-4), (F64, 1e-9)])
-def test_backends_match_lse(dtype, tol):
-    h, a, s, e, mask = _problem(8, 30, 6, seed=13, dtype=dtype)
+def test_matmul_matches_lse(dtype, tol, lengths):
+    """Rows ending all through the β loop (random), none (full), only late ones (long: before
+    the shortest row ends, the β recursion skips the end handling)."""
+    h, a, s, e, mask = _problem(8, 30, 6, seed=13, dtype=dtype, lengths=lengths)
     tags = torch.randint(0, 6, (8, 30), generator=_gen(14))
     out = {}
     for algorithm in ("lse", "matmul"):
@@ -216,6 +221,25 @@ def test_backends_match_lse(dtype, tol):
         out[algorithm] = [nll.detach()] + [x.grad for x in xs]
     for x, y in zip(out["lse"], out["matmul"]):
         torch.testing.assert_close(y, x, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("scale", [1.0, 15.0])
+def test_matmul_normalises_every_step_when_the_spread_is_wide(scale):
+    """Transitions spread over > 30 nats (scale 15): "matmul" normalises at every step (the
+    every-other-step schedule is only safe below 30 nats) and still matches the reference."""
+    h, a, s, e, mask = _problem(6, 20, 5, seed=29, lengths=[20, 19, 7, 1, 12, 20])
+    a = a * scale
+    assert (a.max() - a.min() > 30) == (scale > 1)
+    tags = torch.randint(0, 5, (6, 20), generator=_gen(30))
+    grads = {}
+    for algorithm in ("lse", "matmul"):
+        xs = [x.clone().requires_grad_(True) for x in (h, a, s, e)]
+        nll = crf_nll(xs[0], tags, xs[1], mask=mask, start=xs[2], end=xs[3], reduction="sum",
+                      algorithm=algorithm)  # fmt: skip
+        nll.backward()
+        grads[algorithm] = [nll.detach()] + [x.grad for x in xs]
+    for x, y in zip(grads["lse"], grads["matmul"], strict=True):
+        torch.testing.assert_close(y, x, rtol=1e-9, atol=1e-9)
 
 
 def test_auto_uses_lse_when_transitions_are_forbidden():

@@ -22,13 +22,14 @@ from torch.autograd.function import once_differentiable
 __all__ = ["scaled_log_partition"]
 
 _CLAMP = -80.0  # spec §2.1: A − max A ≥ −80 so exp(·) > 0 in fp32
+_SAFE_SPREAD = 30.0  # nats: normalise every other step below it (see scaled_log_partition)
 
 
 class _ScaledForwardBackward(torch.autograd.Function):
     """log Z by the scaled forward recursion; backward = the β recursion (exact gradients)."""
 
     @staticmethod
-    def forward(ctx, h, mask, a, start, end, steps):  # type: ignore[override]
+    def forward(ctx, h, mask, a, start, end, steps, shortest, every):  # type: ignore[override]
         b = h.shape[0]
         ht = h.transpose(0, 1)[:steps]  # (S, B, K)
         if start is not None:
@@ -38,35 +39,36 @@ class _ScaledForwardBackward(torch.autograd.Function):
         amax = a.max()
         ea = (a - amax).clamp_min(_CLAMP).exp_()
         p = torch.empty_like(e)
-        s = torch.empty_like(hmax)
+        s = torch.ones_like(hmax)  # normalisers; 1 at the steps left unnormalised
         torch.sum(e[0], -1, keepdim=True, out=s[0])
         torch.div(e[0], s[0], out=p[0])
         for t in range(1, steps):
             torch.mm(p[t - 1], ea, out=p[t])
             p[t].mul_(e[t])
-            torch.sum(p[t], -1, keepdim=True, out=s[t])
-            p[t].div_(s[t])
+            if t % every == 0:
+                torch.sum(p[t], -1, keepdim=True, out=s[t])
+                p[t].div_(s[t])
         last = mask.sum(1) - 1  # (B,)
         rows = torch.arange(b, device=h.device)
         offset = (hmax + s.log()).squeeze(-1).cumsum(0)[last, rows] + last.to(h.dtype) * amax
         p_last = p[last, rows]  # (B, K)
-        if end is None:
-            log_z = offset
-            b_last = torch.ones_like(p_last)
+        if end is None:  # p_last sums to 1 unless its step was left unnormalised
+            tail = p_last.sum(-1).log()
+            b_last = (-tail).exp().unsqueeze(-1).expand_as(p_last).contiguous()
         else:
             tail = torch.logsumexp(p_last.log() + end, -1)
-            log_z = offset + tail
             b_last = (end - tail.unsqueeze(-1)).exp()
+        log_z = offset + tail
         e.div_(s)  # e'_t = e_t / s_t, what the backward recursion uses
         ctx.save_for_backward(mask, p, e, ea, b_last, last)
-        ctx.flags = (start is not None, end is not None, h.shape)
+        ctx.flags = (start is not None, end is not None, h.shape, shortest)
         return log_z
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):  # type: ignore[override]
         mask, p, e, ea, b_last, last = ctx.saved_tensors
-        has_start, has_end, shape = ctx.flags
+        has_start, has_end, shape, shortest = ctx.flags
         steps = p.shape[0]
         b, t_full, k = shape
         beta = torch.empty_like(p)
@@ -75,8 +77,13 @@ class _ScaledForwardBackward(torch.autograd.Function):
         stop = ~mask.transpose(0, 1)[1:steps].unsqueeze(-1)  # (S − 1, B, 1)
         ea_t = ea.t()
         tmp = torch.empty_like(b_last)
+        eb = torch.empty_like(p)  # e'_t ⊙ β_t, kept for the transition gradient
         for t in range(steps - 2, -1, -1):
-            torch.mm(e[t + 1] * beta[t + 1], ea_t, out=tmp)
+            torch.mul(e[t + 1], beta[t + 1], out=eb[t + 1])
+            if t + 1 < shortest:  # every row runs on past t: no row stops here
+                torch.mm(eb[t + 1], ea_t, out=beta[t])
+                continue
+            torch.mm(eb[t + 1], ea_t, out=tmp)
             torch.where(stop[t], b_last, tmp, out=beta[t])
         gamma = p * beta  # (S, B, K) marginals (garbage at pads, masked below)
         mt = mask.transpose(0, 1)[:steps].unsqueeze(-1)
@@ -87,17 +94,26 @@ class _ScaledForwardBackward(torch.autograd.Function):
         grad_h = grad_h.transpose(0, 1)
         if steps > 1:
             u = torch.where(mt[1:], p[:-1] * g, 0.0).reshape(-1, k)
-            v = (e[1:] * beta[1:]).reshape(-1, k)
+            v = eb[1:].reshape(-1, k)
             grad_a = ea * (u.t() @ v)
         else:
             grad_a = torch.zeros_like(ea)
         grad_start = grad_ht[0].sum(0) if has_start else None
         rows = torch.arange(b, device=p.device)
         grad_end = grad_ht[last, rows].sum(0) if has_end else None
-        return grad_h, None, grad_a, grad_start, grad_end, None
+        return grad_h, None, grad_a, grad_start, grad_end, None, None, None
 
 
 def scaled_log_partition(h: Tensor, mask: Tensor, a: Tensor, start: Tensor | None,
-                         end: Tensor | None, steps: int) -> Tensor:  # fmt: skip
-    """(B,) log Z; trusted inputs (``h`` 0 at pads, ``steps`` = the longest length)."""
-    return _ScaledForwardBackward.apply(h, mask, a, start, end, steps)
+                         end: Tensor | None, steps: int, shortest: int = 1,
+                         spread: float | None = None) -> Tensor:  # fmt: skip
+    """(B,) log Z; trusted inputs (``h`` 0 at pads, ``steps`` / ``shortest`` = the longest /
+    shortest length; a wrong ``shortest`` above the true one gives wrong gradients).
+
+    ``spread``: max A − min A (and of ``end``) when known. At most 30 nats, every entry of
+    exp(A − max A) is ≥ e^−30, so one unnormalised step shrinks the mass by at most e^−30 (the
+    best tag's emission factor is 1): normalising every other step keeps it ≥ e^−60, far above
+    fp32's smallest normal (≈ e^−87). The scaling factors are arbitrary in the scaled
+    forward–backward as long as β uses the same ones (Rabiner 1989 §V.A)."""
+    every = 2 if spread is not None and spread <= _SAFE_SPREAD else 1
+    return _ScaledForwardBackward.apply(h, mask, a, start, end, steps, shortest, every)

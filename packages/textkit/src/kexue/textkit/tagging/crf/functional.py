@@ -79,15 +79,22 @@ def _entry(emissions: Tensor, transitions: Tensor, mask: Tensor | None, start: T
 
 def register_lengths(checks: DeviceChecks, mask: Tensor, *, per_row: bool = False) -> None:
     """Read back the longest length as ``steps`` (and every row's as ``lengths``)."""
+    lengths = mask.sum(1)
     if per_row:
-        checks.vector("lengths", mask.sum(1))
+        checks.vector("lengths", lengths)
     else:
-        checks.value("steps", mask.sum(1).max())
+        checks.value("steps", lengths.max())
+        checks.value("shortest", lengths.min())
 
 
 def steps_of(facts: dict) -> int:
     """The longest sequence length from the read-back facts."""
     return int(facts["steps"]) if "steps" in facts else max(facts["lengths"])
+
+
+def shortest_of(facts: dict) -> int:
+    """The shortest sequence length from the read-back facts."""
+    return int(facts["shortest"]) if "shortest" in facts else min(facts["lengths"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -119,10 +126,16 @@ def reduce(values: Tensor, mask: Tensor, reduction: str) -> Tensor:
     return values.sum() / mask.sum()
 
 
+def log_z_core(x: Prepared, facts: dict, algorithm: str) -> Tensor:
+    """(B,) log Z of checked inputs (``algorithm`` may still be ``"auto"``: resolved from
+    ``facts``, which also give the longest / shortest length and the parameters' spread)."""
+    return log_partition(x.h, x.mask, x.a, x.start, x.end, steps_of(facts),
+                         resolve(algorithm, facts), shortest_of(facts), facts.get("spread"))  # fmt: skip
+
+
 def nll_core(x: Prepared, facts: dict, algorithm: str, reduction: str) -> Tensor:
-    """NLL of checked inputs (``algorithm`` may still be ``"auto"``: resolved from ``facts``)."""
-    log_z = log_partition(x.h, x.mask, x.a, x.start, x.end, steps_of(facts),
-                          resolve(algorithm, facts))  # fmt: skip
+    """NLL of checked inputs (see :func:`log_z_core`)."""
+    log_z = log_z_core(x, facts, algorithm)
     nll = log_z - score_core(x.h, x.tags, x.mask, x.a, x.start, x.end)
     return reduce(nll, x.mask, reduction)
 
@@ -131,8 +144,8 @@ def marginals_core(x: Prepared, facts: dict, algorithm: str) -> Tensor:
     """(B, T, K) ∂ Σ log Z / ∂h of checked inputs (detached)."""
     with torch.enable_grad():
         h = x.h.detach().requires_grad_(True)
-        det = [None if v is None else v.detach() for v in (x.a, x.start, x.end)]
-        log_z = log_partition(h, x.mask, *det, steps_of(facts), resolve(algorithm, facts))
+        a, start, end = (None if v is None else v.detach() for v in (x.a, x.start, x.end))
+        log_z = log_z_core(Prepared(h, x.mask, a, start, end, None), facts, algorithm)
         (grad,) = torch.autograd.grad(log_z.sum(), h)
     return grad
 
@@ -212,8 +225,7 @@ def crf_log_partition(
     """
     check_algorithm(algorithm, LOG_PARTITION_ALGORITHMS)
     x, facts = _entry(emissions, transitions, mask, start, end, algorithm=algorithm)
-    return log_partition(x.h, x.mask, x.a, x.start, x.end, steps_of(facts),
-                         resolve(algorithm, facts))  # fmt: skip
+    return log_z_core(x, facts, algorithm)
 
 
 def crf_nll(

@@ -22,16 +22,15 @@ from torch import Tensor, nn
 from .._checks import DeviceChecks
 from ..constraints import Constraints, constrained_scores
 from ._check import Prepared, check_inputs, require_finite_params
-from ._dispatch import LOG_PARTITION_ALGORITHMS, check_algorithm, log_partition, register_spread
+from ._dispatch import LOG_PARTITION_ALGORITHMS, check_algorithm, register_spread
 from .functional import (
     check_reduction,
     decode_core,
+    log_z_core,
     marginals_core,
     nbest_core,
     nll_core,
     register_lengths,
-    resolve,
-    steps_of,
 )
 
 _NAMES = ("transitions", "start_transitions", "end_transitions")
@@ -251,8 +250,7 @@ class CRF(nn.Module):
         """(B,) log Z (constrained only with ``constrain_training``)."""
         x, facts = self._checked(emissions, mask, constrained=self.constrain_training,
                                  spread=True)  # fmt: skip
-        return log_partition(x.h, x.mask, x.a, x.start, x.end, steps_of(facts),
-                             resolve(self.algorithm, facts))  # fmt: skip
+        return log_z_core(x, facts, self.algorithm)
 
     def marginals(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:
         """(B, T, K) unary marginals P(y_t = j), 0 at padded positions (detached)."""
