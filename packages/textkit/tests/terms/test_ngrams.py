@@ -103,6 +103,52 @@ def test_save_load_roundtrip(tmp_path) -> None:
         NgramCounts.load(tmp_path / "bad.npz")
 
 
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_failed_save_leaves_no_temporary_file(tmp_path, monkeypatch, error) -> None:
+    c = count_ngrams(["甲乙丙丁甲乙"], order=3)
+    c.save(tmp_path / "t.npz")
+    before = (tmp_path / "t.npz").read_bytes()
+    real = np.savez
+
+    def failing(f, **arrays):  # write some bytes, then fail as a full disk or Ctrl-C would
+        real(f, **{k: v for k, v in list(arrays.items())[:3]})
+        raise error
+
+    monkeypatch.setattr(np, "savez", failing)
+    with pytest.raises(type(error)):
+        count_ngrams(["戊己庚"], order=3).save(tmp_path / "t.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npz"]
+    assert (tmp_path / "t.npz").read_bytes() == before  # the old table is untouched
+    with pytest.raises(FileNotFoundError):
+        c.save(tmp_path / "missing" / "t.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npz"]
+
+
+def test_load_validates_every_field(tmp_path) -> None:
+    c = count_ngrams(["甲乙丙丁甲乙", "乙丙丁"], order=2)
+    c.save(tmp_path / "t.npz")
+    with np.load(tmp_path / "t.npz") as z:
+        good = {k: z[k] for k in z.files}
+    broken = {
+        "version": dict(good, version=np.array(2)),
+        "order": dict(good, order=np.array("2")),
+        "vocab dtype": dict(good, vocab=good["vocab"].astype(np.int64)),
+        "vocab order": dict(good, vocab=good["vocab"][::-1].copy()),
+        "key range": dict(good, keys_1=good["keys_1"] + len(good["vocab"]) + 1),
+        "zero count": dict(good, counts_1=np.zeros_like(good["counts_1"])),
+        "counts dtype": dict(good, counts_2=good["counts_2"].astype(np.int32)),
+        "2-d keys": dict(good, keys_2=good["keys_2"].reshape(1, -1)),
+    }
+    for name, arrays in broken.items():
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, **arrays)
+        with pytest.raises(ValueError, match="not a kexue n-gram count table") as exc:
+            NgramCounts.load(path)
+        assert str(path) in str(exc.value), name
+    np.savez(tmp_path / "ok.npz", **good)
+    assert NgramCounts.load(tmp_path / "ok.npz") == c
+
+
 def test_multiprocess_equals_single() -> None:
     rng = random.Random(1)
     texts = ["".join(rng.choice(ALPHABET) for _ in range(200)) for _ in range(200)]

@@ -37,6 +37,30 @@ _DEFAULT_LUT: np.ndarray | None = None
 _INT64_MAX = np.iinfo(np.int64).max
 
 
+def unique(x: np.ndarray) -> np.ndarray:
+    """Sorted unique values of a 1-D array (``np.unique`` without its ``numpy.ma`` import)."""
+    s = np.sort(np.asarray(x).ravel())
+    if len(s) < 2:
+        return s
+    keep = np.empty(len(s), dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
+def unique_counts_inplace(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique values and their int64 counts; sorts ``x`` in place (no copy)."""
+    x.sort()
+    if len(x) == 0:
+        return x, np.zeros(0, dtype=np.int64)
+    first = np.empty(len(x), dtype=bool)
+    first[0] = True
+    np.not_equal(x[1:], x[:-1], out=first[1:])
+    idx = np.flatnonzero(first)
+    counts = np.diff(idx, append=len(x))
+    return x[idx], counts
+
+
 def default_vocab() -> np.ndarray:
     """The fixed alphabet of the default fragment pattern (sorted code points)."""
     return _DEFAULT_VOCAB
@@ -82,15 +106,17 @@ def text_to_ids(text: str, pattern: str, vocab: np.ndarray | None) -> tuple[np.n
     if pattern == DEFAULT_FRAGMENT_PATTERN and (vocab is None or is_default_vocab(vocab)):
         cps = codepoints(text)
         lut = _default_lut()
-        ids = np.zeros(len(cps), dtype=np.int64)
         bmp = cps < 0x10000
+        if bmp.all():  # the common case: one gather
+            return lut[cps], _DEFAULT_VOCAB
+        ids = np.zeros(len(cps), dtype=np.int64)
         ids[bmp] = lut[cps[bmp]]
         return ids, _DEFAULT_VOCAB
     joined = "\x00".join(re.split(pattern, text))
     cps = codepoints(joined)
     nz = cps != 0
     if vocab is None:
-        vocab = np.unique(cps[nz]).astype(np.uint32)
+        vocab = unique(cps[nz]).astype(np.uint32)
     ids = np.zeros(len(cps), dtype=np.int64)
     pos = np.searchsorted(vocab, cps[nz])
     pos_c = np.minimum(pos, max(len(vocab) - 1, 0))
@@ -122,8 +148,7 @@ def count_ids(ids: np.ndarray, order: int, base: int) -> list[tuple[np.ndarray, 
         key *= base
         key += d * alive
     key = key[nz]
-    uk, uc = np.unique(key, return_counts=True)
-    uc = uc.astype(np.int64)
+    uk, uc = unique_counts_inplace(key)
     out: list[tuple[np.ndarray, np.ndarray]] = []
     for n in range(1, order + 1):
         pref = uk // (base ** (order - n)) if n < order else uk

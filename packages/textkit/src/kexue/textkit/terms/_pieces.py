@@ -46,7 +46,7 @@ class KeySet:
     """
 
     def __init__(self, keys: np.ndarray) -> None:
-        keys = np.unique(np.asarray(keys, dtype=np.int64))
+        keys = _A.unique(np.asarray(keys, dtype=np.int64))
         self.bits = max(4, int(4 * max(len(keys), 1) - 1).bit_length())
         size = 1 << self.bits
         self.mask = size - 1
@@ -173,8 +173,7 @@ def count_pieces(text: str, ids: np.ndarray, join: np.ndarray, base: int) -> Pie
         for k in range(1, m):
             key *= base
             key += ids[s + k]
-        uk, uc = np.unique(key, return_counts=True)
-        out.short[m] = [(uk, uc.astype(np.int64))]
+        out.short[m] = [_A.unique_counts_inplace(key)]
     long_sel = lengths > _MAX_PACKED
     if long_sel.any():
         out.long.update(

@@ -37,7 +37,7 @@ def remove_redundancy(cands: dict[str, int], *, threshold: str | float = "code")
     """
     if not cands:
         return {}
-    vocab = np.unique(_A.codepoints("".join(cands))).astype(np.uint32)
+    vocab = _A.unique(_A.codepoints("".join(cands))).astype(np.uint32)
     base = len(vocab) + 1
     by_len: dict[int, list[str]] = {}
     for w in cands:
@@ -58,7 +58,7 @@ def remove_redundancy(cands: dict[str, int], *, threshold: str | float = "code")
             keys[ell], counts[ell] = k[order], c[order]
     long_counts = {w: c for w, c in cands.items() if len(w) > _PACK}
     long_prefix = (
-        np.unique(_A.pack(_ids_matrix([w[:_PACK] for w in long_counts], _PACK, vocab), base))
+        _A.unique(_A.pack(_ids_matrix([w[:_PACK] for w in long_counts], _PACK, vocab), base))
         if long_counts
         else np.zeros(0, dtype=np.int64)
     )
@@ -142,7 +142,7 @@ def remove_redundancy(cands: dict[str, int], *, threshold: str | float = "code")
         for r, s, e in parts:
             keep = remove[r]
             r, s, e = r[keep], s[keep], e[keep]
-            for ell in np.unique(e - s).tolist():
+            for ell in _A.unique(e - s).tolist():
                 sel = (e - s) == ell
                 rr, ss, ee = r[sel], s[sel], e[sel]
                 if ell == 1:

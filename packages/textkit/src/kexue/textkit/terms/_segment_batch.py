@@ -24,7 +24,7 @@ class BatchLexicon:
 
     def __init__(self, scores: dict[str, float]) -> None:
         words = list(scores)
-        self.vocab = np.unique(_A.codepoints("".join(words))).astype(np.uint32)
+        self.vocab = _A.unique(_A.codepoints("".join(words))).astype(np.uint32)
         self.unk = len(self.vocab) + 1
         self.base = len(self.vocab) + 2
         self.ok = self.base**_PACK < 2**62

@@ -175,7 +175,7 @@ class NgramCounts:
         if all(t.vocab_codes is v0 or np.array_equal(t.vocab_codes, v0) for t in tables):
             vocab = v0
         else:
-            vocab = np.unique(np.concatenate([t.vocab_codes for t in tables])).astype(np.uint32)
+            vocab = _A.unique(np.concatenate([t.vocab_codes for t in tables])).astype(np.uint32)
         ts = [t.with_vocab(vocab) for t in tables]
         keys, counts = [], []
         for n in range(order):

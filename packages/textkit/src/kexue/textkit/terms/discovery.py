@@ -126,10 +126,16 @@ def cohesive_ngrams(
 
 
 def _cut_lenient(
-    text: str, kept: Sequence[_P.KeySet], base: int, vocab: np.ndarray
+    text: str,
+    kept: Sequence[_P.KeySet],
+    base: int,
+    vocab: np.ndarray,
+    ids: np.ndarray | None = None,
 ) -> _P.PieceCounts:
-    """Pieces of ``text`` after joining every span covered by a kept gram (``kept[n-1]``)."""
-    ids, _ = _A.text_to_ids(text, DEFAULT_FRAGMENT_PATTERN, vocab)
+    """Pieces of ``text`` after joining every span covered by a kept gram (``kept[n-1]``);
+    ``ids``: the text's ids in ``vocab`` when already computed."""
+    if ids is None:
+        ids, _ = _A.text_to_ids(text, DEFAULT_FRAGMENT_PATTERN, vocab)
     n_pos = len(ids)
     cover = np.zeros(n_pos + 1, dtype=np.int64)
     nz = ids != 0
@@ -184,16 +190,16 @@ def _finish_b(
     return {words[i]: int(f[i]) for i in order_idx.tolist()}
 
 
-def _split_at_nul(text: str, k: int) -> list[str]:
-    """``text`` cut into about ``k`` parts at NUL separators (texts are never split)."""
+def _spans_at_nul(text: str, k: int) -> list[tuple[int, int]]:
+    """(start, end) of about ``k`` parts of ``text`` cut at NUL separators (texts never split)."""
     out, start = [], 0
     for i in range(1, k):
         cut = text.find("\x00", max(start, len(text) * i // k))
         if cut < 0:
             break
-        out.append(text[start:cut])
+        out.append((start, cut))
         start = cut + 1
-    out.append(text[start:])
+    out.append((start, len(text)))
     return out
 
 
@@ -246,29 +252,49 @@ def discover_ngrams(
     if isinstance(texts, str):
         texts = [texts]
     chunks = list(_chunks(texts, chunk_chars))
-    if counts is None:  # one chunk is counted in-process (a merge would cost more than it saves)
+    ids = None
+    if counts is None and len(chunks) == 1:  # one chunk: count here, keep its ids for the cut
+        ids, vocab = _A.text_to_ids(chunks[0], DEFAULT_FRAGMENT_PATTERN, None)
+        parts = _A.count_ids(ids, order, len(vocab) + 1)
+        counts = NgramCounts(order, vocab, [p[0] for p in parts], [p[1] for p in parts])
+    elif counts is None:
         counts = count_ngrams(chunks, order=order, workers=workers, chunk_chars=chunk_chars)
     if counts.order != order:
         raise ValueError(f"counts has order {counts.order}, expected order={order}")
-    counts = counts.with_vocab(_A.default_vocab())
+    if not _A.is_default_vocab(counts.vocab_codes):
+        counts, ids = counts.with_vocab(_A.default_vocab()), None
     kept = cohesive_ngrams(counts, min_count=min_count, min_pmi=min_pmi)
     ksets = [_P.KeySet(k) for k in kept]
     pieces = _P.PieceCounts()
-    jobs = [(ch, ksets, counts.base, counts.vocab_codes) for ch in chunks]
+    base, vocab = counts.base, counts.vocab_codes
     if workers > 1 and len(chunks) > 1:
         with WorkerPool(workers) as pool:
-            for pc in pool.imap(_cut_lenient, jobs):
-                pieces.update(pc)
-    elif threads > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        parts = [p for ch in chunks for p in _split_at_nul(ch, threads)]
-        with ThreadPoolExecutor(threads) as ex:
-            for pc in ex.map(lambda p: _cut_lenient(p, *jobs[0][1:]), parts):
+            for pc in pool.imap(_cut_lenient, [(ch, ksets, base, vocab) for ch in chunks]):
                 pieces.update(pc)
     else:
-        for job in jobs:
-            pieces.update(_cut_lenient(*job))
+        from concurrent.futures import ThreadPoolExecutor
+
+        ex = ThreadPoolExecutor(threads) if threads > 1 else None
+        try:
+            for ch in chunks:  # ids are per code point: a span of the text is that span of ids
+                ch_ids = (
+                    ids
+                    if ids is not None
+                    else _A.text_to_ids(ch, DEFAULT_FRAGMENT_PATTERN, vocab)[0]
+                )
+                jobs = [
+                    (ch[a:b], ksets, base, vocab, ch_ids[a:b])
+                    for a, b in _spans_at_nul(ch, threads)
+                ]
+                if ex is not None and len(jobs) > 1:
+                    results = list(ex.map(lambda job: _cut_lenient(*job), jobs))
+                else:
+                    results = [_cut_lenient(*job) for job in jobs]
+                for pc in results:
+                    pieces.update(pc)
+        finally:
+            if ex is not None:
+                ex.shutdown()
     return _finish_b(pieces, ksets, counts, min_count)
 
 
