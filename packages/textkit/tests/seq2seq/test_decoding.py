@@ -454,6 +454,29 @@ def test_invalid_hook_output_raises_instead_of_decoding_garbage(method: str) -> 
             run()
 
 
+@pytest.mark.parametrize("method", ["greedy", "random_sample"])
+def test_invalid_output_before_minlen_is_caught_at_the_next_sync(method: str) -> None:
+    """Steps before minlen have no host sync: their flags wait on the device for the next one."""
+    good = torch.tensor([0.2, 0.3, 0.5])
+
+    def predict(inputs, output_ids, states):
+        out = good.expand(output_ids.shape[0], -1).clone()
+        if output_ids.shape[1] == 0:
+            out[0, 1] = math.nan  # step 0 only
+        return out
+
+    x = [torch.zeros(2, 1, dtype=torch.long)]
+    for minlen, maxlen, span in ((3, 5, r"\[0, 2\)"), (9, 2, r"\[0, 2\)")):
+        dec = AutoRegressiveDecoder(
+            start_id=None, end_id=2, maxlen=maxlen, minlen=minlen, predict_fn=predict
+        )
+        run = getattr(dec, method)
+        with pytest.raises(
+            ValueError, match=rf"invalid next-token distribution .* at a step in {span}"
+        ):
+            run(x) if method == "greedy" else run(x, 2, generator=torch.Generator())
+
+
 def test_masked_logits_are_never_sampled() -> None:
     logits = torch.tensor([0.0, -math.inf, 0.5, -math.inf, 0.2])
     dec = AutoRegressiveDecoder(
@@ -481,9 +504,13 @@ def test_one_host_sync_per_decode_step(method: str, host_syncs) -> None:
     tables = _tables(2, v, seed=4, end=end, end_scale=0.0)
     x = [torch.arange(2)[:, None]]
 
-    def run(maxlen: int):
+    def run(maxlen: int, minlen: int = 1):
         dec = AutoRegressiveDecoder(
-            start_id=START, end_id=end, maxlen=maxlen, predict_fn=_markov_predict(tables)
+            start_id=START,
+            end_id=end,
+            maxlen=maxlen,
+            minlen=minlen,
+            predict_fn=_markov_predict(tables),
         )
         if method == "greedy":
             return lambda: dec.greedy(x)
@@ -493,6 +520,9 @@ def test_one_host_sync_per_decode_step(method: str, host_syncs) -> None:
 
     short, long = _count_syncs(host_syncs, run(2)), _count_syncs(host_syncs, run(6))
     assert long - short == 4  # 4 more steps, 1 sync each
+    # before minlen no step syncs: the validity flags wait for the end of the loop (one read)
+    short, long = _count_syncs(host_syncs, run(2, 99)), _count_syncs(host_syncs, run(6, 99))
+    assert long == short
 
 
 def test_beam_step_sync_budget(host_syncs) -> None:

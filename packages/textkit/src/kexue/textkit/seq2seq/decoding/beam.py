@@ -111,7 +111,8 @@ def beam_search_loop(
         logp, states = dec.step_scores(inputs, output_ids, states, temperature, "logits")
         if prefix_allowed_fn is not None:
             logp = apply_prefix_allowed(logp, owner, output_ids, prefix_allowed_fn)
-        bad = (torch.isnan(logp) | torch.isposinf(logp)).any(-1)  # -inf = a forbidden token
+        # NaN or +inf in a row (the row max propagates both); -inf is a forbidden token
+        bad = ~(logp.amax(-1) < float("inf"))
         cand = scores[:, None].to(logp.dtype) + logp
         scores, origin, tokens, owner = _select(cand, owner, b, k_item, bad, step)
         output_ids = torch.cat((output_ids[origin], tokens[:, None]), dim=1)

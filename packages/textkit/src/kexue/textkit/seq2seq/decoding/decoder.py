@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from ..transformer import KVCache, UniLMTransformer
+from ._hook_check import _HookCheck
 from .beam import beam_search_loop, reorder
 from .filters import _invalid_rows, _top_k_core, _top_p_core, top_k_filter, top_p_filter
 from .unilm_logits import unilm_next_logits
@@ -62,22 +63,6 @@ __all__ = [
 ]
 
 Predict = Callable[[list[Tensor], Tensor, Any], Any]
-
-
-def _raise_invalid(bad: Tensor, probas: Tensor, step: int) -> None:
-    """Error path (host syncs allowed): name the first bad row and what is wrong with it."""
-    r = int(bad.nonzero()[0, 0])
-    row = probas[r]
-    if not bool(torch.isfinite(row).all()):
-        what = "holds NaN or inf (e.g. a NaN or +inf logit, or logits all -inf)"
-    elif bool((row < 0).any()):
-        what = "holds a negative probability (rtype='probas' given logits?)"
-    else:
-        what = "has no positive mass (every token masked?)"
-    raise ValueError(
-        f"predict returned an invalid next-token distribution at step {step}: row {r} of "
-        f"shape {tuple(probas.shape)} {what}"
-    )
 
 
 class AutoRegressiveDecoder:
@@ -243,6 +228,7 @@ class AutoRegressiveDecoder:
         end_ids = self.end_ids_tensor(device)
         end_counts = torch.zeros(b, dtype=torch.long, device=device)
         results: list[Tensor | None] = [None] * b
+        check = _HookCheck()
         for step in range(self.maxlen):
             scores, states = self.step_scores(inputs, output_ids, states, 1.0, "probas")
             bad = _invalid_rows(scores)
@@ -250,15 +236,11 @@ class AutoRegressiveDecoder:
             output_ids = torch.cat((output_ids, tokens[:, None]), dim=1)
             is_end = torch.isin(tokens, end_ids)
             end_counts = end_counts + is_end.long()
-            done = is_end & (end_counts >= min_ends)
             if output_ids.shape[1] < self.minlen:
-                done = torch.zeros_like(done)
-            # the step's one host sync: input validity and "any row finished" together
-            any_bad, any_done = torch.stack((bad.any(), done.any())).tolist()
-            if any_bad:
-                _raise_invalid(bad, scores, step)
-            if output_ids.shape[1] >= self.minlen:
-                if any_done:
+                check.defer(bad, step)  # no host sync in this step
+            else:
+                done = is_end & (end_counts >= min_ends)
+                if check.with_done(bad, scores, step, done):  # the step's one host sync
                     for r in done.nonzero(as_tuple=True)[0].tolist():
                         results[int(owner[r])] = output_ids[r]
                     index = (~done).nonzero(as_tuple=True)[0]
@@ -271,6 +253,7 @@ class AutoRegressiveDecoder:
                     )
                     inputs = [x.index_select(0, index) for x in inputs]
                     states = reorder(states, index)
+        check.finish(step)
         for r, item in enumerate(owner.tolist()):
             if results[item] is None:
                 results[item] = output_ids[r]
@@ -359,6 +342,7 @@ class AutoRegressiveDecoder:
         output_ids = self.first_output_ids(b, device)
         end_ids = self.end_ids_tensor(device)
         results: list[list[Tensor]] = [[] for _ in range(b)]
+        check = _HookCheck()
         for step in range(self.maxlen):
             raw, states = self.step_scores(inputs, output_ids, states, temperature, "probas")
             # validated in the step's one host sync below; until then bad rows are replaced by
@@ -378,15 +362,12 @@ class AutoRegressiveDecoder:
                 safe = _top_p_core(safe, topp)
             tokens = torch.multinomial(safe, 1, generator=generator)
             output_ids = torch.cat((output_ids, tokens), dim=1)
-            is_end = torch.isin(tokens[:, 0], end_ids)
-            done = is_end & (torch.isin(output_ids, end_ids).sum(1) >= min_ends)
             if output_ids.shape[1] < self.minlen:
-                done = torch.zeros_like(done)
-            any_bad, any_done = torch.stack((bad.any(), done.any())).tolist()
-            if any_bad:
-                _raise_invalid(bad, raw, step)
-            if output_ids.shape[1] >= self.minlen:
-                if any_done:
+                check.defer(bad, step)  # no host sync in this step
+            else:
+                is_end = torch.isin(tokens[:, 0], end_ids)
+                done = is_end & (torch.isin(output_ids, end_ids).sum(1) >= min_ends)
+                if check.with_done(bad, raw, step, done):  # the step's one host sync
                     for r in done.nonzero(as_tuple=True)[0].tolist():
                         results[int(owner[r])].append(output_ids[r])
                     index = (~done).nonzero(as_tuple=True)[0]
@@ -395,6 +376,7 @@ class AutoRegressiveDecoder:
                         break
                     inputs = [x.index_select(0, index) for x in inputs]
                     states = reorder(states, index)
+        check.finish(step)
         for r, item in enumerate(owner.tolist()):
             results[item].append(output_ids[r])
         return results

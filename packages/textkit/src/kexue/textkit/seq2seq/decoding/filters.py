@@ -71,9 +71,14 @@ def _row_flags(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def _invalid_rows(probas: Tensor) -> Tensor:
     """``(N,)`` bool, no sync: rows of ``(N, V)`` that are not a usable distribution (NaN / inf /
     negative entry, or no positive mass). The decoder loops fold ``.any()`` of it into their
-    per-step host sync instead of calling the checked filters."""
-    finite, nonneg, mass = _row_flags(probas)
-    return ~(finite & nonneg & mass)
+    per-step host sync instead of calling the checked filters.
+
+    Two row reductions and no ``(N, V)`` temporaries (the loops run it every step): a NaN makes
+    the row minimum NaN (``>= 0`` fails), −inf or a negative entry makes it negative, +inf makes
+    the row sum infinite, and a zero row has sum 0. (A sum overflowing to inf from finite
+    entries is flagged too; it could not be renormalised either.)"""
+    low, total = probas.amin(-1), probas.sum(-1)
+    return ~((low >= 0) & (total > 0) & torch.isfinite(total))
 
 
 def top_k_filter(probas: Tensor, k: int) -> Tensor:
