@@ -11,7 +11,8 @@
 - :mod:`.expand` — seed expansion over co-occurrence vectors.
 - :mod:`.dask` — counting across the workers of a Dask cluster (extra ``dask``).
 - :mod:`.cli` — the ``kexue-terms`` command line (argument parsing and the commands); its input,
-  output, path and signal handling in ``._cli_io``.
+  output, path and signal handling in ``._cli_io``, atomic writes (temporary file in the target's
+  folder, then ``os.replace``) in ``._atomic``, shared with ``NgramCounts.save``.
 
 Names are imported lazily (PEP 562): ``import kexue.textkit.terms`` loads no submodule (and not
 numpy), so ``kexue-terms --help`` stays fast; ``kexue.textkit.terms.WordFinder`` imports

@@ -9,18 +9,31 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_file", "temp_prefix"]
+__all__ = ["atomic_file", "make_temp", "temp_prefix"]
 
 
 def temp_prefix(name: str) -> str:
     """Prefix of a hidden temporary file for ``name`` in the same folder: the name is cut to 200
-    bytes, so prefix + 8 random characters + ``.tmp`` stays under NAME_MAX (255)."""
+    bytes, so prefix + 12 random characters + ``.tmp`` stays under NAME_MAX (255)."""
     return "." + name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore") + "."
+
+
+def make_temp(folder: str | os.PathLike[str], name: str) -> tuple[int, str]:
+    """Create a new, empty, private (0600) temporary file for ``name`` in ``folder``: its
+    descriptor and path (``tempfile.mkstemp`` without importing ``tempfile`` and ``random``)."""
+    for _ in range(100):
+        path = os.path.join(folder, f"{temp_prefix(name)}{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(
+                path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600
+            ), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {folder}")
 
 
 def _umask() -> int:
@@ -41,7 +54,7 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -
         OSError: from creating, writing, closing or renaming the temporary file (which is removed).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
+    fd, tmp = make_temp(path.parent, path.name)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # the permissions an ordinary open() would give
         with os.fdopen(fd, mode, **kwargs) as f:

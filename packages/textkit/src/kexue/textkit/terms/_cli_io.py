@@ -23,12 +23,11 @@ import os
 import signal
 import stat
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import TextIO
 
-from ._atomic import atomic_file, temp_prefix
+from ._atomic import atomic_file, make_temp
 
 __all__ = [
     "CliError",
@@ -177,7 +176,7 @@ def check_output(output: str | None) -> None:
             f"{output}: path too long ({len(os.fsencode(path))} bytes, the limit is {path_max})"
         )
     try:  # the real test of "writable" (root ignores mode bits; read-only mounts do not)
-        fd, probe = tempfile.mkstemp(prefix=temp_prefix(name), suffix=".tmp", dir=folder)
+        fd, probe = make_temp(folder, name)
         os.close(fd)
         os.unlink(probe)
     except OSError as err:

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -190,6 +192,30 @@ def _finish_b(
     return {words[i]: int(f[i]) for i in order_idx.tolist()}
 
 
+def _in_threads(fn: Callable[..., Any], jobs: list[tuple[Any, ...]]) -> list[Any]:
+    """``[fn(*job) for job in jobs]``, the first job in this thread and each other in its own
+    (daemon) thread: numpy releases the GIL, so the jobs run in parallel."""
+    results: list[Any] = [None] * len(jobs)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            results[i] = fn(*jobs[i])
+        except BaseException as e:  # re-raised in the calling thread
+            errors.append(e)
+
+    helpers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(1, len(jobs))]
+    for t in helpers:
+        t.start()
+    if jobs:
+        results[0] = fn(*jobs[0])
+    for t in helpers:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
 def _spans_at_nul(text: str, k: int) -> list[tuple[int, int]]:
     """(start, end) of about ``k`` parts of ``text`` cut at NUL separators (texts never split)."""
     out, start = [], 0
@@ -272,29 +298,15 @@ def discover_ngrams(
             for pc in pool.imap(_cut_lenient, [(ch, ksets, base, vocab) for ch in chunks]):
                 pieces.update(pc)
     else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        ex = ThreadPoolExecutor(threads) if threads > 1 else None
-        try:
-            for ch in chunks:  # ids are per code point: a span of the text is that span of ids
-                ch_ids = (
-                    ids
-                    if ids is not None
-                    else _A.text_to_ids(ch, DEFAULT_FRAGMENT_PATTERN, vocab)[0]
-                )
-                jobs = [
-                    (ch[a:b], ksets, base, vocab, ch_ids[a:b])
-                    for a, b in _spans_at_nul(ch, threads)
-                ]
-                if ex is not None and len(jobs) > 1:
-                    results = list(ex.map(lambda job: _cut_lenient(*job), jobs))
-                else:
-                    results = [_cut_lenient(*job) for job in jobs]
-                for pc in results:
-                    pieces.update(pc)
-        finally:
-            if ex is not None:
-                ex.shutdown()
+        for ch in chunks:  # ids are per code point: a span of the text is that span of ids
+            ch_ids = (
+                ids if ids is not None else _A.text_to_ids(ch, DEFAULT_FRAGMENT_PATTERN, vocab)[0]
+            )
+            jobs = [
+                (ch[a:b], ksets, base, vocab, ch_ids[a:b]) for a, b in _spans_at_nul(ch, threads)
+            ]
+            for pc in _in_threads(_cut_lenient, jobs):
+                pieces.update(pc)
     return _finish_b(pieces, ksets, counts, min_count)
 
 
