@@ -465,3 +465,20 @@ def test_every_check_is_one_read_back(count_syncs):
     with count_syncs() as events, pytest.raises(ValueError, match="tags must lie"):
         crf_nll(h, bad, a, **kw)
     assert len(events) == 1, events
+
+
+@pytest.mark.parametrize("seed", [31, 32])
+def test_sorted_viterbi_equals_the_reference_at_bench_shape(seed):
+    """B = 64, T = 128, K = 20, lengths uniform in [32, 128] and some of length 1: the fast
+    path's coarse segments (rows computed past their end) decode exactly as the max semiring."""
+    g = _gen(seed)
+    h = torch.randn(64, 128, 20, generator=g)
+    a, s, e = (torch.randn(*shape, generator=g) for shape in ((20, 20), (20,), (20,)))
+    lengths = torch.randint(32, 129, (64,), generator=g)
+    lengths[::9] = 1
+    mask = torch.arange(128) < lengths[:, None]
+    kw = {"mask": mask, "start": s, "end": e, "pad_tag": -1}
+    fast, fast_best = viterbi_decode(h, a, algorithm="sorted", **kw)
+    ref, ref_best = viterbi_decode(h, a, algorithm="max", **kw)
+    assert torch.equal(fast, ref)
+    torch.testing.assert_close(fast_best, ref_best, rtol=0, atol=0)

@@ -276,6 +276,11 @@ def test_bad_inputs_are_named() -> None:
         model.loss(ids, tags, mask, reduction="avg")
     with pytest.raises(ValueError, match="x must be"):
         GatedConvBlock(4)(torch.zeros(2, 3, 5))
+    crf_model = cnn_crf_tagger(10, 3, dim=8)
+    with pytest.raises(ValueError, match="B = 0"):
+        crf_model.loss(ids[:0], tags[:0], mask[:0])
+    with pytest.raises(ValueError, match="tags must be in"):
+        crf_model.loss(ids, tags - 1, mask)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -330,6 +330,8 @@ class SequenceTagger(nn.Module):
 
     def _register_lengths(self, checks: DeviceChecks, mask: Tensor) -> None:
         """Read the row lengths back with the checks (the CRF's loop and packed LSTMs use them)."""
+        if self.crf is not None and mask.shape[0] == 0:
+            raise ValueError("char_ids has B = 0 sequences: the CRF head needs a non-empty batch")
         if self.crf is not None or isinstance(self.encoder, BiLSTMEncoder):
             checks.vector("lengths", mask.sum(1))
 

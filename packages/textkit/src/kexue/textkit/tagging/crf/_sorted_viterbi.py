@@ -17,6 +17,8 @@ from torch import Tensor
 
 __all__ = ["sorted_viterbi"]
 
+_KEEP = 0.75  # a segment ends when fewer than this share of its rows still run
+
 
 def sorted_viterbi(h: Tensor, mask: Tensor, a: Tensor, start: Tensor | None, end: Tensor | None,
                    lengths: list[int]) -> tuple[Tensor, Tensor]:  # fmt: skip
@@ -36,11 +38,13 @@ def sorted_viterbi(h: Tensor, mask: Tensor, a: Tensor, start: Tensor | None, end
         active.append(n)
     scores = torch.zeros(steps, b, k, dtype=dtype, device=dev)
     torch.add(ht[0], 0.0 if start is None else start, out=scores[0])
-    # segments [t0, t1) of steps with the same number n of running rows; per-step views are made
-    # by one unbind per segment (view ops dominate the loop at small K)
+    # segments [t0, t1) of steps that all run the first n = active[t0] rows; per-step views are
+    # made by one unbind per segment (view ops dominate the loop at small K). A segment goes on
+    # until fewer than _KEEP · n rows still run: rows that ended inside it are computed on past
+    # their end (zero emissions, finite scores never read), fewer segments for ragged batches.
     segments, t0 = [], 1
     for t in range(2, steps + 1):
-        if t == steps or active[t] != active[t0]:
+        if t == steps or active[t] < _KEEP * active[t0]:
             segments.append((t0, t, active[t0]))
             t0 = t
     a_3 = a.unsqueeze(1)  # (K_from, 1, K_to)
@@ -57,19 +61,23 @@ def sorted_viterbi(h: Tensor, mask: Tensor, a: Tensor, start: Tensor | None, end
         final = final + end
     best_last = final.argmax(-1)  # argmax: ties → lowest index
     best_score = final.gather(1, best_last.unsqueeze(1)).squeeze(1)
-    path = torch.empty(steps, b, dtype=torch.long, device=dev)
-    path[steps - 1] = best_last
+    # every entry starts at its row's best last tag, so rows computed past their end only ever
+    # index valid tags (their entries there are overwritten at their end, or masked out)
+    path = best_last.expand(steps, b).clone()
     a_t = a.t().contiguous()  # (K_to, K_from)
+    ending = [*active[1:], 0]  # rows [ending[t], active[t]) end at step t
     for t0, t1, n in reversed(segments):
-        # rows [0, n) run through step t: back-pointer of the chosen tag only,
-        # tag_{t−1} = argmax_i scores[t−1, b, i] + A[i, tag_t[b]]
+        # back-pointer of the chosen tag only, tag_{t−1} = argmax_i scores[t−1, b, i] + A[i, tag_t[b]];
+        # a row's tag at its last step is its best last tag, set just before it is used
         sc = scores[t0 - 1 : t1 - 1, :n].unbind(0)
         cur, prev = path[t0:t1, :n].unbind(0), path[t0 - 1 : t1 - 1, :n].unbind(0)
         for i in range(t1 - t0 - 1, -1, -1):
+            lo, hi = ending[t0 + i], active[t0 + i]
+            if lo < hi and t0 + i < steps - 1:  # the last step already holds best_last
+                cur[i][lo:hi] = best_last[lo:hi]
             torch.argmax(sc[i] + a_t.index_select(0, cur[i]), -1, out=prev[i])
-        m = active[t0 - 1]  # rows [n, m) end at step t0 − 1
-        if m > n:
-            path[t0 - 1, n:m] = best_last[n:m]
+    if ending[0] < active[0] and steps > 1:  # rows of length 1
+        path[0, ending[0] : active[0]] = best_last[ending[0] : active[0]]
     tags = torch.zeros(b, t_full, dtype=torch.long, device=dev)
     tags[order, :steps] = path.t()
     out_score = torch.empty_like(best_score)
