@@ -179,34 +179,33 @@ class CRF(nn.Module):
         register_spread(checks, self.algorithm, p["transitions"], p["end"])
         return p
 
+    @staticmethod
+    def _trusted(emissions: Tensor, mask: Tensor, params: dict[str, Any],
+                 tags: Tensor | None = None) -> Prepared:  # fmt: skip
+        """Batch-first checked inputs as the cores take them (emissions zeroed at pads)."""
+        dtype = torch.promote_types(emissions.dtype, torch.float32)
+        start, end = params["start"], params["end"]
+        return Prepared(
+            h=torch.where(mask.unsqueeze(-1), emissions.to(dtype), 0.0),
+            mask=mask,
+            a=params["transitions"].to(dtype),
+            start=None if start is None else start.to(dtype),
+            end=None if end is None else end.to(dtype),
+            tags=None if tags is None else tags.long().masked_fill(~mask, 0),
+        )
+
     def _nll_core(self, emissions: Tensor, tags: Tensor, mask: Tensor, reduction: str,
                   facts: dict, params: dict[str, Any]) -> Tensor:  # fmt: skip
         """NLL of trusted batch-first inputs (``facts`` from the caller's one read-back, with
         ``steps`` or ``lengths`` and the spread of :meth:`_register_checks`)."""
-        dtype = torch.promote_types(emissions.dtype, torch.float32)
-        x = Prepared(
-            h=torch.where(mask.unsqueeze(-1), emissions.to(dtype), 0.0),
-            mask=mask,
-            a=params["transitions"].to(dtype),
-            start=None if params["start"] is None else params["start"].to(dtype),
-            end=None if params["end"] is None else params["end"].to(dtype),
-            tags=tags.long().masked_fill(~mask, 0),
-        )
+        x = self._trusted(emissions, mask, params, tags)
         return nll_core(x, facts, self.algorithm, reduction)
 
     def _decode_core(self, emissions: Tensor, mask: Tensor, lengths: list[int], pad_tag: int
                      ) -> Tensor:  # fmt: skip
-        """Viterbi of trusted batch-first inputs with host-side ``lengths``; (B, T) tags."""
-        p = self._params(True)
-        dtype = torch.promote_types(emissions.dtype, torch.float32)
-        x = Prepared(
-            h=torch.where(mask.unsqueeze(-1), emissions.to(dtype), 0.0),
-            mask=mask,
-            a=p["transitions"].to(dtype),
-            start=None if p["start"] is None else p["start"].to(dtype),
-            end=None if p["end"] is None else p["end"].to(dtype),
-            tags=None,
-        )
+        """Viterbi of trusted batch-first inputs with host-side ``lengths``; (B, T) tags (the
+        constraints apply, as in :meth:`decode`)."""
+        x = self._trusted(emissions, mask, self._params(True))
         return decode_core(x, {"lengths": lengths}, pad_tag)[0]
 
     # ------------------------------------------------------------------ training
