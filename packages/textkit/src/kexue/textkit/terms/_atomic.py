@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import IO, Any
 
 __all__ = ["atomic_file", "make_temp", "temp_prefix"]
@@ -53,8 +52,8 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -
     Raises:
         OSError: from creating, writing, closing or renaming the temporary file (which is removed).
     """
-    path = Path(path)
-    fd, tmp = make_temp(path.parent, path.name)
+    folder, name = os.path.split(os.fspath(path))
+    fd, tmp = make_temp(folder or ".", name)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # the permissions an ordinary open() would give
         with os.fdopen(fd, mode, **kwargs) as f:

@@ -15,8 +15,6 @@ else (a truncated or foreign archive, missing or extra arrays, wrong dtypes or l
 from __future__ import annotations
 
 import os
-import zipfile
-import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -232,6 +230,9 @@ class NgramCounts:
         """
         with open(path, "rb") as f:  # OSError (missing, EACCES, EISDIR) passes through as is
             magic = f.read(4)
+        import zipfile  # here, not at import: kexue-terms starts faster
+        import zlib
+
         if magic != b"PK\x03\x04":
             raise ValueError(f"{path}: not a kexue n-gram count table (not a .npz archive)")
         try:

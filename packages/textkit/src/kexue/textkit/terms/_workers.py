@@ -17,7 +17,6 @@ has no helper thread:
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import signal
 import sys
 from collections import deque
@@ -78,6 +77,8 @@ class WorkerPool:
     def __init__(self, workers: int) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        import multiprocessing as mp  # here, not at import: kexue-terms starts faster
+
         method = "fork" if "fork" in mp.get_all_start_methods() else None
         ctx = mp.get_context(method)
         self._procs: list[Any] = []

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import json
 import math
 import os
 import sys
@@ -125,6 +124,8 @@ def _read_corpus(
 
 def _format_rows(rows: list[dict[str, Any]], keys: Sequence[str], fmt: str) -> str:
     if fmt == "json":
+        import json
+
         clean = [
             {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
             for r in rows
@@ -204,6 +205,8 @@ def _read_lexicon(path: str) -> dict[str, int]:
     lines = read_lines(path, lambda _n: None)
     body = "\n".join(lines).strip()
     if body.startswith(("[", "{")):
+        import json
+
         try:
             data = json.loads(body)
         except json.JSONDecodeError as err:
@@ -468,6 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"--{name.replace('_', '-')}: expected a positive integer, got {value}"
                     )
             check_output(args.output)  # before any input is read
+            if args.command != "mine":  # only mine --seeds uses BLAS: no idle BLAS threads
+                os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
             with (
                 deferred_signals()
             ):  # an interrupt inside numpy's import would become an ImportError
