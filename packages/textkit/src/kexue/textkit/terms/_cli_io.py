@@ -10,7 +10,8 @@
   ``KeyboardInterrupt``, exit 130) and ignores SIGXFSZ, so a write past ``ulimit -f`` fails with
   ``EFBIG`` and is cleaned up instead of killing the process.
 - :func:`read_lines` reads a UTF-8 file in 4 MiB blocks (one decode per block, not per line);
-  undecodable bytes are reported with the file, line and column.
+  undecodable bytes are reported with the file, line and column. :func:`read_lexicon` reads a
+  TSV or JSON lexicon; every problem in it is an error naming the file.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "handle_signals",
     "os_error_message",
     "probability",
+    "read_lexicon",
     "read_lines",
     "write_output",
 ]
@@ -253,6 +255,49 @@ def read_lines(path: str, on_bytes: Callable[[int], None]) -> list[str]:
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+
+
+def read_lexicon(path: str) -> dict[str, int]:
+    """A lexicon: TSV/space-separated ``word [count]`` lines (a ``word count`` header is skipped)
+    or JSON (a list of ``{"word", "count"}`` objects as written by discover, or a dict). Every
+    problem is a :class:`CliError` naming the file."""
+    lines = read_lines(path, lambda _n: None)
+    body = "\n".join(lines).strip()
+    if body.startswith(("[", "{")):
+        import json
+
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError as err:
+            raise CliError(f"{path}: invalid JSON lexicon ({err})") from None
+        try:
+            if isinstance(data, dict):
+                pairs = [(w, c) for w, c in data.items()]
+            else:
+                pairs = [(r["word"], r.get("count", 1)) for r in data]
+            lexicon = {}
+            for w, c in pairs:
+                if not isinstance(w, str) or isinstance(c, bool) or not isinstance(c, (int, float)):
+                    raise TypeError
+                if not (math.isfinite(c) and c == int(c) and c >= 1):
+                    raise ValueError
+                lexicon[w] = int(c)
+            return lexicon
+        except (TypeError, KeyError, ValueError, AttributeError):
+            raise CliError(
+                f"{path}: JSON lexicon must be a list of objects with a string 'word' and a "
+                "positive integer 'count', or a {word: count} object"
+            ) from None
+    lexicon: dict[str, int] = {}
+    for lineno, line in enumerate(lines, start=1):
+        parts = line.split()
+        if not parts or (lineno == 1 and parts[:2] == ["word", "count"]):
+            continue
+        try:
+            lexicon[parts[0]] = int(parts[1]) if len(parts) > 1 else 1
+        except ValueError:
+            raise CliError(f"{path}, line {lineno}: expected 'word<TAB>count'") from None
+    return lexicon
 
 
 # ---------------------------------------------------------------------------------- progress
