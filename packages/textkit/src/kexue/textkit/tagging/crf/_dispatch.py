@@ -15,7 +15,7 @@ Viterbi (``algorithm=`` of ``viterbi_decode``):
 
 - ``"max"``: the reference, the same recursion under the max semiring, back-pointers stored.
 - ``"sorted"``: rows sorted by length, max-plus values only, back-pointers recomputed for the
-  chosen tag in the backtrace (:mod:`._sorted_viterbi`); the default (``"auto"``), 1.6–2.4×
+  chosen tag in the backtrace (:mod:`._sorted_viterbi`); the default (``"auto"``), 1.9–2.3×
   faster than ``"max"`` on 2 CPU threads at B = 64, T = 128, K = 20 and B = 32, T = 512, K = 50
   (packages/textkit/BENCHMARKS.md): the reference pays for ``max`` with indices, the fast path
   runs ``amax`` forward and one (B, K) argmax per step back.
