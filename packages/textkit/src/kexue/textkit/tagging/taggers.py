@@ -60,7 +60,8 @@ def _check_ids_mask(checks: DeviceChecks, char_ids: Tensor, mask: Tensor | None)
     """Validate (B, T) ids and a right-padded bool mask: shapes now, values on ``checks`` (read
     back by the caller, once); return the mask (all true when None)."""
     if not isinstance(char_ids, Tensor) or char_ids.dim() != 2:
-        raise ValueError(f"char_ids must be (B, T), got shape {tuple(char_ids.shape)}")
+        shape = tuple(char_ids.shape) if isinstance(char_ids, Tensor) else type(char_ids).__name__
+        raise ValueError(f"char_ids must be a (B, T) tensor, got {shape}")
     if char_ids.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"char_ids must be an integer tensor, got {char_ids.dtype}")
     if char_ids.shape[1] == 0:
