@@ -1,7 +1,8 @@
 """Training losses: sampled softmax / NCE / negative sampling, margin softmax losses, JoSE.
 
 - :mod:`.sampled` — ``NoiseSampler``, ``nce_loss``, ``neg_sampling_loss``, ``sampled_softmax_loss``.
-- :mod:`.margin` — AM-Softmax, CosFace, ArcFace, SphereFace, simpler-A, ``CosineClassifier``.
+- :mod:`.cosine` — ``CosineClassifier``: L2-normalised features × weights → cosines in [-1, 1].
+- :mod:`.margin` — AM-Softmax, CosFace, ArcFace, SphereFace, simpler-A on those cosines.
 - :mod:`.jose` — spherical text embeddings (JoSE) and the Riemannian SGD step.
 """
 

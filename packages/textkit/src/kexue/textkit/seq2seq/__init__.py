@@ -5,7 +5,7 @@ decoding and multi-passage answer voting.
 - :mod:`.cln` — ``ConditionalLayerNorm``.
 - :mod:`.transformer` — ``UniLMTransformer``, ``KVCache``, ``seq2seq_loss``.
 - :mod:`.tokenizer` — ``SentencePieceTokenizer``, training with a lexicon.
-- :mod:`.decoding` — decoders and logit filters.
+- :mod:`.decoding` — decoders and the top-k / top-p filters of next-token probabilities.
 - :mod:`.voting` — answer voting across passages.
 """
 
