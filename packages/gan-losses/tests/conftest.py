@@ -1,114 +1,23 @@
-"""Determinism for the whole suite: every test starts from the same global RNG state.
+"""What the suite shares with every kexue package comes from the kexue-testing pytest plugin.
 
-Tests pass their own ``torch.Generator`` where randomness matters; this also pins the few places
-that draw from the global RNG (module initialisation, spectral-norm ``u``/``v``, throwaway inputs),
-so a result never depends on which tests ran before in the same process or worker.
+kexue-testing (``[test]`` extra) seeds the global RNGs before every test (module initialisation,
+spectral-norm ``u``/``v``, throwaway inputs), loads the derandomised hypothesis profile and runs the
+gloo tests (``run_ranks``). Ours: the ``__main__`` blocks of the distributed tests import
+``worker_main`` from here, also from subfolders (``tests/losses/...``), so ``run_ranks`` puts this
+folder on the ranks' ``PYTHONPATH``.
 """
 
-from __future__ import annotations
-
-import os
-import random
-import subprocess
-import sys
-import time
-import traceback
+from functools import partial
 from pathlib import Path
 
 import pytest
-import torch
 
-# Hypothesis draws its examples from a fixed seed (derandomize): the suite is deterministic, and a
-# property test that fails in CI fails the same way on every machine.
-try:
-    from hypothesis import settings as _hypothesis_settings
-except ImportError:  # hypothesis is a test tool; a suite without property tests runs without it
-    pass
-else:
-    _hypothesis_settings.register_profile("kexue", derandomize=True)
-    _hypothesis_settings.load_profile("kexue")
+from kexue.testing import launch_ranks, worker_main
 
-
-@pytest.fixture(autouse=True)
-def _seed_global_rngs() -> None:
-    torch.manual_seed(0)
-    random.seed(0)
-
-
-def _launch_ranks(
-    test_file: str, out_dir: str | Path, world: int = 2, timeout: float = 90.0
-) -> Path:
-    """Run ``test_file`` as ``world`` fresh Python processes, one per rank, and wait for them.
-
-    Each process runs ``python test_file --kexue-rank RANK WORLD INIT_METHOD OUT_DIR``; the test
-    file's ``__main__`` block calls its worker. Fresh interpreters, not ``fork``: forking a pytest
-    (xdist) worker that has other threads can deadlock the child. The rendezvous is a file in
-    ``out_dir`` (``file://``), so parallel tests never race for a TCP port. Output of each rank goes
-    to ``out_dir/rank<r>.log`` and is shown when a rank fails or the deadline passes.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    init_method = f"file://{out / 'rendezvous'}"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    procs, logs = [], []
-    for rank in range(world):
-        log = open(out / f"rank{rank}.log", "w")
-        logs.append(log)
-        cmd = [
-            sys.executable,
-            test_file,
-            "--kexue-rank",
-            str(rank),
-            str(world),
-            init_method,
-            str(out),
-        ]
-        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
-    deadline = time.monotonic() + timeout
-    try:
-        for proc in procs:
-            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-    except subprocess.TimeoutExpired:
-        for proc in procs:
-            proc.kill()
-        pytest.fail(f"ranks did not finish within {timeout:.0f} s:\n{_logs(out, world)}")
-    finally:
-        for log in logs:
-            log.close()
-    failed = [r for r, proc in enumerate(procs) if proc.returncode != 0]
-    if failed:
-        pytest.fail(f"ranks {failed} failed:\n{_logs(out, world)}")
-    return out
-
-
-def _logs(out: Path, world: int) -> str:
-    return "\n".join(
-        f"--- rank {r} ---\n{(out / f'rank{r}.log').read_text()[-3000:]}" for r in range(world)
-    )
+__all__ = ["worker_main"]
 
 
 @pytest.fixture(scope="session")
 def run_ranks():
-    """``run_ranks(__file__, out_dir, world=2, timeout=90)``: see :func:`_launch_ranks`."""
-    return _launch_ranks
-
-
-def worker_main(worker) -> None:
-    """Entry point for the ``__main__`` block of a distributed test file.
-
-    The rank leaves through ``os._exit`` once the worker has returned (and flushed): gloo's
-    background threads can abort the interpreter's normal C++ teardown with "terminate called
-    without an active exception" when the peer has already gone, which would fail a rank whose
-    work had fully succeeded. A worker that raises exits 1 with its traceback in the log.
-    """
-    flag, rank, world, init_method, out_dir = sys.argv[1:6]
-    assert flag == "--kexue-rank", sys.argv
-    code = 0
-    try:
-        worker(int(rank), int(world), init_method, out_dir)
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    """``run_ranks(__file__, out_dir, world=2, timeout=90)``: :func:`kexue.testing.launch_ranks`."""
+    return partial(launch_ranks, pythonpath=[Path(__file__).resolve().parent])

@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from kexue.gan_losses import fgan, gan_qp, losses, penalties, relativistic
+from kexue.gan_losses import penalties
+from kexue.gan_losses.losses import classic as losses
+from kexue.gan_losses.losses import fgan, gan_qp, relativistic
 from kexue.gan_losses.modules import AdversarialLoss, GradientPenalty
 
 KINDS = [

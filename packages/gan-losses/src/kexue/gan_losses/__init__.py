@@ -13,49 +13,14 @@ from ._validation import (
     finite_checks,
     set_finite_checks,
 )
-from .bigan_qp import (
+from .losses.bigan_qp import (
     bigan_qp_critic_loss,
     bigan_qp_distance,
     bigan_qp_generator_encoder_loss,
     bigan_qp_latent_reconstruction,
     bigan_qp_pixel_reconstruction,
 )
-from .dirac import (
-    DiracGANKind,
-    DiracGANTrajectory,
-    dirac_gan_vector_field,
-    integrate_dirac_gan,
-)
-from .ema import (
-    GeneratorEMA,
-    unwrap_model,
-)
-from .energy import (
-    contrastive_energy_loss,
-    encoder_entropy_surrogate,
-    meg_mutual_information_loss,
-    mi_bce_loss,
-    random_derangement,
-    score_penalty,
-)
-from .fgan import (
-    F_DIVERGENCES,
-    FDivergence,
-    f_gan_discriminator_loss,
-    f_gan_generator_loss,
-)
-from .gan_qp import (
-    gan_qp_discriminator_loss,
-    gan_qp_distance,
-    gan_qp_generator_loss,
-)
-from .imle import (
-    imle_loss,
-    imle_two_sample_loss,
-    nearest_neighbour_sqdist,
-    vgan_generator_loss,
-)
-from .losses import (
+from .losses.classic import (
     clip_weights_,
     ebgan_discriminator_loss,
     ebgan_generator_loss,
@@ -68,18 +33,32 @@ from .losses import (
     wgan_discriminator_loss,
     wgan_generator_loss,
 )
-from .mcmc import (
-    MALAResult,
-    ReplayBuffer,
-    decoupled_langevin_sample,
-    langevin_sample,
-    mala_sample,
+from .losses.energy import (
+    contrastive_energy_loss,
+    encoder_entropy_surrogate,
+    meg_mutual_information_loss,
+    mi_bce_loss,
+    random_derangement,
+    score_penalty,
 )
-from .modules import (
-    AdversarialLoss,
-    GradientPenalty,
+from .losses.fgan import (
+    F_DIVERGENCES,
+    FDivergence,
+    f_gan_discriminator_loss,
+    f_gan_generator_loss,
 )
-from .ogan import (
+from .losses.gan_qp import (
+    gan_qp_discriminator_loss,
+    gan_qp_distance,
+    gan_qp_generator_loss,
+)
+from .losses.imle import (
+    imle_loss,
+    imle_two_sample_loss,
+    nearest_neighbour_sqdist,
+    vgan_generator_loss,
+)
+from .losses.ogan import (
     OGANSingleLoss,
     ogan_correlation_loss,
     ogan_encoder_loss,
@@ -88,6 +67,27 @@ from .ogan import (
     ogan_score,
     ogan_single_loss,
     pearson_correlation,
+)
+from .losses.relativistic import (
+    batch_mean,
+    rahinge_discriminator_loss,
+    rahinge_generator_loss,
+    ralsgan_discriminator_loss,
+    ralsgan_generator_loss,
+    rasgan_discriminator_loss,
+    rasgan_generator_loss,
+    rsgan_discriminator_loss,
+    rsgan_generator_loss,
+)
+from .losses.single_loss import (
+    SingleLoss,
+    SingleLossMethod,
+    forward_detached_and_attached,
+    single_loss,
+)
+from .modules import (
+    AdversarialLoss,
+    GradientPenalty,
 )
 from .penalties import (
     gradient_penalty,
@@ -105,27 +105,6 @@ from .regularizers import (
     som_regularization,
     som_similarity,
 )
-from .relativistic import (
-    batch_mean,
-    rahinge_discriminator_loss,
-    rahinge_generator_loss,
-    ralsgan_discriminator_loss,
-    ralsgan_generator_loss,
-    rasgan_discriminator_loss,
-    rasgan_generator_loss,
-    rsgan_discriminator_loss,
-    rsgan_generator_loss,
-)
-from .selfmod import (
-    ConditionalLatent,
-    SelfModulatedBatchNorm,
-)
-from .single_loss import (
-    SingleLoss,
-    SingleLossMethod,
-    forward_detached_and_attached,
-    single_loss,
-)
 from .spectral import (
     DEFAULT_SPECTRAL_NORM_TYPES,
     BatchNormGammaSpectralNorm,
@@ -134,7 +113,28 @@ from .spectral import (
     spectral_norm_batchnorm_gamma,
     spectral_norm_of,
 )
-from .ttur import (
+from .training.dirac import (
+    DiracGANKind,
+    DiracGANTrajectory,
+    dirac_gan_vector_field,
+    integrate_dirac_gan,
+)
+from .training.ema import (
+    GeneratorEMA,
+    unwrap_model,
+)
+from .training.mcmc import (
+    MALAResult,
+    ReplayBuffer,
+    decoupled_langevin_sample,
+    langevin_sample,
+    mala_sample,
+)
+from .training.selfmod import (
+    ConditionalLatent,
+    SelfModulatedBatchNorm,
+)
+from .training.ttur import (
     TTURConfig,
     make_optimizers,
     make_param_groups,

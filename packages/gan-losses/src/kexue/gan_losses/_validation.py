@@ -135,3 +135,39 @@ def signed(x: Tensor, energy: bool) -> Tensor:
 def per_sample_flat(x: Tensor) -> Tensor:
     """Flatten all non-batch dims: ``(B, ...) -> (B, N)``. Never a per-pixel norm."""
     return x.reshape(x.shape[0], -1)
+
+
+def reduce_pair(
+    real_term: Tensor,
+    fake_term: Tensor,
+    reduction: str,
+    *,
+    real_name: str = "real_scores",
+    fake_name: str = "fake_scores",
+    scale: float = 1.0,
+) -> Tensor:
+    """Combine a real term ``(B_r,)`` and a fake term ``(B_f,)`` under ``reduction``.
+
+    ``mean``: ``scale·(mean(real) + mean(fake))``; ``sum``: ``scale·(sum(real) + sum(fake))``;
+    ``none``: ``scale·(real[i] + fake[i])``, which needs ``B_r == B_f``.
+    """
+    check_reduction(reduction)
+    if reduction == "none":
+        if real_term.shape[0] != fake_term.shape[0]:
+            raise ValueError(
+                f"reduction='none' returns one value per pair ({real_name}[i], {fake_name}[i]) and "
+                f"needs equal batch sizes; got {real_name} batch {real_term.shape[0]} and "
+                f"{fake_name} batch {fake_term.shape[0]}. Use reduction='mean' or 'sum'."
+            )
+        out = real_term + fake_term
+    elif reduction == "mean":
+        out = real_term.mean() + fake_term.mean()
+    else:
+        out = real_term.sum() + fake_term.sum()
+    return out * scale if scale != 1.0 else out
+
+
+def signed_pair(real_scores: Tensor, fake_scores: Tensor, energy: bool) -> tuple[Tensor, Tensor]:
+    r = signed(as_scores(real_scores, "real_scores"), energy)
+    f = signed(as_scores(fake_scores, "fake_scores"), energy)
+    return r, f

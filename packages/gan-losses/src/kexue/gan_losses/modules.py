@@ -25,9 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ._validation import Reduction, check_reduction
-from .fgan import f_gan_discriminator_loss, f_gan_generator_loss
-from .gan_qp import gan_qp_discriminator_loss, gan_qp_generator_loss
-from .losses import (
+from .losses.classic import (
     hinge_discriminator_loss,
     hinge_generator_loss,
     lsgan_discriminator_loss,
@@ -37,14 +35,9 @@ from .losses import (
     wgan_discriminator_loss,
     wgan_generator_loss,
 )
-from .penalties import (
-    r1_penalty,
-    r1_penalty_from_critic,
-    r2_penalty,
-    wgan_div_penalty,
-    wgan_gp_penalty,
-)
-from .relativistic import (
+from .losses.fgan import f_gan_discriminator_loss, f_gan_generator_loss
+from .losses.gan_qp import gan_qp_discriminator_loss, gan_qp_generator_loss
+from .losses.relativistic import (
     rahinge_discriminator_loss,
     rahinge_generator_loss,
     ralsgan_discriminator_loss,
@@ -53,6 +46,13 @@ from .relativistic import (
     rasgan_generator_loss,
     rsgan_discriminator_loss,
     rsgan_generator_loss,
+)
+from .penalties import (
+    r1_penalty,
+    r1_penalty_from_critic,
+    r2_penalty,
+    wgan_div_penalty,
+    wgan_gp_penalty,
 )
 
 __all__ = ["AdversarialLoss", "GradientPenalty"]

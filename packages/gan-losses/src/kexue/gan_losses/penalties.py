@@ -39,8 +39,13 @@ import torch
 from torch import Tensor
 
 from ._autograd import input_gradients, per_sample_grad_sqnorm
-from ._validation import Reduction, check_batched, check_positive, reduce
-from .losses import _reduce_pair
+from ._validation import (
+    Reduction,
+    check_batched,
+    check_positive,
+    reduce,
+    reduce_pair,
+)
 
 __all__ = [
     "gradient_penalty",
@@ -436,4 +441,4 @@ def wgan_div_penalty(
     )
     with _fp32(sq_r):
         half_p = 0.5 * p
-        return _reduce_pair(sq_r.pow(half_p), sq_f.pow(half_p), reduction, scale=0.5 * k)
+        return reduce_pair(sq_r.pow(half_p), sq_f.pow(half_p), reduction, scale=0.5 * k)

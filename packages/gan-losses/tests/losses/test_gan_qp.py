@@ -1,4 +1,4 @@
-"""Tests for kexue.gan_losses.gan_qp: distances, the quadratic-potential D loss, the G loss."""
+"""Tests for kexue.gan_losses.losses.gan_qp: distances, the quadratic-potential D loss, the G loss."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kexue.gan_losses.gan_qp import (
+from kexue.gan_losses.losses.gan_qp import (
     gan_qp_discriminator_loss,
     gan_qp_distance,
     gan_qp_generator_loss,

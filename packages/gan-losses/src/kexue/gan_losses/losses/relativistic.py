@@ -38,8 +38,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validation import Reduction, as_scores, check_same_batch, reduce
-from .losses import _reduce_pair, _scores
+from .._validation import (
+    Reduction,
+    as_scores,
+    check_same_batch,
+    reduce,
+    reduce_pair,
+    signed_pair,
+)
 
 __all__ = [
     "batch_mean",
@@ -98,7 +104,7 @@ def _batch_means(*scores: Tensor, all_gather: bool) -> list[Tensor]:
 def _ra_scores(
     real_scores: Tensor, fake_scores: Tensor, energy: bool, all_gather: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    r, f = _scores(real_scores, fake_scores, energy)
+    r, f = signed_pair(real_scores, fake_scores, energy)
     r_bar, f_bar = _batch_means(r, f, all_gather=all_gather)
     return r, f, r_bar, f_bar
 
@@ -107,7 +113,7 @@ def _ra_scores(
 
 
 def _rs_scores(real_scores: Tensor, fake_scores: Tensor, energy: bool) -> tuple[Tensor, Tensor]:
-    r, f = _scores(real_scores, fake_scores, energy)
+    r, f = signed_pair(real_scores, fake_scores, energy)
     check_same_batch(r, f, "real_scores", "fake_scores")
     return r, f
 
@@ -200,7 +206,7 @@ def rasgan_discriminator_loss(
         batch 32, 1:1 steps.
     """
     r, f, r_bar, f_bar = _ra_scores(real_scores, fake_scores, energy, all_gather)
-    return _reduce_pair(F.softplus(f_bar - r), F.softplus(f - r_bar), reduction, scale=0.5)
+    return reduce_pair(F.softplus(f_bar - r), F.softplus(f - r_bar), reduction, scale=0.5)
 
 
 def rasgan_generator_loss(
@@ -230,7 +236,7 @@ def rasgan_generator_loss(
         Jolicoeur-Martineau, arXiv 1807.00734 §4.2.
     """
     r, f, r_bar, f_bar = _ra_scores(real_scores, fake_scores, energy, all_gather)
-    return _reduce_pair(F.softplus(r - f_bar), F.softplus(r_bar - f), reduction, scale=0.5)
+    return reduce_pair(F.softplus(r - f_bar), F.softplus(r_bar - f), reduction, scale=0.5)
 
 
 # ------------------------------------------------------------------------------------ RaLSGAN
@@ -262,7 +268,7 @@ def ralsgan_discriminator_loss(
         Jolicoeur-Martineau, arXiv 1807.00734 §4.2 and ``GAN_losses_iter.py``.
     """
     r, f, r_bar, f_bar = _ra_scores(real_scores, fake_scores, energy, all_gather)
-    return _reduce_pair((r - f_bar - 1).square(), (f - r_bar + 1).square(), reduction, scale=0.5)
+    return reduce_pair((r - f_bar - 1).square(), (f - r_bar + 1).square(), reduction, scale=0.5)
 
 
 def ralsgan_generator_loss(
@@ -291,7 +297,7 @@ def ralsgan_generator_loss(
         Jolicoeur-Martineau, arXiv 1807.00734 §4.2.
     """
     r, f, r_bar, f_bar = _ra_scores(real_scores, fake_scores, energy, all_gather)
-    return _reduce_pair((r - f_bar + 1).square(), (f - r_bar - 1).square(), reduction, scale=0.5)
+    return reduce_pair((r - f_bar + 1).square(), (f - r_bar - 1).square(), reduction, scale=0.5)
 
 
 # ------------------------------------------------------------------------------------ RaHinge
@@ -325,7 +331,7 @@ def rahinge_discriminator_loss(
         Jolicoeur-Martineau, arXiv 1807.00734 and ``GAN_losses_iter.py``.
     """
     r, f, r_bar, f_bar = _ra_scores(real_scores, fake_scores, energy, all_gather)
-    return _reduce_pair(F.relu(1 - (r - f_bar)), F.relu(1 + (f - r_bar)), reduction, scale=0.5)
+    return reduce_pair(F.relu(1 - (r - f_bar)), F.relu(1 + (f - r_bar)), reduction, scale=0.5)
 
 
 def rahinge_generator_loss(
@@ -356,4 +362,4 @@ def rahinge_generator_loss(
         Jolicoeur-Martineau, arXiv 1807.00734.
     """
     r, f, r_bar, f_bar = _ra_scores(real_scores, fake_scores, energy, all_gather)
-    return _reduce_pair(F.relu(1 + (r - f_bar)), F.relu(1 - (f - r_bar)), reduction, scale=0.5)
+    return reduce_pair(F.relu(1 + (r - f_bar)), F.relu(1 - (f - r_bar)), reduction, scale=0.5)

@@ -1,4 +1,4 @@
-"""Tests for kexue.gan_losses.relativistic: RSGAN, RaSGAN, RaLSGAN, RaHinge, all-gather means."""
+"""Tests for kexue.gan_losses.losses.relativistic: RSGAN, RaSGAN, RaLSGAN, RaHinge, all-gather means."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kexue.gan_losses.relativistic import (
+from kexue.gan_losses.losses.relativistic import (
     batch_mean,
     rahinge_discriminator_loss,
     rahinge_generator_loss,
@@ -300,6 +300,6 @@ def test_all_gather_two_process_gloo_equals_full_batch(tmp_path: Path, run_ranks
 
 
 if __name__ == "__main__":
-    from conftest import worker_main  # the tests folder is sys.path[0] here
+    from conftest import worker_main  # run_ranks puts the tests folder on PYTHONPATH
 
     worker_main(_dist_worker)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from kexue.gan_losses.ttur import TTURConfig, make_optimizers, make_param_groups
+from kexue.gan_losses.training.ttur import TTURConfig, make_optimizers, make_param_groups
 
 PRESETS = [
     TTURConfig.author_default,

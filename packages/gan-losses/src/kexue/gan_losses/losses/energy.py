@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._autograd import input_gradients, per_sample_grad_sqnorm
-from ._validation import (
+from .._autograd import input_gradients, per_sample_grad_sqnorm
+from .._validation import (
     Reduction,
     as_scores,
     check_batched,
@@ -87,7 +87,7 @@ def contrastive_energy_loss(
     Arguments:
         real_energy: ``U(x+)``, ``(B,)`` or ``(B, 1)``.
         fake_energy: ``U(x−)`` of detached negatives, ``(B',)`` or ``(B', 1)`` (e.g. from
-            :func:`~kexue.gan_losses.mcmc.langevin_sample`).
+            :func:`~kexue.gan_losses.training.mcmc.langevin_sample`).
         alpha: α, 1 [code: ``l2_coeff``].
         reduction: ``"mean"``/``"sum"`` (each term over its own batch, then added) or ``"none"``
             (``(B,)`` per pair; needs ``B == B'``).

@@ -1,4 +1,4 @@
-"""Tests for kexue.gan_losses.fgan: the Nowozin table, verified against its own f.
+"""Tests for kexue.gan_losses.losses.fgan: the Nowozin table, verified against its own f.
 
 The table in the spec is tagged [unverified]; here every conjugate is checked numerically as
 ``sup_u ut - f(u)`` on a fine grid, with ``f`` written independently in numpy, and every row is
@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from kexue.gan_losses.fgan import (
+from kexue.gan_losses.losses.classic import sgan_discriminator_loss, sgan_generator_loss
+from kexue.gan_losses.losses.fgan import (
     F_DIVERGENCES,
     FDivergence,
     f_gan_discriminator_loss,
     f_gan_generator_loss,
 )
-from kexue.gan_losses.losses import sgan_discriminator_loss, sgan_generator_loss
 
 TOL = {"rtol": 1e-10, "atol": 1e-12}
 NAMES = ["kl", "reverse_kl", "pearson", "squared_hellinger", "js", "gan"]

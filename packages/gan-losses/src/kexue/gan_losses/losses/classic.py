@@ -25,7 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._validation import Reduction, as_scores, check_positive, check_reduction, reduce, signed
+from .._validation import (
+    Reduction,
+    as_scores,
+    check_positive,
+    reduce,
+    reduce_pair,
+    signed,
+    signed_pair,
+)
 
 __all__ = [
     "clip_weights_",
@@ -40,42 +48,6 @@ __all__ = [
     "wgan_discriminator_loss",
     "wgan_generator_loss",
 ]
-
-
-def _reduce_pair(
-    real_term: Tensor,
-    fake_term: Tensor,
-    reduction: str,
-    *,
-    real_name: str = "real_scores",
-    fake_name: str = "fake_scores",
-    scale: float = 1.0,
-) -> Tensor:
-    """Combine a real term ``(B_r,)`` and a fake term ``(B_f,)`` under ``reduction``.
-
-    ``mean``: ``scale·(mean(real) + mean(fake))``; ``sum``: ``scale·(sum(real) + sum(fake))``;
-    ``none``: ``scale·(real[i] + fake[i])``, which needs ``B_r == B_f``.
-    """
-    check_reduction(reduction)
-    if reduction == "none":
-        if real_term.shape[0] != fake_term.shape[0]:
-            raise ValueError(
-                f"reduction='none' returns one value per pair ({real_name}[i], {fake_name}[i]) and "
-                f"needs equal batch sizes; got {real_name} batch {real_term.shape[0]} and "
-                f"{fake_name} batch {fake_term.shape[0]}. Use reduction='mean' or 'sum'."
-            )
-        out = real_term + fake_term
-    elif reduction == "mean":
-        out = real_term.mean() + fake_term.mean()
-    else:
-        out = real_term.sum() + fake_term.sum()
-    return out * scale if scale != 1.0 else out
-
-
-def _scores(real_scores: Tensor, fake_scores: Tensor, energy: bool) -> tuple[Tensor, Tensor]:
-    r = signed(as_scores(real_scores, "real_scores"), energy)
-    f = signed(as_scores(fake_scores, "fake_scores"), energy)
-    return r, f
 
 
 # --------------------------------------------------------------------------------------- SGAN
@@ -106,8 +78,8 @@ def sgan_discriminator_loss(
         Goodfellow et al., arXiv 1406.2661. The author's ``dcgan_celeba.py`` (``bojone/gan``) uses
         Adam(2e-4, β1 = 0.5), D:G = 1:2 steps, batch 64, https://kexue.fm/archives/6583.
     """
-    r, f = _scores(real_scores, fake_scores, energy)
-    return _reduce_pair(F.softplus(-r), F.softplus(f), reduction)
+    r, f = signed_pair(real_scores, fake_scores, energy)
+    return reduce_pair(F.softplus(-r), F.softplus(f), reduction)
 
 
 def sgan_generator_loss(
@@ -187,8 +159,8 @@ def lsgan_discriminator_loss(
         Mao et al., arXiv 1611.04076.
     """
     a, b, _ = _check_labels(labels)
-    r, f = _scores(real_scores, fake_scores, energy)
-    return _reduce_pair((r - b).square(), (f - a).square(), reduction, scale=0.5 if half else 1.0)
+    r, f = signed_pair(real_scores, fake_scores, energy)
+    return reduce_pair((r - b).square(), (f - a).square(), reduction, scale=0.5 if half else 1.0)
 
 
 def lsgan_generator_loss(
@@ -260,8 +232,8 @@ def hinge_discriminator_loss(
         https://kexue.fm/archives/6387.
     """
     check_positive(margin, "margin")
-    r, f = _scores(real_scores, fake_scores, energy)
-    return _reduce_pair(F.relu(margin - r), F.relu(margin + f), reduction)
+    r, f = signed_pair(real_scores, fake_scores, energy)
+    return reduce_pair(F.relu(margin - r), F.relu(margin + f), reduction)
 
 
 def hinge_generator_loss(
@@ -314,8 +286,8 @@ def wgan_discriminator_loss(
     References:
         Arjovsky et al., arXiv 1701.07875; https://kexue.fm/archives/6139.
     """
-    r, f = _scores(real_scores, fake_scores, energy)
-    return _reduce_pair(-r, f, reduction)
+    r, f = signed_pair(real_scores, fake_scores, energy)
+    return reduce_pair(-r, f, reduction)
 
 
 def wgan_generator_loss(
@@ -396,7 +368,7 @@ def ebgan_discriminator_loss(
     check_positive(margin, "margin")
     u_r = as_scores(real_energy, "real_energy")
     u_f = as_scores(fake_energy, "fake_energy")
-    return _reduce_pair(
+    return reduce_pair(
         u_r, F.relu(margin - u_f), reduction, real_name="real_energy", fake_name="fake_energy"
     )
 

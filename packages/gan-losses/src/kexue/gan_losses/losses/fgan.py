@@ -48,8 +48,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validation import Reduction, as_scores, reduce, signed
-from .losses import _reduce_pair, _scores
+from .._validation import (
+    Reduction,
+    as_scores,
+    reduce,
+    reduce_pair,
+    signed,
+    signed_pair,
+)
 
 __all__ = ["F_DIVERGENCES", "FDivergence", "f_gan_discriminator_loss", "f_gan_generator_loss"]
 
@@ -164,8 +170,8 @@ def f_gan_discriminator_loss(
         Nowozin et al., arXiv 1606.00709; https://kexue.fm/archives/6016.
     """
     div = _divergence(divergence)
-    v_r, v_f = _scores(real_scores, fake_scores, energy)
-    return _reduce_pair(-div.activation(v_r), div.conjugate_activation(v_f), reduction)
+    v_r, v_f = signed_pair(real_scores, fake_scores, energy)
+    return reduce_pair(-div.activation(v_r), div.conjugate_activation(v_f), reduction)
 
 
 def f_gan_generator_loss(

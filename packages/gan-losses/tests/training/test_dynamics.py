@@ -5,7 +5,7 @@ Training is small-step simultaneous gradient descent on the package's D and G lo
 minimises the D loss, ``θ`` the G loss) with plain SGD optimisers built by ``make_optimizers``;
 L2 decay on D is SGD's ``weight_decay``. The qualitative claims of post 6583 are asserted with
 loose tolerances, and every trajectory is compared with the hand-derived ODE of
-``kexue.gan_losses.dirac`` under the same explicit Euler scheme, which ties the losses, their
+``kexue.gan_losses.training.dirac`` under the same explicit Euler scheme, which ties the losses, their
 autograd gradients and the ODE together.
 """
 
@@ -18,16 +18,16 @@ import torch
 from torch import Tensor, nn
 from torch.testing import assert_close
 
-from kexue.gan_losses.dirac import integrate_dirac_gan
-from kexue.gan_losses.gan_qp import gan_qp_discriminator_loss, gan_qp_generator_loss
-from kexue.gan_losses.losses import (
+from kexue.gan_losses.losses.classic import (
     sgan_discriminator_loss,
     sgan_generator_loss,
     wgan_discriminator_loss,
     wgan_generator_loss,
 )
+from kexue.gan_losses.losses.gan_qp import gan_qp_discriminator_loss, gan_qp_generator_loss
 from kexue.gan_losses.penalties import gradient_penalty, interpolate, r1_penalty
-from kexue.gan_losses.ttur import TTURConfig, make_optimizers
+from kexue.gan_losses.training.dirac import integrate_dirac_gan
+from kexue.gan_losses.training.ttur import TTURConfig, make_optimizers
 
 pytestmark = pytest.mark.slow
 

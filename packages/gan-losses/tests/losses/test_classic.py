@@ -1,4 +1,4 @@
-"""Tests for kexue.gan_losses.losses: SGAN, LSGAN, hinge, WGAN (+ clipping), EBGAN.
+"""Tests for kexue.gan_losses.losses.classic: SGAN, LSGAN, hinge, WGAN (+ clipping), EBGAN.
 
 Expected values come from hand-written formulas in plain Python ``math`` (never from the
 implementation), following torchgan's fixed-logit tables, in both signs and every reduction.
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from kexue.gan_losses.losses import (
+from kexue.gan_losses.losses.classic import (
     clip_weights_,
     ebgan_discriminator_loss,
     ebgan_generator_loss,

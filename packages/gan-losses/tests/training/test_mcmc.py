@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from kexue.gan_losses.mcmc import (
+from kexue.gan_losses.training.mcmc import (
     ReplayBuffer,
     decoupled_langevin_sample,
     langevin_sample,

@@ -49,7 +49,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ._validation import check_batched, check_tensor
+from .._validation import check_batched, check_tensor
 
 __all__ = [
     "SingleLoss",

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.testing import assert_close
 
-from kexue.gan_losses.ogan import (
+from kexue.gan_losses.losses.ogan import (
     ogan_correlation_loss,
     ogan_encoder_loss,
     ogan_generator_loss,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._validation import check_tensor
+from .._validation import check_tensor
 
 __all__ = ["ConditionalLatent", "SelfModulatedBatchNorm"]
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.testing import assert_close
 
-from kexue.gan_losses.imle import (
+from kexue.gan_losses.losses.imle import (
     imle_loss,
     imle_two_sample_loss,
     nearest_neighbour_sqdist,

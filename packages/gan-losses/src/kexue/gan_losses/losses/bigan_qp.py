@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-from ._validation import (
+from .._validation import (
     Reduction,
     as_scores,
     check_batched,

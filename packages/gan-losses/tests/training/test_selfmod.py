@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.testing import assert_close
 
-from kexue.gan_losses.selfmod import ConditionalLatent, SelfModulatedBatchNorm
+from kexue.gan_losses.training.selfmod import ConditionalLatent, SelfModulatedBatchNorm
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ._validation import (
+from .._validation import (
     Reduction,
     check_batched,
     check_positive,
@@ -36,8 +36,8 @@ from ._validation import (
     check_tensor,
     per_sample_flat,
     reduce,
+    signed_pair,
 )
-from .losses import _scores
 
 __all__ = ["gan_qp_discriminator_loss", "gan_qp_distance", "gan_qp_generator_loss"]
 
@@ -124,7 +124,7 @@ def gan_qp_discriminator_loss(
     """
     check_positive(lam, "lam")
     check_positive(eps, "eps", allow_zero=True)
-    r, f = _scores(real_scores, fake_scores, energy)
+    r, f = signed_pair(real_scores, fake_scores, energy)
     check_same_batch(r, f, "real_scores", "fake_scores")
     x_real = check_tensor(x_real, "x_real")
     x_fake = check_tensor(x_fake, "x_fake")
@@ -161,6 +161,6 @@ def gan_qp_generator_loss(
     References:
         arXiv 1811.07296; https://kexue.fm/archives/6163; ``bojone/gan-qp``.
     """
-    r, f = _scores(real_scores, fake_scores, energy)
+    r, f = signed_pair(real_scores, fake_scores, energy)
     check_same_batch(r, f, "real_scores", "fake_scores")
     return reduce(r - f, reduction)

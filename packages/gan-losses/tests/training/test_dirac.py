@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from kexue.gan_losses.dirac import dirac_gan_vector_field, integrate_dirac_gan
+from kexue.gan_losses.training.dirac import dirac_gan_vector_field, integrate_dirac_gan
 
 PHI = torch.tensor([0.3, -0.7], dtype=torch.float64)
 THETA = torch.tensor([0.5, 0.2], dtype=torch.float64)

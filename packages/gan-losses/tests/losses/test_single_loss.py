@@ -11,14 +11,14 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 from torch.testing import assert_close
 
-from kexue.gan_losses.losses import (
+from kexue.gan_losses.losses.classic import (
     hinge_discriminator_loss,
     hinge_generator_loss,
     sgan_discriminator_loss,
     sgan_generator_loss,
 )
-from kexue.gan_losses.relativistic import rsgan_discriminator_loss, rsgan_generator_loss
-from kexue.gan_losses.single_loss import forward_detached_and_attached, single_loss
+from kexue.gan_losses.losses.relativistic import rsgan_discriminator_loss, rsgan_generator_loss
+from kexue.gan_losses.losses.single_loss import forward_detached_and_attached, single_loss
 
 METHODS = ["replay", "concat", "separate"]
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.testing import assert_close
 
-from kexue.gan_losses.bigan_qp import (
+from kexue.gan_losses.losses.bigan_qp import (
     bigan_qp_critic_loss,
     bigan_qp_distance,
     bigan_qp_generator_encoder_loss,

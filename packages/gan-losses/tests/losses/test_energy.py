@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from kexue.gan_losses.energy import (
+from kexue.gan_losses.losses.energy import (
     contrastive_energy_loss,
     encoder_entropy_surrogate,
     meg_mutual_information_loss,

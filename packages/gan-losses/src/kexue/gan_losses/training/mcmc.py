@@ -38,7 +38,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._validation import check_batched, check_positive, per_sample_flat
+from .._validation import check_batched, check_positive, per_sample_flat
 
 __all__ = [
     "MALAResult",

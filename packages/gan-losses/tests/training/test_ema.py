@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from kexue.gan_losses.ema import GeneratorEMA, unwrap_model
 from kexue.gan_losses.spectral import apply_spectral_norm
+from kexue.gan_losses.training.ema import GeneratorEMA, unwrap_model
 
 
 def _model(seed: int = 0) -> nn.Module:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validation import (
+from .._validation import (
     Reduction,
     as_scores,
     check_batched,

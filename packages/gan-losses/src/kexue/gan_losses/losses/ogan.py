@@ -31,7 +31,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._validation import (
+from .._validation import (
     Reduction,
     check_batched,
     check_positive,
@@ -326,7 +326,7 @@ def ogan_single_loss(
         quadratic   = w Δ² / (MSE(x_r, sg x_f) + eps)        trains E only
 
     ``E(sg x_f)`` and ``E(x_f)`` come from
-    :func:`~kexue.gan_losses.single_loss.forward_detached_and_attached`, so the stop-gradients
+    :func:`~kexue.gan_losses.losses.single_loss.forward_detached_and_attached`, so the stop-gradients
     cannot be misplaced; ``E(x_r)`` is a separate forward (BN statistics per call, as in the
     author's Keras model).
 
