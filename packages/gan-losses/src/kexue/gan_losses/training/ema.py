@@ -1,4 +1,4 @@
-"""Exponential moving average of the generator's weights (post 6575; the recipe of post 6583).
+"""Weight EMA of the generator (post 6575; the third fix of post 6583) — a small one, on purpose.
 
 ``Θ ← αΘ + (1 − α)θ`` after every optimiser step, ``Θ₀ = θ₀``; α = 0.999, optionally 0.9999
 (post 6575). Θ is used for sampling and evaluation only, never fed back into training: EMA leaves
@@ -6,8 +6,13 @@ the optimisation path unchanged and averages the orbit of a non-converging GAN t
 centre — "the most powerful" of the author's three fixes (post 6583). EMA of D is pointless
 (post 6583): D's averaged weights are never used.
 
-This is the minimal local helper of ``kexue-gan-losses``; it is meant to be replaced by the EMA of
-``kexue-keras-compat`` once that lands (spec §5 q.10).
+Why gan-losses keeps its own. ``kexue-gan-losses`` depends on torch only, and the G-weight EMA is
+part of its scope (spec §1.1, §2.16), so :class:`GeneratorEMA` stays: the fixed-decay average that
+the posts use, nothing more. The full EMA is ``kexue.keras_compat.EMA`` (distribution
+``kexue-keras-compat``): warm-up laws (timm, torch-ema), zero init with bias correction,
+``attach`` to an optimiser, ``swapped`` weights, ``update_bn``, shadow on another device. For the
+same decay, init and buffer policy the two give the same average (``GeneratorEMA(g, d)`` ≡
+``keras_compat.EMA(g, d, buffers="copy")``); switch to it when you need one of those features.
 
 References:
     https://kexue.fm/archives/6575; https://kexue.fm/archives/6583;
@@ -23,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 __all__ = ["GeneratorEMA", "unwrap_model"]
 
@@ -33,20 +38,15 @@ _POLICIES = ("copy", "average", "ignore")
 
 def unwrap_model(model: nn.Module) -> nn.Module:
     """Strip ``DistributedDataParallel`` / ``DataParallel`` (``.module``) and ``torch.compile``
-    (``._orig_mod``) wrappers, repeatedly.
-
-    Only these wrapper types are unwrapped: a user module that merely has a ``module``
-    attribute is returned as is.
-    """
+    (``._orig_mod``) wrappers, repeatedly; any other module (even one with a ``module``
+    attribute) is returned as is."""
     wrappers: tuple[type, ...] = (nn.DataParallel, nn.parallel.DistributedDataParallel)
-    # A torch.compile wrapper can only exist once torch._dynamo is imported: look it up without
-    # importing it (the import costs ~1 s and ~70 MiB on first use).
-    compiled = sys.modules.get("torch._dynamo.eval_frame")
-    compiled_type = getattr(compiled, "OptimizedModule", None)
+    # torch.compile's wrapper type exists only once torch._dynamo is imported: never import it here.
+    compiled = getattr(sys.modules.get("torch._dynamo.eval_frame"), "OptimizedModule", None)
     while True:
         if isinstance(model, wrappers):
             model = model.module
-        elif compiled_type is not None and isinstance(model, compiled_type):
+        elif compiled is not None and isinstance(model, compiled):
             model = model._orig_mod
         else:
             return model
@@ -55,37 +55,28 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 class GeneratorEMA:
     """Shadow copy of a model whose weights track an exponential moving average.
 
-    The shadow is a deep copy of the (unwrapped) model, ``Θ₀ = θ₀``, with ``requires_grad=False``
-    on every parameter. It is available as :attr:`module` for sampling; ``GeneratorEMA`` itself is
-    not an ``nn.Module``, so storing it on a model does not register the shadow as a submodule and
-    it never reaches an optimiser built from ``model.parameters()`` (do not assign ``.module``
-    itself to a training model's attribute).
+    The shadow :attr:`module` is a deep copy of the unwrapped model with ``requires_grad=False``.
+    ``GeneratorEMA`` is not an ``nn.Module``: stored on a model it registers no submodule and never
+    reaches an optimiser built from ``model.parameters()``.
 
-    Each :meth:`update` does ``Θ ← αΘ + (1 − α)θ`` for floating parameters with
-    ``torch._foreach_lerp_`` (one fused call per device and dtype). Buffers follow ``buffers``:
-    ``"copy"`` (default; BN running statistics and spectral-norm ``u``, ``v`` taken from the live
-    model), ``"average"`` (floating buffers lerped like parameters, as StudioGAN) or ``"ignore"``
-    (kept from the initial copy). Integer buffers (``num_batches_tracked``) are always copied,
-    never lerped.
+    :meth:`update` lerps floating parameters with one ``torch._foreach_lerp_``. Buffers follow
+    ``buffers``: ``"copy"`` (default; BN statistics and spectral-norm ``u``, ``v`` from the live
+    model), ``"average"`` (floating buffers lerped, as StudioGAN) or ``"ignore"`` (kept from the
+    initial copy). Integer buffers (``num_batches_tracked``) are always copied, never lerped.
 
     Arguments:
         model: the generator, possibly wrapped in DDP / DataParallel / ``torch.compile``.
-        decay: α in [0, 1]; default 0.999 (post 6575; 0.9999 for smoother, less detailed
-            samples). ``decay=0`` makes the shadow a copy of the model.
-        buffers: ``"copy"``, ``"average"`` or ``"ignore"``; see above.
-        dtype: floating dtype of the shadow; ``torch.float32`` keeps an fp32 average for a bf16
-            or fp16 model (small updates ``(1 − α)(θ − Θ)`` vanish in bf16). Default: the model's.
+        decay: α in [0, 1]; default 0.999 (post 6575; 0.9999 smoother, less detailed).
+        buffers: ``"copy"``, ``"average"`` or ``"ignore"``.
+        dtype: floating dtype of the shadow; ``torch.float32`` keeps an fp32 average of a bf16 /
+            fp16 model (the updates ``(1 − α)(θ − Θ)`` vanish in bf16). Default: the model's.
         warmup: the first ``warmup`` updates copy θ instead of averaging (StudioGAN's
-            ``g_ema_start``, 1000 in its CIFAR BigGAN config); default None = average from the
-            first update.
+            ``g_ema_start``, 1000 in its CIFAR BigGAN config); default None.
 
     Example:
         >>> g = nn.Linear(4, 4)
         >>> ema = GeneratorEMA(g, decay=0.999)
         >>> # after each optimiser step: ema.update(g); sample with ema.module(z)
-
-    References:
-        https://kexue.fm/archives/6575; https://kexue.fm/archives/6583.
     """
 
     def __init__(
@@ -107,72 +98,27 @@ class GeneratorEMA:
         if warmup is not None and (not isinstance(warmup, int) or warmup < 0):
             raise ValueError(f"warmup must be an int >= 0 or None, got {warmup!r}")
         self.buffers: BufferPolicy = buffers
-        self.dtype = dtype
-        self.warmup = warmup
-        self.num_updates = 0
-        source = unwrap_model(model)
-        self.module: nn.Module = copy.deepcopy(source)
+        self.dtype, self.warmup, self.num_updates = dtype, warmup, 0
+        self.module: nn.Module = copy.deepcopy(unwrap_model(model))
         if dtype is not None:
             self.module.to(dtype=dtype)  # floating parameters and buffers only
         self.module.requires_grad_(False)
-        self._param_names = [n for n, _ in self.module.named_parameters()]
-        self._buffer_names = [n for n, _ in self.module.named_buffers()]
-
-    def _pairs(
-        self, model: nn.Module
-    ) -> tuple[list[tuple[Tensor, Tensor]], list[tuple[Tensor, Tensor]]]:
-        source = unwrap_model(model)
-        src_params = dict(source.named_parameters())
-        src_buffers = dict(source.named_buffers())
-        if list(src_params) != self._param_names or list(src_buffers) != self._buffer_names:
-            missing = sorted(set(self._param_names) ^ set(src_params))
-            missing += sorted(set(self._buffer_names) ^ set(src_buffers))
-            raise ValueError(
-                "model does not have the structure the EMA was built from; differing names: "
-                f"{missing[:8] or 'same names in a different order'}"
-            )
-        shadow_params = dict(self.module.named_parameters())
-        shadow_buffers = dict(self.module.named_buffers())
-        params = [(shadow_params[n], src_params[n]) for n in self._param_names]
-        buffers = [(shadow_buffers[n], src_buffers[n]) for n in self._buffer_names]
-        for (e, m), n in zip(params + buffers, self._param_names + self._buffer_names):
-            if e.shape != m.shape:
-                raise ValueError(
-                    f"model tensor {n!r} has shape {tuple(m.shape)}, the EMA's {tuple(e.shape)}"
-                )
-        return params, buffers
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """Move the shadow towards ``model``: ``Θ ← αΘ + (1 − α)θ`` (see the class docstring).
-
-        Arguments:
-            model: the live generator (DDP / DataParallel / compiled wrappers are stripped).
-        """
-        params, buffers = self._pairs(model)
+        """Move the shadow towards ``model``: ``Θ ← αΘ + (1 − α)θ`` (see the class docstring)."""
         copying = self.warmup is not None and self.num_updates < self.warmup
-        lerp: list[tuple[Tensor, Tensor]] = []
-        copy_: list[tuple[Tensor, Tensor]] = []
-        for e, m in params:
-            (lerp if e.is_floating_point() and not copying else copy_).append((e, m))
-        for e, m in buffers:
-            if not e.is_floating_point():
-                copy_.append((e, m))
-            elif self.buffers == "average" and not copying:
-                lerp.append((e, m))
-            elif self.buffers == "copy" or copying:
+        lerp, copy_ = [], []
+        for kind, e, m in _pairs(self.module, unwrap_model(model)):
+            average = kind == "param" or self.buffers == "average"
+            if e.is_floating_point() and average and not copying:
+                lerp.append((e, m.to(device=e.device, dtype=e.dtype)))
+            elif not e.is_floating_point() or self.buffers == "copy" or copying or average:
                 copy_.append((e, m))
         for e, m in copy_:
             e.copy_(m)
         if lerp:
-            weight = 1.0 - self.decay
-            shadows = [e for e, _ in lerp]
-            sources = [m.to(device=e.device, dtype=e.dtype) for e, m in lerp]
-            if hasattr(torch, "_foreach_lerp_"):
-                torch._foreach_lerp_(shadows, sources, weight)
-            else:  # pragma: no cover - very old torch
-                for e, m in zip(shadows, sources):
-                    e.lerp_(m, weight)
+            torch._foreach_lerp_([e for e, _ in lerp], [m for _, m in lerp], 1.0 - self.decay)
         self.num_updates += 1
 
     def state_dict(self) -> dict[str, Any]:
@@ -190,16 +136,14 @@ class GeneratorEMA:
         missing = {"module", "decay", "num_updates"} - set(state_dict)
         if missing:
             raise ValueError(f"state_dict is missing keys {sorted(missing)}")
+        if state_dict.get("buffers", self.buffers) not in _POLICIES:
+            raise ValueError(f"state_dict['buffers'] must be one of {_POLICIES}")
         self.module.load_state_dict(state_dict["module"])
         self.module.requires_grad_(False)
         self.decay = _check_decay(state_dict["decay"])
         self.num_updates = int(state_dict["num_updates"])
-        if "buffers" in state_dict:
-            if state_dict["buffers"] not in _POLICIES:
-                raise ValueError(f"state_dict['buffers'] must be one of {_POLICIES}")
-            self.buffers = state_dict["buffers"]
-        if "warmup" in state_dict:
-            self.warmup = state_dict["warmup"]
+        self.buffers = state_dict.get("buffers", self.buffers)
+        self.warmup = state_dict.get("warmup", self.warmup)
 
     def __repr__(self) -> str:
         return (
@@ -207,6 +151,27 @@ class GeneratorEMA:
             f"warmup={self.warmup}, num_updates={self.num_updates}, "
             f"module={type(self.module).__name__})"
         )
+
+
+def _pairs(shadow: nn.Module, source: nn.Module) -> list[tuple[str, Any, Any]]:
+    """``(kind, shadow tensor, source tensor)`` by name; raises if the two structures differ."""
+    out = []
+    for kind, named in (("param", nn.Module.named_parameters), ("buffer", nn.Module.named_buffers)):
+        ours, theirs = dict(named(shadow)), dict(named(source))
+        if list(ours) != list(theirs):
+            differ = sorted(set(ours) ^ set(theirs))
+            raise ValueError(
+                "model does not have the structure the EMA was built from; differing names: "
+                f"{differ[:8] or 'same names in a different order'}"
+            )
+        for name, e in ours.items():
+            if e.shape != theirs[name].shape:
+                raise ValueError(
+                    f"model tensor {name!r} has shape {tuple(theirs[name].shape)}, "
+                    f"the EMA's {tuple(e.shape)}"
+                )
+            out.append((kind, e, theirs[name]))
+    return out
 
 
 def _check_decay(decay: float) -> float:
