@@ -8,7 +8,7 @@ from _flowcheck import check_invertible, check_logdet_vs_jacobian
 from torch import Tensor, nn
 
 from kexue.flows.base import Compose, FlowLayer, Inverse, logdet_dtype, zero_logdet
-from kexue.flows.layers import Permutation
+from kexue.flows.layers.permutation import Permutation
 
 
 class _Affine(FlowLayer):

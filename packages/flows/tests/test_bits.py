@@ -11,8 +11,8 @@ from torch.distributions import Normal
 
 from kexue.flows.base import Compose, FlowLayer, logdet_dtype
 from kexue.flows.bits import bits_per_dim, dequantize, reduce_bits, resolve_levels
-from kexue.flows.layers import LogitTransform
-from kexue.flows.model import Flow
+from kexue.flows.flow import Flow
+from kexue.flows.layers.logit import LogitTransform
 from kexue.flows.priors import Logistic, StandardNormal
 
 HALF_LOG2_2PI = 0.5 * math.log2(2 * math.pi)

@@ -2,10 +2,16 @@
 
 NICE, RealNVP, Glow, i-ResNet and Residual Flows behind one layer contract: every layer maps
 ``forward(x, context=None) -> (y, logdet)`` and ``inverse(y, context=None) -> (x, logdet_inv)`` with a
-per-sample ``logdet`` of shape ``(B,)`` (+log|det J|; losses are -log p). Builders live in
-:mod:`kexue.flows.models`; the fused Triton coupling kernel sits behind :func:`fused_coupling`
-(``backend=`` / ``KEXUE_FLOWS_BACKEND``). Posts: https://kexue.fm/archives/5776,
-https://kexue.fm/archives/5807, https://kexue.fm/archives/6482. See the package README.
+per-sample ``logdet`` of shape ``(B,)`` (+log|det J|; losses are -log p). The fused Triton coupling
+kernel sits behind :func:`fused_coupling` (``backend=`` / ``KEXUE_FLOWS_BACKEND``). Posts:
+https://kexue.fm/archives/5776, https://kexue.fm/archives/5807, https://kexue.fm/archives/6482.
+See the package README.
+
+Layout: :mod:`.flow` (``Flow``, ``MultiScaleFlow``, ``FlowConfig``), :mod:`.layers` (coupling,
+normalisation, 1×1 conv, permutation, reshape, logit, scale maps), :mod:`.residual` (i-ResBlock,
+spectral norm, log-det estimators), :mod:`.builders` (nice, realnvp, glow, residual), and at the
+top :mod:`.base` (the layer contract), :mod:`.functional` (reference ops), :mod:`.priors`,
+:mod:`.nets`, :mod:`.bits`; Triton kernels in ``_kernels/triton_<op>.py`` chosen by ``_dispatch``.
 """
 
 from __future__ import annotations
@@ -24,16 +30,16 @@ from .bits import (
     reduce_bits,
     resolve_levels,
 )
-from .conv1x1 import (
-    FoldedActNormConv,
-    Invertible1x1Conv,
-    fold_actnorm_conv,
-)
-from .coupling import (
-    AdditiveCoupling,
-    AffineCoupling,
-    channel_mask,
-    checkerboard_mask,
+from .builders.glow import glow
+from .builders.nice import nice
+from .builders.realnvp import realnvp
+from .builders.residual import iresnet, residual_flow
+from .flow import (
+    Flow,
+    FlowConfig,
+    Level,
+    MultiScaleFlow,
+    Split,
 )
 from .functional import (
     CouplingKind,
@@ -45,20 +51,28 @@ from .functional import (
     join_h,
     split_h,
 )
-from .iresblock import (
-    InverseInfo,
-    InverseNotConverged,
-    IResBlock,
-    LipSwish,
-    conv_residual,
-    mlp_residual,
+from .layers.conv1x1 import (
+    FoldedActNormConv,
+    Invertible1x1Conv,
+    fold_actnorm_conv,
 )
-from .layers import (
+from .layers.coupling import (
+    AdditiveCoupling,
+    AffineCoupling,
+    channel_mask,
+    checkerboard_mask,
+)
+from .layers.logit import LogitTransform
+from .layers.normalization import (
+    ActNorm,
+    AffineBatchNorm,
+    DiagonalScale,
+)
+from .layers.permutation import Permutation
+from .layers.reshape import (
     Flatten,
     Interleave,
-    LogitTransform,
     ParitySplit,
-    Permutation,
     Reshape,
     Squeeze,
     Unsqueeze,
@@ -67,19 +81,11 @@ from .layers import (
     parity_merge,
     parity_split,
 )
-from .model import (
-    Flow,
-    Level,
-    MultiScaleFlow,
-    Split,
-)
-from .models import (
-    FlowConfig,
-    glow,
-    iresnet,
-    nice,
-    realnvp,
-    residual_flow,
+from .layers.scale_maps import (
+    SCALE_MAPS,
+    apply_scale_map,
+    get_scale_map,
+    log_scale_derivative,
 )
 from .nets import (
     MLP,
@@ -88,11 +94,6 @@ from .nets import (
     LinearZeros,
     ResNet,
     make_activation,
-)
-from .normalization import (
-    ActNorm,
-    AffineBatchNorm,
-    DiagonalScale,
 )
 from .priors import (
     ConditionalGaussian,
@@ -103,7 +104,15 @@ from .priors import (
     Prior,
     StandardNormal,
 )
-from .roulette import (
+from .residual.iresblock import (
+    InverseInfo,
+    InverseNotConverged,
+    IResBlock,
+    LipSwish,
+    conv_residual,
+    mlp_residual,
+)
+from .residual.roulette import (
     exact_logdet,
     exact_series_logdet,
     hutchinson_logdet,
@@ -114,13 +123,7 @@ from .roulette import (
     sample_probe,
     truncation_bound,
 )
-from .scale_maps import (
-    SCALE_MAPS,
-    apply_scale_map,
-    get_scale_map,
-    log_scale_derivative,
-)
-from .spectral import (
+from .residual.spectral import (
     SpectralNormConv2d,
     SpectralNormLinear,
     frozen_spectral_norm,

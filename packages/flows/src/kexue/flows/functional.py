@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from kexue.flows._dispatch import resolve_backend
-from kexue.flows.scale_maps import SCALE_MAPS, apply_scale_map, log_scale_derivative
+from kexue.flows.layers.scale_maps import SCALE_MAPS, apply_scale_map, log_scale_derivative
 
 __all__ = [
     "CouplingKind",
@@ -182,7 +182,7 @@ def coupling_forward(
         x_b: (B, C, *) transformed half.
         h: network output, (B, C, *) for additive, (B, 2C, *) for affine.
         kind: ``"affine"`` (default) or ``"additive"``.
-        scale_map: name in :data:`kexue.flows.scale_maps.SCALE_MAPS`; default ``"sigmoid2"``
+        scale_map: name in :data:`kexue.flows.layers.scale_maps.SCALE_MAPS`; default ``"sigmoid2"``
             (Glow, openai/glow).
         order: ``"glow"`` (default; (x + t)·scale, openai/glow) or ``"realnvp"``
             (x·exp(s) + t, RealNVP paper).
@@ -294,7 +294,7 @@ class _FusedCoupling(torch.autograd.Function):
         scale_weight: Tensor | None,
         cfg: dict[str, Any],
     ) -> tuple[Tensor, Tensor]:
-        from kexue.flows._kernels import coupling as kernels
+        from kexue.flows._kernels import triton_coupling as kernels
 
         out, logdet = kernels.coupling_fwd(inp, h, scale_weight, **_kernel_cfg(cfg))
         ctx.save_for_backward(inp, h, scale_weight)
@@ -307,7 +307,7 @@ class _FusedCoupling(torch.autograd.Function):
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
         inp, h, scale_weight = ctx.saved_tensors
         cfg = ctx.cfg
-        from kexue.flows._kernels import coupling as kernels
+        from kexue.flows._kernels import triton_coupling as kernels
 
         din, dh, dw = kernels.coupling_bwd(
             inp, h, scale_weight, g_out, g_logdet, **_kernel_cfg(cfg)

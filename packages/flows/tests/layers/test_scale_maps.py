@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from kexue.flows.scale_maps import (
+from kexue.flows.layers.scale_maps import (
     SCALE_MAPS,
     apply_scale_map,
     get_scale_map,

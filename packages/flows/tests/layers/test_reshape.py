@@ -1,21 +1,19 @@
-"""Tests for kexue.flows.layers: permutations, parity/channel splits, squeeze, reshape, logit."""
+"""Tests for kexue.flows.layers.reshape: parity/channel splits, squeeze, reshape (exact, logdet 0)."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-from _flowcheck import check_invertible, check_logdet_vs_jacobian
+from _flowcheck import check_logdet_vs_jacobian
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kexue.flows.layers import (
+from kexue.flows.layers.logit import LogitTransform
+from kexue.flows.layers.permutation import Permutation
+from kexue.flows.layers.reshape import (
     Flatten,
     Interleave,
-    LogitTransform,
     ParitySplit,
-    Permutation,
     Reshape,
     Squeeze,
     Unsqueeze,
@@ -36,62 +34,6 @@ def _exact_roundtrip(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     assert torch.equal(x_rec, x)
     assert torch.equal(ld, torch.zeros(x.shape[0])) and torch.equal(ld_inv, ld)
     return y
-
-
-# ----------------------------------------------------------------------------- Permutation
-
-
-def test_permutation_reverse_values() -> None:
-    x = torch.arange(10.0).reshape(2, 5)
-    y = _exact_roundtrip(Permutation(5), x)
-    assert torch.equal(y, x.flip(1))
-
-
-@pytest.mark.parametrize("mode", ["reverse", "random"])
-@pytest.mark.parametrize("dim", [1, 2])
-def test_permutation_roundtrip_and_jacobian(mode: str, dim: int) -> None:
-    layer = Permutation(4, mode=mode, dim=dim, generator=_gen(3))  # type: ignore[arg-type]
-    x = torch.randn(3, 4, 4, dtype=torch.float64, generator=_gen(1))
-    _exact_roundtrip(layer, x)
-    check_logdet_vs_jacobian(layer, x, 1e-12)
-
-
-def test_permutation_image_channels() -> None:
-    layer = Permutation(6, mode="fixed", perm=[2, 0, 1, 5, 3, 4])
-    x = torch.randn(2, 6, 3, 3, generator=_gen(2))
-    y = _exact_roundtrip(layer, x)
-    assert torch.equal(y[:, 0], x[:, 2]) and torch.equal(y[:, 3], x[:, 5])
-
-
-def test_permutation_random_state_dict_roundtrip() -> None:
-    a = Permutation(16, mode="random", generator=_gen(7))
-    b = Permutation(16, mode="random", generator=_gen(8))
-    assert not torch.equal(a.perm, b.perm)
-    b.load_state_dict(a.state_dict())
-    assert torch.equal(a.perm, b.perm) and torch.equal(a.inv_perm, b.inv_perm)
-    x = torch.randn(3, 16, generator=_gen(0))
-    assert torch.equal(a(x)[0], b(x)[0])
-    assert torch.equal(b.inverse(a(x)[0])[0], x)
-
-
-def test_permutation_random_uses_generator() -> None:
-    a = Permutation(32, mode="random", generator=_gen(5))
-    b = Permutation(32, mode="random", generator=_gen(5))
-    assert torch.equal(a.perm, b.perm)
-    assert torch.equal(torch.sort(a.perm).values, torch.arange(32))
-
-
-def test_permutation_bad_input() -> None:
-    with pytest.raises(ValueError, match="perm"):
-        Permutation(3, mode="fixed", perm=[0, 0, 1])
-    with pytest.raises(ValueError, match="perm"):
-        Permutation(3, mode="fixed")
-    with pytest.raises(ValueError, match="mode"):
-        Permutation(3, mode="shuffle")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="x"):
-        Permutation(3)(torch.zeros(2, 4))
-    with pytest.raises(ValueError, match="y"):
-        Permutation(3).inverse(torch.zeros(2, 4))
 
 
 # ----------------------------------------------------------------------------- parity / channel
@@ -207,74 +149,6 @@ def test_reshape_and_flatten() -> None:
         Reshape((3, 2), (5,))
     with pytest.raises(ValueError, match="x"):
         Flatten((3, 2, 2))(torch.zeros(2, 12))
-
-
-# ----------------------------------------------------------------------------- logit
-
-
-@pytest.mark.parametrize("alpha", [0.0, 0.05, 1e-6])
-@pytest.mark.parametrize(
-    ("dtype", "atol", "jac_atol"), [(torch.float64, 1e-10, 1e-8), (torch.float32, 1e-4, 1e-4)]
-)
-def test_logit_invertible_and_jacobian(
-    alpha: float, dtype: torch.dtype, atol: float, jac_atol: float
-) -> None:
-    layer = LogitTransform(alpha)
-    x = torch.rand(4, 2, 3, 3, generator=_gen(11), dtype=dtype) * 0.9 + 0.05
-    check_invertible(layer, x, atol)
-    check_logdet_vs_jacobian(layer, x, jac_atol)
-
-
-def test_logit_closed_form_values() -> None:
-    alpha = 0.05
-    x = torch.tensor([[0.25, 0.5]], dtype=torch.float64)
-    z, ld = LogitTransform(alpha)(x)
-    s = alpha + (1 - 2 * alpha) * x
-    torch.testing.assert_close(z, torch.log(s / (1 - s)), atol=1e-14, rtol=0)
-    expected = sum(math.log(0.9) - math.log(v * (1 - v)) for v in s[0].tolist())
-    torch.testing.assert_close(
-        ld, torch.tensor([expected], dtype=torch.float64), atol=1e-12, rtol=0
-    )
-
-
-def test_logit_data_range() -> None:
-    x01 = torch.rand(3, 5, generator=_gen(12), dtype=torch.float64) * 0.98 + 0.01
-    xpm = 2 * x01 - 1
-    z01, ld01 = LogitTransform(0.05)(x01)
-    zpm, ldpm = LogitTransform(0.05, data_range=(-1.0, 1.0))(xpm)
-    torch.testing.assert_close(zpm, z01, atol=1e-12, rtol=0)
-    torch.testing.assert_close(ldpm, ld01 - 5 * math.log(2.0), atol=1e-12, rtol=0)
-    check_invertible(LogitTransform(0.05, data_range=(-1.0, 1.0)), xpm, 1e-10)
-    check_logdet_vs_jacobian(LogitTransform(0.05, data_range=(-1.0, 1.0)), xpm, 1e-8)
-
-
-def test_logit_bad_input() -> None:
-    with pytest.raises(ValueError, match="alpha"):
-        LogitTransform(0.5)
-    with pytest.raises(ValueError, match="data_range"):
-        LogitTransform(0.1, data_range=(1.0, 0.0))
-    with pytest.raises(ValueError, match="x"):
-        LogitTransform(0.05)(torch.tensor([[0.5, 1.5]]))
-    with pytest.raises(ValueError, match="x"):
-        LogitTransform(0.05)(torch.tensor([[0.5, float("nan")]]))
-
-
-@settings(max_examples=20, deadline=None)
-@given(
-    b=st.integers(1, 3),
-    half=st.integers(1, 6),
-    mode=st.sampled_from(["reverse", "random"]),
-    seed=st.integers(0, 1000),
-)
-def test_permutation_and_parity_property(b: int, half: int, mode: str, seed: int) -> None:
-    d = 2 * half
-    x = torch.randn(b, d, 2, generator=_gen(seed))
-    perm = Permutation(d, mode=mode, generator=_gen(seed))  # type: ignore[arg-type]
-    y = _exact_roundtrip(perm, x)
-    assert torch.equal(y.sort(1).values, x.sort(1).values)
-    _exact_roundtrip(ParitySplit(), x)
-    _exact_roundtrip(Interleave(), x)
-    assert torch.equal(Interleave()(ParitySplit()(x)[0])[0], x)
 
 
 def test_low_precision_dtype_preserved_logdet_fp32() -> None:

@@ -14,9 +14,9 @@ from torch import nn
 
 pytest.importorskip("triton")
 
-from kexue.flows.coupling import AffineCoupling
 from kexue.flows.functional import fused_coupling
-from kexue.flows.scale_maps import SCALE_MAPS
+from kexue.flows.layers.coupling import AffineCoupling
+from kexue.flows.layers.scale_maps import SCALE_MAPS
 
 MAPS = sorted(SCALE_MAPS)
 # (B, C, *spatial) of the transformed half: a 2-tile sample (N = 105) and a vector (N = 7).

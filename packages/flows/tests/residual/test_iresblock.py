@@ -11,21 +11,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from kexue.flows.iresblock import (
+from kexue.flows.residual.iresblock import (
     InverseNotConverged,
     IResBlock,
     LipSwish,
     conv_residual,
     mlp_residual,
 )
-from kexue.flows.roulette import (
+from kexue.flows.residual.roulette import (
     exact_logdet,
     exact_series_logdet,
     jacobian_matrix,
     neumann_logdet,
     truncation_bound,
 )
-from kexue.flows.spectral import SpectralNormLinear
+from kexue.flows.residual.spectral import SpectralNormLinear
 
 DT = torch.float64
 

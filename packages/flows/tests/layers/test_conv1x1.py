@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.autograd.functional import jacobian
 
-from kexue.flows.conv1x1 import FoldedActNormConv, Invertible1x1Conv, fold_actnorm_conv
-from kexue.flows.normalization import ActNorm
+from kexue.flows.layers.conv1x1 import FoldedActNormConv, Invertible1x1Conv, fold_actnorm_conv
+from kexue.flows.layers.normalization import ActNorm
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -1,10 +1,10 @@
 """Invertible residual blocks (i-ResNet) and the Residual Flows extension.
 
-``y = x + g(x)`` with Lip(g) ≤ c < 1 (spectral-normalised ``g``, see :mod:`kexue.flows.spectral`)
+``y = x + g(x)`` with Lip(g) ≤ c < 1 (spectral-normalised ``g``, see :mod:`kexue.flows.residual.spectral`)
 is invertible by Banach's fixed-point theorem; the inverse iterates ``x ← y − g(x)``. The
 log-determinant ``ln det(I + J_g)`` comes from the power series with Hutchinson traces
 (i-ResNet), optionally made unbiased by Russian roulette with the Neumann-series gradient
-(Residual Flows), see :mod:`kexue.flows.roulette`.
+(Residual Flows), see :mod:`kexue.flows.residual.roulette`.
 
 References:
     - Behrmann et al., Invertible Residual Networks, arXiv:1811.00995.
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kexue.flows.base import FlowLayer
-from kexue.flows.roulette import (
+from kexue.flows.residual.roulette import (
     exact_logdet,
     exact_series_logdet,
     hutchinson_logdet,
@@ -34,7 +34,7 @@ from kexue.flows.roulette import (
     roulette_weights,
     sample_probe,
 )
-from kexue.flows.spectral import (
+from kexue.flows.residual.spectral import (
     SpectralNormConv2d,
     SpectralNormLinear,
     _SpectralNormBase,

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from kexue.flows.base import FlowLayer
 from kexue.flows.functional import fused_coupling, split_h
-from kexue.flows.scale_maps import SCALE_MAPS
+from kexue.flows.layers.scale_maps import SCALE_MAPS
 
 __all__ = ["AdditiveCoupling", "AffineCoupling", "channel_mask", "checkerboard_mask"]
 
@@ -330,7 +330,7 @@ class AffineCoupling(_Coupling):
     Arguments:
         net: maps the kept part (and ``context`` as ``net(x_a, context)``) to h with twice the
             channels of x_b (channel/parity splits) or of x (checkerboard/mask).
-        scale_map: one of :data:`kexue.flows.scale_maps.SCALE_MAPS`; default ``"sigmoid2"``
+        scale_map: one of :data:`kexue.flows.layers.scale_maps.SCALE_MAPS`; default ``"sigmoid2"``
             (Glow, openai/glow; bounded, spec §1.4).
         split: ``"channel"`` (default), ``"parity"``, ``"checkerboard"`` or ``"mask"``.
         order: ``"glow"`` (default; (x + t)·scale) or ``"realnvp"`` (x·exp(s) + t).

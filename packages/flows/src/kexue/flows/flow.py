@@ -1,4 +1,5 @@
-"""Flow models: :class:`Flow` (transform + prior) and the multi-scale :class:`MultiScaleFlow`.
+"""Flow models: :class:`Flow` (transform + prior), the multi-scale :class:`MultiScaleFlow`, and the
+:class:`FlowConfig` a builder attaches as ``model.config``.
 
 ``log p(x) = log p_Z(f(x)) + Σ_layers logdet`` (+ Σ_i log p(z_i | h_i) for every factored-out
 z_i in a multi-scale model). ``bpd`` adds the dequantisation constant of spec §1.2 for the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -26,9 +28,49 @@ from kexue.flows.bits import bits_per_dim, resolve_levels
 from kexue.flows.bits import dequantize as _dequantize
 from kexue.flows.priors import ConditionalGaussian, GaussianPrior, Prior
 
-__all__ = ["Flow", "Level", "MultiScaleFlow", "Split"]
+__all__ = ["Flow", "FlowConfig", "Level", "MultiScaleFlow", "Split"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Data and sampling conventions of a preset, attached to built models as ``model.config``.
+
+    Attributes:
+        preset: ``"paper"`` or ``"su_compat"``.
+        data_range: range of the continuous data y the model expects ((0, 1) or (−1, 1)).
+        noise: training noise: ``"uniform"`` adds U(0, noise_scale) (dequantisation),
+            ``"negative"`` subtracts noise_scale·U(0, 1) (Su's NICE), ``"none"``.
+        noise_scale: width of the noise (1/256 for the NICE paper, 0.01 for Su's NICE).
+        sample_temperature: the preset's sampling temperature / prior std (1.0 paper; 0.75 Su's
+            NICE, 0.9 Su's Glow).
+        clip: range samples are clipped to after the inverse (Su clips NICE samples to [0, 1]),
+            or None.
+    """
+
+    preset: str
+    data_range: tuple[float, float] = (0.0, 1.0)
+    noise: Literal["uniform", "negative", "none"] = "uniform"
+    noise_scale: float = 1.0 / 256
+    sample_temperature: float = 1.0
+    clip: tuple[float, float] | None = None
+
+    def add_noise(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """Apply the preset's training noise to ``x`` (``x ± noise_scale·U(0, 1)``).
+
+        Arguments:
+            x: continuous data in ``data_range``.
+            generator: RNG of the noise.
+
+        Returns:
+            the noisy data, same shape and dtype.
+        """
+        if self.noise == "none":
+            return x
+        u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        sign = 1.0 if self.noise == "uniform" else -1.0
+        return x + sign * self.noise_scale * u
 
 
 def _check_temperature(temperature: float) -> None:

@@ -7,6 +7,7 @@ equal to the single-process init on the concatenated batch (rosinality/glow-pyto
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from kexue.flows.normalization import ActNorm
+from kexue.flows.layers.normalization import ActNorm
 
 WORLD = 2
 SIZES = (5, 3)  # per-rank batch sizes: unequal on purpose
@@ -84,6 +85,7 @@ def test_ddp_actnorm_init_uses_the_global_batch(tmp_path: Path, run_ranks) -> No
 
 
 if __name__ == "__main__":
-    from conftest import worker_main  # the tests folder is sys.path[0] here
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests folder, for conftest
+    from conftest import worker_main
 
     worker_main(_worker)

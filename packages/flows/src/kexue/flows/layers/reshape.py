@@ -1,16 +1,14 @@
-"""Volume-preserving reshuffles and the logit pre-processing layer (spec §2.1).
+"""Volume-preserving reshapes and the split/merge helpers couplings use (spec §2.1).
 
-- :class:`Permutation` (reverse / random / fixed), :class:`ParitySplit` / :class:`Interleave`
-  (even indices first, and back), :class:`Squeeze` / :class:`Unsqueeze` (2×2 space-to-channel),
-  :class:`Reshape` / :class:`Flatten`: all logdet 0, exact round trips.
-- :class:`LogitTransform`: z = logit(α + (1−2α)·y), logdet Σ ln(1−2α) − ln(s(1−s)).
+- :class:`ParitySplit` / :class:`Interleave` (even indices first, and back), :class:`Squeeze` /
+  :class:`Unsqueeze` (2×2 space-to-channel), :class:`Reshape` / :class:`Flatten`: all logdet 0,
+  exact round trips.
 - Functional helpers for couplings: :func:`parity_split`, :func:`parity_merge`,
   :func:`channel_split`, :func:`channel_merge`.
 
 References:
-    - Dinh et al., NICE arXiv:1410.8516 (parity split, reverse shuffle);
-      https://kexue.fm/archives/5776
-    - Dinh et al., RealNVP arXiv:1605.08803 (squeeze, logit); Kingma & Dhariwal, Glow
+    - Dinh et al., NICE arXiv:1410.8516 (parity split); https://kexue.fm/archives/5776
+    - Dinh et al., RealNVP arXiv:1605.08803 (squeeze); Kingma & Dhariwal, Glow
       arXiv:1807.03039; https://kexue.fm/archives/5807
 """
 
@@ -23,14 +21,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from kexue.flows.base import FlowLayer, logdet_dtype, zero_logdet
+from kexue.flows.base import FlowLayer, zero_logdet
 
 __all__ = [
     "Flatten",
     "Interleave",
-    "LogitTransform",
     "ParitySplit",
-    "Permutation",
     "Reshape",
     "Squeeze",
     "Unsqueeze",
@@ -114,83 +110,6 @@ def channel_merge(x_a: Tensor, x_b: Tensor, *, dim: int = 1) -> Tensor:
             f"x_a and x_b must have the same shape, got {tuple(x_a.shape)} and {tuple(x_b.shape)}"
         )
     return torch.cat([x_a, x_b], dim=dim)
-
-
-class Permutation(FlowLayer):
-    """Permute features (or channels) along ``dim``: ``y = x.index_select(dim, perm)``; logdet 0.
-
-    Arguments:
-        features: size of ``dim`` (D for vectors, C for images).
-        mode: ``"reverse"`` (default; NICE/Su's shuffle, openai/glow ``flow_permutation=0``),
-            ``"random"`` (a fixed random shuffle drawn from ``generator``; Su's Glow,
-            openai ``flow_permutation=1``) or ``"fixed"`` (the given ``perm``).
-        perm: the permutation for ``mode="fixed"`` (a sequence or 1-D integer tensor).
-        dim: permuted dimension; default 1.
-        generator: randomness for ``mode="random"``.
-
-    The permutation and its inverse are saved as buffers, so a ``state_dict`` round trip
-    restores a random permutation exactly.
-
-    References:
-        Dinh et al., NICE arXiv:1410.8516; Kingma & Dhariwal, Glow arXiv:1807.03039;
-        https://kexue.fm/archives/5776
-    """
-
-    perm: Tensor
-    inv_perm: Tensor
-
-    def __init__(
-        self,
-        features: int,
-        *,
-        mode: Literal["reverse", "random", "fixed"] = "reverse",
-        perm: Sequence[int] | Tensor | None = None,
-        dim: int = 1,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__()
-        if features < 1:
-            raise ValueError(f"features must be >= 1, got {features}")
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1 (dim 0 is the batch), got {dim}")
-        if mode == "reverse":
-            p = torch.arange(features - 1, -1, -1)
-        elif mode == "random":
-            p = torch.randperm(features, generator=generator)
-        elif mode == "fixed":
-            if perm is None:
-                raise ValueError("perm is required for mode='fixed'")
-            p = torch.as_tensor(perm, dtype=torch.long).flatten()
-            if p.numel() != features or not torch.equal(
-                torch.sort(p).values, torch.arange(features)
-            ):
-                raise ValueError(
-                    f"perm must be a permutation of range({features}), got {p.tolist()}"
-                )
-        else:
-            raise ValueError(f"mode must be 'reverse', 'random' or 'fixed', got {mode!r}")
-        if perm is not None and mode != "fixed":
-            raise ValueError(f"perm is only used with mode='fixed', got mode={mode!r}")
-        self.features = features
-        self.mode = mode
-        self.dim = dim
-        self.register_buffer("perm", p.to(torch.long))
-        self.register_buffer("inv_perm", torch.argsort(p).to(torch.long))
-
-    def _permute(self, x: Tensor, idx: Tensor, name: str) -> tuple[Tensor, Tensor]:
-        _check_dim_size(x, self.dim, self.features, name, even=False)
-        return x.index_select(self.dim, idx), zero_logdet(x)
-
-    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``x.index_select(dim, perm)``, logdet 0."""
-        return self._permute(x, self.perm, "x")
-
-    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``y.index_select(dim, argsort(perm))``, logdet 0."""
-        return self._permute(y, self.inv_perm, "y")
-
-    def extra_repr(self) -> str:
-        return f"features={self.features}, mode={self.mode!r}, dim={self.dim}"
 
 
 class ParitySplit(FlowLayer):
@@ -357,71 +276,3 @@ class Flatten(Reshape):
 
     def __init__(self, shape: Sequence[int]) -> None:
         super().__init__(shape, (math.prod(int(s) for s in shape),))
-
-
-class LogitTransform(FlowLayer):
-    """Logit pre-processing: ``s = α + (1 − 2α)·y01``, ``z = logit(s)``.
-
-    ``y01 = (y − lo)/(hi − lo)`` maps the data range to [0, 1] first. Per-dimension logdet
-    ``ln(1 − 2α) − ln s − ln(1 − s) − ln(hi − lo)``; it is counted in log p_Y (Residual Flows).
-    Inverse: ``y = lo + (hi − lo)·(σ(z) − α)/(1 − 2α)``.
-
-    Arguments:
-        alpha: α ∈ [0, 0.5); default 0.05 [RealNVP §4.1, Residual Flows CIFAR]; 1e-6 for MNIST
-            [Residual Flows]. α = 0 is the plain logit.
-        data_range: (lo, hi) of the input data; default (0, 1).
-
-    Raises:
-        ValueError: inputs outside the data range (or NaN).
-
-    References:
-        Dinh et al., RealNVP arXiv:1605.08803; Chen et al., Residual Flows arXiv:1906.02735
-        (``LogitTransform``).
-    """
-
-    def __init__(self, alpha: float = 0.05, *, data_range: tuple[float, float] = (0.0, 1.0)):
-        super().__init__()
-        if not 0.0 <= alpha < 0.5:
-            raise ValueError(f"alpha must be in [0, 0.5), got {alpha}")
-        lo, hi = (float(v) for v in data_range)
-        if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-            raise ValueError(f"data_range must be finite (lo, hi) with hi > lo, got {data_range!r}")
-        self.alpha = float(alpha)
-        self.lo, self.hi = lo, hi
-
-    def _logdet_elem(self, s: Tensor) -> Tensor:
-        const = math.log1p(-2 * self.alpha) - math.log(self.hi - self.lo)
-        return const - torch.log(s) - torch.log1p(-s)
-
-    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``z = logit(α + (1 − 2α)·(x − lo)/(hi − lo))``."""
-        if x.dim() < 2:
-            raise ValueError(f"x must have shape (B, ...), got {tuple(x.shape)}")
-        if not bool(((x >= self.lo) & (x <= self.hi)).all()):
-            raise ValueError(
-                f"x must lie in data_range [{self.lo}, {self.hi}] (and not be NaN), got "
-                f"min {x.min().item()}, max {x.max().item()}"
-            )
-        acc = logdet_dtype(x)
-        s = self.alpha + (1 - 2 * self.alpha) * (x - self.lo) / (self.hi - self.lo)
-        z = torch.log(s) - torch.log1p(-s)
-        ld = self._logdet_elem(s.to(acc)).reshape(x.shape[0], -1).sum(dim=1)
-        return z, ld
-
-    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``x = lo + (hi − lo)·(σ(y) − α)/(1 − 2α)``."""
-        if y.dim() < 2:
-            raise ValueError(f"y must have shape (B, ...), got {tuple(y.shape)}")
-        acc = logdet_dtype(y)
-        s = torch.sigmoid(y)
-        x = self.lo + (self.hi - self.lo) * (s - self.alpha) / (1 - 2 * self.alpha)
-        # ln s + ln(1 − s) = −softplus(−y) − softplus(y): stable for large |y|.
-        log_s1s = -torch.nn.functional.softplus(-y.to(acc)) - torch.nn.functional.softplus(
-            y.to(acc)
-        )
-        const = math.log1p(-2 * self.alpha) - math.log(self.hi - self.lo)
-        ld = -(const - log_s1s).reshape(y.shape[0], -1).sum(dim=1)
-        return x, ld
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, data_range=({self.lo}, {self.hi})"

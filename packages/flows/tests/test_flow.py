@@ -1,4 +1,4 @@
-"""Tests for kexue.flows.model: Flow, Split, Level, MultiScaleFlow (spec §4 rows 11-12).
+"""Tests for kexue.flows.flow: Flow, Split, Level, MultiScaleFlow (spec §4 rows 11-12).
 
 The multi-scale model here is built from flows-core layers plus a test-only elementwise affine
 layer, so these tests do not depend on the coupling / normalisation modules.
@@ -14,8 +14,9 @@ from _flowcheck import check_invertible
 from torch import Tensor, nn
 
 from kexue.flows.base import Compose, FlowLayer, logdet_dtype
-from kexue.flows.layers import Permutation, Squeeze
-from kexue.flows.model import Flow, Level, MultiScaleFlow, Split
+from kexue.flows.flow import Flow, FlowConfig, Level, MultiScaleFlow, Split
+from kexue.flows.layers.permutation import Permutation
+from kexue.flows.layers.reshape import Squeeze
 from kexue.flows.priors import ConditionalGaussian, LearnedTop, StandardNormal
 
 
@@ -250,3 +251,13 @@ def test_model_bad_input() -> None:
         model(torch.randn(1, 2, 7, 8))
     with pytest.raises(ValueError, match="temperature"):
         model.sample(2, temperature=-0.5)
+
+
+# ------------------------------------------------------------------------------------ FlowConfig
+
+
+def test_flow_config_noise() -> None:
+    x = torch.full((4, 5), 0.5, dtype=torch.float64)
+    up = FlowConfig("paper").add_noise(x, generator=_gen(8))
+    assert ((up - x) >= 0).all() and ((up - x) <= 1 / 256).all()
+    assert torch.equal(FlowConfig("paper", noise="none").add_noise(x), x)

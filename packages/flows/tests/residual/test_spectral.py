@@ -6,7 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kexue.flows.spectral import SpectralNormConv2d, SpectralNormLinear, frozen_spectral_norm
+from kexue.flows.residual.spectral import (
+    SpectralNormConv2d,
+    SpectralNormLinear,
+    frozen_spectral_norm,
+)
 
 DT = torch.float64
 

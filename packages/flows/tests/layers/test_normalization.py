@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.autograd.functional import jacobian
 
-from kexue.flows.normalization import ActNorm, AffineBatchNorm, DiagonalScale
+from kexue.flows.layers.normalization import ActNorm, AffineBatchNorm, DiagonalScale
 
 
 def _gen(seed: int = 0) -> torch.Generator:

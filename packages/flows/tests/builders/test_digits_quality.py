@@ -31,7 +31,7 @@ import torch
 
 pytest.importorskip("sklearn")
 
-from kexue.flows.models import glow
+from kexue.flows.builders.glow import glow
 
 N_LEVELS = 17
 STEPS = 250

@@ -1,4 +1,4 @@
-"""i-ResNet and Residual Flow builders (re-exported by :mod:`kexue.flows.models`).
+"""i-ResNet and Residual Flow builders.
 
 References:
     i-ResNet arXiv:1811.00995; Residual Flows arXiv:1906.02735;
@@ -13,11 +13,13 @@ from typing import Literal
 import torch
 
 from kexue.flows.base import Compose, FlowLayer
-from kexue.flows.iresblock import IResBlock, conv_residual, mlp_residual
-from kexue.flows.layers import LogitTransform, Squeeze
-from kexue.flows.model import Flow
-from kexue.flows.normalization import ActNorm
+from kexue.flows.builders._checks import positive
+from kexue.flows.flow import Flow, FlowConfig
+from kexue.flows.layers.logit import LogitTransform
+from kexue.flows.layers.normalization import ActNorm
+from kexue.flows.layers.reshape import Squeeze
 from kexue.flows.priors import StandardNormal
+from kexue.flows.residual.iresblock import IResBlock, conv_residual, mlp_residual
 
 __all__ = ["iresnet", "residual_flow"]
 
@@ -32,12 +34,6 @@ def _check_image_shape(shape: Sequence[int], factor: int) -> tuple[int, int, int
             f"{tuple(shape)}"
         )
     return c, h, w
-
-
-def _positive(**values: int) -> None:
-    for name, v in values.items():
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
 
 
 def _residual_stack(
@@ -55,13 +51,13 @@ def _residual_stack(
     block_options: dict[str, object],
     generator: torch.Generator | None,
 ) -> Flow:
-    _positive(blocks=blocks, scales=scales, hidden=hidden, depth=depth)
+    positive(blocks=blocks, scales=scales, hidden=hidden, depth=depth)
     layers: list[FlowLayer] = []
     if logit_alpha is not None:
         layers.append(LogitTransform(logit_alpha))
     if isinstance(shape, int) or len(tuple(shape)) == 1:
         dim = shape if isinstance(shape, int) else int(next(iter(shape)))
-        _positive(dim=dim)
+        positive(dim=dim)
         if scales != 1:
             raise ValueError(f"scales must be 1 for vector data, got {scales}")
         for _ in range(blocks):
@@ -99,8 +95,6 @@ def _residual_stack(
                 layers.append(IResBlock(g, coeff=coeff, n_power_iter=n_power_iter, **block_options))
         event = (c, h, w)
     model = Flow(Compose(layers), StandardNormal(event))
-    from kexue.flows.models import FlowConfig
-
     noise = "uniform" if logit_alpha is not None else "none"
     model.config = FlowConfig("paper", noise=noise)
     return model

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kexue.flows.base import FlowLayer, logdet_dtype
-from kexue.flows.normalization import ActNorm
+from kexue.flows.layers.normalization import ActNorm
 
 __all__ = ["FoldedActNormConv", "Invertible1x1Conv", "fold_actnorm_conv"]
 

@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from kexue.flows.coupling import AdditiveCoupling, AffineCoupling, channel_mask, checkerboard_mask
 from kexue.flows.functional import (
     _reference_backward,
     coupling_forward,
@@ -20,8 +19,14 @@ from kexue.flows.functional import (
     join_h,
     split_h,
 )
+from kexue.flows.layers.coupling import (
+    AdditiveCoupling,
+    AffineCoupling,
+    channel_mask,
+    checkerboard_mask,
+)
+from kexue.flows.layers.scale_maps import SCALE_MAPS
 from kexue.flows.nets import Conv2dZeros
-from kexue.flows.scale_maps import SCALE_MAPS
 
 MAPS = sorted(SCALE_MAPS)
 SIGMA2 = 1.0 / (1.0 + math.exp(-2.0))

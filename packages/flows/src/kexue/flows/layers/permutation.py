@@ -1,0 +1,96 @@
+"""Fixed feature / channel permutations (reverse, random, given): logdet 0, exact inverse (spec §2.1).
+
+References:
+    - Dinh et al., NICE arXiv:1410.8516 (reverse shuffle); https://kexue.fm/archives/5776
+    - Kingma & Dhariwal, Glow arXiv:1807.03039 (random shuffle); https://kexue.fm/archives/6482
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from kexue.flows.base import FlowLayer, zero_logdet
+from kexue.flows.layers.reshape import _check_dim_size
+
+__all__ = ["Permutation"]
+
+
+class Permutation(FlowLayer):
+    """Permute features (or channels) along ``dim``: ``y = x.index_select(dim, perm)``; logdet 0.
+
+    Arguments:
+        features: size of ``dim`` (D for vectors, C for images).
+        mode: ``"reverse"`` (default; NICE/Su's shuffle, openai/glow ``flow_permutation=0``),
+            ``"random"`` (a fixed random shuffle drawn from ``generator``; Su's Glow,
+            openai ``flow_permutation=1``) or ``"fixed"`` (the given ``perm``).
+        perm: the permutation for ``mode="fixed"`` (a sequence or 1-D integer tensor).
+        dim: permuted dimension; default 1.
+        generator: randomness for ``mode="random"``.
+
+    The permutation and its inverse are saved as buffers, so a ``state_dict`` round trip
+    restores a random permutation exactly.
+
+    References:
+        Dinh et al., NICE arXiv:1410.8516; Kingma & Dhariwal, Glow arXiv:1807.03039;
+        https://kexue.fm/archives/5776
+    """
+
+    perm: Tensor
+    inv_perm: Tensor
+
+    def __init__(
+        self,
+        features: int,
+        *,
+        mode: Literal["reverse", "random", "fixed"] = "reverse",
+        perm: Sequence[int] | Tensor | None = None,
+        dim: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if features < 1:
+            raise ValueError(f"features must be >= 1, got {features}")
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1 (dim 0 is the batch), got {dim}")
+        if mode == "reverse":
+            p = torch.arange(features - 1, -1, -1)
+        elif mode == "random":
+            p = torch.randperm(features, generator=generator)
+        elif mode == "fixed":
+            if perm is None:
+                raise ValueError("perm is required for mode='fixed'")
+            p = torch.as_tensor(perm, dtype=torch.long).flatten()
+            if p.numel() != features or not torch.equal(
+                torch.sort(p).values, torch.arange(features)
+            ):
+                raise ValueError(
+                    f"perm must be a permutation of range({features}), got {p.tolist()}"
+                )
+        else:
+            raise ValueError(f"mode must be 'reverse', 'random' or 'fixed', got {mode!r}")
+        if perm is not None and mode != "fixed":
+            raise ValueError(f"perm is only used with mode='fixed', got mode={mode!r}")
+        self.features = features
+        self.mode = mode
+        self.dim = dim
+        self.register_buffer("perm", p.to(torch.long))
+        self.register_buffer("inv_perm", torch.argsort(p).to(torch.long))
+
+    def _permute(self, x: Tensor, idx: Tensor, name: str) -> tuple[Tensor, Tensor]:
+        _check_dim_size(x, self.dim, self.features, name, even=False)
+        return x.index_select(self.dim, idx), zero_logdet(x)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``x.index_select(dim, perm)``, logdet 0."""
+        return self._permute(x, self.perm, "x")
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``y.index_select(dim, argsort(perm))``, logdet 0."""
+        return self._permute(y, self.inv_perm, "y")
+
+    def extra_repr(self) -> str:
+        return f"features={self.features}, mode={self.mode!r}, dim={self.dim}"
