@@ -152,10 +152,19 @@ def test_stacking_order_innermost_first() -> None:
 
 
 def test_lookahead_always_last_whatever_the_nesting() -> None:
-    cls = b4k.extend_with_weight_decay(b4k.extend_with_lookahead(torch.optim.SGD))
+    # bert4keras's lookahead/EMA wrap the inner updates, so the shims insert Δ-rewrites before them
+    cls = b4k.extend_with_weight_decay(
+        b4k.extend_with_exponential_moving_average(b4k.extend_with_lookahead(torch.optim.SGD))
+    )
     opt = cls(_model().parameters(), lr=0.1, steps_per_slow_update=2)
-    kinds = [type(t).__name__ for t in opt._kexue_bert4keras_chain.transforms]
-    assert kinds == ["WeightDecay", "Lookahead"]
+    chain = opt._kexue_bert4keras_chain
+    assert [type(t).__name__ for t in chain.transforms] == [
+        "WeightDecay",
+        "Lookahead",
+        "_EMATransform",
+    ]
+    assert chain.names == ["weight_decay", "lookahead", "ema"]
+    assert set(opt.state_dict()["kexue_chain"]) == {"weight_decay", "lookahead", "ema"}
 
 
 def test_lookahead_shim_no_zero_start_shrink() -> None:

@@ -8,8 +8,12 @@ instance (:func:`extend`). ``name`` sets the class ``__name__``.
 Stacking order (explicit): the constructors of nested shims finish innermost first, so
 ``extend_with_layer_adaptation(extend_with_weight_decay(Adam))`` applies weight decay to the update
 first and the trust ratio then sees the decayed update (LAMB), exactly like bert4keras's nested
-subclasses. :class:`Lookahead` and the EMA always run after every Δ-rewriting transform, whatever
-the nesting; a piecewise-linear multiplier's ``lr`` is restored after all of them.
+subclasses. :class:`Lookahead` and the EMA act on the final parameters in bert4keras whatever the
+nesting (their ``get_updates`` wrap the inner updates), so the shims insert a Δ-rewriting
+transform before the chain's late transforms (an explicit rule of this module; the core
+:func:`extend` never reorders) and append late ones; a piecewise-linear multiplier's ``lr`` is
+restored after all of them. Transform states are keyed by name (``weight_decay``, ``lookahead``,
+``ema``, …) in ``optimizer.state_dict()["kexue_chain"]``.
 
 Parameter-name patterns (``exclude_from_weight_decay`` etc., regular expressions as in bert4keras,
 ``paramwise_lr_schedule`` keys as substrings) match ``named_parameters()`` names: build the
@@ -72,6 +76,14 @@ def _chain(optimizer: Optimizer) -> ChainHandle:
     return chain
 
 
+def _add_in_bert4keras_order(chain: ChainHandle, transform: Transform) -> None:
+    """Append a late transform; insert any other before the chain's late transforms."""
+    index = len(chain.transforms)
+    if not transform.late:
+        index = next((i for i, t in enumerate(chain.transforms) if t.late), index)
+    chain.insert(index, transform)
+
+
 def _shim(
     base: type[Optimizer],
     name: str | None,
@@ -89,7 +101,7 @@ def _shim(
         base.__init__(self, params, *args, **kwargs)
         for k, v in own.items():
             setattr(self, k, v)
-        _chain(self).add(make(self, own))
+        _add_in_bert4keras_order(_chain(self), make(self, own))
 
     cls_name = name or f"{base.__name__}{suffix}"
     cls = type(cls_name, (base,), {"__init__": __init__, "__module__": __name__})
@@ -206,6 +218,7 @@ class _ParamBag(nn.Module):
 
 class _EMATransform(Transform):
     late = True
+    default_name = "ema"
 
     def __init__(self, ema: EMA) -> None:
         super().__init__()

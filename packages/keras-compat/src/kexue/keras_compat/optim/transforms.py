@@ -1,7 +1,8 @@
 """Optimizer transforms for :func:`extend`: update-delta rewrites and gradient transforms.
 
 Update transforms (post-step, on ``Δ = p_new − p_old``): :class:`WeightDecay`,
-:class:`LayerAdaptation`, :class:`DeltaScale`, :class:`LazyRows`, :class:`Lookahead` (always last).
+:class:`LayerAdaptation`, :class:`DeltaScale`, :class:`LazyRows`, :class:`Lookahead` (must be
+placed last: :func:`extend` raises otherwise).
 Learning-rate transform: :class:`LRMultiplier` (scales each group's ``lr`` in the pre-hook and
 restores it after every other transform). Gradient transforms (pre-step, once per optimizer step,
 on the final accumulated and DDP all-reduced gradient — spec §2.8): :class:`GradClip`,
@@ -219,7 +220,8 @@ class Lookahead(Transform):
     Slow weights start as a **copy** of the parameters before the first step (paper semantics; the
     zero start of bert4keras is a bug that shrinks every weight by ``α`` at the first sync, spec
     §4.4). Synchronisation happens after steps k, 2k, …; slow weights and the step counter are in
-    ``state_dict``. Always runs after the Δ-rewriting transforms of its chain.
+    ``state_dict``. Must come after every Δ-rewriting transform of its chain (``late``):
+    :func:`extend` raises ``ValueError`` when it is placed elsewhere.
 
     Arguments:
         k: Steps per slow update (bert4keras ``steps_per_slow_update``, default 5).
