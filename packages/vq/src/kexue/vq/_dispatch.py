@@ -1,10 +1,17 @@
-"""Backend choice for the fused kernels: Triton on CUDA when importable, the torch reference elsewhere.
+"""Backend choice for the package's Triton kernels: Triton on CUDA, the torch reference elsewhere.
 
-``backend`` arguments accept ``"auto"`` (default), ``"triton"`` or ``"torch"``. The environment
-variable ``KEXUE_VQ_BACKEND`` overrides ``"auto"`` for the whole process. Forcing ``"triton"`` where
-it cannot run raises a :class:`RuntimeError` that says why, never a silent fallback. Under
-``TRITON_INTERPRET=1`` (Triton's CPU interpreter, used by the CPU test suite) ``"triton"`` is
-allowed on CPU tensors; ``"auto"`` still picks the reference there.
+Every kexue package that carries kernels has this module, identical but for the ``_ENV`` line: the
+runtime code of each package stays independent, and one pattern holds across them.
+
+- ``backend`` arguments accept ``"auto"`` (default), ``"triton"`` or ``"torch"``; the environment
+  variable named by ``_ENV`` (``KEXUE_<PACKAGE>_BACKEND``) overrides ``"auto"`` for the whole process.
+- ``"auto"`` picks Triton when every input tensor is on CUDA and ``import triton`` succeeds, the
+  reference in ``functional.py`` otherwise (silently: the caller did not ask for a backend).
+- Forcing ``"triton"`` where it cannot run raises a :class:`RuntimeError` that says why, never a
+  silent fallback. Under ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, used by the CPU test
+  suites) ``"triton"`` is allowed on CPU tensors; ``"auto"`` still picks the reference there.
+- The op imports its kernel module, ``_kernels/triton_<op>.py``, inside the ``"triton"`` branch, so
+  that importing the package never imports Triton.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ __all__ = ["Backend", "resolve_backend", "triton_available"]
 
 Backend = Literal["auto", "triton", "torch"]
 _ENV = "KEXUE_VQ_BACKEND"
+_PACKAGE = __name__.rpartition(".")[0]
 _CHOICES = ("auto", "triton", "torch")
 
 
@@ -45,15 +53,16 @@ def resolve_backend(backend: str, *tensors: torch.Tensor) -> Literal["triton", "
     """Pick the backend for an op on ``tensors``.
 
     Arguments:
-        backend: ``"auto"``, ``"triton"`` or ``"torch"``; ``"auto"`` defers to ``KEXUE_VQ_BACKEND``
-            when set, then picks Triton when every tensor is on CUDA and Triton imports.
+        backend: ``"auto"``, ``"triton"`` or ``"torch"``; ``"auto"`` defers to the ``_ENV``
+            environment variable when set, then picks Triton when every tensor is on CUDA and
+            Triton imports.
         tensors: the op's tensor inputs.
 
     Returns:
         ``"triton"`` or ``"torch"``.
 
     Raises:
-        ValueError: for an unknown backend name.
+        ValueError: for an unknown backend name (argument or environment variable).
         RuntimeError: when ``"triton"`` is forced but cannot run, with the reason.
     """
     if backend not in _CHOICES:
@@ -70,11 +79,13 @@ def resolve_backend(backend: str, *tensors: torch.Tensor) -> Literal["triton", "
         return "torch"
     err = _triton_import_error()
     if err is not None:
-        raise RuntimeError(f"backend='triton' requested but triton cannot be imported ({err})")
+        raise RuntimeError(
+            f"{_PACKAGE}: backend='triton' requested but triton cannot be imported ({err})"
+        )
     if not _interpreting() and not all(t.is_cuda for t in tensors):
         devices = sorted({str(t.device) for t in tensors})
         raise RuntimeError(
-            "backend='triton' requested but the inputs are on "
+            f"{_PACKAGE}: backend='triton' requested but the inputs are on "
             f"{', '.join(devices)}; the Triton kernels need CUDA tensors "
             "(or TRITON_INTERPRET=1 for the CPU interpreter)"
         )

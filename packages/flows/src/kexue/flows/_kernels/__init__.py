@@ -1,4 +1,4 @@
-"""Triton fast paths, one module per op (``triton_<op>.py``); imported lazily by :mod:`kexue.flows.functional`.
+"""Triton fast paths, one module per op (``triton_<op>.py``), imported lazily by :mod:`kexue.flows.functional`.
 
-- :mod:`.triton_coupling` — the fused affine / additive coupling forward and backward.
+- :mod:`.triton_coupling` — the fused affine / additive coupling forward, inverse and backward.
 """
