@@ -290,11 +290,13 @@ def test_dispatch_routes_to_the_kernel_modules(monkeypatch: pytest.MonkeyPatch) 
         return torch.zeros(num_codes), torch.zeros(num_codes, x.shape[1])
 
     monkeypatch.setitem(
-        sys.modules, "kexue.vq._kernels.assign", SimpleNamespace(nearest_code_triton=fake_assign)
+        sys.modules,
+        "kexue.vq._kernels.triton_assign",
+        SimpleNamespace(nearest_code_triton=fake_assign),
     )
     monkeypatch.setitem(
         sys.modules,
-        "kexue.vq._kernels.epilogue",
+        "kexue.vq._kernels.triton_epilogue",
         SimpleNamespace(code_counts_and_sums_triton=fake_epilogue),
     )
     monkeypatch.delenv("KEXUE_VQ_BACKEND", raising=False)

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 pytest.importorskip("triton")
 
-from kexue.vq._kernels.assign import nearest_code_triton
-from kexue.vq._kernels.epilogue import code_counts_and_sums_triton
+from kexue.vq._kernels.triton_assign import nearest_code_triton
+from kexue.vq._kernels.triton_epilogue import code_counts_and_sums_triton
 from kexue.vq.functional import nearest_code_reference
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -153,7 +153,7 @@ def test_split_code_mode_matches_single_pass(device, dtype, splits) -> None:
 
 
 def test_split_heuristic_on_gpu_shapes() -> None:
-    from kexue.vq._kernels import assign
+    from kexue.vq._kernels import triton_assign as assign
 
     cpu = torch.device("cpu")
     assert assign._choose_splits(1000, 65536, cpu, None) == 1  # 1 "SM" on CPU: never split

@@ -136,7 +136,7 @@ def nearest_code(
     if backend == "auto" and fp64:
         backend = "torch"  # the kernels compute in fp32 at most: fp64 stays on the exact reference
     if resolve_backend(backend, x, codebook) == "triton":
-        from ._kernels.assign import nearest_code_triton
+        from ._kernels.triton_assign import nearest_code_triton
 
         return nearest_code_triton(
             x, codebook, metric=metric, codebook_sqnorm=codebook_sqnorm, precision=precision
@@ -395,7 +395,7 @@ def _counts_and_sums(
     if backend == "auto" and x.dtype == torch.float64:
         backend = "torch"  # fp64 sums stay on the reference
     if resolve_backend(backend, indices, x) == "triton":
-        from ._kernels.epilogue import code_counts_and_sums_triton
+        from ._kernels.triton_epilogue import code_counts_and_sums_triton
 
         return code_counts_and_sums_triton(indices, x, num_codes, deterministic=deterministic)
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
