@@ -16,16 +16,17 @@ import pytest
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("kexue.gan_losses")
-pytest.importorskip("kexue.keras_compat.ema")  # both sections use its EMA
+pytest.importorskip("kexue.keras_compat")  # both sections use its EMA
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-if str(TOOLS) not in sys.path:
-    sys.path.insert(0, str(TOOLS))
+# tools/ is a package run from the repository root (python -m tools.demo); pytest's importlib
+# mode does not put the root on sys.path, so the test does.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-import demo  # noqa: E402
-from demos import gan_losses  # noqa: E402
-
-from kexue.gan_losses.ema import GeneratorEMA  # noqa: E402
+from kexue.gan_losses import GeneratorEMA  # noqa: E402
+from tools import demo  # noqa: E402
+from tools.demos import gan_losses  # noqa: E402
 
 
 def test_gan_losses_section_writes_report(tmp_path: Path) -> None:
@@ -93,7 +94,7 @@ def test_mode_metrics_on_exact_mixture_samples() -> None:
 def test_progress_bar_non_interactive() -> None:
     import io
 
-    from demos._report import Progress
+    from tools.demos._report import Progress
 
     stream = io.StringIO()
     bar = Progress(stream=stream)
@@ -110,8 +111,9 @@ def test_keras_compat_section_writes_report(tmp_path: Path) -> None:
     raw and fixed-decay EMA numbers are those of a plain ``train`` run with the gan-losses
     section's default EMA (the second EMA neither changes training nor differs from it)."""
     import torch
-    from demos import keras_compat
-    from demos._gan_toy import LOSSES, MIXTURES, train
+
+    from tools.demos import keras_compat
+    from tools.workloads.gan_toy import LOSSES, MIXTURES, train
 
     out = tmp_path / "report"
     rc = demo.main(["--smoke", "--out", str(out), "--sections", "keras_compat", "--jobs", "1"])
@@ -155,7 +157,7 @@ def test_vq_section_writes_report(tmp_path: Path) -> None:
     """The vq section: one row per codebook-training variant, three figures, the lookup timings."""
     pytest.importorskip("sklearn")
     pytest.importorskip("kexue.vq")
-    from demos import vq
+    from tools.demos import vq
 
     out = tmp_path / "report"
     assert demo.main(["--smoke", "--out", str(out), "--sections", "vq", "--jobs", "1"]) == 0
@@ -174,7 +176,7 @@ def test_flows_section_writes_report(tmp_path: Path) -> None:
     test bits/dim (a smoke run's values are noise, but they must be finite and positive)."""
     pytest.importorskip("sklearn")
     pytest.importorskip("kexue.flows")
-    from demos import flows
+    from tools.demos import flows
 
     out = tmp_path / "report"
     assert demo.main(["--smoke", "--out", str(out), "--sections", "flows", "--jobs", "1"]) == 0
@@ -190,9 +192,8 @@ def test_textkit_section_writes_report(tmp_path: Path) -> None:
     """The textkit section: its three parts (tagging, terms, seq2seq) each add a fragment and
     numbers to ``results.json``."""
     pytest.importorskip("kexue.textkit")
-    from demos import textkit
-
     from kexue.textkit.data.peoples_daily import peoples_daily_path
+    from tools.demos import textkit
 
     try:
         peoples_daily_path()

@@ -1,8 +1,10 @@
 """kexue demo: train small real models with the kexue packages and write an HTML report.
 
-    python tools/demo.py                 # full demo (≤ 10 min on 2 CPU cores)
-    python tools/demo.py --quick         # about a minute (CI)
-    python tools/demo.py --sections gan_losses --out demo-report --seed 0
+    python -m tools.demo                 # full demo (≤ 10 min on 2 CPU cores)
+    python -m tools.demo --quick         # about a minute (CI)
+    python -m tools.demo --sections gan_losses --out demo-report --seed 0
+
+Run from the repository root (``hatch run demo`` does).
 
 Each package contributes a section (``tools/demos/<name>.py``, listed in ``tools/demos/__init__.py``).
 The report is one self-contained page, ``<out>/index.html`` (inline CSS, figures as base64 PNG),
@@ -24,18 +26,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-TOOLS = Path(__file__).resolve().parent
-if str(TOOLS) not in sys.path:
-    sys.path.insert(0, str(TOOLS))
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")  # before any pyplot import: no display needed
 
-from bench._common import cpu_model as _cpu_model  # noqa: E402
-from bench._common import usable_cores as _cpu_count  # noqa: E402
-from demos import SECTIONS  # noqa: E402
-from demos._report import Context, Progress, Section, render_page  # noqa: E402
+from tools.bench._common import cpu_model as _cpu_model
+from tools.bench._common import usable_cores as _cpu_count
+from tools.demos import SECTIONS
+from tools.demos._report import Context, Progress, Section, render_page
 
 __all__ = ["main", "parse_args"]
 

@@ -1,7 +1,7 @@
 """Shared pieces of the benchmark scripts (and the demo's machine line): machine and version
 facts, interleaved timing, quartiles, markdown tables, and rewriting a marked block of a
-BENCHMARKS.md. The scripts run as ``python tools/bench/<name>.py``, so this folder is
-``sys.path[0]`` for them."""
+BENCHMARKS.md. The benchmarks run as modules from the repository root
+(``python -m tools.bench.<name>``) and import this as ``tools.bench._common``."""
 
 from __future__ import annotations
 

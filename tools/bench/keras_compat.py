@@ -22,10 +22,10 @@ repetition) so that drift of the machine hits them alike; a second, identical pl
 shows the noise floor of the overhead column. Seeded; ``torch.set_num_threads(--threads)``
 (default 2).
 
-    python tools/bench/keras_compat.py --quick            # smoke check (~1 min on 2 cores)
-    python tools/bench/keras_compat.py                    # full measurement
-    python tools/bench/keras_compat.py --write            # ... and rewrite BENCHMARKS.md's results
-    python tools/bench/keras_compat.py --device cuda      # on a GPU (shadow and model on it)
+    python -m tools.bench.keras_compat --quick            # smoke check (~1 min on 2 cores)
+    python -m tools.bench.keras_compat                    # full measurement
+    python -m tools.bench.keras_compat --write            # ... and rewrite BENCHMARKS.md's results
+    python -m tools.bench.keras_compat --device cuda      # on a GPU (shadow and model on it)
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import (  # tools/bench is sys.path[0]
+from torch import nn
+
+from tools.bench._common import (
     cpu_model,
     interleaved,
     markdown_table,
@@ -54,8 +56,7 @@ from _common import (  # tools/bench is sys.path[0]
     usable_cores,
     write_block,
 )
-from _common import versions as _versions
-from torch import nn
+from tools.bench._common import versions as _versions
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS_MD = ROOT / "packages" / "keras-compat" / "BENCHMARKS.md"
@@ -221,9 +222,17 @@ def memory_probe(name: str, width: int, depth: int, device: torch.device) -> dic
 
 
 def run_memory_probe(name: str, args: argparse.Namespace) -> dict[str, Any] | None:
-    cmd = [sys.executable, __file__, "--_memory-probe", name, "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        "-m",
+        __spec__.name,
+        "--_memory-probe",
+        name,
+        "--threads",
+        str(args.threads),
+    ]
     cmd += ["--device", args.device, "--quick"] if args.quick else ["--device", args.device]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
     if proc.returncode != 0:
         print(f"  memory probe for {name} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
         return None
@@ -504,7 +513,7 @@ def results_markdown(
         "## Results",
         "",
         f"- Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- Command: `python tools/bench/keras_compat.py {' '.join(argv)}`".rstrip(),
+        f"- Command: `python -m tools.bench.keras_compat {' '.join(argv)}`".rstrip(),
         f"- Mode: {mode}; wall time {wall_s:.0f} s",
         f"- Machine: {machine(device)}",
         f"- Versions: {vers}",

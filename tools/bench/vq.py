@@ -26,9 +26,9 @@ peak is its own (that setting is kept out of the timing run: it makes every larg
 page-fault afresh). CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation before the
 call.
 
-    python tools/bench/vq.py --quick             # smoke check (a few small shapes)
-    nice python tools/bench/vq.py --write        # full measurement, CPU, 2 threads
-    python tools/bench/vq.py --device cuda --write
+    python -m tools.bench.vq --quick             # smoke check (a few small shapes)
+    nice python -m tools.bench.vq --write        # full measurement, CPU, 2 threads
+    python -m tools.bench.vq --device cuda --write
 """
 
 from __future__ import annotations
@@ -48,13 +48,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import (  # tools/bench is sys.path[0]
+
+from tools.bench._common import (
     cpu_model,
     markdown_table,
     usable_cores,
     write_block,
 )
-from _common import versions as _versions
+from tools.bench._common import versions as _versions
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS_MD = ROOT / "packages" / "vq" / "BENCHMARKS.md"
@@ -323,8 +324,8 @@ def run_child(job: dict[str, Any]) -> dict[str, Any] | None:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if job["memory"]:  # blocks > 64 KiB go back to the OS when freed: each call's peak is its own
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
-    cmd = [sys.executable, __file__, "--_child", json.dumps(job)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    cmd = [sys.executable, "-m", __spec__.name, "--_child", json.dumps(job)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT, env=env)
     if proc.returncode != 0:
         print(f"  child {job['shape']} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
         return None
@@ -473,7 +474,7 @@ def results_markdown(
         "## Results",
         "",
         f"- Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- Command: `python tools/bench/vq.py {' '.join(argv)}`".rstrip(),
+        f"- Command: `python -m tools.bench.vq {' '.join(argv)}`".rstrip(),
         f"- Mode: {mode}; wall time {wall_s:.0f} s",
         f"- Machine: {machine(device, args.threads)}",
         f"- Versions: {vers}",

@@ -1,7 +1,7 @@
 """Demo sections, one module per package.
 
-``SECTIONS`` maps a section name (what ``tools/demo.py --sections`` takes) to the module that
-implements it. A section module exposes ``run(ctx: demos._report.Context) -> demos._report.Section``
+``SECTIONS`` maps a section name (what ``python -m tools.demo --sections`` takes) to the module that
+implements it. A section module exposes ``run(ctx: tools.demos._report.Context) -> tools.demos._report.Section``
 and may import anything it needs inside ``run`` (so listing a section costs nothing). To add a
 package's section: write ``tools/demos/<name>.py`` and append it here; the order is the page order.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 __all__ = ["SECTIONS"]
 
 SECTIONS: dict[str, str] = {
-    "gan_losses": "demos.gan_losses",
-    "keras_compat": "demos.keras_compat",
-    "vq": "demos.vq",
-    "flows": "demos.flows",
-    "textkit": "demos.textkit",
+    "gan_losses": "tools.demos.gan_losses",
+    "keras_compat": "tools.demos.keras_compat",
+    "vq": "tools.demos.vq",
+    "flows": "tools.demos.flows",
+    "textkit": "tools.demos.textkit",
 }

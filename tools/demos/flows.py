@@ -4,7 +4,7 @@ Each model (the builders of ``kexue.flows.models``, small sizes) trains briefly 
 digits (17 grey levels, dequantised y = (x + u)/17), then the section shows sample grids at
 temperatures 0.5 / 0.8 / 1.0 (every level's ε scaled by T) and a test bits/dim table. Data,
 models, training and the bpd formula are those of the quality benchmark
-(``tools/bench/flows.py``, via ``_flows_digits.py``); the demo's budget is a fraction of the
+(``python -m tools.bench.flows.quality``, via ``tools/workloads/flows_digits.py``); the demo's budget is a fraction of the
 benchmark's, so its bpd are higher (the benchmark's table is in ``packages/flows/BENCHMARKS.md``).
 """
 
@@ -19,8 +19,7 @@ import torch
 from torch import Tensor
 
 from kexue.flows.__about__ import __version__ as flows_version
-
-from ._flows_digits import (
+from tools.workloads.flows_digits import (
     Sizes,
     build,
     count_parameters,
@@ -30,6 +29,7 @@ from ._flows_digits import (
     train,
     uniform_bpd,
 )
+
 from ._report import Context, Section, figure_html, html_table, run_jobs, text_table
 
 __all__ = ["CONFIGS", "MODELS", "TEMPERATURES", "run"]
@@ -53,7 +53,7 @@ CONFIGS: dict[str, Sizes] = {
         iresnet_hidden=16,
     ),
 }
-BENCH_STEPS = 1000  # tools/bench/flows.py full budget, for the note below the table
+BENCH_STEPS = 1000  # tools.bench.flows.quality full budget, for the note below the table
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,66 @@ def _grid_figure(runs: list[RunResult]) -> Any:
     return fig
 
 
+def _bpd_table(
+    runs: list[Any], sizes: Sizes, baselines: dict[str, float], n_test: int, seed: int
+) -> tuple[list[str], list[list[Any]], str]:
+    """(headers, rows, caption) of the bits/dim table: one row per model, then the baselines."""
+    headers = [
+        "model",
+        "params",
+        "train steps",
+        "train s",
+        "median step ms",
+        "train bpd",
+        "test bpd",
+    ]
+    rows: list[list[Any]] = []
+    for r in runs:
+        note = f" ({r.nonfinite_steps} non-finite steps skipped)" if r.nonfinite_steps else ""
+        rows.append(
+            [
+                r.model + note,
+                f"{r.params:,}",
+                sizes.steps,
+                f"{r.train_s:.1f}",
+                f"{r.median_step_ms:.1f}",
+                f"{r.final_train_bpd:.3f}",
+                f"{r.test_bpd:.3f}",
+            ]
+        )
+    for name, v in baselines.items():
+        rows.append([f"baseline: {name}", "—", "—", "—", "—", "—", f"{v:.3f}"])
+    caption = (
+        f"Table. Test bits/dim on the {n_test} test digits ({sizes.eval_draws} "
+        f"dequantisation draw(s)), after {sizes.steps} Adam steps (lr {sizes.lr:g}, batch "
+        f"{sizes.batch}), seed {seed}; train bpd = mean of the last 20 training batches."
+    )
+    return headers, rows, caption
+
+
+def _results(
+    ctx: Context, sizes: Sizes, wall: float, baselines: dict[str, float], runs: list[Any]
+) -> dict[str, Any]:
+    """The numbers for ``results.json``."""
+    return {
+        "config": {**asdict(sizes), "seed": ctx.seed, "mode": ctx.mode, "wall_s": round(wall, 2)},
+        "temperatures": list(TEMPERATURES),
+        "baselines": baselines,
+        "models": [
+            {
+                "model": r.model,
+                "params": r.params,
+                "train_s": round(r.train_s, 2),
+                "median_step_ms": round(r.median_step_ms, 2),
+                "final_train_bpd": r.final_train_bpd,
+                "test_bpd": r.test_bpd,
+                "nonfinite_steps": r.nonfinite_steps,
+            }
+            for r in runs
+        ],
+    }
+
+
 def run(ctx: Context) -> Section:
     """Train the four models, then add the sample grids and the bits/dim table."""
     sizes = CONFIGS[ctx.mode]
@@ -166,56 +226,11 @@ def run(ctx: Context) -> Section:
             ),
         )
     )
-    headers = [
-        "model",
-        "params",
-        "train steps",
-        "train s",
-        "median step ms",
-        "train bpd",
-        "test bpd",
-    ]
-    rows: list[list[Any]] = []
-    for r in runs:
-        note = f" ({r.nonfinite_steps} non-finite steps skipped)" if r.nonfinite_steps else ""
-        rows.append(
-            [
-                r.model + note,
-                f"{r.params:,}",
-                sizes.steps,
-                f"{r.train_s:.1f}",
-                f"{r.median_step_ms:.1f}",
-                f"{r.final_train_bpd:.3f}",
-                f"{r.test_bpd:.3f}",
-            ]
-        )
-    for name, v in baselines.items():
-        rows.append([f"baseline: {name}", "—", "—", "—", "—", "—", f"{v:.3f}"])
-    caption = (
-        f"Table. Test bits/dim on the {len(test_x)} test digits ({sizes.eval_draws} "
-        f"dequantisation draw(s)), after {sizes.steps} Adam steps (lr {sizes.lr:g}, batch "
-        f"{sizes.batch}), seed {ctx.seed}; train bpd = mean of the last 20 training batches."
-    )
+    headers, rows, caption = _bpd_table(runs, sizes, baselines, len(test_x), ctx.seed)
     section.add_html(html_table(headers, rows, caption=caption))
     section.text.append(caption + "\n" + text_table(headers, rows))
     section.add_html(_reading_html(sizes))
-    section.results = {
-        "config": {**asdict(sizes), "seed": ctx.seed, "mode": ctx.mode, "wall_s": round(wall, 2)},
-        "temperatures": list(TEMPERATURES),
-        "baselines": baselines,
-        "models": [
-            {
-                "model": r.model,
-                "params": r.params,
-                "train_s": round(r.train_s, 2),
-                "median_step_ms": round(r.median_step_ms, 2),
-                "final_train_bpd": r.final_train_bpd,
-                "test_bpd": r.test_bpd,
-                "nonfinite_steps": r.nonfinite_steps,
-            }
-            for r in runs
-        ],
-    }
+    section.results = _results(ctx, sizes, wall, baselines, runs)
     return section
 
 
@@ -240,7 +255,7 @@ by T (z = μ + σ·T·ε), which trades diversity for cleaner strokes.</p>
 def _reading_html(sizes: Sizes) -> str:
     return f"""
 <p><b>Budget.</b> {sizes.steps} steps per model here, to keep the demo short; the quality
-benchmark (<code>tools/bench/flows.py</code>, results in <code>packages/flows/BENCHMARKS.md</code>)
+benchmark (<code>python -m tools.bench.flows.quality</code>, results in <code>packages/flows/BENCHMARKS.md</code>)
 trains the same models on the same data for {BENCH_STEPS} steps, averages 4 dequantisation
 draws, and adds normflows' Glow of the same size for comparison, so its bits/dim are lower than
 these. The baselines bracket the scale: a uniform model over the 17 levels scores log₂17 ≈ 4.09

@@ -4,7 +4,7 @@ Part 1 trains the same generator/critic MLPs with seven losses from ``kexue.gan_
 with its published defaults, nothing tuned per loss) on two toy mixtures and reports mode
 coverage and sample quality. Part 2 replays the author's "GAN third stage" recipe (post 6583,
 spec §2.9): GAN-QP (L1) with and without a light L2 weight decay on D and an EMA of G, over
-several seeds. The model, data, losses and training loop are in ``_gan_toy.py``.
+several seeds. The model, data, losses and training loop are in ``tools/workloads/gan_toy.py``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from typing import Any
 import torch
 
 from kexue.gan_losses.__about__ import __version__ as gan_losses_version
-
-from ._gan_toy import (
+from tools.workloads.gan_toy import (
     COVER_MIN,
     HQ_SIGMAS,
     LOSSES,
@@ -32,6 +31,7 @@ from ._gan_toy import (
     modes_covered,
     train,
 )
+
 from ._report import (
     Context,
     ScatterPanel,
@@ -150,15 +150,14 @@ def run(ctx: Context) -> Section:
     return section
 
 
-def _losses_part(
-    section: Section, cfg: Config, seed: int, runs: dict[RunSpec, RunResult]
-) -> list[dict[str, Any]]:
-    """Table 1 with its scatter grid and training curves; returns the rows for results.json."""
-
-    def get(name: str, m: Mixture) -> RunResult:
-        return runs[RunSpec(name, m.key, 0.0, cfg, seed)]
-
-    mixtures = list(MIXTURES.values())
+def _losses_scatter(
+    section: Section,
+    cfg: Config,
+    seed: int,
+    mixtures: list[Mixture],
+    get: Callable[[str, Mixture], RunResult],
+) -> None:
+    """The scatter grid of Table 1: real data, then each loss's raw G, per mixture."""
     grid = []
     for m in mixtures:
         real = m.sample(cfg.plot_samples, torch.Generator().manual_seed(1000 * seed + 5))
@@ -182,6 +181,52 @@ def _losses_part(
             ),
         )
     )
+
+
+def _losses_curves(
+    section: Section, cfg: Config, mixtures: list[Mixture], get: Callable[[str, Mixture], RunResult]
+) -> None:
+    """The HQ-share curves of Table 1's runs, and how to read them."""
+    curves = [
+        (
+            m.title,
+            [
+                (name, get(name, m).trace_steps, [100 * v for v in get(name, m).trace_raw_hq])
+                for name in LOSSES
+            ],
+        )
+        for m in mixtures
+    ]
+    section.add_html(
+        figure_html(
+            curve_panels(curves, xlabel="generator step", ylabel="HQ samples (%)", ylim=(0, 100)),
+            alt="share of HQ samples during training per loss",
+            caption=(
+                f"Share of HQ samples during training (raw G, {cfg.trace_samples} fixed latents, "
+                f"every {cfg.trace_every} steps)."
+            ),
+        )
+    )
+    section.add_html(
+        "<p><b>Reading the curves.</b> A loss that converges shows a rising, then flat curve; "
+        "one that orbits the equilibrium (post 6583) shows large swings between successive "
+        "evaluations while the samples stay near the data; one that never locks on stays near 0 "
+        "(WGAN-GP here: by the author's analysis its one-centred penalty keeps the critic's "
+        "gradient norm near 1 even at the data, and it gets 1 critic step per generator step "
+        "instead of its paper's 5).</p>"
+    )
+
+
+def _losses_part(
+    section: Section, cfg: Config, seed: int, runs: dict[RunSpec, RunResult]
+) -> list[dict[str, Any]]:
+    """Table 1 with its scatter grid and training curves; returns the rows for results.json."""
+
+    def get(name: str, m: Mixture) -> RunResult:
+        return runs[RunSpec(name, m.key, 0.0, cfg, seed)]
+
+    mixtures = list(MIXTURES.values())
+    _losses_scatter(section, cfg, seed, mixtures, get)
     headers = ["loss", "defaults used"]
     for m in mixtures:
         headers += [f"{m.key} modes", f"{m.key} HQ %", f"{m.key} time s"]
@@ -211,35 +256,111 @@ def _losses_part(
     )
     section.add_html(html_table(headers, rows, caption=caption, numeric_from=2))
     section.text.append(caption + "\n" + text_table(headers, rows))
-    curves = [
-        (
-            m.title,
-            [
-                (name, get(name, m).trace_steps, [100 * v for v in get(name, m).trace_raw_hq])
-                for name in LOSSES
-            ],
-        )
-        for m in mixtures
+    _losses_curves(section, cfg, mixtures, get)
+    return json_rows
+
+
+def _variant_row(
+    label: str,
+    key: str,
+    w: float,
+    use_ema: bool,
+    rs: list[RunResult],
+    seeds: list[int],
+    cfg: Config,
+) -> tuple[list[Any], dict[str, Any]]:
+    """One Table 2 row (per-seed modes and HQ %, their mean) and its results.json entry."""
+    raw_hq = [100 * r.raw["hq_fraction"] for r in rs]
+    ema_hq = [100 * r.ema["hq_fraction"] for r in rs]
+    cells: list[Any] = [label, key]
+    cells += [
+        ", ".join(modes_covered(r.raw) for r in rs),
+        ", ".join(f"{v:.1f}" for v in raw_hq),
     ]
+    cells.append(f"{sum(raw_hq) / len(rs):.1f}")
+    if use_ema:
+        cells += [
+            ", ".join(modes_covered(r.ema) for r in rs),
+            ", ".join(f"{v:.1f}" for v in ema_hq),
+        ]
+        cells.append(f"{sum(ema_hq) / len(rs):.1f}")
+    else:
+        cells += ["—", "—", "—"]
+    cells.append(f"{sum(r.wall_s for r in rs) / len(rs):.1f}")
+    entry = {
+        "variant": label,
+        "mixture": key,
+        "seeds": seeds,
+        "d_weight_decay": w,
+        "ema_decay": cfg.ema_decay if use_ema else None,
+        "wall_s": [round(r.wall_s, 2) for r in rs],
+        "raw_g": [metrics_json(r.raw) for r in rs],
+        "ema_g": [metrics_json(r.ema) for r in rs] if use_ema else None,
+    }
+    return cells, entry
+
+
+def _seed_panels(
+    s: int, m: Mixture, variants: list[tuple[str, float, bool]], per_seed: dict, cfg: Config
+) -> list[ScatterPanel]:
+    """One scatter row: each variant's samples for seed ``s`` (EMA G where it uses the EMA)."""
+    row = []
+    for label, w, use_ema in variants:
+        r = per_seed[s, w]
+        samples, metrics, which = (
+            (r.ema_samples, r.ema, "EMA G") if use_ema else (r.raw_samples, r.raw, "raw G")
+        )
+        short = label.replace("weight decay", "wd")
+        title = f"{short} · {which} · seed {s}\n{modes_covered(metrics)} modes · HQ {hq_percent(metrics)}%"
+        row.append(
+            ScatterPanel(title, samples[: cfg.plot_samples].numpy(), m.centers.numpy(), m.limit)
+        )
+    return row
+
+
+def _seed_curves(key: str, s: int, plain: RunResult, decayed: RunResult) -> tuple[str, list]:
+    """HQ-share curves of seed ``s``: raw (solid) and EMA (dashed) G, plain and with D wd."""
+    dashed = {"linestyle": "--", "linewidth": 1.6}
+    lines = [
+        ("raw G, plain", plain.trace_steps, plain.trace_raw_hq, {"color": "C0"}),
+        ("raw G, + D wd", decayed.trace_steps, decayed.trace_raw_hq, {"color": "C1"}),
+        ("EMA G, plain", plain.trace_steps, plain.trace_ema_hq, {"color": "C0", **dashed}),
+        (
+            "EMA G, + D wd",
+            decayed.trace_steps,
+            decayed.trace_ema_hq,
+            {"color": "C1", **dashed},
+        ),
+    ]
+    return (f"{key}, seed {s}", [(a, x, [100 * v for v in y], st) for a, x, y, st in lines])
+
+
+def _third_stage_figures(section: Section, cfg: Config, grid: list, curves: list) -> None:
+    """The third stage's scatter grid, its curves and how to read Table 2."""
+    section.add_html(
+        figure_html(
+            scatter_panels(grid, size=2.3),
+            alt="samples of the third-stage variants",
+            caption="Samples of each variant and seed: the raw G without EMA, the EMA G with it.",
+        )
+    )
     section.add_html(
         figure_html(
             curve_panels(curves, xlabel="generator step", ylabel="HQ samples (%)", ylim=(0, 100)),
-            alt="share of HQ samples during training per loss",
+            alt="share of HQ samples during training, raw and EMA G",
             caption=(
-                f"Share of HQ samples during training (raw G, {cfg.trace_samples} fixed latents, "
-                f"every {cfg.trace_every} steps)."
+                f"{cfg.third_stage_loss}: share of HQ samples during training, raw G and EMA G, "
+                "with and without the D weight decay."
             ),
         )
     )
     section.add_html(
-        "<p><b>Reading the curves.</b> A loss that converges shows a rising, then flat curve; "
-        "one that orbits the equilibrium (post 6583) shows large swings between successive "
-        "evaluations while the samples stay near the data; one that never locks on stays near 0 "
-        "(WGAN-GP here: by the author's analysis its one-centred penalty keeps the critic's "
-        "gradient norm near 1 even at the data, and it gets 1 critic step per generator step "
-        "instead of its paper's 5).</p>"
+        "<p><b>Reading Table 2.</b> Solid curves are the raw G, dashed ones its EMA. The EMA "
+        f"trails the raw G by about 1/(1 − {cfg.ema_decay:g}) = {1 / (1 - cfg.ema_decay):.0f} "
+        "steps, so it helps once the raw G oscillates around a good solution rather than while "
+        "it is still improving; the weight decay changes the training path itself, so its run "
+        "can succeed or fail where the plain one did the opposite (compare the seeds).</p>"
     )
-    return json_rows
 
 
 def _third_stage_part(
@@ -266,97 +387,19 @@ def _third_stage_part(
         }
         for label, w, use_ema in variants:
             rs = [per_seed[s, w] for s in seeds]
-            raw_hq = [100 * r.raw["hq_fraction"] for r in rs]
-            ema_hq = [100 * r.ema["hq_fraction"] for r in rs]
-            cells: list[Any] = [label, key]
-            cells += [
-                ", ".join(modes_covered(r.raw) for r in rs),
-                ", ".join(f"{v:.1f}" for v in raw_hq),
-            ]
-            cells.append(f"{sum(raw_hq) / len(rs):.1f}")
-            if use_ema:
-                cells += [
-                    ", ".join(modes_covered(r.ema) for r in rs),
-                    ", ".join(f"{v:.1f}" for v in ema_hq),
-                ]
-                cells.append(f"{sum(ema_hq) / len(rs):.1f}")
-            else:
-                cells += ["—", "—", "—"]
-            cells.append(f"{sum(r.wall_s for r in rs) / len(rs):.1f}")
+            cells, entry = _variant_row(label, key, w, use_ema, rs, seeds, cfg)
             rows.append(cells)
-            json_rows.append(
-                {
-                    "variant": label,
-                    "mixture": key,
-                    "seeds": seeds,
-                    "d_weight_decay": w,
-                    "ema_decay": cfg.ema_decay if use_ema else None,
-                    "wall_s": [round(r.wall_s, 2) for r in rs],
-                    "raw_g": [metrics_json(r.raw) for r in rs],
-                    "ema_g": [metrics_json(r.ema) for r in rs] if use_ema else None,
-                }
-            )
+            json_rows.append(entry)
         for s in seeds:
-            row = []
-            for label, w, use_ema in variants:
-                r = per_seed[s, w]
-                samples, metrics, which = (
-                    (r.ema_samples, r.ema, "EMA G") if use_ema else (r.raw_samples, r.raw, "raw G")
-                )
-                short = label.replace("weight decay", "wd")
-                title = f"{short} · {which} · seed {s}\n{modes_covered(metrics)} modes · HQ {hq_percent(metrics)}%"
-                row.append(
-                    ScatterPanel(
-                        title, samples[: cfg.plot_samples].numpy(), m.centers.numpy(), m.limit
-                    )
-                )
-            grid.append(row)
-            plain, decayed = per_seed[s, 0.0], per_seed[s, wd]
-            dashed = {"linestyle": "--", "linewidth": 1.6}
-            lines = [
-                ("raw G, plain", plain.trace_steps, plain.trace_raw_hq, {"color": "C0"}),
-                ("raw G, + D wd", decayed.trace_steps, decayed.trace_raw_hq, {"color": "C1"}),
-                ("EMA G, plain", plain.trace_steps, plain.trace_ema_hq, {"color": "C0", **dashed}),
-                (
-                    "EMA G, + D wd",
-                    decayed.trace_steps,
-                    decayed.trace_ema_hq,
-                    {"color": "C1", **dashed},
-                ),
-            ]
-            curves.append(
-                (f"{key}, seed {s}", [(a, x, [100 * v for v in y], st) for a, x, y, st in lines])
-            )
+            grid.append(_seed_panels(s, m, variants, per_seed, cfg))
+            curves.append(_seed_curves(key, s, per_seed[s, 0.0], per_seed[s, wd]))
     caption = (
         f"Table 2. GAN third stage (post 6583) on {cfg.third_stage_loss}, Table 1 budget; "
         f"per-seed values for seeds {', '.join(map(str, seeds))}, then their mean."
     )
     section.add_html(html_table(headers, rows, caption=caption, numeric_from=2))
     section.text.append(caption + "\n" + text_table(headers, rows))
-    section.add_html(
-        figure_html(
-            scatter_panels(grid, size=2.3),
-            alt="samples of the third-stage variants",
-            caption="Samples of each variant and seed: the raw G without EMA, the EMA G with it.",
-        )
-    )
-    section.add_html(
-        figure_html(
-            curve_panels(curves, xlabel="generator step", ylabel="HQ samples (%)", ylim=(0, 100)),
-            alt="share of HQ samples during training, raw and EMA G",
-            caption=(
-                f"{cfg.third_stage_loss}: share of HQ samples during training, raw G and EMA G, "
-                "with and without the D weight decay."
-            ),
-        )
-    )
-    section.add_html(
-        "<p><b>Reading Table 2.</b> Solid curves are the raw G, dashed ones its EMA. The EMA "
-        f"trails the raw G by about 1/(1 − {cfg.ema_decay:g}) = {1 / (1 - cfg.ema_decay):.0f} "
-        "steps, so it helps once the raw G oscillates around a good solution rather than while "
-        "it is still improving; the weight decay changes the training path itself, so its run "
-        "can succeed or fail where the plain one did the opposite (compare the seeds).</p>"
-    )
+    _third_stage_figures(section, cfg, grid, curves)
     return json_rows
 
 

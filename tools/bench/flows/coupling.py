@@ -20,9 +20,9 @@ element (forward: x, shift, ĥ, y; backward: dy, x, shift, ĥ, dx, dshift, dĥ);
 count over the measured time for every variant (effective bandwidth) and "% copy" compares it with a
 device-to-device copy ceiling measured in the same run.
 
-    python tools/bench/flows_coupling.py --quick           # smoke check
-    python tools/bench/flows_coupling.py                   # full measurement (device auto)
-    python tools/bench/flows_coupling.py --write           # ... and rewrite BENCHMARKS.md's block
+    python -m tools.bench.flows.coupling --quick           # smoke check
+    python -m tools.bench.flows.coupling                   # full measurement (device auto)
+    python -m tools.bench.flows.coupling --write           # ... and rewrite BENCHMARKS.md's block
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import (  # tools/bench is sys.path[0]
+
+from tools.bench._common import (
     cpu_model,
     interleaved,
     markdown_table,
@@ -49,9 +50,9 @@ from _common import (  # tools/bench is sys.path[0]
     usable_cores,
     write_block,
 )
-from _common import versions as _versions
+from tools.bench._common import versions as _versions
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BENCHMARKS_MD = ROOT / "packages" / "flows" / "BENCHMARKS.md"
 START, END = "<!-- bench:coupling:start -->", "<!-- bench:coupling:end -->"
 HEADER = (
@@ -125,7 +126,7 @@ def make_step(
 
 
 def variants(device: torch.device) -> tuple[dict[str, Callable[..., Any]], list[str]]:
-    from kexue.flows.functional import coupling_forward, fused_coupling
+    from kexue.flows import coupling_forward, fused_coupling
 
     ops: dict[str, Callable[..., Any]] = {"eager": coupling_forward}
     notes: list[str] = []
@@ -231,7 +232,7 @@ def results_markdown(
         "## Coupling kernel: forward + backward",
         "",
         f"- Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- Command: `python tools/bench/flows_coupling.py {' '.join(argv)}`".rstrip(),
+        f"- Command: `python -m tools.bench.flows.coupling {' '.join(argv)}`".rstrip(),
         f"- Mode: {mode}; {reps} timed steps per variant (round robin); wall time {wall_s:.0f} s",
         f"- Machine: {machine(device)}; load average (1/5/15 min) at the end {load_average()}",
         f"- Versions: {vers}",

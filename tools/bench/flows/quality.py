@@ -3,7 +3,7 @@
 Trains NICE, RealNVP, Glow and i-ResNet (the builders of ``kexue.flows.models``) and normflows'
 Glow of the same size on scikit-learn's digits (8×8, 17 grey levels, fixed 80/20 split with
 ``random_state=0``) and reports the test bits/dim of each, parameters, train time and the median
-step time. All five models train in lockstep (``tools/demos/_flows_digits.py``): the same
+step time. All five models train in lockstep (``tools/workloads/flows_digits.py``): the same
 batches, the same dequantisation noise y = (x + u)/17, the same optimiser (Adam), learning rate,
 batch size and number of steps; the step order alternates every step so that load on the machine
 hits all of them alike. Test bpd = mean over the 360 test images and ``eval_draws`` fresh
@@ -14,9 +14,9 @@ and a faster step on CPU.
 
 Needs: torch, scikit-learn, normflows (optional: a missing normflows skips its row), kexue-flows.
 
-    nice python tools/bench/flows.py --quick      # smoke check (< 1 min)
-    nice python tools/bench/flows.py              # full measurement (≤ ~12 min on 2 busy cores)
-    nice python tools/bench/flows.py --write      # ... and rewrite the quality block of
+    nice python -m tools.bench.flows.quality --quick      # smoke check (< 1 min)
+    nice python -m tools.bench.flows.quality              # full measurement (≤ ~12 min on 2 busy cores)
+    nice python -m tools.bench.flows.quality --write      # ... and rewrite the quality block of
                                                   #     packages/flows/BENCHMARKS.md
 """
 
@@ -35,15 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import cpu_model, usable_cores, write_block  # tools/bench is sys.path[0]
-from _common import versions as _versions
 
-ROOT = Path(__file__).resolve().parents[2]
-TOOLS = ROOT / "tools"
-if str(TOOLS) not in sys.path:
-    sys.path.insert(0, str(TOOLS))
-
-from demos._flows_digits import (  # noqa: E402
+from tools.bench._common import cpu_model, usable_cores, write_block
+from tools.bench._common import versions as _versions
+from tools.workloads.flows_digits import (
     Density,
     Sizes,
     build,
@@ -55,6 +50,8 @@ from demos._flows_digits import (  # noqa: E402
     train,
     uniform_bpd,
 )
+
+ROOT = Path(__file__).resolve().parents[3]
 
 BENCHMARKS_MD = ROOT / "packages" / "flows" / "BENCHMARKS.md"
 START, END = "<!-- bench:quality:start -->", "<!-- bench:quality:end -->"
@@ -185,7 +182,7 @@ def results_markdown(args: argparse.Namespace, argv: list[str], out: dict[str, A
         "## Quality: test bits/dim on scikit-learn digits",
         "",
         f"- Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- Command: `nice python tools/bench/flows.py {' '.join(argv)}`".rstrip(),
+        f"- Command: `nice python -m tools.bench.flows.quality {' '.join(argv)}`".rstrip(),
         f"- Mode: {mode}; wall time {out['wall_s']:.0f} s",
         f"- Machine: {machine()}",
         f"- Versions: {vers}",

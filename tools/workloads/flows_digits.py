@@ -1,6 +1,6 @@
 """Shared pieces of the flows benchmark and demo: digits data, models, training, bits/dim.
 
-Used by ``tools/bench/flows.py`` (the quality benchmark behind ``packages/flows/BENCHMARKS.md``)
+Used by ``tools/bench/flows/quality.py`` (the quality benchmark behind ``packages/flows/BENCHMARKS.md``)
 and ``tools/demos/flows.py`` (the demo section); one copy of the pipeline, so both report numbers
 from the same code.
 
@@ -182,7 +182,7 @@ def _normflows_glow(levels: int, steps: int, hidden: int) -> nn.Module:
 
 def build(name: str, sizes: Sizes, *, seed: int) -> Density:
     """Build model ``name`` (one of :data:`MODEL_NAMES`) with parameters seeded by ``seed``."""
-    from kexue.flows import models
+    from kexue import flows as models  # the builders are exported at the root
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)

@@ -23,8 +23,8 @@ call (prompt encoding included), measured as the process's CPU time with one tor
 2-core machine is shared: wall time there mostly measures waiting; it is reported too). Variants
 are interleaved round robin.
 
-    python tools/bench/textkit_decode.py --quick               # smoke check
-    nice python tools/bench/textkit_decode.py --write          # full measurement
+    python -m tools.bench.textkit.decode --quick               # smoke check
+    nice python -m tools.bench.textkit.decode --write          # full measurement
 """
 
 from __future__ import annotations
@@ -42,10 +42,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import cpu_model, markdown_table, quartiles, usable_cores, write_block
-from _common import versions as _versions
 
-ROOT = Path(__file__).resolve().parents[2]
+from tools.bench._common import cpu_model, markdown_table, quartiles, usable_cores, write_block
+from tools.bench._common import versions as _versions
+
+ROOT = Path(__file__).resolve().parents[3]
 BENCHMARKS_MD = ROOT / "packages" / "textkit" / "BENCHMARKS.md"
 START, END = "<!-- textkit_decode:start -->", "<!-- textkit_decode:end -->"
 SEED = 0
@@ -237,10 +238,10 @@ def results_markdown(
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     nice = "nice " if os.nice(0) > 0 else ""
     lines = [
-        "## Decoding speed (`tools/bench/textkit_decode.py`)",
+        "## Decoding speed (`python -m tools.bench.textkit.decode`)",
         "",
         f"- Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- Command: `{nice}python tools/bench/textkit_decode.py {' '.join(argv)}`".rstrip()
+        f"- Command: `{nice}python -m tools.bench.textkit.decode {' '.join(argv)}`".rstrip()
         + (f" (niceness {os.nice(0)})" if nice else ""),
         f"- Mode: {mode}; wall time {wall:.0f} s",
         f"- Machine: {platform.system()} {platform.machine()}, {cpu_model()}, {usable_cores()} "

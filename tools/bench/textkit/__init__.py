@@ -1,0 +1,1 @@
+"""kexue-textkit benchmarks: ``crf``, ``tagging``, ``terms``, ``decode``, ``seq2seq``."""
