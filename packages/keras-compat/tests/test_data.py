@@ -310,6 +310,24 @@ def test_padding_seq_dims_2_on_ragged_matrices() -> None:
     np.testing.assert_array_equal(out, [[[0.0, 1.0]], [[0.0, 9.0]]])
 
 
+def test_padding_integer_length_applies_to_every_sequence_axis() -> None:
+    # one meaning with kexue.textkit (tests/test_sequence_padding_agree.py): an int is every axis
+    a = np.arange(6).reshape(2, 3)
+    b = np.full((3, 1), 9)
+    out = sequence_padding([a, b], length=2, seq_dims=2)
+    np.testing.assert_array_equal(out, [[[0, 1], [3, 4]], [[9, 0], [9, 0]]])
+    np.testing.assert_array_equal(out, sequence_padding([a, b], length=(2, 2), seq_dims=2))
+
+
+def test_padding_value_is_cast_to_each_inputs_dtype_like_bert4keras() -> None:
+    # bert4keras pads every input alone (np.pad casts value to its dtype), then stacks
+    out = sequence_padding([np.array([1, 2]), np.array([0.25])], value=0.5)
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, [[1.0, 2.0], [0.25, 0.5]])
+    out = sequence_padding([np.array([1]), np.array([0.25, 0.75])], value=0.5)
+    np.testing.assert_array_equal(out, [[1.0, 0.0], [0.25, 0.75]])
+
+
 def test_padding_trailing_feature_dims_kept() -> None:
     x = [np.ones((2, 4)), np.ones((5, 4))]
     assert sequence_padding(x).shape == (2, 5, 4)

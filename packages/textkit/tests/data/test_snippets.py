@@ -48,6 +48,16 @@ def test_sequence_padding_trailing_dims_and_two_seq_dims():
     np.testing.assert_array_equal(out3, [[[0, 1, 1]], [[0, 0, 2]]])
 
 
+def test_sequence_padding_int_length_every_axis_and_value_cast_per_input():
+    a, b = np.arange(6).reshape(2, 3), np.full((3, 1), 9)
+    out = sequence_padding([a, b], length=2, seq_dims=2)
+    np.testing.assert_array_equal(out, [[[0, 1], [3, 4]], [[9, 0], [9, 0]]])
+    np.testing.assert_array_equal(out, sequence_padding([a, b], length=(2, 2), seq_dims=2))
+    # np.pad casts the value to each input's dtype (bert4keras), then the stack promotes
+    out = sequence_padding([np.array([1]), np.array([0.25, 0.75])], value=0.5)
+    np.testing.assert_array_equal(out, [[1.0, 0.0], [0.25, 0.75]])
+
+
 def test_sequence_padding_bad_inputs():
     with pytest.raises(ValueError, match="mode"):
         sequence_padding([[1]], mode="middle")

@@ -2,6 +2,12 @@
 
 ``sequence_padding`` pads **and truncates** a list of ragged arrays or tensors over their first
 ``seq_dims`` axes and stacks them into one array (or tensor) of the input kind, keeping the dtype.
+For numpy inputs and nested lists it returns exactly what bert4keras's
+``sequence_padding(inputs, length, value, seq_dims, mode)`` returns (master, 0.11.x); so does
+``kexue.textkit.data.sequence_padding``, and ``tests/test_sequence_padding_agree.py`` checks both
+against a copy of bert4keras's function. An integer ``length`` applies to every sequence axis
+(bert4keras master raises ``IndexError`` for it when ``seq_dims > 1``; earlier bert4keras versions,
+whose ``length`` was always a scalar, applied it to every axis).
 ``torch.nn.utils.rnn.pad_sequence`` pads the first axis only and never truncates;
 ``keras.utils.pad_sequences`` is one-dimensional. ``sequence_masking`` overwrites the positions
 a ``(B, L)`` mask marks as padding.
@@ -28,7 +34,7 @@ def _resolve_length(
     if length is None:
         return max_len
     if isinstance(length, (int, np.integer)):
-        length = [int(length)] + [None] * (seq_dims - 1)
+        length = [int(length)] * seq_dims
     length = list(length)
     if len(length) != seq_dims:
         raise ValueError(f"length must have seq_dims={seq_dims} entries, got {len(length)}")
@@ -63,10 +69,11 @@ def sequence_padding(
         inputs: A non-empty list of arrays, nested lists or tensors. If any element is a
             ``torch.Tensor`` the result is a tensor (on the first tensor's device), otherwise a
             ``numpy`` array. The dtype is kept (promoted across inputs when they differ).
-        length: Target length: ``None`` (the per-axis maximum over inputs), an int (first axis;
-            further axes use their maximum) or a sequence of ``seq_dims`` ints (``None`` entries
-            mean the maximum).
-        value: Fill value, cast to the output dtype.
+        length: Target length: ``None`` (the per-axis maximum over inputs), an int (every
+            sequence axis) or a sequence of ``seq_dims`` ints (``None`` entries mean the maximum).
+        value: Fill value, cast to each input's dtype before stacking (as ``np.pad`` does in
+            bert4keras: ``value=0.5`` pads an integer input with 0 even when another input is
+            float).
         seq_dims: Number of leading axes to pad/truncate (bert4keras default 1).
         mode: ``"post"`` pads at the end, ``"pre"`` at the start (bert4keras names).
         truncating: Which end is cut when an input is longer than ``length``: ``"post"`` keeps
@@ -119,16 +126,22 @@ def sequence_padding(
     out_shape = (len(items), *target, *shapes[0][seq_dims:])
 
     if use_torch:
-        out = torch.full(out_shape, value, dtype=dtype, device=items[0].device)
+        out = torch.empty(out_shape, dtype=dtype, device=items[0].device)
     else:
-        out = np.full(out_shape, value, dtype=dtype)
+        out = np.empty(out_shape, dtype=dtype)
     for i, x in enumerate(items):
         src, dst = [], []
         for d in range(seq_dims):
             n = min(x.shape[d], target[d])
             src.append(slice(0, n) if truncating == "post" else slice(x.shape[d] - n, x.shape[d]))
             dst.append(slice(0, n) if mode == "post" else slice(target[d] - n, target[d]))
-        out[(i, *dst)] = x[tuple(src)]
+        # the fill value is cast to this input's dtype first (bert4keras pads each input alone)
+        if use_torch:
+            row = torch.full(out_shape[1:], value, dtype=x.dtype, device=x.device)
+        else:
+            row = np.full(out_shape[1:], value, dtype=x.dtype)
+        row[tuple(dst)] = x[tuple(src)]
+        out[i] = row
     return out
 
 

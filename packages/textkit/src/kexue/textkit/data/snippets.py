@@ -37,11 +37,19 @@ def sequence_padding(
     modes, as in bert4keras), then padded with ``value`` at the end (``mode="post"``) or the start
     (``mode="pre"``).
 
+    One meaning across kexue: the result equals bert4keras's (master, 0.11.x) ``sequence_padding``
+    wherever that is defined, and ``kexue.keras_compat.sequence_padding`` gives the same result for
+    the same call (``tests/test_sequence_padding_agree.py`` checks both against a copy of
+    bert4keras's function). An int ``length`` with ``seq_dims > 1`` applies to every sequence axis
+    (bert4keras master raises ``IndexError`` there; earlier versions, whose length was a scalar,
+    applied it to every axis).
+
     Arguments:
         inputs: arrays or nested lists with equal trailing (non-sequence) shapes.
-        length: target length(s); an int applies to every sequence axis; None (default) = the
-            longest input on each axis.
-        value: the padding value (default 0).
+        length: target length(s); an int applies to every sequence axis; a sequence holds one
+            int per sequence axis; None (default) = the longest input on each axis.
+        value: the padding value (default 0), cast to each input's dtype before stacking (as
+            ``np.pad`` does: ``value=0.5`` pads an integer input with 0).
         seq_dims: how many leading axes are sequence axes (default 1).
         mode: ``"post"`` (default) or ``"pre"``.
 
