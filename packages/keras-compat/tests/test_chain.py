@@ -216,7 +216,8 @@ def test_bad_arguments() -> None:
 
 # -- checkpoints: name-keyed state and the 0.1.0 loader ---------------------------------------
 #
-# ``data/chain_state_0.1.0.pt`` was written by the 0.1.0 ``_chain.py`` (commit bf9720a) running
+# ``data/chain_state_0.1.0.pt`` was written by the 0.1.0 ``optim/`` code (unchanged from the 0.1.0
+# release commit 8c9c124 to bf9720a, where it ran; ema.py had a 5-line, format-neutral fix) running
 # exactly ``_v010_scenario`` and ``_train`` below: 4 steps, then ``state_dict()`` of the models and
 # optimizers (``"kexue_chain.<n>": {"transforms": [state, ...]}``, positional, late transforms
 # last), then 5 more steps whose results are stored as ``*_after``.
