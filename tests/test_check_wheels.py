@@ -106,3 +106,87 @@ def test_layout_rejects_namespace_init(tmp_path: Path) -> None:
     (pkg.folder / "src" / "kexue" / "__init__.py").write_text("")
     check_wheels.check_layout(pkg)
     assert any("PEP 420" in p for p in pkg.problems)
+
+
+def _fake_wheel(wheelhouse: Path, name: str, requires: list[str]) -> Path:
+    """A wheel holding only its METADATA (what install_commands reads), as built by hatchling."""
+    dist = name.replace("-", "_")
+    wheel = wheelhouse / f"{dist}-0.1.0-py3-none-any.whl"
+    meta = f"Metadata-Version: 2.4\nName: {name}\nVersion: 0.1.0\n"
+    meta += "".join(f"Requires-Dist: {r}\n" for r in requires) + "\nlong description\n"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(f"{dist}-0.1.0.dist-info/METADATA", meta)
+    return wheel
+
+
+def _names_kexue(arg: str) -> bool:
+    """Whether a pip argument asks for a kexue distribution (a requirement or a wheel file)."""
+    base = Path(arg).name if arg.endswith(".whl") else arg
+    return check_wheels.requirement_name(base.replace("_", "-")).startswith("kexue-")
+
+
+def test_kexue_distributions_come_only_from_the_local_wheels(tmp_path: Path) -> None:
+    """Every pip command that names a kexue distribution is --no-index --find-links <wheelhouse>:
+    a same-named package on a public index can never be picked, for the package, its siblings,
+    or its test extra's kexue-testing (transitively)."""
+    wheelhouse = tmp_path / "wheels"
+    wheelhouse.mkdir()
+    pkg = _fake_package(tmp_path, ["torch>=2.4", "kexue-vq>=0.1"], "")
+    pkg.test_dependencies = ["kexue-testing>=0.1", "snownlp>=0.12"]
+    wheel = _fake_wheel(
+        wheelhouse,
+        "kexue-demo-pkg",
+        [
+            "torch>=2.4",
+            "kexue-vq>=0.1",
+            'kexue-testing>=0.1; extra == "test"',
+            'snownlp>=0.12; extra == "test"',
+        ],
+    )
+    _fake_wheel(wheelhouse, "kexue-vq", ["torch>=2.4", 'triton>=3.0; extra == "triton"'])
+    _fake_wheel(wheelhouse, "kexue-testing", ["torch>=2.4", "pytest>=8", "kexue-gan-losses"])
+    _fake_wheel(wheelhouse, "kexue-gan-losses", ["torch>=2.4"])
+    _fake_wheel(wheelhouse, "kexue-flows", ["torch>=2.4"])  # in the wheelhouse, not needed
+
+    commands = check_wheels.install_commands(Path("venv/bin/python"), pkg, wheel, wheelhouse)
+
+    asked = [arg for cmd in commands for arg in cmd[5:] if _names_kexue(arg)]
+    assert sorted(Path(a).name.split("-")[0] for a in asked) == [
+        "kexue_demo_pkg", "kexue_gan_losses", "kexue_testing", "kexue_vq"
+    ]  # fmt: skip
+    for cmd in commands:
+        if any(_names_kexue(arg) for arg in cmd[5:]):
+            assert "--no-index" in cmd, cmd
+            i = cmd.index("--find-links")
+            assert cmd[i + 1] == str(wheelhouse), cmd
+            assert all(Path(a).parent == wheelhouse for a in cmd[5:] if a.endswith(".whl")), cmd
+    index_cmds = [cmd for cmd in commands if "--no-index" not in cmd]
+    assert len(index_cmds) == 1
+    assert not any(_names_kexue(a) for a in index_cmds[0][5:])
+    assert set(index_cmds[0][5:]) == {"torch>=2.4", "snownlp>=0.12", "pytest>=8"}
+
+
+def test_a_package_without_a_test_extra_installs_alone(tmp_path: Path) -> None:
+    wheelhouse = tmp_path / "wheels"
+    wheelhouse.mkdir()
+    pkg = _fake_package(tmp_path, ["torch>=2.4"], "")
+    wheel = _fake_wheel(wheelhouse, "kexue-demo-pkg", ["torch>=2.4"])
+    _fake_wheel(wheelhouse, "kexue-testing", ["torch>=2.4", "pytest>=8"])
+    commands = check_wheels.install_commands(Path("python"), pkg, wheel, wheelhouse)
+    assert commands[0][5:] == [
+        "--no-index",
+        "--find-links",
+        str(wheelhouse),
+        "--no-deps",
+        str(wheel),
+    ]
+    assert commands[1][5:] == ["torch>=2.4"]
+
+
+def test_a_kexue_requirement_without_a_local_wheel_is_an_error(tmp_path: Path) -> None:
+    wheelhouse = tmp_path / "wheels"
+    wheelhouse.mkdir()
+    pkg = _fake_package(tmp_path, ["torch>=2.4", "kexue-vq"], "")
+    wheel = _fake_wheel(wheelhouse, "kexue-demo-pkg", ["torch>=2.4", "kexue-vq"])
+    with pytest.raises(LookupError, match="kexue-vq"):
+        check_wheels.install_commands(Path("python"), pkg, wheel, wheelhouse)

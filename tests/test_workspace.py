@@ -13,6 +13,8 @@ import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = sorted(p.parent.name for p in (ROOT / "packages").glob("*/pyproject.toml"))
+# Development-only distributions: never a runtime dependency, no demo section, not published.
+DEV_ONLY = {"testing": {"pytest"}}  # folder -> the runtime dependencies it may add
 
 
 def _project(folder: str) -> dict:
@@ -47,7 +49,7 @@ def test_package_layout_and_naming(folder: str) -> None:
 @pytest.mark.parametrize("folder", FOLDERS)
 def test_runtime_dependencies_are_minimal_and_floor_only(folder: str) -> None:
     deps = _project(folder)["project"]["dependencies"]
-    allowed = {"torch", "numpy", "sentencepiece"}
+    allowed = {"torch", "numpy", "sentencepiece"} | DEV_ONLY.get(folder, set())
     for dep in deps:
         name = re.split(r"[<>=!~;\[ ]", dep, maxsplit=1)[0].lower()
         assert name in allowed or name.startswith("kexue-"), dep
@@ -85,7 +87,7 @@ def test_every_package_is_wired_into_hatch_readme_and_demo() -> None:
     matrix = hatch["envs"]["pkg"]["matrix"][0]["package"]
     assert sorted(matrix) == FOLDERS
     readme = (ROOT / "README.md").read_text()
-    for folder in FOLDERS:
+    for folder in sorted(set(FOLDERS) - set(DEV_ONLY)):
         assert f"packages/{folder}/README.md" in readme
         assert f"pip install kexue-{folder}" in readme
     sys.path.insert(0, str(ROOT / "tools"))
@@ -93,8 +95,20 @@ def test_every_package_is_wired_into_hatch_readme_and_demo() -> None:
         from demos import SECTIONS
     finally:
         sys.path.remove(str(ROOT / "tools"))
-    for folder in FOLDERS:
+    for folder in sorted(set(FOLDERS) - set(DEV_ONLY)):
         assert folder.replace("-", "_") in SECTIONS, f"no demo section for {folder}"
+
+
+@pytest.mark.parametrize("folder", sorted(set(FOLDERS) - set(DEV_ONLY)))
+def test_dev_only_packages_are_test_extras_never_runtime(folder: str) -> None:
+    project = _project(folder)["project"]
+    runtime = [re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0] for d in project["dependencies"]]
+    test = [
+        re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0] for d in project["optional-dependencies"]["test"]
+    ]
+    for dev in DEV_ONLY:
+        assert f"kexue-{dev}" not in runtime
+        assert f"kexue-{dev}" in test, f"kexue-{folder}[test] must declare kexue-{dev}"
 
 
 def test_readme_has_exactly_one_marked_test_command() -> None:

@@ -8,9 +8,14 @@ For each ``packages/<folder>``:
 3. statically check that every ``kexue.<x>`` import in the package (sources and tests) is the package
    itself or a declared dependency;
 4. create a fresh virtual environment that sees nothing but a shared base of torch, numpy and the test
-   tools, install the wheel there with its ``test`` extra when it declares one (its declared kexue
-   siblings come from the wheels just built), and
-   run the package's tests, copied out of the source tree, against the installed wheel.
+   tools, install the wheel there with its ``test`` extra when it declares one, and run the
+   package's tests, copied out of the source tree, against the installed wheel.
+
+kexue distributions are on no public index, so they never come from one: the wheel and every kexue
+distribution it needs (runtime siblings and the ``test`` extra's, e.g. kexue-testing, transitively)
+are installed with ``--no-index --find-links <the wheels just built> --no-deps``; only then are the
+third-party requirements of that set installed, by name, from the index (see
+:func:`install_commands`). A same-named package on a public index can never be picked.
 
 Torch: if the interpreter running this script already has torch (a GPU box), the base reuses it
 instead of installing one; otherwise the base installs torch under the CPU constraint
@@ -38,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomllib
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ROOT / "packages"
@@ -291,6 +298,80 @@ def installed_kexue(python: Path) -> list[str]:
     return [line for line in out.stdout.splitlines() if line]
 
 
+def wheel_requires(wheel: Path) -> list[str]:
+    """The ``Requires-Dist`` entries of a wheel's METADATA."""
+    with zipfile.ZipFile(wheel) as zf:
+        (meta,) = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
+        text = zf.read(meta).decode("utf-8")
+    head = text.split("\n\n", 1)[0]
+    return [
+        line.split(":", 1)[1].strip()
+        for line in head.splitlines()
+        if line.startswith("Requires-Dist:")
+    ]
+
+
+def _applies(req: Requirement, extras: set[str]) -> bool:
+    if req.marker is None:
+        return True
+    return any(req.marker.evaluate({"extra": e}) for e in (extras or {""}))
+
+
+def kexue_closure(pkg: Package, wheel: Path, wheelhouse: Path) -> tuple[dict[str, Path], list[str]]:
+    """Every kexue distribution the installed wheel needs, and the third-party requirements of all.
+
+    Starts from the wheel with its ``test`` extra (when declared) and follows kexue requirements
+    (with their extras) through the wheels in ``wheelhouse``. Returns ``{normalised name: wheel}``
+    for the kexue set (the package itself included) and the third-party requirement strings,
+    markers resolved, in first-seen order. Raises :class:`LookupError` when a kexue requirement has
+    no wheel in ``wheelhouse``.
+    """
+    local = {canonicalize_name(w.name.split("-", 1)[0]): w for w in wheelhouse.glob("*.whl")}
+    local[canonicalize_name(pkg.name)] = wheel
+    found: dict[str, Path] = {}
+    third_party: list[str] = []
+    todo = [(canonicalize_name(pkg.name), {"test"} if pkg.test_dependencies else set())]
+    seen_extras: dict[str, set[str]] = {}
+    while todo:
+        name, extras = todo.pop()
+        if name in seen_extras and extras <= seen_extras[name]:
+            continue
+        seen_extras[name] = seen_extras.get(name, set()) | extras
+        if name not in local:
+            raise LookupError(f"{name} is required but no local wheel provides it")
+        found[name] = local[name]
+        for raw in wheel_requires(local[name]):
+            req = Requirement(raw)
+            if not _applies(req, extras):
+                continue
+            dep = canonicalize_name(req.name)
+            if dep.startswith("kexue-"):
+                todo.append((dep, set(req.extras)))
+            else:
+                req.marker = None
+                if str(req) not in third_party:
+                    third_party.append(str(req))
+    return found, third_party
+
+
+def install_commands(python: Path, pkg: Package, wheel: Path, wheelhouse: Path) -> list[list[str]]:
+    """The pip commands that install ``wheel`` (and its ``test`` extra) into ``python``'s venv.
+
+    1. every kexue distribution, from the local wheels only: ``--no-index --find-links wheelhouse
+       --no-deps``, the wheel files named explicitly (kexue is on no public index, and a same-named
+       package there must never be picked);
+    2. the third-party requirements of that set, by name, from the index (PIP_CONSTRAINT applies);
+       no kexue name is ever passed to this command.
+    """
+    kexue, third_party = kexue_closure(pkg, wheel, wheelhouse)
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    local_only = ["--no-index", "--find-links", str(wheelhouse), "--no-deps"]
+    commands = [[*pip, *local_only, *(str(w) for w in kexue.values())]]
+    if third_party:
+        commands.append([*pip, *third_party])
+    return commands
+
+
 def install_and_test(
     pkg: Package, wheel: Path, wheelhouse: Path, base_dirs: list[str], pytest_args: list[str]
 ) -> None:
@@ -300,21 +381,21 @@ def install_and_test(
     python = venv_python(env_dir)
     own_site = site_packages(python)[0]
     Path(own_site, "_kexue_check_base.pth").write_text("\n".join(base_dirs) + "\n")
-    # The wheel with its `test` extra (what the suite compares against or reads, e.g. a corpus);
-    # tests that need something absent skip, so a package without the extra is tested alone.
-    spec = f"{wheel}[test]" if pkg.test_dependencies else str(wheel)
-    res = run(
-        [str(python), "-m", "pip", "install", "-q", "--find-links", str(wheelhouse), spec],
-        env=pip_env(),
-    )
-    if res.returncode != 0:
-        pkg.problems.append("wheel does not install into a fresh environment")
+    # The wheel with its `test` extra (what the suite compares against or reads, e.g. a corpus, and
+    # the kexue-testing plugin); kexue names from the local wheels only, the rest from the index.
+    try:
+        commands = install_commands(python, pkg, wheel, wheelhouse)
+    except LookupError as exc:
+        pkg.problems.append(str(exc))
         return
-    declared = {
-        "kexue-" + n for n in (requirement_name(d).removeprefix("kexue-") for d in pkg.dependencies)
-    }
+    for cmd in commands:
+        res = run(cmd, env=pip_env())
+        if res.returncode != 0:
+            pkg.problems.append("wheel does not install into a fresh environment")
+            return
+    declared = set(kexue_closure(pkg, wheel, wheelhouse)[0])
     seen = installed_kexue(python)
-    unexpected = [d for d in seen if d.lower() != pkg.name and d.lower() not in declared]
+    unexpected = [d for d in seen if canonicalize_name(d) not in declared]
     if unexpected:
         pkg.problems.append(f"the test environment also sees {unexpected}; isolation is broken")
         return

@@ -1,0 +1,23 @@
+"""kexue-testing: the pytest plugin and helpers shared by the kexue test suites (development only).
+
+Installed, it registers itself with pytest (entry point ``pytest11``); the suites use its fixtures
+(``run_ranks``, ``host_syncs``) without importing anything. The helpers below are for what a
+fixture cannot do: the ``__main__`` block of a distributed test file calls :func:`worker_main`, and a
+test that counts several blocks separately uses :func:`count_host_syncs`.
+"""
+
+from .__about__ import __version__
+from ._distributed import launch_ranks, worker_main
+from ._seeding import HYPOTHESIS_PROFILE, load_hypothesis_profile, seed_everything
+from ._syncs import HostSyncs, count_host_syncs
+
+__all__ = [
+    "HYPOTHESIS_PROFILE",
+    "HostSyncs",
+    "__version__",
+    "count_host_syncs",
+    "launch_ranks",
+    "load_hypothesis_profile",
+    "seed_everything",
+    "worker_main",
+]
