@@ -1,9 +1,7 @@
 """The package's layout rules, written as tests: rooms, lazy imports, no cycles, small modules.
 
-The import graph is built from the source with ``ast`` (every ``import`` statement, module level or
-inside a function, except under ``if TYPE_CHECKING:``). Importing ``a.b.c`` first runs the
-``__init__`` of ``a`` and ``a.b``, so an import also depends on the target's packages, unless the
-importer lives inside them (they are then already being initialised).
+The import graph comes from :mod:`kexue.testing.import_graph` (every ``import`` statement, function
+level included, and the package ``__init__`` each import runs).
 """
 
 from __future__ import annotations
@@ -17,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import kexue.textkit as tk
+from kexue.testing.import_graph import find_cycle, import_graph, long_modules, package_modules
 
 SRC = Path(tk.__file__).resolve().parent
 ROOT = "kexue.textkit"
@@ -34,66 +33,8 @@ ALLOWED = {
 MAX_LINES = 500
 
 
-def _modules() -> dict[str, Path]:
-    out = {}
-    for path in sorted(SRC.rglob("*.py")):
-        parts = path.relative_to(SRC).with_suffix("").parts
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        out[".".join((ROOT, *parts))] = path
-    return out
-
-
-MODULES = _modules()
-
-
-def _is_package(name: str) -> bool:
-    return MODULES[name].name == "__init__.py"
-
-
-def _type_checking_nodes(tree: ast.AST) -> set[int]:
-    skip: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for child in node.body:
-                skip.update(id(n) for n in ast.walk(child))
-    return skip
-
-
-def _imports(name: str) -> set[str]:
-    """Modules of this package that importing ``name`` runs (targets and their packages)."""
-    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
-    skip = _type_checking_nodes(tree)
-    package = name if _is_package(name) else name.rpartition(".")[0]
-    targets: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
-        if isinstance(node, ast.Import):
-            targets.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - node.level + 1]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
-            targets.add(mod)
-            targets.update(f"{mod}.{a.name}" for a in node.names)
-    deps: set[str] = set()
-    for t in targets:
-        if t not in MODULES:
-            continue
-        parts = t.split(".")
-        for k in range(len(ROOT.split(".")), len(parts) + 1):
-            dep = ".".join(parts[:k])
-            # packages enclosing the importer are already initialising: no edge
-            if dep != name and not (name + ".").startswith(dep + "."):
-                deps.add(dep)
-    return deps
-
-
-GRAPH = {name: _imports(name) for name in MODULES}
+MODULES = package_modules(SRC, ROOT)
+GRAPH = import_graph(SRC, ROOT)
 
 
 def _room(name: str) -> str | None:
@@ -114,24 +55,8 @@ def test_rooms_exist_with_docstrings() -> None:
 
 
 def test_no_import_cycle() -> None:
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        stack.append(node)
-        for dep in sorted(GRAPH[node]):
-            if state.get(dep) == 1:
-                cycle = [*stack[stack.index(dep) :], dep]
-                pytest.fail("import cycle: " + " -> ".join(cycle))
-            if dep not in state:
-                visit(dep)
-        stack.pop()
-        state[node] = 2
-
-    for name in MODULES:
-        if name not in state:
-            visit(name)
+    cycle = find_cycle(GRAPH)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
 def test_graph_sees_real_edges() -> None:
@@ -156,12 +81,7 @@ def test_rooms_import_only_what_they_may() -> None:
 
 
 def test_no_module_over_the_size_limit() -> None:
-    big = {
-        str(p.relative_to(SRC)): n
-        for p in MODULES.values()
-        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
-    }
-    assert not big, big
+    assert long_modules(SRC, MAX_LINES) == {}
 
 
 def test_terms_never_import_torch_statically() -> None:
