@@ -100,6 +100,6 @@ def test_ddp_penalty_gradients_equal_single_process_full_batch(tmp_path: Path, r
 
 
 if __name__ == "__main__":
-    from conftest import worker_main  # the tests folder is sys.path[0] here
+    from kexue.testing import worker_main
 
     worker_main(_worker)

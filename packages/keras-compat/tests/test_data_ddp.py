@@ -68,6 +68,6 @@ def test_ddp_2_ranks_x_3_workers_every_item_exactly_once(tmp_path: Path, run_ran
 
 
 if __name__ == "__main__":
-    from conftest import worker_main  # the tests folder is sys.path[0] here
+    from kexue.testing import worker_main
 
     worker_main(_worker)

@@ -92,6 +92,6 @@ def test_ddp_identical_shadows_and_rank0_checkpoint(tmp_path: Path, run_ranks) -
 
 
 if __name__ == "__main__":
-    from conftest import worker_main  # the tests folder is sys.path[0] here
+    from kexue.testing import worker_main
 
     worker_main(_worker)

@@ -133,6 +133,6 @@ def test_ddp_accumulation_no_sync_equals_always_sync_and_big_batch(ddp_results: 
 
 
 if __name__ == "__main__":
-    from conftest import worker_main  # the tests folder is sys.path[0] here
+    from kexue.testing import worker_main
 
     worker_main(_worker)

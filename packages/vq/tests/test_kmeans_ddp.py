@@ -84,6 +84,6 @@ def test_kmeans_and_stats_ddp_match_single_process(tmp_path: Path, run_ranks) ->
 
 
 if __name__ == "__main__":
-    from conftest import worker_main
+    from kexue.testing import worker_main
 
     worker_main(_worker)

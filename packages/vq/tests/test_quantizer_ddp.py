@@ -138,6 +138,6 @@ def test_ddp_kmeans_ema_restart_same_on_both_ranks(results: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    from conftest import worker_main  # the tests folder is sys.path[0] here
+    from kexue.testing import worker_main
 
     worker_main(_worker)

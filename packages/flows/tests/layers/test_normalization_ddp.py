@@ -7,7 +7,6 @@ equal to the single-process init on the concatenated batch (rosinality/glow-pyto
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -85,7 +84,6 @@ def test_ddp_actnorm_init_uses_the_global_batch(tmp_path: Path, run_ranks) -> No
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests folder, for conftest
-    from conftest import worker_main
+    from kexue.testing import worker_main
 
     worker_main(_worker)

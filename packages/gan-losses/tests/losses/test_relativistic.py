@@ -300,6 +300,6 @@ def test_all_gather_two_process_gloo_equals_full_batch(tmp_path: Path, run_ranks
 
 
 if __name__ == "__main__":
-    from conftest import worker_main  # run_ranks puts the tests folder on PYTHONPATH
+    from kexue.testing import worker_main
 
     worker_main(_dist_worker)
