@@ -235,66 +235,74 @@ def per_sample_sqnorms(critic: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     return torch.stack(out)
 
 
-def build_cases(gl: Any, tgf: Any | None) -> list[Case]:
-    cases: list[Case] = []
-    # classic
-    cases.append(d_case("sgan D", "classic", gl.sgan_discriminator_loss))
-    cases.append(
-        g_case("sgan G (non-saturating)", "classic", gl.sgan_generator_loss, needs_real=False)
-    )
-    cases.append(
+def _classic_cases(gl: Any) -> list[Case]:
+    return [
+        d_case("sgan D", "classic", gl.sgan_discriminator_loss),
+        g_case("sgan G (non-saturating)", "classic", gl.sgan_generator_loss, needs_real=False),
         g_case(
             "sgan G (saturating)",
             "classic",
             gl.sgan_generator_loss,
             needs_real=False,
             saturating=True,
-        )
-    )
-    cases.append(d_case("lsgan D", "classic", gl.lsgan_discriminator_loss))
-    cases.append(g_case("lsgan G", "classic", gl.lsgan_generator_loss, needs_real=False))
-    cases.append(d_case("hinge D", "classic", gl.hinge_discriminator_loss))
-    cases.append(g_case("hinge G", "classic", gl.hinge_generator_loss, needs_real=False))
-    cases.append(d_case("wgan D", "classic", gl.wgan_discriminator_loss))
-    cases.append(g_case("wgan G", "classic", gl.wgan_generator_loss, needs_real=False))
-    cases.append(d_case("ebgan D (margin 1)", "classic", gl.ebgan_discriminator_loss, margin=1.0))
-    cases.append(g_case("ebgan G", "classic", gl.ebgan_generator_loss, needs_real=False))
-    if tgf is not None:
-        anchors = {
-            "sgan D": lambda r, f: tgf.minimax_discriminator_loss(r, f),
-            "sgan G (non-saturating)": lambda r, f: tgf.minimax_generator_loss(
-                f, nonsaturating=True
-            ),
-            "sgan G (saturating)": lambda r, f: tgf.minimax_generator_loss(f, nonsaturating=False),
-            "lsgan D": lambda r, f: tgf.least_squares_discriminator_loss(r, f),
-            "lsgan G": lambda r, f: tgf.least_squares_generator_loss(f),
-            "wgan D": lambda r, f: tgf.wasserstein_discriminator_loss(r, f),
-            "wgan G": lambda r, f: tgf.wasserstein_generator_loss(f),
-            "ebgan D (margin 1)": lambda r, f: tgf.energy_based_discriminator_loss(r, f, 1.0),
-            "ebgan G": lambda r, f: tgf.energy_based_generator_loss(f),
-        }
-        for case in cases:
-            if case.name in anchors:
-                a = anchors[case.name]
-                case.anchor_op = a
-                g_side = " G" in case.name
+        ),
+        d_case("lsgan D", "classic", gl.lsgan_discriminator_loss),
+        g_case("lsgan G", "classic", gl.lsgan_generator_loss, needs_real=False),
+        d_case("hinge D", "classic", gl.hinge_discriminator_loss),
+        g_case("hinge G", "classic", gl.hinge_generator_loss, needs_real=False),
+        d_case("wgan D", "classic", gl.wgan_discriminator_loss),
+        g_case("wgan G", "classic", gl.wgan_generator_loss, needs_real=False),
+        d_case("ebgan D (margin 1)", "classic", gl.ebgan_discriminator_loss, margin=1.0),
+        g_case("ebgan G", "classic", gl.ebgan_generator_loss, needs_real=False),
+    ]
 
-                def anchor_step(
-                    w: World, a: Callable[..., Tensor] = a, g_side: bool = g_side
-                ) -> Tensor:
-                    if g_side:
-                        f = w.d(_leaf(w.x_fake))
-                        return a(f, f)
-                    return a(w.d(w.x_real), w.d(w.x_fake))
 
-                case.anchor = anchor_step
-    # relativistic
+def _torchgan_anchors(tgf: Any) -> dict[str, Callable[[Tensor, Tensor], Tensor]]:
+    """torchgan's function for each classic row that it has, on scores ``(real, fake)``."""
+    return {
+        "sgan D": lambda r, f: tgf.minimax_discriminator_loss(r, f),
+        "sgan G (non-saturating)": lambda r, f: tgf.minimax_generator_loss(f, nonsaturating=True),
+        "sgan G (saturating)": lambda r, f: tgf.minimax_generator_loss(f, nonsaturating=False),
+        "lsgan D": lambda r, f: tgf.least_squares_discriminator_loss(r, f),
+        "lsgan G": lambda r, f: tgf.least_squares_generator_loss(f),
+        "wgan D": lambda r, f: tgf.wasserstein_discriminator_loss(r, f),
+        "wgan G": lambda r, f: tgf.wasserstein_generator_loss(f),
+        "ebgan D (margin 1)": lambda r, f: tgf.energy_based_discriminator_loss(r, f, 1.0),
+        "ebgan G": lambda r, f: tgf.energy_based_generator_loss(f),
+    }
+
+
+def _attach_torchgan_anchors(cases: list[Case], tgf: Any) -> None:
+    anchors = _torchgan_anchors(tgf)
+    for case in cases:
+        if case.name in anchors:
+            a = anchors[case.name]
+            case.anchor_op = a
+            g_side = " G" in case.name
+
+            def anchor_step(
+                w: World, a: Callable[..., Tensor] = a, g_side: bool = g_side
+            ) -> Tensor:
+                if g_side:
+                    f = w.d(_leaf(w.x_fake))
+                    return a(f, f)
+                return a(w.d(w.x_real), w.d(w.x_fake))
+
+            case.anchor = anchor_step
+
+
+def _relativistic_cases(gl: Any) -> list[Case]:
+    cases: list[Case] = []
     for v in ("rsgan", "rasgan", "ralsgan", "rahinge"):
         cases.append(d_case(f"{v} D", "relativistic", getattr(gl, f"{v}_discriminator_loss")))
         cases.append(
             g_case(f"{v} G", "relativistic", getattr(gl, f"{v}_generator_loss"), needs_real=True)
         )
-    # f-GAN
+    return cases
+
+
+def _f_gan_cases(gl: Any) -> list[Case]:
+    cases: list[Case] = []
     for div in sorted(gl.F_DIVERGENCES):
         cases.append(
             d_case(f"f-GAN D ({div})", "f-GAN", gl.f_gan_discriminator_loss, divergence=div)
@@ -308,7 +316,11 @@ def build_cases(gl: Any, tgf: Any | None) -> list[Case]:
                 divergence=div,
             )
         )
-    # GAN-QP
+    return cases
+
+
+def _gan_qp_cases(gl: Any) -> list[Case]:
+    cases: list[Case] = []
     for norm in ("l1", "l2"):
 
         def qp_d(w: World, norm: str = norm) -> Tensor:
@@ -318,8 +330,12 @@ def build_cases(gl: Any, tgf: Any | None) -> list[Case]:
 
         cases.append(Case(f"gan-qp D ({norm})", "GAN-QP", qp_d))
     cases.append(g_case("gan-qp G", "GAN-QP", gl.gan_qp_generator_loss, needs_real=True))
+    return cases
 
-    # O-GAN (encoder with a 32-dim code)
+
+def _ogan_cases(gl: Any) -> list[Case]:
+    """O-GAN (encoder with a 32-dim code)."""
+
     def ogan_e(w: World) -> Tensor:
         return gl.ogan_encoder_loss(w.enc(w.x_real), w.enc(w.x_fake), w.z, w.x_real, w.x_fake)
 
@@ -329,22 +345,26 @@ def build_cases(gl: Any, tgf: Any | None) -> list[Case]:
     def ogan_single(w: World) -> Tensor:
         return gl.ogan_single_loss(w.enc, w.x_real, _leaf(w.x_fake), w.z).loss
 
-    cases += [
+    return [
         Case("o-gan E", "O-GAN", ogan_e),
         Case("o-gan G", "O-GAN", ogan_g),
         Case("o-gan single loss (replay)", "O-GAN", ogan_single),
     ]
 
-    # BiGAN-QP (joint critic T(x, z); the encoder output e_real stands in as the code of x_real)
+
+def _bigan_qp_cases(gl: Any) -> list[Case]:
+    """BiGAN-QP (joint critic T(x, z); the encoder output e_real stands in as the code of x_real)."""
+
     def bigan(w: World) -> Tensor:
         e_real = w.enc(w.x_real).detach()
         return gl.bigan_qp_critic_loss(
             w.t(w.x_real, e_real), w.t(w.x_fake, w.z), w.x_real, w.x_fake, e_real, w.z
         )
 
-    cases.append(Case("bigan-qp critic", "BiGAN-QP", bigan))
+    return [Case("bigan-qp critic", "BiGAN-QP", bigan)]
 
-    # energy
+
+def _energy_cases(gl: Any) -> list[Case]:
     def contrastive(w: World) -> Tensor:
         return gl.contrastive_energy_loss(w.d(w.x_real), w.d(w.x_fake))
 
@@ -354,13 +374,16 @@ def build_cases(gl: Any, tgf: Any | None) -> list[Case]:
     def entropy(w: World) -> Tensor:
         return gl.encoder_entropy_surrogate(w.z, w.enc(_leaf(w.x_fake)))
 
-    cases += [
+    return [
         Case("contrastive energy", "energy", contrastive),
         Case("MEG mutual information", "energy", meg),
         Case("encoder entropy surrogate", "energy", entropy),
     ]
 
-    # IMLE and VI regulariser (G side; no critic for IMLE: nearest neighbours in pixel space)
+
+def _imle_cases(gl: Any) -> list[Case]:
+    """IMLE and VI regulariser (G side; no critic for IMLE: nearest neighbours in pixel space)."""
+
     def imle(w: World) -> Tensor:
         return gl.imle_loss(w.x_real, _leaf(w.x_fake))
 
@@ -368,9 +391,12 @@ def build_cases(gl: Any, tgf: Any | None) -> list[Case]:
         xf = _leaf(w.x_fake)
         return gl.vgan_generator_loss(w.d(xf), xf, w.x_fake_old)
 
-    cases += [Case("imle", "IMLE", imle), Case("vgan G (VI)", "IMLE", vgan)]
+    return [Case("imle", "IMLE", imle), Case("vgan G (VI)", "IMLE", vgan)]
 
-    # single-loss trick
+
+def _single_loss_cases(gl: Any) -> list[Case]:
+    """The single-loss trick."""
+
     def single(w: World) -> Tensor:
         return gl.single_loss(
             w.d,
@@ -380,12 +406,57 @@ def build_cases(gl: Any, tgf: Any | None) -> list[Case]:
             g_loss_fn=lambda r, f: gl.hinge_generator_loss(f),
         ).loss
 
-    cases.append(Case("single loss (hinge, replay)", "single-loss", single))
+    return [Case("single loss (hinge, replay)", "single-loss", single)]
 
-    # penalties (+ the WGAN critic loss they are added to is not included: penalty alone)
+
+def _double_critic(w: World) -> Critic:
+    dd = Critic().double()
+    dd.load_state_dict(w.d.state_dict())
+    return dd
+
+
+def _penalty_oracles(gl: Any) -> dict[str, Callable[[World], tuple[Tensor, Tensor]]]:
+    """``(ours, per-sample loop oracle)`` in float64, for the penalties that have one."""
+
+    def oracle_gp(w: World) -> tuple[Tensor, Tensor]:
+        dd = _double_critic(w)
+        xh = _leaf(w.x_hat.double())
+        ours = gl.gradient_penalty(dd(xh), xh, weight=10.0, eps=0.0)
+        return ours, 10.0 * (per_sample_sqnorms(dd, w.x_hat).sqrt() - 1).pow(2).mean()
+
+    def oracle_r1(w: World) -> tuple[Tensor, Tensor]:
+        dd = _double_critic(w)
+        xr = _leaf(w.x_real.double())
+        return gl.r1_penalty(dd(xr), xr, gamma=10.0), 5.0 * per_sample_sqnorms(dd, w.x_real).mean()
+
+    def oracle_wdiv(w: World) -> tuple[Tensor, Tensor]:
+        dd = _double_critic(w)
+        xr, xf = _leaf(w.x_real.double()), _leaf(w.x_fake.double())
+        ours = gl.wgan_div_penalty(dd(xr), xr, dd(xf), xf)
+        sr, sf = per_sample_sqnorms(dd, w.x_real), per_sample_sqnorms(dd, w.x_fake)
+        return ours, (sr.pow(3).mean() + sf.pow(3).mean())  # k/2 · (E‖∇‖⁶ + E‖∇‖⁶), k = 2
+
+    return {"gp": oracle_gp, "r1": oracle_r1, "wdiv": oracle_wdiv}
+
+
+def _gradient_penalty_case(gl: Any, tgf: Any | None, oracle: Callable[..., Any]) -> Case:
     def gp(w: World) -> Tensor:
         xh = _leaf(w.x_hat)
         return gl.gradient_penalty(w.d(xh), xh, weight=10.0)
+
+    gp_case = Case("gradient penalty (WGAN-GP, λ=10)", "penalty", gp, oracle=oracle)
+    if tgf is not None:
+
+        def tg_gp(w: World) -> Tensor:
+            xh = _leaf(w.x_hat)
+            return 10.0 * tgf.wasserstein_gradient_penalty(xh, w.d(xh))
+
+        gp_case.anchor = tg_gp
+    return gp_case
+
+
+def _penalty_cases(gl: Any, tgf: Any | None) -> list[Case]:
+    """Penalties (the WGAN critic loss they are added to is not included: penalty alone)."""
 
     def gp_critic(w: World) -> Tensor:
         return gl.wgan_gp_penalty(w.d, w.x_real, w.x_fake, generator=w.gen)
@@ -412,46 +483,36 @@ def build_cases(gl: Any, tgf: Any | None) -> list[Case]:
     def ortho(w: World) -> Tensor:
         return gl.model_orthogonal_regularization(w.d)
 
-    def oracle_gp(w: World) -> tuple[Tensor, Tensor]:
-        dd = Critic().double()
-        dd.load_state_dict(w.d.state_dict())
-        xh = _leaf(w.x_hat.double())
-        ours = gl.gradient_penalty(dd(xh), xh, weight=10.0, eps=0.0)
-        return ours, 10.0 * (per_sample_sqnorms(dd, w.x_hat).sqrt() - 1).pow(2).mean()
-
-    def oracle_r1(w: World) -> tuple[Tensor, Tensor]:
-        dd = Critic().double()
-        dd.load_state_dict(w.d.state_dict())
-        xr = _leaf(w.x_real.double())
-        return gl.r1_penalty(dd(xr), xr, gamma=10.0), 5.0 * per_sample_sqnorms(dd, w.x_real).mean()
-
-    def oracle_wdiv(w: World) -> tuple[Tensor, Tensor]:
-        dd = Critic().double()
-        dd.load_state_dict(w.d.state_dict())
-        xr, xf = _leaf(w.x_real.double()), _leaf(w.x_fake.double())
-        ours = gl.wgan_div_penalty(dd(xr), xr, dd(xf), xf)
-        sr, sf = per_sample_sqnorms(dd, w.x_real), per_sample_sqnorms(dd, w.x_fake)
-        return ours, (sr.pow(3).mean() + sf.pow(3).mean())  # k/2 · (E‖∇‖⁶ + E‖∇‖⁶), k = 2
-
-    gp_case = Case("gradient penalty (WGAN-GP, λ=10)", "penalty", gp, oracle=oracle_gp)
-    if tgf is not None:
-
-        def tg_gp(w: World) -> Tensor:
-            xh = _leaf(w.x_hat)
-            return 10.0 * tgf.wasserstein_gradient_penalty(xh, w.d(xh))
-
-        gp_case.anchor = tg_gp
-    cases += [
-        gp_case,
+    oracles = _penalty_oracles(gl)
+    return [
+        _gradient_penalty_case(gl, tgf, oracles["gp"]),
         Case("wgan_gp_penalty (critic form, interpolates)", "penalty", gp_critic),
-        Case("R1 (γ=10)", "penalty", r1, oracle=oracle_r1),
+        Case("R1 (γ=10)", "penalty", r1, oracle=oracles["r1"]),
         Case("R2 (γ=10)", "penalty", r2),
         Case("R1 from critic", "penalty", r1_critic),
-        Case("WGAN-div (k=2, p=6)", "penalty", wdiv, oracle=oracle_wdiv),
+        Case("WGAN-div (k=2, p=6)", "penalty", wdiv, oracle=oracles["wdiv"]),
         Case("score penalty (energy)", "penalty", score),
         Case("orthogonal regulariser (BigGAN, all weights)", "regulariser", ortho),
     ]
-    return cases
+
+
+def build_cases(gl: Any, tgf: Any | None) -> list[Case]:
+    """Every row of the table, in table order: one builder per family."""
+    classic = _classic_cases(gl)
+    if tgf is not None:
+        _attach_torchgan_anchors(classic, tgf)
+    return [
+        *classic,
+        *_relativistic_cases(gl),
+        *_f_gan_cases(gl),
+        *_gan_qp_cases(gl),
+        *_ogan_cases(gl),
+        *_bigan_qp_cases(gl),
+        *_energy_cases(gl),
+        *_imle_cases(gl),
+        *_single_loss_cases(gl),
+        *_penalty_cases(gl, tgf),
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -562,7 +623,7 @@ def fmt_mib(b: int | None) -> str:
     return "n/a" if b is None else f"{b / 2**20:.1f}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="few repetitions (smoke check)")
     ap.add_argument("--reps", type=int, default=None, help="timed steps per variant")
@@ -578,7 +639,160 @@ def main(argv: list[str] | None = None) -> int:
         "at load 8 vs 54 µs with 1)",
     )
     ap.add_argument("--peaks-only", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def time_step(case: Case, w: World, reps: int, device: torch.device) -> list[Any]:
+    """The main table's row of one case (peak-memory columns are inserted later)."""
+    fns = {"ours": step_fn(w, case.step)}
+    if case.anchor is not None:
+        fns["torchgan"] = step_fn(w, case.anchor)
+    times = interleaved(fns, warmup=1, reps=reps, device=device)
+    ours_s, ours_med = fmt_ms(times["ours"])
+    if "torchgan" in times:
+        tg_s, tg_med = fmt_ms(times["torchgan"])
+        ratio = f"{tg_med / ours_med:.2f}×"
+    else:
+        tg_s, ratio = "—", "—"
+    return [case.family, case.name, ours_s, tg_s, ratio, parity(case, w), oracle_note(case, w)]
+
+
+def time_op(
+    case: Case, gl: Any, r0: Tensor, f0: Tensor, op_reps: int, device: torch.device
+) -> list[Any]:
+    """The loss-op table's row of one case that has an op and a torchgan op."""
+    assert case.op is not None and case.anchor_op is not None
+    unchecked = case.op
+
+    def no_checks(r: Tensor, f: Tensor, op: Callable[..., Tensor] = unchecked) -> Tensor:
+        with gl.finite_checks(False):
+            return op(r, f)
+
+    ofns = {
+        "ours": op_fn(case.op, r0, f0),
+        "ours, no finite check": op_fn(no_checks, r0, f0),
+        "torchgan": op_fn(case.anchor_op, r0, f0),
+    }
+    ot = interleaved(ofns, warmup=3, reps=op_reps, device=device)
+    om, tm = statistics.median(ot["ours"]), statistics.median(ot["torchgan"])
+    nm = statistics.median(ot["ours, no finite check"])
+    return [case.name, f"{om * 1e6:.0f}", f"{nm * 1e6:.0f}", f"{tm * 1e6:.0f}", f"{tm / om:.2f}×"]
+
+
+def run_cases(
+    cases: list[Case], gl: Any, device: torch.device, reps: int, op_reps: int
+) -> tuple[list[list[Any]], list[list[Any]]]:
+    """``(rows, op_rows)``: the step timings of every case, the op timings where torchgan has one."""
+    w = make_world(device)
+    with torch.no_grad():
+        r0, f0 = w.d(w.x_real), w.d(w.x_fake)
+    rows: list[list[Any]] = []
+    op_rows: list[list[Any]] = []
+    for case in cases:
+        rows.append(time_step(case, w, reps, device))
+        if case.op is not None and case.anchor_op is not None:
+            op_rows.append(time_op(case, gl, r0, f0, op_reps, device))
+        print(f"{case.name}: {rows[-1][2]} ms", file=sys.stderr)
+    return rows, op_rows
+
+
+def add_peaks(rows: list[list[Any]], cases: list[Case], device: torch.device, quick: bool) -> None:
+    peaks = measure_peaks(cases, device) if device.type == "cuda" else cpu_peaks_in_child(quick)
+    for row, case in zip(rows, cases):
+        p = peaks.get(case.name, {})
+        row.insert(4, fmt_mib(p.get("ours")))
+        row.insert(5, fmt_mib(p.get("anchor")) if case.anchor is not None else "—")
+
+
+def machine_line(device: torch.device) -> str:
+    machine = (
+        f"{platform.system()} {platform.machine()}, {cpu_model()}, {usable_cores()} usable cores "
+        f"({os.cpu_count()} in the machine), torch threads {torch.get_num_threads()}"
+    )
+    if device.type == "cuda":
+        machine += f"; GPU {torch.cuda.get_device_name(device)}"
+    return machine
+
+
+def load_average() -> str:
+    try:
+        return "/".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def render_header(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    device: torch.device,
+    counts: tuple[int, int, float],
+    tg_note: str,
+) -> list[str]:
+    """The block's heading and its list of conditions; ``counts`` = (reps, op_reps, wall s)."""
+    reps, op_reps, wall = counts
+    v = versions("kexue-gan-losses", "torchgan", "torchvision")
+    machine, load = machine_line(device), load_average()
+    cmd = "python -m tools.bench.gan_losses.losses " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    mem_how = (
+        "torch.cuda.max_memory_allocated over one step"
+        if device.type == "cuda"
+        else "VmHWM − VmRSS over one step in a child process with MALLOC_MMAP_THRESHOLD_=65536"
+    )
+    return [
+        "## Losses and penalties: one critic step (forward + loss + backward)",
+        "",
+        f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- Command: `{cmd.strip()}` (from the repository root, bench environment)",
+        f"- Mode: {'quick' if args.quick else 'full'}; {reps} timed steps per variant, round "
+        f"robin; loss-op table {op_reps}; wall time {wall:.0f} s",
+        f"- Machine: {machine}; device {device}; load average (1/5/15 min) at the end {load}",
+        "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- torchgan: {tg_note}",
+        f"- Critic: DCGAN-style convs 3→{WIDTHS[0]}→{WIDTHS[1]}→{WIDTHS[2]} (4×4, stride 2, LeakyReLU 0.2, no norm), "
+        f"linear head; inputs {B}×{C}×{HW}×{HW}; O-GAN encoder: same trunk, {NZ}-dim code; "
+        "BiGAN-QP / MEG: joint critic T(x, z). D rows: critic on real + detached fake; "
+        "G rows: critic on a fake leaf. Penalty rows: the penalty alone (its double backward).",
+        f"- Peak memory: {mem_how}, MiB.",
+        "- Parity: same scores into both functions (float32); the penalty is compared on the "
+        "same interpolates. Per-sample: our penalty vs a loop of one `autograd.grad` per "
+        "sample (float64, eps 0).",
+        "",
+    ]
+
+
+def render_tables(rows: list[list[Any]], op_rows: list[list[Any]]) -> list[str]:
+    return [
+        markdown_table(
+            [
+                "family",
+                "loss / penalty",
+                "ours ms (p25–p75)",
+                "torchgan ms (p25–p75)",
+                "ours peak MiB",
+                "torchgan peak MiB",
+                "torchgan / ours",
+                "value parity vs torchgan",
+                "per-sample norm",
+            ],
+            [[r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]] for r in rows],
+        ),
+        "",
+        "Loss op alone on precomputed scores (B = 64; forward + backward to the scores), "
+        "median µs — our per-call overhead (validation, the finite check) against torchgan's "
+        "bare expressions:",
+        "",
+        markdown_table(
+            ["loss", "ours µs", "ours, finite checks off µs", "torchgan µs", "torchgan / ours"],
+            op_rows,
+        ),
+        "",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     import kexue.gan_losses as gl
@@ -592,125 +806,12 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     reps = args.reps or (2 if args.quick else 5)
     op_reps = 20 if args.quick else 100
-    w = make_world(device)
-    with torch.no_grad():
-        r0, f0 = w.d(w.x_real), w.d(w.x_fake)
-    rows: list[list[Any]] = []
-    op_rows: list[list[Any]] = []
-    for case in cases:
-        fns = {"ours": step_fn(w, case.step)}
-        if case.anchor is not None:
-            fns["torchgan"] = step_fn(w, case.anchor)
-        times = interleaved(fns, warmup=1, reps=reps, device=device)
-        ours_s, ours_med = fmt_ms(times["ours"])
-        if "torchgan" in times:
-            tg_s, tg_med = fmt_ms(times["torchgan"])
-            ratio = f"{tg_med / ours_med:.2f}×"
-        else:
-            tg_s, ratio = "—", "—"
-        rows.append(
-            [case.family, case.name, ours_s, tg_s, ratio, parity(case, w), oracle_note(case, w)]
-        )
-        if case.op is not None and case.anchor_op is not None:
-            unchecked = case.op
-
-            def no_checks(r: Tensor, f: Tensor, op: Callable[..., Tensor] = unchecked) -> Tensor:
-                with gl.finite_checks(False):
-                    return op(r, f)
-
-            ofns = {
-                "ours": op_fn(case.op, r0, f0),
-                "ours, no finite check": op_fn(no_checks, r0, f0),
-                "torchgan": op_fn(case.anchor_op, r0, f0),
-            }
-            ot = interleaved(ofns, warmup=3, reps=op_reps, device=device)
-            om, tm = statistics.median(ot["ours"]), statistics.median(ot["torchgan"])
-            nm = statistics.median(ot["ours, no finite check"])
-            op_rows.append(
-                [
-                    case.name,
-                    f"{om * 1e6:.0f}",
-                    f"{nm * 1e6:.0f}",
-                    f"{tm * 1e6:.0f}",
-                    f"{tm / om:.2f}×",
-                ]
-            )
-        print(f"{case.name}: {ours_s} ms", file=sys.stderr)
-
-    peaks = (
-        measure_peaks(cases, device) if device.type == "cuda" else cpu_peaks_in_child(args.quick)
-    )
-    for row, case in zip(rows, cases):
-        p = peaks.get(case.name, {})
-        row.insert(4, fmt_mib(p.get("ours")))
-        row.insert(5, fmt_mib(p.get("anchor")) if case.anchor is not None else "—")
+    rows, op_rows = run_cases(cases, gl, device, reps, op_reps)
+    add_peaks(rows, cases, device, args.quick)
     wall = time.perf_counter() - t_start
 
-    v = versions("kexue-gan-losses", "torchgan", "torchvision")
-    machine = (
-        f"{platform.system()} {platform.machine()}, {cpu_model()}, {usable_cores()} usable cores "
-        f"({os.cpu_count()} in the machine), torch threads {torch.get_num_threads()}"
-    )
-    if device.type == "cuda":
-        machine += f"; GPU {torch.cuda.get_device_name(device)}"
-    try:
-        load = "/".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        load = "unknown"
-    cmd = "python -m tools.bench.gan_losses.losses " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
-    mem_how = (
-        "torch.cuda.max_memory_allocated over one step"
-        if device.type == "cuda"
-        else "VmHWM − VmRSS over one step in a child process with MALLOC_MMAP_THRESHOLD_=65536"
-    )
-    text = "\n".join(
-        [
-            "## Losses and penalties: one critic step (forward + loss + backward)",
-            "",
-            f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
-            f"- Command: `{cmd.strip()}` (from the repository root, bench environment)",
-            f"- Mode: {'quick' if args.quick else 'full'}; {reps} timed steps per variant, round "
-            f"robin; loss-op table {op_reps}; wall time {wall:.0f} s",
-            f"- Machine: {machine}; device {device}; load average (1/5/15 min) at the end {load}",
-            "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
-            f"- torchgan: {tg_note}",
-            f"- Critic: DCGAN-style convs 3→{WIDTHS[0]}→{WIDTHS[1]}→{WIDTHS[2]} (4×4, stride 2, LeakyReLU 0.2, no norm), "
-            f"linear head; inputs {B}×{C}×{HW}×{HW}; O-GAN encoder: same trunk, {NZ}-dim code; "
-            "BiGAN-QP / MEG: joint critic T(x, z). D rows: critic on real + detached fake; "
-            "G rows: critic on a fake leaf. Penalty rows: the penalty alone (its double backward).",
-            f"- Peak memory: {mem_how}, MiB.",
-            "- Parity: same scores into both functions (float32); the penalty is compared on the "
-            "same interpolates. Per-sample: our penalty vs a loop of one `autograd.grad` per "
-            "sample (float64, eps 0).",
-            "",
-            markdown_table(
-                [
-                    "family",
-                    "loss / penalty",
-                    "ours ms (p25–p75)",
-                    "torchgan ms (p25–p75)",
-                    "ours peak MiB",
-                    "torchgan peak MiB",
-                    "torchgan / ours",
-                    "value parity vs torchgan",
-                    "per-sample norm",
-                ],
-                [[r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]] for r in rows],
-            ),
-            "",
-            "Loss op alone on precomputed scores (B = 64; forward + backward to the scores), "
-            "median µs — our per-call overhead (validation, the finite check) against torchgan's "
-            "bare expressions:",
-            "",
-            markdown_table(
-                ["loss", "ours µs", "ours, finite checks off µs", "torchgan µs", "torchgan / ours"],
-                op_rows,
-            ),
-            "",
-        ]
-    )
+    header = render_header(args, argv, device, (reps, op_reps, wall), tg_note)
+    text = "\n".join(header + render_tables(rows, op_rows))
     print(text)
     if args.write:
         write_block(args.benchmarks_md, START, END, text, header=HEADER)
