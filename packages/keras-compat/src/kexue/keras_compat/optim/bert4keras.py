@@ -45,24 +45,19 @@ from ._chain import ChainHandle, Transform, extend
 from .schedules import piecewise_linear
 from .transforms import DeltaScale, LayerAdaptation, LazyRows, Lookahead, LRMultiplier, WeightDecay
 
-__all__ = [
-    "extend_with_exponential_moving_average",
-    "extend_with_exponential_moving_average_v2",
-    "extend_with_gradient_accumulation",
-    "extend_with_gradient_accumulation_v2",
-    "extend_with_layer_adaptation",
-    "extend_with_layer_adaptation_v2",
-    "extend_with_lazy_optimization",
-    "extend_with_lazy_optimization_v2",
-    "extend_with_lookahead",
-    "extend_with_lookahead_v2",
-    "extend_with_parameter_wise_lr",
-    "extend_with_parameter_wise_lr_v2",
-    "extend_with_piecewise_linear_lr",
-    "extend_with_piecewise_linear_lr_v2",
-    "extend_with_weight_decay",
-    "extend_with_weight_decay_v2",
-]
+#: The bert4keras extension names (``extend_with_<name>``; each also as ``extend_with_<name>_v2``).
+_SHIM_NAMES = (
+    "exponential_moving_average",
+    "gradient_accumulation",
+    "layer_adaptation",
+    "lazy_optimization",
+    "lookahead",
+    "parameter_wise_lr",
+    "piecewise_linear_lr",
+    "weight_decay",
+)
+
+__all__ = [f"extend_with_{name}{suffix}" for name in _SHIM_NAMES for suffix in ("", "_v2")]
 
 _CHAIN_ATTR = "_kexue_bert4keras_chain"
 
