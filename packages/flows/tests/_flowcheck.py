@@ -2,6 +2,8 @@
 
 - ``check_invertible(layer, x, atol, *, context=None, rtol=0.0)``: inverse(forward(x)) ≈ x and
   logdet_fwd + logdet_inv ≈ 0; shapes ``(B,)`` and dtypes checked. Returns ``(y, logdet)``.
+- ``check_exact_roundtrip(layer, x)``: a volume-preserving layer's inverse(forward(x)) equals x
+  exactly, both logdets exactly 0. Returns ``y``. ``gen(seed)``: a seeded CPU generator.
 - ``check_logdet_vs_jacobian(layer, x, atol, *, context=None, rtol=0.0)``: the layer's
   per-sample logdet equals ``slogdet`` of the autograd Jacobian of the single-sample map, for
   every sample of the batch. Returns the reference ``(B,)`` log|det J|.
@@ -18,6 +20,19 @@ from torch import Tensor
 
 def _logdet_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def check_exact_roundtrip(layer: torch.nn.Module, x: Tensor) -> Tensor:
+    """Assert inverse(forward(x)) == x exactly and both logdets are exactly zero; return y."""
+    y, ld = layer(x)
+    x_rec, ld_inv = layer.inverse(y)
+    assert torch.equal(x_rec, x)
+    assert torch.equal(ld, torch.zeros(x.shape[0])) and torch.equal(ld_inv, ld)
+    return y
 
 
 def check_invertible(

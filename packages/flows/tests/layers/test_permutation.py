@@ -4,65 +4,52 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _flowcheck import check_logdet_vs_jacobian
+from _flowcheck import check_exact_roundtrip, check_logdet_vs_jacobian, gen
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kexue.flows.layers.permutation import Permutation
 from kexue.flows.layers.reshape import Interleave, ParitySplit
 
-
-def _gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _exact_roundtrip(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    y, ld = layer(x)
-    x_rec, ld_inv = layer.inverse(y)
-    assert torch.equal(x_rec, x)
-    assert torch.equal(ld, torch.zeros(x.shape[0])) and torch.equal(ld_inv, ld)
-    return y
-
-
 # ----------------------------------------------------------------------------- Permutation
 
 
 def test_permutation_reverse_values() -> None:
     x = torch.arange(10.0).reshape(2, 5)
-    y = _exact_roundtrip(Permutation(5), x)
+    y = check_exact_roundtrip(Permutation(5), x)
     assert torch.equal(y, x.flip(1))
 
 
 @pytest.mark.parametrize("mode", ["reverse", "random"])
 @pytest.mark.parametrize("dim", [1, 2])
 def test_permutation_roundtrip_and_jacobian(mode: str, dim: int) -> None:
-    layer = Permutation(4, mode=mode, dim=dim, generator=_gen(3))  # type: ignore[arg-type]
-    x = torch.randn(3, 4, 4, dtype=torch.float64, generator=_gen(1))
-    _exact_roundtrip(layer, x)
+    layer = Permutation(4, mode=mode, dim=dim, generator=gen(3))  # type: ignore[arg-type]
+    x = torch.randn(3, 4, 4, dtype=torch.float64, generator=gen(1))
+    check_exact_roundtrip(layer, x)
     check_logdet_vs_jacobian(layer, x, 1e-12)
 
 
 def test_permutation_image_channels() -> None:
     layer = Permutation(6, mode="fixed", perm=[2, 0, 1, 5, 3, 4])
-    x = torch.randn(2, 6, 3, 3, generator=_gen(2))
-    y = _exact_roundtrip(layer, x)
+    x = torch.randn(2, 6, 3, 3, generator=gen(2))
+    y = check_exact_roundtrip(layer, x)
     assert torch.equal(y[:, 0], x[:, 2]) and torch.equal(y[:, 3], x[:, 5])
 
 
 def test_permutation_random_state_dict_roundtrip() -> None:
-    a = Permutation(16, mode="random", generator=_gen(7))
-    b = Permutation(16, mode="random", generator=_gen(8))
+    a = Permutation(16, mode="random", generator=gen(7))
+    b = Permutation(16, mode="random", generator=gen(8))
     assert not torch.equal(a.perm, b.perm)
     b.load_state_dict(a.state_dict())
     assert torch.equal(a.perm, b.perm) and torch.equal(a.inv_perm, b.inv_perm)
-    x = torch.randn(3, 16, generator=_gen(0))
+    x = torch.randn(3, 16, generator=gen(0))
     assert torch.equal(a(x)[0], b(x)[0])
     assert torch.equal(b.inverse(a(x)[0])[0], x)
 
 
 def test_permutation_random_uses_generator() -> None:
-    a = Permutation(32, mode="random", generator=_gen(5))
-    b = Permutation(32, mode="random", generator=_gen(5))
+    a = Permutation(32, mode="random", generator=gen(5))
+    b = Permutation(32, mode="random", generator=gen(5))
     assert torch.equal(a.perm, b.perm)
     assert torch.equal(torch.sort(a.perm).values, torch.arange(32))
 
@@ -89,10 +76,10 @@ def test_permutation_bad_input() -> None:
 )
 def test_permutation_and_parity_property(b: int, half: int, mode: str, seed: int) -> None:
     d = 2 * half
-    x = torch.randn(b, d, 2, generator=_gen(seed))
-    perm = Permutation(d, mode=mode, generator=_gen(seed))  # type: ignore[arg-type]
-    y = _exact_roundtrip(perm, x)
+    x = torch.randn(b, d, 2, generator=gen(seed))
+    perm = Permutation(d, mode=mode, generator=gen(seed))  # type: ignore[arg-type]
+    y = check_exact_roundtrip(perm, x)
     assert torch.equal(y.sort(1).values, x.sort(1).values)
-    _exact_roundtrip(ParitySplit(), x)
-    _exact_roundtrip(Interleave(), x)
+    check_exact_roundtrip(ParitySplit(), x)
+    check_exact_roundtrip(Interleave(), x)
     assert torch.equal(Interleave()(ParitySplit()(x)[0])[0], x)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _flowcheck import check_logdet_vs_jacobian
+from _flowcheck import check_exact_roundtrip, check_logdet_vs_jacobian, gen
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,33 +23,20 @@ from kexue.flows.layers.reshape import (
     parity_split,
 )
 
-
-def _gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _exact_roundtrip(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    y, ld = layer(x)
-    x_rec, ld_inv = layer.inverse(y)
-    assert torch.equal(x_rec, x)
-    assert torch.equal(ld, torch.zeros(x.shape[0])) and torch.equal(ld_inv, ld)
-    return y
-
-
 # ----------------------------------------------------------------------------- parity / channel
 
 
 def test_parity_split_layer_values_and_interleave() -> None:
     x = torch.arange(12.0).reshape(2, 6)
-    y = _exact_roundtrip(ParitySplit(), x)
+    y = check_exact_roundtrip(ParitySplit(), x)
     assert torch.equal(y[0], torch.tensor([0.0, 2, 4, 1, 3, 5]))
-    z = _exact_roundtrip(Interleave(), y)
+    z = check_exact_roundtrip(Interleave(), y)
     assert torch.equal(z, x)
     check_logdet_vs_jacobian(ParitySplit(), x.double(), 1e-12)
 
 
 def test_parity_and_channel_functions() -> None:
-    x = torch.randn(2, 8, 3, generator=_gen(4))
+    x = torch.randn(2, 8, 3, generator=gen(4))
     e, o = parity_split(x)
     assert torch.equal(e, x[:, 0::2]) and torch.equal(o, x[:, 1::2])
     assert torch.equal(parity_merge(e, o), x)
@@ -77,9 +64,9 @@ def test_odd_split_raises() -> None:
 
 @pytest.mark.parametrize("order", ["default", "su"])
 def test_squeeze_roundtrip_exact(order: str) -> None:
-    x = torch.randn(3, 2, 4, 6, generator=_gen(6))
+    x = torch.randn(3, 2, 4, 6, generator=gen(6))
     sq = Squeeze(order=order)  # type: ignore[arg-type]
-    y = _exact_roundtrip(sq, x)
+    y = check_exact_roundtrip(sq, x)
     assert y.shape == (3, 8, 2, 3)
     uq = Unsqueeze(order=order)  # type: ignore[arg-type]
     assert torch.equal(uq(y)[0], x)
@@ -127,7 +114,7 @@ def test_squeeze_bad_input() -> None:
     order=st.sampled_from(["default", "su"]),
 )
 def test_squeeze_property(b: int, c: int, h: int, w: int, order: str) -> None:
-    x = torch.randn(b, c, 2 * h, 2 * w, generator=_gen(b * 100 + c * 10 + h))
+    x = torch.randn(b, c, 2 * h, 2 * w, generator=gen(b * 100 + c * 10 + h))
     y, ld = Squeeze(order=order)(x)  # type: ignore[arg-type]
     assert torch.equal(ld, torch.zeros(b))
     assert y.shape == (b, 4 * c, h, w) and y.dtype == x.dtype
@@ -140,10 +127,10 @@ def test_squeeze_property(b: int, c: int, h: int, w: int, order: str) -> None:
 
 
 def test_reshape_and_flatten() -> None:
-    x = torch.randn(2, 3, 2, 2, generator=_gen(9))
-    y = _exact_roundtrip(Flatten((3, 2, 2)), x)
+    x = torch.randn(2, 3, 2, 2, generator=gen(9))
+    y = check_exact_roundtrip(Flatten((3, 2, 2)), x)
     assert y.shape == (2, 12) and torch.equal(y, x.reshape(2, 12))
-    y2 = _exact_roundtrip(Reshape((3, 2, 2), (6, 2)), x)
+    y2 = check_exact_roundtrip(Reshape((3, 2, 2), (6, 2)), x)
     assert y2.shape == (2, 6, 2)
     with pytest.raises(ValueError, match="out_shape"):
         Reshape((3, 2), (5,))
@@ -152,7 +139,7 @@ def test_reshape_and_flatten() -> None:
 
 
 def test_low_precision_dtype_preserved_logdet_fp32() -> None:
-    x = torch.randn(2, 4, 4, 4, generator=_gen(13)).to(torch.bfloat16)
+    x = torch.randn(2, 4, 4, 4, generator=gen(13)).to(torch.bfloat16)
     for layer in (Squeeze(), Permutation(4), ParitySplit(), Flatten((4, 4, 4))):
         y, ld = layer(x)
         assert y.dtype == torch.bfloat16 and ld.dtype == torch.float32

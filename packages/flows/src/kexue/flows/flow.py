@@ -78,32 +78,6 @@ def _check_temperature(temperature: float) -> None:
         raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
 
 
-def _bpd(
-    model: Flow | MultiScaleFlow,
-    x: Tensor,
-    *,
-    n_bits: int | None,
-    n_levels: int | None,
-    data_range: tuple[float, float],
-    dequantize: bool,
-    generator: torch.Generator | None,
-    context: Tensor | None,
-) -> Tensor:
-    n = resolve_levels(n_bits=n_bits, n_levels=n_levels)
-    if dequantize:
-        # Dequantise in the model's floating dtype (parameters first, then buffers).
-        floats = (
-            t for t in itertools.chain(model.parameters(), model.buffers()) if t.is_floating_point()
-        )
-        ref = next(floats, None)
-        dtype = ref.dtype if ref is not None else None
-        y = _dequantize(x, n_levels=n, generator=generator, data_range=data_range, dtype=dtype)
-    else:
-        y = x
-    log_p = model.log_prob(y, context)
-    return bits_per_dim(log_p, num_dims=y[0].numel(), n_levels=n, data_range=data_range)
-
-
 _BPD_DOC = """Bits per dimension, spec §1.2: ``−(log p_Y(y) − D·ln(n/w))/(D·ln 2)``.
 
         Arguments:
@@ -122,7 +96,43 @@ _BPD_DOC = """Bits per dimension, spec §1.2: ``−(log p_Y(y) − D·ln(n/w))/(
 """
 
 
-class Flow(nn.Module):
+class _BitsPerDim(nn.Module):
+    """Base of the flow models: :meth:`bpd` from the model's ``log_prob``, parameters and buffers."""
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def bpd(
+        self,
+        x: Tensor,
+        *,
+        n_bits: int | None = None,
+        n_levels: int | None = None,
+        data_range: tuple[float, float] = (0.0, 1.0),
+        dequantize: bool = True,
+        generator: torch.Generator | None = None,
+        context: Tensor | None = None,
+    ) -> Tensor:
+        n = resolve_levels(n_bits=n_bits, n_levels=n_levels)
+        if dequantize:
+            # Dequantise in the model's floating dtype (parameters first, then buffers).
+            floats = (
+                t
+                for t in itertools.chain(self.parameters(), self.buffers())
+                if t.is_floating_point()
+            )
+            ref = next(floats, None)
+            dtype = ref.dtype if ref is not None else None
+            y = _dequantize(x, n_levels=n, generator=generator, data_range=data_range, dtype=dtype)
+        else:
+            y = x
+        log_p = self.log_prob(y, context)
+        return bits_per_dim(log_p, num_dims=y[0].numel(), n_levels=n, data_range=data_range)
+
+    bpd.__doc__ = _BPD_DOC
+
+
+class Flow(_BitsPerDim):
     """A normalising flow ``z = f(x)`` with a base distribution p_Z.
 
     Arguments:
@@ -169,30 +179,6 @@ class Flow(nn.Module):
         """``f⁻¹(z)`` with ``z`` from the prior at ``temperature`` (z = μ + σ·T·ε)."""
         z = self.prior.sample(n, temperature=temperature, context=context, generator=generator)
         return self.transform.inverse(z, context)[0]
-
-    def bpd(
-        self,
-        x: Tensor,
-        *,
-        n_bits: int | None = None,
-        n_levels: int | None = None,
-        data_range: tuple[float, float] = (0.0, 1.0),
-        dequantize: bool = True,
-        generator: torch.Generator | None = None,
-        context: Tensor | None = None,
-    ) -> Tensor:
-        return _bpd(
-            self,
-            x,
-            n_bits=n_bits,
-            n_levels=n_levels,
-            data_range=data_range,
-            dequantize=dequantize,
-            generator=generator,
-            context=context,
-        )
-
-    bpd.__doc__ = _BPD_DOC
 
 
 class Split(nn.Module):
@@ -307,7 +293,7 @@ class Level(nn.Module):
         self.split = split
 
 
-class MultiScaleFlow(nn.Module):
+class MultiScaleFlow(_BitsPerDim):
     """Multi-scale flow (RealNVP/Glow): levels of transforms, each optionally factoring out z_i.
 
     ``forward(x) -> (z_list, logdet)`` with ``z_list = [z_1, …, z_L_split, z_top]`` (the factored
@@ -454,27 +440,3 @@ class MultiScaleFlow(nn.Module):
             ),
             context,
         )
-
-    def bpd(
-        self,
-        x: Tensor,
-        *,
-        n_bits: int | None = None,
-        n_levels: int | None = None,
-        data_range: tuple[float, float] = (0.0, 1.0),
-        dequantize: bool = True,
-        generator: torch.Generator | None = None,
-        context: Tensor | None = None,
-    ) -> Tensor:
-        return _bpd(
-            self,
-            x,
-            n_bits=n_bits,
-            n_levels=n_levels,
-            data_range=data_range,
-            dequantize=dequantize,
-            generator=generator,
-            context=context,
-        )
-
-    bpd.__doc__ = _BPD_DOC
