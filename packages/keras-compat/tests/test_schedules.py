@@ -13,15 +13,19 @@ from kexue.keras_compat.optim.schedules import piecewise_linear
 from kexue.keras_compat.optim.transforms import LRMultiplier, WeightDecay
 
 
-def test_spec_knots() -> None:
-    f = piecewise_linear({1000: 1, 2000: 0.1})
-    got = [f(t) for t in (0, 500, 1000, 1500, 2000, 3000)]
+def _assert_float64_close(got: list[float], expected: list[float]) -> None:
     torch.testing.assert_close(
         torch.tensor(got, dtype=torch.float64),
-        torch.tensor([0.0, 0.5, 1.0, 0.55, 0.1, 0.1], dtype=torch.float64),
+        torch.tensor(expected, dtype=torch.float64),
         rtol=0,
         atol=1e-12,
     )
+
+
+def test_spec_knots() -> None:
+    f = piecewise_linear({1000: 1, 2000: 0.1})
+    got = [f(t) for t in (0, 500, 1000, 1500, 2000, 3000)]
+    _assert_float64_close(got, [0.0, 0.5, 1.0, 0.55, 0.1, 0.1])
 
 
 def test_from_zero_false_and_default() -> None:
@@ -43,12 +47,7 @@ def test_lambdalr_with_piecewise() -> None:
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
-    torch.testing.assert_close(
-        torch.tensor(lrs, dtype=torch.float64),
-        torch.tensor([0.0, 0.05, 0.1, 0.15, 0.2, 0.2], dtype=torch.float64),
-        rtol=0,
-        atol=1e-12,
-    )
+    _assert_float64_close(lrs, [0.0, 0.05, 0.1, 0.15, 0.2, 0.2])
 
 
 def test_lr_multiplier_composes_with_lr_scale_and_external_scheduler() -> None:
