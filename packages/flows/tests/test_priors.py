@@ -118,14 +118,9 @@ def test_conditional_gaussian_trained_params() -> None:
 def test_conditional_gaussian_bad_context() -> None:
     prior = ConditionalGaussian(3, 2)
     z = torch.zeros(4, 2, 5, 5)
-    with pytest.raises(ValueError, match="context"):
-        prior.log_prob(z)
-    with pytest.raises(ValueError, match="context"):
-        prior.log_prob(z, torch.zeros(4, 2, 5, 5))
-    with pytest.raises(ValueError, match="context"):
-        prior.log_prob(z, torch.zeros(3, 3, 5, 5))
-    with pytest.raises(ValueError, match="context"):
-        prior.log_prob(z, torch.zeros(4, 3, 4, 4))
+    for bad in (None, torch.zeros(4, 2, 5, 5), torch.zeros(3, 3, 5, 5), torch.zeros(4, 3, 4, 4)):
+        with pytest.raises(ValueError, match="context"):
+            prior.log_prob(z, bad)
     with pytest.raises(ValueError, match="context"):
         prior.sample(2, context=torch.zeros(4, 3, 5, 5))
     with pytest.raises(ValueError, match="z"):
