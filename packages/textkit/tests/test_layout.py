@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import ast
 import importlib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -95,7 +93,7 @@ def test_terms_never_import_torch_statically() -> None:
                     assert node.module.split(".")[0] != "torch", name
 
 
-def test_root_is_lazy_and_headlines_resolve() -> None:
+def test_root_is_lazy_and_headlines_resolve(run_python) -> None:
     code = (
         "import sys, kexue.textkit as tk\n"
         "assert 'torch' not in sys.modules, 'import kexue.textkit imported torch'\n"
@@ -107,9 +105,7 @@ def test_root_is_lazy_and_headlines_resolve() -> None:
         "assert 'kexue.textkit.seq2seq' not in sys.modules\n"
         "print('ok')\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
+    out = run_python(code, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
     for name in tk.__all__:
         assert getattr(tk, name) is not None

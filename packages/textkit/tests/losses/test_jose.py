@@ -10,25 +10,9 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kexue.textkit.losses.jose import (
-    JoSE,
-    RiemannianSGD,
-    jose_loss,
-    sphere_sgd_step,
-    sphere_step_factor,
-    sphere_tangent_grad,
-)
+from kexue.textkit.losses import jose
 
 F64 = torch.float64
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny models train faster on one intra-op thread (and do not fight a loaded machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _unit(*shape: int, seed: int) -> torch.Tensor:
@@ -39,7 +23,7 @@ def _unit(*shape: int, seed: int) -> torch.Tensor:
 def test_jose_loss_value_matches_formula() -> None:
     u, v, d = _unit(5, 4, seed=0), _unit(5, 4, seed=1), _unit(5, 4, seed=2)
     neg = _unit(5, 3, 4, seed=3)
-    got = jose_loss(u, v, d, neg, margin=0.15, reduction="none")
+    got = jose.jose_loss(u, v, d, neg, margin=0.15, reduction="none")
     want = torch.zeros(5, dtype=F64)
     for b in range(5):
         for j in range(3):
@@ -49,12 +33,12 @@ def test_jose_loss_value_matches_formula() -> None:
             cdn = F.cosine_similarity(d[b], neg[b, j], dim=0)
             want[b] += max(0.0, 0.15 - cvu - cdu + cvn + cdn)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(jose_loss(u, v, d, neg), want.mean())
-    torch.testing.assert_close(jose_loss(u, v, d, neg, reduction="sum"), want.sum())
+    torch.testing.assert_close(jose.jose_loss(u, v, d, neg), want.mean())
+    torch.testing.assert_close(jose.jose_loss(u, v, d, neg, reduction="sum"), want.sum())
     # (B, D) negatives = one negative each
     torch.testing.assert_close(
-        jose_loss(u, v, d, neg[:, 0], reduction="none"),
-        jose_loss(u, v, d, neg[:, :1], reduction="none"),
+        jose.jose_loss(u, v, d, neg[:, 0], reduction="none"),
+        jose.jose_loss(u, v, d, neg[:, :1], reduction="none"),
     )
 
 
@@ -64,16 +48,16 @@ def test_zero_loss_and_gradient_once_margin_met() -> None:
     v = F.normalize(e[0:1] + 0.1 * e[1:2], dim=1).requires_grad_(True)
     d = F.normalize(e[0:1] + 0.1 * e[2:3], dim=1).requires_grad_(True)
     neg = (-e[0:1]).clone().requires_grad_(True)  # far away: margin met by ~4
-    loss = jose_loss(u, v, d, neg)
+    loss = jose.jose_loss(u, v, d, neg)
     assert loss.item() == 0.0
     grads = torch.autograd.grad(loss, (u, v, d, neg))
     assert all(torch.equal(g, torch.zeros_like(g)) for g in grads)
     # exactly at the boundary the loss is 0 with zero gradient too (relu, not clamp)
     margin = (2 * (v * u).sum() - 0 - 0).item()  # cos(v,u) + cos(d,u) with d = v
-    loss_b = jose_loss(u, v, v, F.normalize(e[3:4], dim=1), margin=margin)
+    loss_b = jose.jose_loss(u, v, v, F.normalize(e[3:4], dim=1), margin=margin)
     assert abs(loss_b.item()) < 1e-15
     # and a violated margin gives a positive loss with non-zero gradients
-    loss_v = jose_loss(u, v, d, u.detach() * 1.0)
+    loss_v = jose.jose_loss(u, v, d, u.detach() * 1.0)
     assert loss_v.item() == pytest.approx(0.15)
 
 
@@ -85,17 +69,17 @@ def test_tangent_orthogonal_and_factor_in_range(seed: int, scale: float) -> None
     g[0] = 3.0 * x[0] * scale  # pointing along +x: factor 2, tangent 0
     g[1] = -2.0 * x[1] * scale  # along -x: factor 0
     g[2] = 0.0  # no gradient: factor 1
-    t = sphere_tangent_grad(x, g)
+    t = jose.sphere_tangent_grad(x, g)
     torch.testing.assert_close(
         (x * t).sum(-1), torch.zeros(6, dtype=F64), rtol=0, atol=1e-12 * scale
     )
-    f = sphere_step_factor(x, g)
+    f = jose.sphere_step_factor(x, g)
     assert f.shape == (6, 1)
     assert ((f >= 0) & (f <= 2)).all()
     torch.testing.assert_close(f[:3, 0], torch.tensor([2.0, 0.0, 1.0], dtype=F64))
     cos = (x[3:] * g[3:]).sum(-1) / g[3:].norm(dim=-1)  # (F.cosine_similarity clamps tiny norms)
     torch.testing.assert_close(f[3:, 0], 1 + cos)
-    new = sphere_sgd_step(x, g, 0.1)
+    new = jose.sphere_sgd_step(x, g, 0.1)
     torch.testing.assert_close(new.norm(dim=-1), torch.ones(6, dtype=F64))
     assert torch.equal(new[2], x[2])  # untouched without gradient
 
@@ -106,7 +90,7 @@ def test_sphere_step_closed_form() -> None:
     lr = 0.1
     factor = 1 + 1 / math.sqrt(2)
     want = F.normalize(torch.tensor([[1.0, lr * factor]], dtype=F64), dim=1)
-    torch.testing.assert_close(sphere_sgd_step(x, g, lr), want)
+    torch.testing.assert_close(jose.sphere_sgd_step(x, g, lr), want)
 
 
 def test_riemannian_sgd_keeps_unit_norm_every_step_dense_and_sparse() -> None:
@@ -115,7 +99,7 @@ def test_riemannian_sgd_keeps_unit_norm_every_step_dense_and_sparse() -> None:
     dense = torch.nn.Parameter(torch.randn(12, 6, dtype=F64, generator=g))
     with torch.no_grad():
         emb.weight.copy_(dense)
-    opt_s, opt_d = RiemannianSGD(emb.parameters(), lr=0.3), RiemannianSGD([dense], lr=0.3)
+    opt_s, opt_d = jose.RiemannianSGD(emb.parameters(), lr=0.3), jose.RiemannianSGD([dense], lr=0.3)
     opt_s.project_()
     opt_d.project_()
     target = _unit(6, seed=6)
@@ -141,7 +125,7 @@ def test_planted_two_topic_corpus_same_topic_closer(one_thread: None) -> None:
     for i in range(n_docs):
         base = 0 if i % 2 == 0 else 10  # topic A: words 0-9, topic B: words 10-19
         docs.append((base + torch.randint(0, 10, (length,), generator=g)).tolist())
-    model = JoSE(20, n_docs, dim=16, generator=g)
+    model = jose.JoSE(20, n_docs, dim=16, generator=g)
     history = model.fit(docs, epochs=3, window=2, lr=0.5, batch_size=256, generator=g)
     assert history[-1] < history[0]
     for p in model.parameters():
@@ -165,28 +149,28 @@ def test_planted_two_topic_corpus_same_topic_closer(one_thread: None) -> None:
 
 
 def test_triples_and_bad_inputs() -> None:
-    t = JoSE.triples([[1, 2, 3]], window=1)
+    t = jose.JoSE.triples([[1, 2, 3]], window=1)
     assert t.tolist() == [[1, 2, 0], [2, 1, 0], [2, 3, 0], [3, 2, 0]]
     u = _unit(3, 4, seed=8)
     with pytest.raises(ValueError, match="context"):
-        jose_loss(u, u[:2], u, u)
+        jose.jose_loss(u, u[:2], u, u)
     with pytest.raises(ValueError, match="negatives"):
-        jose_loss(u, u, u, _unit(3, 2, 5, seed=9))
+        jose.jose_loss(u, u, u, _unit(3, 2, 5, seed=9))
     with pytest.raises(ValueError, match="reduction"):
-        jose_loss(u, u, u, u, reduction="avg")
+        jose.jose_loss(u, u, u, u, reduction="avg")
     with pytest.raises(ValueError, match="margin"):
-        jose_loss(u, u, u, u, margin=-1.0)
+        jose.jose_loss(u, u, u, u, margin=-1.0)
     with pytest.raises(ValueError, match="lr"):
-        RiemannianSGD([torch.nn.Parameter(u)], lr=-1.0)
+        jose.RiemannianSGD([torch.nn.Parameter(u)], lr=-1.0)
     with pytest.raises(ValueError, match="x and grad"):
-        sphere_tangent_grad(u, u[:2])
-    model = JoSE(5, 2, dim=4)
+        jose.sphere_tangent_grad(u, u[:2])
+    model = jose.JoSE(5, 2, dim=4)
     with pytest.raises(ValueError, match="documents"):
         model.fit([[0, 1]])
     with pytest.raises(ValueError, match="word ids"):
         model.fit([[0, 7], [1, 2]])
     with pytest.raises(ValueError, match="window"):
-        JoSE.triples([[0, 1]], window=0)
+        jose.JoSE.triples([[0, 1]], window=0)
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
@@ -197,26 +181,26 @@ def test_jose_loss_rejects_non_finite_naming_argument_and_shape(name: str, bad: 
     args[name][1, -1] = bad
     shape = r"\(3, 2, 4\)" if name == "negatives" else r"\(3, 4\)"
     with pytest.raises(ValueError, match=rf"^{name} must be finite: .*shape {shape}"):
-        jose_loss(**args)
+        jose.jose_loss(**args)
 
 
 def test_sphere_ops_reject_non_finite() -> None:
     x = _unit(3, 4, seed=5)
     grad = torch.ones(3, 4, dtype=F64)
     grad[2, 0] = math.nan
-    for fn in (sphere_tangent_grad, sphere_step_factor):
+    for fn in (jose.sphere_tangent_grad, jose.sphere_step_factor):
         with pytest.raises(ValueError, match=r"^grad must be finite: .*shape \(3, 4\)"):
             fn(x, grad)
     with pytest.raises(ValueError, match=r"^grad must be finite"):
-        sphere_sgd_step(x, grad, 0.1)
+        jose.sphere_sgd_step(x, grad, 0.1)
 
 
 def test_model_loss_and_optimizer_step_sync_free(host_syncs) -> None:
     """JoSE.loss runs the trusted core on its own rows and RiemannianSGD the step core: a training
     step has no host sync (the public jose_loss on the same rows costs one)."""
     g = torch.Generator().manual_seed(0)
-    model = JoSE(6, 2, dim=4, generator=g)
-    opt = RiemannianSGD(model.parameters(), lr=0.1)
+    model = jose.JoSE(6, 2, dim=4, generator=g)
+    opt = jose.RiemannianSGD(model.parameters(), lr=0.1)
     ids = torch.tensor([0, 1, 2]), torch.tensor([1, 2, 3]), torch.tensor([0, 1, 1])
     neg = torch.tensor([[4, 5], [5, 4], [3, 0]])
     host_syncs.reset()
@@ -225,7 +209,9 @@ def test_model_loss_and_optimizer_step_sync_free(host_syncs) -> None:
     loss.backward()
     opt.step()
     assert host_syncs.count == 0, host_syncs.names
-    want = jose_loss(model.word[ids[0]], model.context[ids[1]], model.doc[ids[2]], model.word[neg])
+    want = jose.jose_loss(
+        model.word[ids[0]], model.context[ids[1]], model.doc[ids[2]], model.word[neg]
+    )
     assert host_syncs.names == ["tolist"]
     torch.testing.assert_close(model.loss(*ids, neg), want, rtol=0, atol=0)
     with pytest.raises(ValueError, match="negatives must be integer ids"):
@@ -237,13 +223,13 @@ def test_fit_syncs_once_per_epoch_not_per_step(host_syncs) -> None:
     docs = [[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]]
     counts = []
     for epochs in (1, 3):
-        model = JoSE(6, 2, dim=4, generator=torch.Generator().manual_seed(0))
+        model = jose.JoSE(6, 2, dim=4, generator=torch.Generator().manual_seed(0))
         host_syncs.reset()
         history = model.fit(
             docs, epochs=epochs, batch_size=4, window=2, generator=torch.Generator().manual_seed(1)
         )
         assert len(history) == epochs and all(math.isfinite(h) for h in history)
         counts.append(host_syncs.count)
-    steps_per_epoch = math.ceil(len(JoSE.triples(docs, window=2)) / 4)
+    steps_per_epoch = math.ceil(len(jose.JoSE.triples(docs, window=2)) / 4)
     assert steps_per_epoch > 1
     assert counts[1] - counts[0] == 2  # one per extra epoch, whatever the steps per epoch

@@ -11,14 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kexue.textkit.losses.sampled import (
-    NoiseSampler,
-    find_accidental_hits,
-    nce_loss,
-    neg_sampling_loss,
-    sampled_softmax_loss,
-    subsample_keep_prob,
-)
+from kexue.textkit.losses import sampled
 
 F64 = torch.float64
 
@@ -70,7 +63,7 @@ def test_nce_exact_expectation_recovers_log_p(gamma_mode: str) -> None:
 
     def expected_loss() -> torch.Tensor:
         gamma = gamma_c.repeat_interleave(V) if gamma_mode == "per_context" else None
-        pos_t, neg_t = _split_terms(nce_loss, table.reshape(-1), log_q, k=k, gamma=gamma)
+        pos_t, neg_t = _split_terms(sampled.nce_loss, table.reshape(-1), log_q, k=k, gamma=gamma)
         w_pos = p.reshape(-1)
         w_neg = k * q.repeat(n_ctx)
         return (w_pos * pos_t + w_neg * neg_t).sum()
@@ -88,21 +81,21 @@ def test_nce_uncorrected_equals_neg_and_gamma_shift() -> None:
     neg = torch.randn(6, 3, dtype=F64, generator=g)
     for red in ("mean", "sum", "none"):
         torch.testing.assert_close(
-            nce_loss(pos, neg, None, None, correct=False, reduction=red),
-            neg_sampling_loss(pos, neg, reduction=red),
+            sampled.nce_loss(pos, neg, None, None, correct=False, reduction=red),
+            sampled.neg_sampling_loss(pos, neg, reduction=red),
             rtol=1e-12,
             atol=1e-12,
         )
     # the correction equals a shift of every logit by log(k q)
     lq_pos = torch.rand(6, dtype=F64, generator=g).log()
     lq_neg = torch.rand(3, dtype=F64, generator=g).log()  # shared negatives (k,)
-    got = nce_loss(pos, neg, lq_pos, lq_neg, gamma=0.3, reduction="none")
-    want = neg_sampling_loss(
+    got = sampled.nce_loss(pos, neg, lq_pos, lq_neg, gamma=0.3, reduction="none")
+    want = sampled.neg_sampling_loss(
         pos - 0.3 - math.log(3) - lq_pos, neg - 0.3 - math.log(3) - lq_neg, reduction="none"
     )
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     # closed form for one example
-    x = nce_loss(
+    x = sampled.nce_loss(
         torch.tensor([0.0], dtype=F64), torch.tensor([[0.0]], dtype=F64), None, None, correct=False
     )
     torch.testing.assert_close(x, torch.tensor(2 * math.log(2.0), dtype=F64))
@@ -119,7 +112,7 @@ def test_neg_exact_expectation_gives_shifted_pmi() -> None:
     x = torch.zeros(4, 6, dtype=F64, requires_grad=True)
 
     def expected_loss() -> torch.Tensor:
-        pos_t, neg_t = _split_terms(neg_sampling_loss, x.reshape(-1), None)
+        pos_t, neg_t = _split_terms(sampled.neg_sampling_loss, x.reshape(-1), None)
         return (p_wc.reshape(-1) * pos_t + (k * p_w * p_c).reshape(-1) * neg_t).sum()
 
     _lbfgs([x], expected_loss)
@@ -130,7 +123,7 @@ def test_neg_exact_expectation_gives_shifted_pmi() -> None:
     v = (0.1 * torch.randn(6, 4, dtype=F64, generator=g)).requires_grad_(True)
 
     def expected_loss_uv() -> torch.Tensor:
-        pos_t, neg_t = _split_terms(neg_sampling_loss, (u @ v.T).reshape(-1), None)
+        pos_t, neg_t = _split_terms(sampled.neg_sampling_loss, (u @ v.T).reshape(-1), None)
         return (p_wc.reshape(-1) * pos_t + (k * p_w * p_c).reshape(-1) * neg_t).sum()
 
     _lbfgs([u, v], expected_loss_uv, steps=2000)
@@ -149,7 +142,7 @@ def _chi2(obs: torch.Tensor, probs: torch.Tensor) -> float:
 
 def test_sampler_chi2_matches_count_power() -> None:
     counts = torch.tensor([1, 3, 7, 20, 50, 120, 300, 800, 2000, 5000], dtype=F64)
-    sampler = NoiseSampler(counts)
+    sampler = sampled.NoiseSampler(counts)
     want = counts**0.75 / (counts**0.75).sum()
     torch.testing.assert_close(sampler.probs, want, rtol=1e-12, atol=0)
     draws = sampler.sample(1_000_000, generator=torch.Generator().manual_seed(3))
@@ -164,21 +157,21 @@ def test_sampler_chi2_matches_count_power() -> None:
 
 def test_sampler_power_zero_uniform_and_zero_counts() -> None:
     counts = torch.tensor([5.0, 0.0, 1.0, 100.0, 2.0, 7.0, 9.0, 1.0, 3.0, 4.0])
-    uni = NoiseSampler(counts, power=0.0)
+    uni = sampled.NoiseSampler(counts, power=0.0)
     torch.testing.assert_close(uni.probs, torch.full((10,), 0.1, dtype=F64))
     draws = uni.sample((1000, 1000), generator=torch.Generator().manual_seed(4))
     assert draws.shape == (1000, 1000)
     obs = torch.bincount(draws.reshape(-1), minlength=10).to(F64)
     assert _chi2(obs, uni.probs) < _CHI2_CRIT_DF9_P001
     # with power > 0 a zero count is never drawn and has log q = -inf
-    s = NoiseSampler(counts, power=1.0)
+    s = sampled.NoiseSampler(counts, power=1.0)
     draws = s.sample(200_000, generator=torch.Generator().manual_seed(5))
     assert int((draws == 1).sum()) == 0
     assert s.log_q(torch.tensor([1])).item() == -math.inf
 
 
 def test_sampler_generator_reproducible_and_unique_draws() -> None:
-    s = NoiseSampler([1.0, 2.0, 3.0, 4.0])
+    s = sampled.NoiseSampler([1.0, 2.0, 3.0, 4.0])
     a = s.sample((3, 7), generator=torch.Generator().manual_seed(9))
     b = s.sample((3, 7), generator=torch.Generator().manual_seed(9))
     assert torch.equal(a, b) and a.shape == (3, 7)
@@ -188,7 +181,7 @@ def test_sampler_generator_reproducible_and_unique_draws() -> None:
     torch.testing.assert_close(log_big_q, torch.log(1 - (1 - q) ** 6), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(s.log_expected_count(ids, 6), torch.log(6 * q))
     # tiny q, large m: the stable form keeps precision where 1-(1-q)^m would round
-    tiny = NoiseSampler(torch.tensor([1e-14, 1.0]), power=1.0)
+    tiny = sampled.NoiseSampler(torch.tensor([1e-14, 1.0]), power=1.0)
     got = tiny.log_expected_count(torch.tensor([0]), 3)
     torch.testing.assert_close(
         got, tiny.log_expected_count(torch.tensor([0]), 3, unique=True), rtol=1e-9, atol=0
@@ -196,7 +189,7 @@ def test_sampler_generator_reproducible_and_unique_draws() -> None:
 
 
 def test_sampler_inclusion_probability_empirical() -> None:
-    s = NoiseSampler(torch.tensor([1.0, 4.0, 10.0, 30.0]), power=1.0)
+    s = sampled.NoiseSampler(torch.tensor([1.0, 4.0, 10.0, 30.0]), power=1.0)
     g = torch.Generator().manual_seed(7)
     m, trials = 3, 40_000
     draws = s.sample((trials, m), generator=g)
@@ -212,9 +205,9 @@ def test_sampled_softmax_uniform_q_cancels() -> None:
     g = torch.Generator().manual_seed(10)
     t = torch.randn(5, dtype=F64, generator=g)
     s = torch.randn(5, 8, dtype=F64, generator=g)
-    plain = sampled_softmax_loss(t, s, None, None, reduction="none")
+    plain = sampled.sampled_softmax_loss(t, s, None, None, reduction="none")
     const = torch.full((8,), math.log(8 * 0.05), dtype=F64)
-    corr = sampled_softmax_loss(
+    corr = sampled.sampled_softmax_loss(
         t, s, torch.full((5,), const[0].item(), dtype=F64), const, reduction="none"
     )
     torch.testing.assert_close(corr, plain, rtol=1e-12, atol=1e-12)
@@ -232,9 +225,9 @@ def test_sampled_softmax_all_classes_without_replacement_is_full_ce() -> None:
     logits = torch.randn(B, V, dtype=F64, generator=g, requires_grad=True)
     targets = torch.randint(0, V, (B,), generator=g)
     ids = torch.arange(V)  # every class drawn: inclusion probability Q = 1, log Q = 0
-    hits = find_accidental_hits(targets, ids)
+    hits = sampled.find_accidental_hits(targets, ids)
     assert torch.equal(hits.sum(1), torch.ones(B, dtype=torch.long))
-    loss = sampled_softmax_loss(
+    loss = sampled.sampled_softmax_loss(
         logits.gather(1, targets[:, None]).squeeze(1),
         logits[:, ids],
         torch.zeros(B, dtype=F64),
@@ -257,11 +250,13 @@ def test_accidental_hits_carry_no_mass_or_gradient() -> None:
     hits = torch.zeros(4, 6, dtype=torch.bool)
     hits[0, 1] = hits[2, 0] = hits[2, 5] = True
     lq = torch.randn(6, generator=g)
-    loss = sampled_softmax_loss(t, s, torch.zeros(4), lq, accidental_hits=hits, reduction="none")
+    loss = sampled.sampled_softmax_loss(
+        t, s, torch.zeros(4), lq, accidental_hits=hits, reduction="none"
+    )
     assert torch.isfinite(loss).all()
     for b in range(4):
         keep = ~hits[b]
-        want = sampled_softmax_loss(
+        want = sampled.sampled_softmax_loss(
             t[b : b + 1], s[b : b + 1, keep], torch.zeros(1), lq[keep], reduction="none"
         )
         torch.testing.assert_close(loss[b : b + 1], want)
@@ -275,7 +270,7 @@ def test_sampled_softmax_monte_carlo_gradient_approaches_full(unique: bool) -> N
     g = torch.Generator().manual_seed(13)
     V, target, trials = 10, 3, 2000
     o = torch.randn(V, dtype=F64, generator=g) * 1.5
-    sampler = NoiseSampler(torch.arange(1, V + 1, dtype=F64) ** 2)
+    sampler = sampled.NoiseSampler(torch.arange(1, V + 1, dtype=F64) ** 2)
     full = torch.softmax(o, 0)
     full[target] -= 1
 
@@ -289,7 +284,7 @@ def test_sampled_softmax_monte_carlo_gradient_approaches_full(unique: bool) -> N
             dup = torch.zeros_like(ids, dtype=torch.bool)
         lq = sampler.log_expected_count(ids, m, unique=unique)
         ov = o.clone().requires_grad_(True)
-        loss = sampled_softmax_loss(
+        loss = sampled.sampled_softmax_loss(
             ov[target].expand(trials),
             ov[ids],
             torch.zeros(trials, dtype=F64) if correct else None,  # the target is always in: Q = 1
@@ -310,17 +305,17 @@ def test_sampled_softmax_monte_carlo_gradient_approaches_full(unique: bool) -> N
 def test_find_accidental_hits_shapes() -> None:
     targets = torch.tensor([0, 2, 1])
     torch.testing.assert_close(
-        find_accidental_hits(targets, torch.tensor([2, 0])),
+        sampled.find_accidental_hits(targets, torch.tensor([2, 0])),
         torch.tensor([[False, True], [True, False], [False, False]]),
     )
     per_row = torch.tensor([[0, 0], [1, 2], [2, 2]])
-    assert find_accidental_hits(targets, per_row).tolist() == [
+    assert sampled.find_accidental_hits(targets, per_row).tolist() == [
         [True, True],
         [False, True],
         [False, False],
     ]
     with pytest.raises(ValueError, match="sampled_ids"):
-        find_accidental_hits(targets, torch.zeros(2, 2, dtype=torch.long))
+        sampled.find_accidental_hits(targets, torch.zeros(2, 2, dtype=torch.long))
 
 
 # ---------------------------------------------------------------------------- sub-sampling
@@ -328,15 +323,15 @@ def test_find_accidental_hits_shapes() -> None:
 
 def test_subsample_keep_prob_formulas() -> None:
     f = torch.tensor([0.0, 1e-6, 1e-5, 4e-5, 1e-2], dtype=F64)
-    keep = subsample_keep_prob(f)
+    keep = sampled.subsample_keep_prob(f)
     want = torch.tensor([1.0, 1.0, 1.0, 0.5, math.sqrt(1e-3)], dtype=F64)
     torch.testing.assert_close(keep, want, rtol=1e-12, atol=0)
-    code = subsample_keep_prob(f, t=1e-5, formula="code")
+    code = sampled.subsample_keep_prob(f, t=1e-5, formula="code")
     torch.testing.assert_close(code[3:], torch.tensor([0.75, math.sqrt(1e-3) + 1e-3], dtype=F64))
     with pytest.raises(ValueError, match="freqs"):
-        subsample_keep_prob(torch.tensor([1.5]))
+        sampled.subsample_keep_prob(torch.tensor([1.5]))
     with pytest.raises(ValueError, match="formula"):
-        subsample_keep_prob(f, formula="x")
+        sampled.subsample_keep_prob(f, formula="x")
 
 
 # ------------------------------------------------------------------------------- properties
@@ -349,9 +344,9 @@ def test_reductions_consistent(b: int, k: int, red: str) -> None:
     pos, neg = torch.randn(b, generator=g), torch.randn(b, k, generator=g)
     lq_p, lq_n = torch.randn(b, generator=g), torch.randn(b, k, generator=g)
     for fn, args in (
-        (nce_loss, (pos, neg, lq_p, lq_n)),
-        (neg_sampling_loss, (pos, neg)),
-        (sampled_softmax_loss, (pos, neg, lq_p, lq_n)),
+        (sampled.nce_loss, (pos, neg, lq_p, lq_n)),
+        (sampled.neg_sampling_loss, (pos, neg)),
+        (sampled.sampled_softmax_loss, (pos, neg, lq_p, lq_n)),
     ):
         none = fn(*args, reduction="none")
         assert none.shape == (b,) and (none >= 0).all()
@@ -365,31 +360,31 @@ def test_reductions_consistent(b: int, k: int, red: str) -> None:
 def test_bad_inputs_raise() -> None:
     pos, neg = torch.zeros(4), torch.zeros(4, 3)
     with pytest.raises(ValueError, match="pos_logits"):
-        neg_sampling_loss(torch.zeros(4, 1), neg)
+        sampled.neg_sampling_loss(torch.zeros(4, 1), neg)
     with pytest.raises(ValueError, match="neg_logits"):
-        neg_sampling_loss(pos, torch.zeros(5, 3))
+        sampled.neg_sampling_loss(pos, torch.zeros(5, 3))
     with pytest.raises(ValueError, match="log_q_pos"):
-        nce_loss(pos, neg, torch.zeros(4, 1), torch.zeros(4, 3))
+        sampled.nce_loss(pos, neg, torch.zeros(4, 1), torch.zeros(4, 3))
     with pytest.raises(ValueError, match="log_q_neg"):
-        nce_loss(pos, neg, torch.zeros(4), torch.zeros(4))
+        sampled.nce_loss(pos, neg, torch.zeros(4), torch.zeros(4))
     with pytest.raises(ValueError, match="log_q_pos"):
-        nce_loss(pos, neg, None, None)
+        sampled.nce_loss(pos, neg, None, None)
     with pytest.raises(ValueError, match="gamma"):
-        nce_loss(pos, neg, torch.zeros(4), torch.zeros(3), gamma=torch.zeros(4, 1))
+        sampled.nce_loss(pos, neg, torch.zeros(4), torch.zeros(3), gamma=torch.zeros(4, 1))
     with pytest.raises(ValueError, match="reduction"):
-        neg_sampling_loss(pos, neg, reduction="avg")
+        sampled.neg_sampling_loss(pos, neg, reduction="avg")
     with pytest.raises(ValueError, match="accidental_hits"):
-        sampled_softmax_loss(pos, neg, None, None, accidental_hits=torch.zeros(4, 2).bool())
+        sampled.sampled_softmax_loss(pos, neg, None, None, accidental_hits=torch.zeros(4, 2).bool())
     with pytest.raises(ValueError, match="log_q_sampled"):
-        sampled_softmax_loss(pos, neg, torch.zeros(4), None)
+        sampled.sampled_softmax_loss(pos, neg, torch.zeros(4), None)
     with pytest.raises(ValueError, match="counts"):
-        NoiseSampler(torch.tensor([1.0, -1.0]))
+        sampled.NoiseSampler(torch.tensor([1.0, -1.0]))
     with pytest.raises(ValueError, match="counts"):
-        NoiseSampler(torch.zeros(3, 2))
+        sampled.NoiseSampler(torch.zeros(3, 2))
     with pytest.raises(ValueError, match="ids"):
-        NoiseSampler([1.0, 2.0]).log_q(torch.tensor([2]))
+        sampled.NoiseSampler([1.0, 2.0]).log_q(torch.tensor([2]))
     with pytest.raises(ValueError, match="power"):
-        NoiseSampler([1.0, 2.0], power=-1.0)
+        sampled.NoiseSampler([1.0, 2.0], power=-1.0)
 
 
 # ------------------------------------------------------------------------- non-finite input
@@ -415,22 +410,22 @@ def test_nce_and_neg_reject_non_finite_naming_argument_and_shape(name: str, bad:
     args[name].view(-1)[1] = bad
     shape = re.escape(str(tuple(args[name].shape)))
     with pytest.raises(ValueError, match=rf"^{name} must be finite: .*shape {shape}"):
-        nce_loss(*(args[a] for a in _ARGS))
+        sampled.nce_loss(*(args[a] for a in _ARGS))
     if name in ("pos_logits", "neg_logits"):
         with pytest.raises(ValueError, match=rf"^{name} must be finite: .*shape {shape}"):
-            neg_sampling_loss(args["pos_logits"], args["neg_logits"])
+            sampled.neg_sampling_loss(args["pos_logits"], args["neg_logits"])
         with pytest.raises(ValueError, match=rf"^{name} must be finite"):
-            nce_loss(args["pos_logits"], args["neg_logits"], None, None, correct=False)
+            sampled.nce_loss(args["pos_logits"], args["neg_logits"], None, None, correct=False)
 
 
 def test_nce_rejects_non_finite_gamma_and_shared_log_q() -> None:
     args = _binary_args()
     with pytest.raises(ValueError, match=r"^gamma must be finite: .*shape \(4,\)"):
-        nce_loss(*(args[a] for a in _ARGS), gamma=torch.tensor([0.0, math.nan, 0.0, 0.0]))
+        sampled.nce_loss(*(args[a] for a in _ARGS), gamma=torch.tensor([0.0, math.nan, 0.0, 0.0]))
     with pytest.raises(ValueError, match=r"^gamma must be finite: .*shape \(\)"):
-        nce_loss(*(args[a] for a in _ARGS), gamma=math.inf)
+        sampled.nce_loss(*(args[a] for a in _ARGS), gamma=math.inf)
     with pytest.raises(ValueError, match=r"^log_q_neg must be finite: .*shape \(3,\)"):
-        nce_loss(
+        sampled.nce_loss(
             args["pos_logits"],
             args["neg_logits"],
             args["log_q_pos"],
@@ -447,16 +442,16 @@ def test_sampled_softmax_rejects_nan_naming_argument_and_shape(name: str) -> Non
     args[name].view(-1)[-1] = math.nan
     shape = re.escape(str(tuple(args[name].shape)))
     with pytest.raises(ValueError, match=rf"^{name} must be finite: .*shape {shape}"):
-        sampled_softmax_loss(*args.values())
+        sampled.sampled_softmax_loss(*args.values())
 
 
 def test_freqs_and_counts_checks() -> None:
     with pytest.raises(ValueError, match=r"^freqs must be finite: .*shape \(2,\)"):
-        subsample_keep_prob(torch.tensor([0.1, math.nan]))
+        sampled.subsample_keep_prob(torch.tensor([0.1, math.nan]))
     with pytest.raises(ValueError, match=r"^freqs must be relative frequencies in \[0, 1\]"):
-        subsample_keep_prob(torch.tensor([0.1, 1.5]))
+        sampled.subsample_keep_prob(torch.tensor([0.1, 1.5]))
     with pytest.raises(ValueError, match=r"^counts must be finite"):
-        NoiseSampler(torch.tensor([1.0, math.inf]))
+        sampled.NoiseSampler(torch.tensor([1.0, math.inf]))
 
 
 def test_every_loss_call_costs_one_host_sync(host_syncs) -> None:
@@ -465,12 +460,12 @@ def test_every_loss_call_costs_one_host_sync(host_syncs) -> None:
     args = _binary_args()
     pos, neg, lq_p, lq_n = (args[a].requires_grad_(a.endswith("logits")) for a in _ARGS)
     host_syncs.reset()
-    neg_sampling_loss(pos, neg).backward()
+    sampled.neg_sampling_loss(pos, neg).backward()
     assert host_syncs.names == ["tolist"]
     host_syncs.reset()
-    nce_loss(pos, neg, lq_p, lq_n[0], gamma=torch.zeros(4)).backward()
+    sampled.nce_loss(pos, neg, lq_p, lq_n[0], gamma=torch.zeros(4)).backward()
     assert host_syncs.names == ["tolist"]
     host_syncs.reset()
     hits = torch.zeros(4, 3, dtype=torch.bool)
-    sampled_softmax_loss(pos, neg, torch.zeros(4), lq_n, accidental_hits=hits).backward()
+    sampled.sampled_softmax_loss(pos, neg, torch.zeros(4), lq_n, accidental_hits=hits).backward()
     assert host_syncs.names == ["tolist"]

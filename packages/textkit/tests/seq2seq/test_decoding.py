@@ -261,16 +261,6 @@ def test_prefix_allowed_fn_restricts_tokens() -> None:
         assert set(out[item][1:].tolist()) <= {1 + item, 5}
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models step by step: a second intra-op thread only adds synchronisation, which on a
-    loaded 2-core machine costs more than the work (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _unilm_model(positions: str, cond_dim: int | None = None) -> UniLMTransformer:
     torch.manual_seed(0)
     m = UniLMTransformer(

@@ -9,14 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kexue.textkit.tagging.crf.functional import (
-    crf_log_partition,
-    crf_marginals,
-    crf_nll,
-    crf_score,
-    viterbi_decode,
-    viterbi_nbest,
-)
+from kexue.textkit.tagging.crf import functional as crf
 
 F64 = torch.float64
 ALGORITHMS = ("lse", "matmul", "auto")
@@ -58,7 +51,7 @@ def _brute(h, a, s, e, length):
 @pytest.mark.parametrize("start_end", [True, False])
 def test_log_partition_equals_brute_force(algorithm, start_end):
     h, a, s, e, mask = _problem(6, 5, 4, start_end=start_end, lengths=[5, 1, 3, 4, 2, 5])
-    log_z = crf_log_partition(h, a, mask=mask, start=s, end=e, algorithm=algorithm)
+    log_z = crf.crf_log_partition(h, a, mask=mask, start=s, end=e, algorithm=algorithm)
     for i, length in enumerate(mask.sum(1).tolist()):
         _, scores = _brute(h[i], a, s, e, length)
         assert abs(log_z[i].item() - torch.logsumexp(scores, 0).item()) < 1e-10
@@ -69,7 +62,7 @@ def test_probabilities_of_all_paths_sum_to_one(algorithm):
     h, a, s, e, _ = _problem(1, 4, 3)
     paths, _ = _brute(h[0], a, s, e, 4)
     hs = h.expand(len(paths), -1, -1)
-    nll = crf_nll(hs, paths, a, start=s, end=e, reduction="none", algorithm=algorithm)
+    nll = crf.crf_nll(hs, paths, a, start=s, end=e, reduction="none", algorithm=algorithm)
     assert abs(torch.exp(-nll).sum().item() - 1.0) < 1e-10
 
 
@@ -77,7 +70,7 @@ def test_score_equals_brute_force_and_ignores_pad_tags():
     h, a, s, e, mask = _problem(5, 5, 3, seed=1)
     tags = torch.randint(0, 3, (5, 5), generator=_gen(2))
     tags_pad = tags.masked_fill(~mask, -100)  # ignore-index padding is fine
-    score = crf_score(h, tags_pad, a, mask=mask, start=s, end=e)
+    score = crf.crf_score(h, tags_pad, a, mask=mask, start=s, end=e)
     for i, length in enumerate(mask.sum(1).tolist()):
         paths, scores = _brute(h[i], a, s, e, length)
         idx = (paths == tags[i, :length]).all(1).nonzero().item()
@@ -88,14 +81,14 @@ def test_score_equals_brute_force_and_ignores_pad_tags():
 @pytest.mark.parametrize("start_end", [True, False])
 def test_viterbi_equals_brute_force_argmax(start_end, algorithm):
     h, a, s, e, mask = _problem(8, 5, 4, seed=3, start_end=start_end)
-    tags, best = viterbi_decode(h, a, mask=mask, start=s, end=e, pad_tag=7, algorithm=algorithm)
+    tags, best = crf.viterbi_decode(h, a, mask=mask, start=s, end=e, pad_tag=7, algorithm=algorithm)
     for i, length in enumerate(mask.sum(1).tolist()):
         paths, scores = _brute(h[i], a, s, e, length)
         j = scores.argmax()
         assert tags[i, :length].tolist() == paths[j].tolist()
         assert (tags[i, length:] == 7).all()
         assert abs(best[i].item() - scores[j].item()) < 1e-10
-    again = crf_score(h, tags, a, mask=mask, start=s, end=e)
+    again = crf.crf_score(h, tags, a, mask=mask, start=s, end=e)
     torch.testing.assert_close(again, best, rtol=0, atol=1e-10)
 
 
@@ -103,7 +96,7 @@ def test_viterbi_equals_brute_force_argmax(start_end, algorithm):
 def test_viterbi_ties_go_to_lowest_index(algorithm):
     h = torch.zeros(2, 3, 3, dtype=F64)
     a = torch.zeros(3, 3, dtype=F64)
-    tags, best = viterbi_decode(h, a, algorithm=algorithm)
+    tags, best = crf.viterbi_decode(h, a, algorithm=algorithm)
     assert tags.tolist() == [[0, 0, 0], [0, 0, 0]]
     assert best.tolist() == [0.0, 0.0]
 
@@ -111,7 +104,7 @@ def test_viterbi_ties_go_to_lowest_index(algorithm):
 def test_nbest_equals_brute_force_top_k():
     h, a, s, e, mask = _problem(4, 4, 3, seed=4, lengths=[4, 3, 1, 2])
     k = 5
-    tags, scores = viterbi_nbest(h, a, k=k, mask=mask, start=s, end=e, pad_tag=9)
+    tags, scores = crf.viterbi_nbest(h, a, k=k, mask=mask, start=s, end=e, pad_tag=9)
     assert tags.shape == (4, k, 4) and scores.shape == (4, k)
     for i, length in enumerate(mask.sum(1).tolist()):
         paths, brute = _brute(h[i], a, s, e, length)
@@ -123,7 +116,7 @@ def test_nbest_equals_brute_force_top_k():
         assert (tags[i, :, length:] == 9).all()
         if n < k:  # fewer paths than k: the rest score −inf
             assert torch.isneginf(scores[i, n:]).all()
-    one, best = viterbi_decode(h, a, mask=mask, start=s, end=e, pad_tag=9)
+    one, best = crf.viterbi_decode(h, a, mask=mask, start=s, end=e, pad_tag=9)
     assert torch.equal(tags[:, 0], one)
     torch.testing.assert_close(scores[:, 0], best)
 
@@ -138,19 +131,19 @@ def test_padding_garbage_changes_nothing(algorithm):
     kw = {"mask": mask, "start": s, "end": e}
     for x in (garbage, garbage.masked_fill(~mask[..., None], float("nan"))):
         torch.testing.assert_close(
-            crf_nll(x, tags, a, reduction="none", algorithm=algorithm, **kw),
-            crf_nll(h, tags, a, reduction="none", algorithm=algorithm, **kw),
+            crf.crf_nll(x, tags, a, reduction="none", algorithm=algorithm, **kw),
+            crf.crf_nll(h, tags, a, reduction="none", algorithm=algorithm, **kw),
             rtol=0, atol=1e-10,
         )  # fmt: skip
-        assert torch.equal(viterbi_decode(x, a, **kw)[0], viterbi_decode(h, a, **kw)[0])
-        torch.testing.assert_close(crf_marginals(x, a, **kw), crf_marginals(h, a, **kw))
+        assert torch.equal(crf.viterbi_decode(x, a, **kw)[0], crf.viterbi_decode(h, a, **kw)[0])
+        torch.testing.assert_close(crf.crf_marginals(x, a, **kw), crf.crf_marginals(h, a, **kw))
     # batched = per sample
-    log_z = crf_log_partition(h, a, algorithm=algorithm, **kw)
-    dec = viterbi_decode(h, a, **kw)[0]
+    log_z = crf.crf_log_partition(h, a, algorithm=algorithm, **kw)
+    dec = crf.viterbi_decode(h, a, **kw)[0]
     for i, length in enumerate(mask.sum(1).tolist()):
-        one = crf_log_partition(h[i : i + 1, :length], a, start=s, end=e, algorithm=algorithm)
+        one = crf.crf_log_partition(h[i : i + 1, :length], a, start=s, end=e, algorithm=algorithm)
         assert abs(one.item() - log_z[i].item()) < 1e-10
-        d = viterbi_decode(h[i : i + 1, :length], a, start=s, end=e)[0]
+        d = crf.viterbi_decode(h[i : i + 1, :length], a, start=s, end=e)[0]
         assert d[0].tolist() == dec[i, :length].tolist()
 
 
@@ -159,25 +152,25 @@ def test_shift_invariance(algorithm):
     h, a, s, e, mask = _problem(3, 5, 4, seed=8, lengths=[5, 4, 2])
     tags = torch.randint(0, 4, (3, 5), generator=_gen(9))
     kw = {"mask": mask, "start": s, "end": e}
-    log_z = crf_log_partition(h, a, algorithm=algorithm, **kw)
-    score = crf_score(h, tags, a, **kw)
+    log_z = crf.crf_log_partition(h, a, algorithm=algorithm, **kw)
+    score = crf.crf_score(h, tags, a, **kw)
     c = 2.5
     h2 = h.clone()
     h2[:, 1] += c  # step 1 is valid in every row
-    torch.testing.assert_close(crf_log_partition(h2, a, algorithm=algorithm, **kw), log_z + c)
-    torch.testing.assert_close(crf_score(h2, tags, a, **kw), score + c)
+    torch.testing.assert_close(crf.crf_log_partition(h2, a, algorithm=algorithm, **kw), log_z + c)
+    torch.testing.assert_close(crf.crf_score(h2, tags, a, **kw), score + c)
     lengths = mask.sum(1).to(F64)
     torch.testing.assert_close(
-        crf_log_partition(h, a + c, algorithm=algorithm, **kw), log_z + c * (lengths - 1)
+        crf.crf_log_partition(h, a + c, algorithm=algorithm, **kw), log_z + c * (lengths - 1)
     )
-    torch.testing.assert_close(crf_score(h, tags, a + c, **kw), score + c * (lengths - 1))
+    torch.testing.assert_close(crf.crf_score(h, tags, a + c, **kw), score + c * (lengths - 1))
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("start_end", [True, False])
 def test_marginals_equal_brute_force(start_end, algorithm):
     h, a, s, e, mask = _problem(4, 4, 3, seed=10, start_end=start_end)
-    marg = crf_marginals(h, a, mask=mask, start=s, end=e, algorithm=algorithm)
+    marg = crf.crf_marginals(h, a, mask=mask, start=s, end=e, algorithm=algorithm)
     assert (marg >= 0).all()
     lengths = mask.sum(1).tolist()
     for i, length in enumerate(lengths):
@@ -198,7 +191,9 @@ def test_gradcheck(algorithm):
     inputs = tuple(x.clone().requires_grad_(True) for x in (h, a, s, e))
 
     def fn(h, a, s, e):
-        return crf_nll(h, tags, a, mask=mask, start=s, end=e, reduction="none", algorithm=algorithm)
+        return crf.crf_nll(
+            h, tags, a, mask=mask, start=s, end=e, reduction="none", algorithm=algorithm
+        )
 
     assert torch.autograd.gradcheck(fn, inputs)
 
@@ -215,7 +210,7 @@ def test_matmul_matches_lse(dtype, tol, lengths):
     out = {}
     for algorithm in ("lse", "matmul"):
         xs = [x.clone().requires_grad_(True) for x in (h, a, s, e)]
-        nll = crf_nll(xs[0], tags, xs[1], mask=mask, start=xs[2], end=xs[3], algorithm=algorithm,
+        nll = crf.crf_nll(xs[0], tags, xs[1], mask=mask, start=xs[2], end=xs[3], algorithm=algorithm,
                       reduction="sum")  # fmt: skip
         nll.backward()
         out[algorithm] = [nll.detach()] + [x.grad for x in xs]
@@ -234,7 +229,7 @@ def test_matmul_normalises_every_step_when_the_spread_is_wide(scale):
     grads = {}
     for algorithm in ("lse", "matmul"):
         xs = [x.clone().requires_grad_(True) for x in (h, a, s, e)]
-        nll = crf_nll(xs[0], tags, xs[1], mask=mask, start=xs[2], end=xs[3], reduction="sum",
+        nll = crf.crf_nll(xs[0], tags, xs[1], mask=mask, start=xs[2], end=xs[3], reduction="sum",
                       algorithm=algorithm)  # fmt: skip
         nll.backward()
         grads[algorithm] = [nll.detach()] + [x.grad for x in xs]
@@ -248,8 +243,8 @@ def test_auto_uses_lse_when_transitions_are_forbidden():
     a = a.clone()
     a[0, 1] = a[2, 3] = -1e4
     h = h * 100
-    got = crf_log_partition(h, a, mask=mask, start=s, end=e, algorithm="auto")
-    ref = crf_log_partition(h, a, mask=mask, start=s, end=e, algorithm="lse")
+    got = crf.crf_log_partition(h, a, mask=mask, start=s, end=e, algorithm="auto")
+    ref = crf.crf_log_partition(h, a, mask=mask, start=s, end=e, algorithm="lse")
     assert torch.equal(got, ref)
     for i, length in enumerate(mask.sum(1).tolist()):
         _, scores = _brute(h[i], a, s, e, length)
@@ -262,12 +257,14 @@ def test_large_emissions_stay_finite(algorithm, dtype):
     h, a, s, e, mask = _problem(4, 12, 5, seed=16, dtype=dtype)
     h = (h * 1e3).requires_grad_(True)
     tags = torch.randint(0, 5, (4, 12), generator=_gen(17))
-    nll = crf_nll(h, tags, a, mask=mask, start=s, end=e, algorithm=algorithm, reduction="sum")
+    nll = crf.crf_nll(h, tags, a, mask=mask, start=s, end=e, algorithm=algorithm, reduction="sum")
     nll.backward()
     assert torch.isfinite(nll) and torch.isfinite(h.grad).all()
     assert nll.item() >= -1e-3 * abs(nll.item()) - 1e-3  # NLL ≥ 0 up to rounding
-    log_z = crf_log_partition(h.double(), a.double(), mask=mask, start=s.double(), end=e.double())
-    ref = crf_log_partition(h.double(), a.double(), mask=mask, start=s.double(), end=e.double(),
+    log_z = crf.crf_log_partition(
+        h.double(), a.double(), mask=mask, start=s.double(), end=e.double()
+    )
+    ref = crf.crf_log_partition(h.double(), a.double(), mask=mask, start=s.double(), end=e.double(),
                             algorithm="lse")  # fmt: skip
     torch.testing.assert_close(log_z, ref, rtol=1e-6, atol=0)
 
@@ -275,12 +272,12 @@ def test_large_emissions_stay_finite(algorithm, dtype):
 def test_length_one_sequences():
     h, a, s, e, _ = _problem(3, 1, 4, seed=18)
     for algorithm in ALGORITHMS:
-        log_z = crf_log_partition(h, a, start=s, end=e, algorithm=algorithm)
+        log_z = crf.crf_log_partition(h, a, start=s, end=e, algorithm=algorithm)
         torch.testing.assert_close(log_z, torch.logsumexp(h[:, 0] + s + e, -1))
-    tags, best = viterbi_decode(h, a, start=s, end=e)
+    tags, best = crf.viterbi_decode(h, a, start=s, end=e)
     assert tags[:, 0].tolist() == (h[:, 0] + s + e).argmax(-1).tolist()
     torch.testing.assert_close(best, (h[:, 0] + s + e).amax(-1))
-    marg = crf_marginals(h, a, start=s, end=e)
+    marg = crf.crf_marginals(h, a, start=s, end=e)
     torch.testing.assert_close(marg[:, 0], torch.softmax(h[:, 0] + s + e, -1))
 
 
@@ -291,7 +288,7 @@ def test_constrained_viterbi_equals_brute_force_over_allowed_paths():
     allowed[:, 0] = allowed[0, :] = True  # 0 → 0 → … is always possible
     a_start = torch.tensor([True, False, True, False])
     a_end = torch.tensor([True, True, False, False])
-    tags, best = viterbi_decode(h, a, mask=mask, start=s, end=e, allowed_start=a_start,
+    tags, best = crf.viterbi_decode(h, a, mask=mask, start=s, end=e, allowed_start=a_start,
                                 allowed_end=a_end, allowed_transitions=allowed)  # fmt: skip
     for i, length in enumerate(mask.sum(1).tolist()):
         paths, scores = _brute(h[i], a, s, e, length)
@@ -301,7 +298,7 @@ def test_constrained_viterbi_equals_brute_force_over_allowed_paths():
         j = torch.where(ok, scores, -torch.inf).argmax()
         assert tags[i, :length].tolist() == paths[j].tolist()
         assert abs(best[i].item() - scores[j].item()) < 1e-10
-    nb, _ = viterbi_nbest(h, a, k=3, mask=mask, start=s, end=e, allowed_start=a_start,
+    nb, _ = crf.viterbi_nbest(h, a, k=3, mask=mask, start=s, end=e, allowed_start=a_start,
                           allowed_end=a_end, allowed_transitions=allowed)  # fmt: skip
     assert torch.equal(nb[:, 0], tags)
 
@@ -310,23 +307,26 @@ def test_reductions():
     h, a, s, e, mask = _problem(4, 6, 3, seed=21)
     tags = torch.randint(0, 3, (4, 6), generator=_gen(22))
     kw = {"mask": mask, "start": s, "end": e}
-    none = crf_nll(h, tags, a, reduction="none", **kw)
+    none = crf.crf_nll(h, tags, a, reduction="none", **kw)
     assert none.shape == (4,) and (none > 0).all()
-    torch.testing.assert_close(crf_nll(h, tags, a, reduction="sum", **kw), none.sum())
-    torch.testing.assert_close(crf_nll(h, tags, a, reduction="mean", **kw), none.mean())
+    torch.testing.assert_close(crf.crf_nll(h, tags, a, reduction="sum", **kw), none.sum())
+    torch.testing.assert_close(crf.crf_nll(h, tags, a, reduction="mean", **kw), none.mean())
     torch.testing.assert_close(
-        crf_nll(h, tags, a, reduction="token_mean", **kw), none.sum() / mask.sum()
+        crf.crf_nll(h, tags, a, reduction="token_mean", **kw), none.sum() / mask.sum()
     )
     torch.testing.assert_close(
-        none, crf_log_partition(h, a, **kw) - crf_score(h, tags, a, **kw), rtol=0, atol=1e-12
+        none,
+        crf.crf_log_partition(h, a, **kw) - crf.crf_score(h, tags, a, **kw),
+        rtol=0,
+        atol=1e-12,
     )
 
 
 def test_half_precision_inputs_compute_in_fp32():
     h, a, s, e, mask = _problem(2, 5, 3, seed=23, dtype=torch.float32)
-    out = crf_log_partition(h.bfloat16(), a, mask=mask, start=s, end=e)
+    out = crf.crf_log_partition(h.bfloat16(), a, mask=mask, start=s, end=e)
     assert out.dtype == torch.float32
-    ref = crf_log_partition(h.bfloat16().float(), a, mask=mask, start=s, end=e)
+    ref = crf.crf_log_partition(h.bfloat16().float(), a, mask=mask, start=s, end=e)
     torch.testing.assert_close(out, ref)
 
 
@@ -334,52 +334,52 @@ def test_bad_inputs_raise_clear_errors():
     h, a, s, e, mask = _problem(2, 4, 3, seed=24)
     tags = torch.zeros(2, 4, dtype=torch.long)
     with pytest.raises(ValueError, match="tags"):
-        crf_nll(h, torch.full((2, 4), 3), a)
+        crf.crf_nll(h, torch.full((2, 4), 3), a)
     with pytest.raises(ValueError, match="tags"):
-        crf_score(h, torch.full((2, 4), -1), a)
+        crf.crf_score(h, torch.full((2, 4), -1), a)
     with pytest.raises(ValueError, match=r"tags shape \(2, 3\).*\(2, 4, 3\)"):
-        crf_nll(h, tags[:, :3], a)
+        crf.crf_nll(h, tags[:, :3], a)
     with pytest.raises(ValueError, match=r"mask shape \(2, 3\).*\(2, 4, 3\)"):
-        crf_log_partition(h, a, mask=mask[:, :3])
+        crf.crf_log_partition(h, a, mask=mask[:, :3])
     with pytest.raises(ValueError, match=r"mask shape \(2, 4, 1\)"):
-        viterbi_decode(h, a, mask=mask[..., None])
+        crf.viterbi_decode(h, a, mask=mask[..., None])
     left = torch.tensor([[False, True, True, True], [True, True, True, True]])
     with pytest.raises(ValueError, match="mask"):
-        crf_log_partition(h, a, mask=left)
+        crf.crf_log_partition(h, a, mask=left)
     empty = torch.tensor([[False] * 4, [True] * 4])
     with pytest.raises(ValueError, match="mask"):
-        viterbi_decode(h, a, mask=empty)
+        crf.viterbi_decode(h, a, mask=empty)
     holes = torch.tensor([[True, False, True, False], [True] * 4])
     with pytest.raises(ValueError, match="mask"):
-        crf_nll(h, tags, a, mask=holes)
+        crf.crf_nll(h, tags, a, mask=holes)
     with pytest.raises(ValueError, match="transitions"):
-        crf_log_partition(h, a[:2])
+        crf.crf_log_partition(h, a[:2])
     with pytest.raises(ValueError, match="start"):
-        crf_log_partition(h, a, start=s[:2])
+        crf.crf_log_partition(h, a, start=s[:2])
     with pytest.raises(ValueError, match="end"):
-        crf_log_partition(h, a, start=s, end=e[:, None])
+        crf.crf_log_partition(h, a, start=s, end=e[:, None])
     with pytest.raises(ValueError, match="emissions"):
-        crf_log_partition(h[0], a)
+        crf.crf_log_partition(h[0], a)
     bad = h.clone()
     bad[0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
-        crf_log_partition(bad, a)
+        crf.crf_log_partition(bad, a)
     with pytest.raises(ValueError, match="reduction"):
-        crf_nll(h, tags, a, reduction="avg")
+        crf.crf_nll(h, tags, a, reduction="avg")
     with pytest.raises(ValueError, match="algorithm"):
-        crf_log_partition(h, a, algorithm="triton")
+        crf.crf_log_partition(h, a, algorithm="triton")
     with pytest.raises(ValueError, match="k must"):
-        viterbi_nbest(h, a, k=0)
+        crf.viterbi_nbest(h, a, k=0)
     with pytest.raises(ValueError, match="algorithm"):
-        viterbi_decode(h, a, algorithm="lse")
+        crf.viterbi_decode(h, a, algorithm="lse")
     with pytest.raises(ValueError, match=r"emissions must be a \(B, T, K\) tensor"):
-        crf_nll(h[0, 0], tags, a)
+        crf.crf_nll(h[0, 0], tags, a)
     with pytest.raises(ValueError, match=r"emissions must be floating point"):
-        crf_log_partition(tags[..., None], a[:1, :1])
+        crf.crf_log_partition(tags[..., None], a[:1, :1])
     with pytest.raises(ValueError, match=r"tags must be an integer tensor"):
-        crf_score(h, tags.double(), a)
+        crf.crf_score(h, tags.double(), a)
     with pytest.raises(ValueError, match="allowed_transitions"):
-        viterbi_decode(h, a, allowed_transitions=torch.ones(2, 2, dtype=torch.bool))
+        crf.viterbi_decode(h, a, allowed_transitions=torch.ones(2, 2, dtype=torch.bool))
 
 
 @settings(max_examples=25, deadline=None)
@@ -393,9 +393,12 @@ def test_bad_inputs_raise_clear_errors():
 def test_random_shapes_against_brute_force(b, t, k, seed, start_end):
     h, a, s, e, mask = _problem(b, t, k, seed=seed, start_end=start_end)
     log_z = {
-        be: crf_log_partition(h, a, mask=mask, start=s, end=e, algorithm=be) for be in ALGORITHMS
+        be: crf.crf_log_partition(h, a, mask=mask, start=s, end=e, algorithm=be)
+        for be in ALGORITHMS
     }
-    decoded = {al: viterbi_decode(h, a, mask=mask, start=s, end=e, algorithm=al) for al in VITERBI}
+    decoded = {
+        al: crf.viterbi_decode(h, a, mask=mask, start=s, end=e, algorithm=al) for al in VITERBI
+    }
     for i, length in enumerate(mask.sum(1).tolist()):
         paths, scores = _brute(h[i], a, s, e, length)
         for be in ALGORITHMS:
@@ -410,14 +413,14 @@ def test_viterbi_matches_the_independent_nbest_recursion_on_a_ragged_batch():
     h, a, s, e, mask = _problem(40, 30, 6, seed=25, dtype=torch.float32)
     lengths = mask.sum(1)
     assert len(set(lengths.tolist())) > 10  # many segments, repeated lengths, unsorted rows
-    tags, best = viterbi_decode(h, a, mask=mask, start=s, end=e, pad_tag=-1)
-    nb, nb_best = viterbi_nbest(h, a, k=1, mask=mask, start=s, end=e, pad_tag=-1)
+    tags, best = crf.viterbi_decode(h, a, mask=mask, start=s, end=e, pad_tag=-1)
+    nb, nb_best = crf.viterbi_nbest(h, a, k=1, mask=mask, start=s, end=e, pad_tag=-1)
     assert torch.equal(tags, nb[:, 0])
     torch.testing.assert_close(best, nb_best[:, 0])
-    ref, ref_best = viterbi_decode(h, a, mask=mask, start=s, end=e, pad_tag=-1, algorithm="max")
+    ref, ref_best = crf.viterbi_decode(h, a, mask=mask, start=s, end=e, pad_tag=-1, algorithm="max")
     assert torch.equal(tags, ref)
     torch.testing.assert_close(best, ref_best)
-    torch.testing.assert_close(best, crf_score(h, tags, a, mask=mask, start=s, end=e))
+    torch.testing.assert_close(best, crf.crf_score(h, tags, a, mask=mask, start=s, end=e))
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
@@ -429,12 +432,12 @@ def test_non_finite_parameters_are_named(name, bad):
     a2, s2, e2 = params["transitions"], params["start"], params["end"]
     tags = torch.zeros(2, 4, dtype=torch.long)
     calls = (
-        lambda: crf_nll(h, tags, a2, mask=mask, start=s2, end=e2),
-        lambda: crf_log_partition(h, a2, mask=mask, start=s2, end=e2, algorithm="lse"),
-        lambda: crf_score(h, tags, a2, mask=mask, start=s2, end=e2),
-        lambda: crf_marginals(h, a2, mask=mask, start=s2, end=e2),
-        lambda: viterbi_decode(h, a2, mask=mask, start=s2, end=e2),
-        lambda: viterbi_nbest(h, a2, k=2, mask=mask, start=s2, end=e2),
+        lambda: crf.crf_nll(h, tags, a2, mask=mask, start=s2, end=e2),
+        lambda: crf.crf_log_partition(h, a2, mask=mask, start=s2, end=e2, algorithm="lse"),
+        lambda: crf.crf_score(h, tags, a2, mask=mask, start=s2, end=e2),
+        lambda: crf.crf_marginals(h, a2, mask=mask, start=s2, end=e2),
+        lambda: crf.viterbi_decode(h, a2, mask=mask, start=s2, end=e2),
+        lambda: crf.viterbi_nbest(h, a2, k=2, mask=mask, start=s2, end=e2),
     )
     for call in calls:
         with pytest.raises(ValueError, match=rf"^{name} contains NaN or inf$"):
@@ -449,13 +452,13 @@ def test_every_check_is_one_read_back(count_syncs):
     h.requires_grad_(True)
     kw = {"mask": mask, "start": s, "end": e}
     for call in (
-        lambda: crf_nll(h, tags, a, **kw).backward(),
-        lambda: crf_nll(h, tags, a, algorithm="lse", **kw).backward(),
-        lambda: crf_log_partition(h, a, **kw),
-        lambda: crf_marginals(h, a, **kw),
-        lambda: viterbi_decode(h, a, **kw),
-        lambda: viterbi_decode(h, a, algorithm="max", **kw),
-        lambda: viterbi_nbest(h, a, k=3, **kw),
+        lambda: crf.crf_nll(h, tags, a, **kw).backward(),
+        lambda: crf.crf_nll(h, tags, a, algorithm="lse", **kw).backward(),
+        lambda: crf.crf_log_partition(h, a, **kw),
+        lambda: crf.crf_marginals(h, a, **kw),
+        lambda: crf.viterbi_decode(h, a, **kw),
+        lambda: crf.viterbi_decode(h, a, algorithm="max", **kw),
+        lambda: crf.viterbi_nbest(h, a, k=3, **kw),
     ):
         with count_syncs() as events:
             call()
@@ -463,7 +466,7 @@ def test_every_check_is_one_read_back(count_syncs):
     bad = tags.clone()
     bad[0, 0] = 4
     with count_syncs() as events, pytest.raises(ValueError, match="tags must lie"):
-        crf_nll(h, bad, a, **kw)
+        crf.crf_nll(h, bad, a, **kw)
     assert len(events) == 1, events
 
 
@@ -478,7 +481,7 @@ def test_sorted_viterbi_equals_the_reference_at_bench_shape(seed):
     lengths[::9] = 1
     mask = torch.arange(128) < lengths[:, None]
     kw = {"mask": mask, "start": s, "end": e, "pad_tag": -1}
-    fast, fast_best = viterbi_decode(h, a, algorithm="sorted", **kw)
-    ref, ref_best = viterbi_decode(h, a, algorithm="max", **kw)
+    fast, fast_best = crf.viterbi_decode(h, a, algorithm="sorted", **kw)
+    ref, ref_best = crf.viterbi_decode(h, a, algorithm="max", **kw)
     assert torch.equal(fast, ref)
     torch.testing.assert_close(fast_best, ref_best, rtol=0, atol=0)

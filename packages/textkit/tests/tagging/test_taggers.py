@@ -8,25 +8,12 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kexue.textkit.tagging.taggers import (
-    BiLSTMEncoder,
-    CharCNNEncoder,
-    GatedConvBlock,
-    SequenceTagger,
-    bilstm_crf_tagger,
-    cnn_crf_tagger,
-)
+from kexue.textkit.tagging import taggers
 
 HEADS = ["crf", "softmax"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: intra-op threads only add synchronisation (and stall on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(gen: torch.Generator, lengths: list[int], vocab: int = 30) -> tuple[torch.Tensor, ...]:
@@ -38,8 +25,8 @@ def _batch(gen: torch.Generator, lengths: list[int], vocab: int = 30) -> tuple[t
 
 def _encoders(vocab: int = 30) -> list[torch.nn.Module]:
     return [
-        CharCNNEncoder(vocab, dim=16, num_blocks=3, dropout=0.25),
-        BiLSTMEncoder(vocab, dim=12, hidden=8, dropout=0.25),
+        taggers.CharCNNEncoder(vocab, dim=16, num_blocks=3, dropout=0.25),
+        taggers.BiLSTMEncoder(vocab, dim=12, hidden=8, dropout=0.25),
     ]
 
 
@@ -53,7 +40,7 @@ def test_gated_block_matches_formula(dilation: int) -> None:
     """y_t = x_t·σ(a_t) + b_t·(1 − σ(a_t)), (a, b) = Σ_j W_j x_{t+(j−1)δ} + bias (zero outside)."""
     gen = torch.Generator().manual_seed(1)
     d, t = 4, 9
-    block = GatedConvBlock(d, kernel_size=3, dilation=dilation)
+    block = taggers.GatedConvBlock(d, kernel_size=3, dilation=dilation)
     x = torch.randn(2, t, d, generator=gen)
     y = block(x)
     w, bias = block.conv.weight, block.conv.bias  # (2d, d, 3), (2d,)
@@ -72,7 +59,7 @@ def test_gated_block_matches_formula(dilation: int) -> None:
 def test_gate_forced_to_one_is_identity() -> None:
     gen = torch.Generator().manual_seed(2)
     d = 8
-    block = GatedConvBlock(d, kernel_size=3, dilation=2)
+    block = taggers.GatedConvBlock(d, kernel_size=3, dilation=2)
     with torch.no_grad():
         block.conv.weight[:d].zero_()
         block.conv.bias[:d].fill_(1e4)  # σ(1e4) = 1 exactly in fp32
@@ -85,7 +72,7 @@ def test_gate_forced_to_one_is_identity() -> None:
 def test_gated_block_pads_never_reach_real_steps() -> None:
     gen = torch.Generator().manual_seed(3)
     d = 6
-    block = GatedConvBlock(d, kernel_size=5, dilation=2)
+    block = taggers.GatedConvBlock(d, kernel_size=5, dilation=2)
     mask = torch.arange(10).unsqueeze(0) < torch.tensor([[10], [4], [7]])
     x = torch.randn(3, 10, d, generator=gen)
     junk = torch.where(mask.unsqueeze(-1), x, 1e3 * torch.randn(3, 10, d, generator=gen))
@@ -108,7 +95,7 @@ def test_gated_block_batch_equals_each_sequence_alone(
 ) -> None:
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    block = GatedConvBlock(3, kernel_size=kernel, dilation=dilation)
+    block = taggers.GatedConvBlock(3, kernel_size=kernel, dilation=dilation)
     t = max(lengths)
     mask = torch.arange(t).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
     x = torch.randn(len(lengths), t, 3, generator=gen)
@@ -128,7 +115,7 @@ def test_gated_block_batch_equals_each_sequence_alone(
 def test_tagger_shapes(kind: str, head: str) -> None:
     gen = torch.Generator().manual_seed(4)
     ids, mask = _batch(gen, [7, 3, 5])
-    build = cnn_crf_tagger if kind == "cnn" else bilstm_crf_tagger
+    build = taggers.cnn_crf_tagger if kind == "cnn" else taggers.bilstm_crf_tagger
     model = build(30, 5, dim=16, head=head).eval()
     feats = model.encoder(ids, mask)
     width = 16 if kind == "cnn" else 256
@@ -159,7 +146,7 @@ def test_encoder_padding_never_leaks(index: int) -> None:
 
 def test_cnn_receptive_field() -> None:
     """∂out_t/∂emb_s ≠ 0 exactly when |t − s| ≤ (kernel − 1)/2 · Σ dilations."""
-    encoder = CharCNNEncoder(20, dim=8, num_blocks=3, dilations=[1, 2, 4], dropout=0.0)
+    encoder = taggers.CharCNNEncoder(20, dim=8, num_blocks=3, dilations=[1, 2, 4], dropout=0.0)
     assert encoder.receptive_field == 15
     t = 31
     ids = torch.full((1, t), 3)
@@ -176,7 +163,7 @@ def test_cnn_receptive_field() -> None:
 @pytest.mark.parametrize("head", HEADS)
 def test_loss_ignores_pads_and_matches_alone(head: str) -> None:
     gen = torch.Generator().manual_seed(6)
-    model = cnn_crf_tagger(30, 4, dim=16, num_blocks=2, head=head).eval()
+    model = taggers.cnn_crf_tagger(30, 4, dim=16, num_blocks=2, head=head).eval()
     lengths = [8, 3, 5]
     ids, mask = _batch(gen, lengths)
     tags = torch.randint(0, 4, ids.shape, generator=gen)
@@ -198,7 +185,7 @@ def test_loss_ignores_pads_and_matches_alone(head: str) -> None:
 
 def test_softmax_loss_closed_form() -> None:
     gen = torch.Generator().manual_seed(7)
-    model = cnn_crf_tagger(30, 4, dim=16, num_blocks=2, head="softmax").eval()
+    model = taggers.cnn_crf_tagger(30, 4, dim=16, num_blocks=2, head="softmax").eval()
     ids, mask = _batch(gen, [6, 2])
     tags = torch.randint(0, 4, ids.shape, generator=gen)
     logp = F.log_softmax(model(ids, mask), -1)
@@ -211,7 +198,7 @@ def test_softmax_loss_closed_form() -> None:
 
 def test_crf_head_decodes_with_its_crf() -> None:
     gen = torch.Generator().manual_seed(8)
-    model = bilstm_crf_tagger(30, 5, dim=8, hidden=8).eval()
+    model = taggers.bilstm_crf_tagger(30, 5, dim=8, hidden=8).eval()
     ids, mask = _batch(gen, [5, 4])
     expected = model.crf.decode(model(ids, mask), mask)
     assert torch.equal(model.decode(ids, mask), expected)
@@ -219,7 +206,10 @@ def test_crf_head_decodes_with_its_crf() -> None:
 
 def test_gradients_reach_every_parameter() -> None:
     gen = torch.Generator().manual_seed(9)
-    for model in (cnn_crf_tagger(30, 4, dim=8), bilstm_crf_tagger(30, 4, dim=8, hidden=4)):
+    for model in (
+        taggers.cnn_crf_tagger(30, 4, dim=8),
+        taggers.bilstm_crf_tagger(30, 4, dim=8, hidden=4),
+    ):
         ids, mask = _batch(gen, [6, 4])
         tags = torch.randint(0, 4, ids.shape, generator=gen)
         model.loss(ids, tags, mask).backward()
@@ -234,27 +224,27 @@ def test_gradients_reach_every_parameter() -> None:
 
 def test_bad_arguments_are_named() -> None:
     with pytest.raises(ValueError, match="kernel_size"):
-        GatedConvBlock(8, kernel_size=4)
+        taggers.GatedConvBlock(8, kernel_size=4)
     with pytest.raises(ValueError, match="dilation"):
-        GatedConvBlock(8, dilation=0)
+        taggers.GatedConvBlock(8, dilation=0)
     with pytest.raises(ValueError, match="dropout"):
-        GatedConvBlock(8, dropout=1.0)
+        taggers.GatedConvBlock(8, dropout=1.0)
     with pytest.raises(ValueError, match="dilations"):
-        CharCNNEncoder(10, num_blocks=3, dilations=[1, 2])
+        taggers.CharCNNEncoder(10, num_blocks=3, dilations=[1, 2])
     with pytest.raises(ValueError, match="padding_idx"):
-        BiLSTMEncoder(10, padding_idx=10)
+        taggers.BiLSTMEncoder(10, padding_idx=10)
     with pytest.raises(ValueError, match="head"):
-        cnn_crf_tagger(10, 3, head="mlp")  # type: ignore[arg-type]
+        taggers.cnn_crf_tagger(10, 3, head="mlp")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="crf_kwargs"):
-        cnn_crf_tagger(10, 3, head="softmax", crf_kwargs={"use_start_end": False})
+        taggers.cnn_crf_tagger(10, 3, head="softmax", crf_kwargs={"use_start_end": False})
     with pytest.raises(ValueError, match="output_dim"):
-        SequenceTagger(torch.nn.Identity(), 3)
+        taggers.SequenceTagger(torch.nn.Identity(), 3)
     with pytest.raises(ValueError, match="num_tags"):
-        cnn_crf_tagger(10, 0)
+        taggers.cnn_crf_tagger(10, 0)
 
 
 def test_bad_inputs_are_named() -> None:
-    model = cnn_crf_tagger(10, 3, dim=8, head="softmax")
+    model = taggers.cnn_crf_tagger(10, 3, dim=8, head="softmax")
     ids = torch.tensor([[2, 3, 4], [5, 6, 0]])
     mask = torch.tensor([[True, True, True], [True, True, False]])
     tags = torch.zeros_like(ids)
@@ -275,8 +265,8 @@ def test_bad_inputs_are_named() -> None:
     with pytest.raises(ValueError, match="reduction"):
         model.loss(ids, tags, mask, reduction="avg")
     with pytest.raises(ValueError, match="x must be"):
-        GatedConvBlock(4)(torch.zeros(2, 3, 5))
-    crf_model = cnn_crf_tagger(10, 3, dim=8)
+        taggers.GatedConvBlock(4)(torch.zeros(2, 3, 5))
+    crf_model = taggers.cnn_crf_tagger(10, 3, dim=8)
     with pytest.raises(ValueError, match="B = 0"):
         crf_model.loss(ids[:0], tags[:0], mask[:0])
     with pytest.raises(ValueError, match="tags must be in"):
@@ -313,7 +303,7 @@ def test_sync_counter_sees_every_kind_of_sync(count_syncs) -> None:
 @pytest.mark.parametrize("head", HEADS)
 def test_cnn_tagger_training_step_syncs_once(count_syncs, head: str) -> None:
     gen = torch.Generator().manual_seed(20)
-    model = cnn_crf_tagger(30, 4, dim=8, num_blocks=2, head=head)
+    model = taggers.cnn_crf_tagger(30, 4, dim=8, num_blocks=2, head=head)
     ids, tags, mask = _step_inputs(gen)
     with count_syncs() as events:
         model.loss(ids, tags, mask).backward()
@@ -336,7 +326,7 @@ def test_bilstm_tagger_adds_only_torchs_packing_syncs(count_syncs) -> None:
     sizes, which live on the host, and the unsorted indices). Ours: the lengths come with the
     one check, so the step costs exactly one more than torch's packing alone."""
     gen = torch.Generator().manual_seed(21)
-    model = bilstm_crf_tagger(30, 4, dim=8, hidden=4)
+    model = taggers.bilstm_crf_tagger(30, 4, dim=8, hidden=4)
     ids, tags, mask = _step_inputs(gen)
     lengths = mask.sum(1).tolist()
     with count_syncs() as packing:
@@ -359,7 +349,7 @@ def test_cuda_training_step_syncs_once() -> None:
 
     gen = torch.Generator().manual_seed(22)
     ids, tags, mask = (x.cuda() for x in _step_inputs(gen))
-    model = cnn_crf_tagger(30, 4, dim=8, num_blocks=2).cuda()
+    model = taggers.cnn_crf_tagger(30, 4, dim=8, num_blocks=2).cuda()
     model.loss(ids, tags, mask).backward()  # warm-up (lazy CUDA initialisation)
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as caught:

@@ -303,13 +303,7 @@ def _tiny_model(vocab: int, **kw) -> UniLMTransformer:
     return UniLMTransformer(vocab, dim=32, depth=1, heads=2, max_len=64, **kw)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is faster (and much faster on a loaded machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

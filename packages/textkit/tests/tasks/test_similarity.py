@@ -16,15 +16,6 @@ from kexue.textkit.tasks.similarity import (
 )
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train faster on one intra-op thread (and do not fight a loaded machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _synonym_data(
     n_groups: int, per_group: int, g: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,7 +33,7 @@ def _imported(stderr: str) -> set[str]:
     return names
 
 
-def test_every_terms_module_and_name_imports_without_torch() -> None:
+def test_every_terms_module_and_name_imports_without_torch(run_python) -> None:
     assert "kexue.textkit.terms.cli" in MODULES and "kexue.textkit.terms._workers" in MODULES
     code = (
         "import importlib, sys\n"
@@ -46,22 +46,18 @@ def test_every_terms_module_and_name_imports_without_torch() -> None:
         "assert not bad, bad\n"
         "print('ok', len(t.__all__))\n"
     )
-    res = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
+    res = run_python(code, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["ok", str(len(terms.__all__))]
 
 
-def test_import_of_the_package_is_lazy() -> None:
+def test_import_of_the_package_is_lazy(run_python) -> None:
     code = (
         "import sys, kexue.textkit.terms, kexue.textkit.terms.cli\n"
         "print(sorted(m for m in sys.modules if m.startswith(('numpy', 'torch', "
         "'kexue.textkit.terms.'))))\n"
     )
-    res = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
+    res = run_python(code, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == str(
         ["kexue.textkit.terms._atomic", "kexue.textkit.terms._cli_io", "kexue.textkit.terms.cli"]

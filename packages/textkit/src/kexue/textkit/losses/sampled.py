@@ -79,6 +79,22 @@ def _as_log_q_neg(log_q: Tensor, neg: Tensor, name: str, neg_name: str) -> Tenso
     return log_q
 
 
+def _checked_log_q(
+    log_q_pos: Tensor, log_q_neg: Tensor, pos: Tensor, neg: Tensor, pos_stem: str, neg_stem: str
+) -> tuple[Tensor, list[tuple[Tensor, str]]]:
+    """Check ``log_q_<pos_stem>`` ``(B,)`` and ``log_q_<neg_stem>`` against ``<stem>_logits``;
+    return the negatives' log-probability as ``(B, k)`` and the finiteness checks of both."""
+    pos_q_name, neg_q_name = f"log_q_{pos_stem}", f"log_q_{neg_stem}"
+    _check_tensor(pos_q_name, log_q_pos)
+    if log_q_pos.shape != pos.shape:
+        raise ValueError(
+            f"{pos_q_name} must have the shape of {pos_stem}_logits {_shape(pos)}, "
+            f"got {_shape(log_q_pos)}"
+        )
+    lq_neg = _as_log_q_neg(log_q_neg, neg, neg_q_name, f"{neg_stem}_logits")
+    return lq_neg, [_finite_check(pos_q_name, log_q_pos), _finite_check(neg_q_name, log_q_neg)]
+
+
 class NoiseSampler:
     """Noise distribution q ∝ count^power over V classes, with exact sampling and log q.
 
@@ -270,14 +286,8 @@ def nce_loss(
     if correct:
         if log_q_pos is None or log_q_neg is None:
             raise ValueError("log_q_pos and log_q_neg are required when correct=True")
-        _check_tensor("log_q_pos", log_q_pos)
-        if log_q_pos.shape != pos_logits.shape:
-            raise ValueError(
-                f"log_q_pos must have the shape of pos_logits {_shape(pos_logits)}, "
-                f"got {_shape(log_q_pos)}"
-            )
-        lq_neg = _as_log_q_neg(log_q_neg, neg_logits, "log_q_neg", "neg_logits")
-        checks += [_finite_check("log_q_pos", log_q_pos), _finite_check("log_q_neg", log_q_neg)]
+        lq_neg, finite = _checked_log_q(log_q_pos, log_q_neg, pos_logits, neg_logits, "pos", "neg")
+        checks += finite
         log_k = math.log(k)
         s_pos = s_pos - (log_k + log_q_pos.to(s_pos.dtype))
         s_neg = s_neg - (log_k + lq_neg.to(s_neg.dtype))
@@ -389,17 +399,10 @@ def sampled_softmax_loss(
     ]
     t, s = true_logits, sampled_logits
     if log_q_true is not None and log_q_sampled is not None:
-        _check_tensor("log_q_true", log_q_true)
-        if log_q_true.shape != true_logits.shape:
-            raise ValueError(
-                f"log_q_true must have the shape of true_logits {_shape(true_logits)}, "
-                f"got {_shape(log_q_true)}"
-            )
-        lq_s = _as_log_q_neg(log_q_sampled, sampled_logits, "log_q_sampled", "sampled_logits")
-        checks += [
-            _finite_check("log_q_true", log_q_true),
-            _finite_check("log_q_sampled", log_q_sampled),
-        ]
+        lq_s, finite = _checked_log_q(
+            log_q_true, log_q_sampled, true_logits, sampled_logits, "true", "sampled"
+        )
+        checks += finite
         t = t - log_q_true.to(t.dtype)
         s = s - lq_s.to(s.dtype)
     if accidental_hits is not None:

@@ -56,6 +56,15 @@ def _check_dropout(name: str, value: float) -> None:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
 
 
+def _check_embedding(vocab_size: int, dim: int, dropout: float, padding_idx: int) -> None:
+    """The checks of an encoder's embedding front-end (Embedding → Dropout)."""
+    _check_positive("vocab_size", vocab_size)
+    _check_positive("dim", dim)
+    _check_dropout("dropout", dropout)
+    if not 0 <= padding_idx < vocab_size:
+        raise ValueError(f"padding_idx must be in [0, {vocab_size}), got {padding_idx}")
+
+
 def _check_ids_mask(checks: DeviceChecks, char_ids: Tensor, mask: Tensor | None) -> Tensor:
     """Validate (B, T) ids and a right-padded bool mask: shapes now, values on ``checks`` (read
     back by the caller, once); return the mask (all true when None)."""
@@ -176,10 +185,8 @@ class CharCNNEncoder(nn.Module):
         padding_idx: int = 0,
     ) -> None:
         super().__init__()
-        _check_positive("vocab_size", vocab_size)
-        _check_positive("dim", dim)
+        _check_embedding(vocab_size, dim, dropout, padding_idx)
         _check_positive("num_blocks", num_blocks)
-        _check_dropout("dropout", dropout)
         if dilations is None:
             dilations = [2 ** (i % 3) for i in range(num_blocks)]
         dilations = list(dilations)
@@ -187,8 +194,6 @@ class CharCNNEncoder(nn.Module):
             raise ValueError(
                 f"dilations has {len(dilations)} entries but num_blocks is {num_blocks}"
             )
-        if not 0 <= padding_idx < vocab_size:
-            raise ValueError(f"padding_idx must be in [0, {vocab_size}), got {padding_idx}")
         self.padding_idx = padding_idx
         self.output_dim = dim
         self.dilations = tuple(dilations)
@@ -241,13 +246,9 @@ class BiLSTMEncoder(nn.Module):
         padding_idx: int = 0,
     ) -> None:
         super().__init__()
-        _check_positive("vocab_size", vocab_size)
-        _check_positive("dim", dim)
+        _check_embedding(vocab_size, dim, dropout, padding_idx)
         _check_positive("hidden", hidden)
         _check_positive("num_layers", num_layers)
-        _check_dropout("dropout", dropout)
-        if not 0 <= padding_idx < vocab_size:
-            raise ValueError(f"padding_idx must be in [0, {vocab_size}), got {padding_idx}")
         self.padding_idx = padding_idx
         self.output_dim = 2 * hidden
         self.embedding = nn.Embedding(vocab_size, dim, padding_idx=padding_idx)

@@ -95,32 +95,39 @@ def _size(path: str) -> int:
     return 0 if path == "-" else os.path.getsize(path)
 
 
+class _Progress:
+    """A progress bar over the bytes of ``paths`` (each checked first), advanced as they are read."""
+
+    def __init__(self, paths: Sequence[str], args: argparse.Namespace, label: str) -> None:
+        for p in paths:
+            check_input(p)
+        total = sum(_size(p) for p in paths)
+        self.bar = ProgressBar(label, total, enabled=_progress_enabled(args))
+        self.done = 0
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        self.bar.update(self.done)
+
+
 def _read_corpus(
     paths: Sequence[str], args: argparse.Namespace, label: str
 ) -> tuple[list[str], int]:
     """All non-empty lines of ``paths`` and the bytes read, with a progress bar; warns about
     empty inputs."""
-    for p in paths:
-        check_input(p)
-    total = sum(_size(p) for p in paths)
-    bar = ProgressBar(label, total, enabled=_progress_enabled(args))
-    done = 0
-
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        bar.update(done)
-
+    progress = _Progress(paths, args, label)
     texts: list[str] = []
     try:
         for p in paths:
-            lines = [line for line in read_lines(p, advance) if line and not line.isspace()]
+            lines = [
+                line for line in read_lines(p, progress.advance) if line and not line.isspace()
+            ]
             if not lines:
                 _note(args, f"warning: {p} holds no text")
             texts.extend(lines)
     finally:
-        bar.close()
-    return texts, done
+        progress.bar.close()
+    return texts, progress.done
 
 
 def _format_rows(rows: list[dict[str, Any]], keys: Sequence[str], fmt: str) -> str:
@@ -207,25 +214,15 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         raise CliError(f"{args.lexicon}: the lexicon is empty")
     seg = UnigramSegmenter(lexicon)
     inputs = args.inputs or ["-"]
-    total = sum(_size(p) for p in inputs)
-    for p in inputs:
-        check_input(p)
-    bar = ProgressBar("segmenting", total, enabled=_progress_enabled(args))
-    done = 0
-
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        bar.update(done)
-
+    progress = _Progress(inputs, args, "segmenting")
     out: list[str] = []
     try:
         for p in inputs:
-            for line in read_lines(p, advance):
+            for line in read_lines(p, progress.advance):
                 words = seg.segment(line) if line else []
                 out.append(" ".join(w for w in words if not w.isspace()))
     finally:
-        bar.close()
+        progress.bar.close()
     write_output("".join(x + "\n" for x in out), args.output)
     return 0
 
