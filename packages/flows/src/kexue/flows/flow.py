@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from kexue.flows.base import FlowLayer, logdet_dtype, zero_logdet
 from kexue.flows.bits import bits_per_dim, resolve_levels
 from kexue.flows.bits import dequantize as _dequantize
-from kexue.flows.priors import ConditionalGaussian, GaussianPrior, Prior
+from kexue.flows.priors import ConditionalGaussian, GaussianPrior, Prior, _check_temperature
 
 __all__ = ["Flow", "FlowConfig", "Level", "MultiScaleFlow", "Split"]
 
@@ -71,11 +71,6 @@ class FlowConfig:
         u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         sign = 1.0 if self.noise == "uniform" else -1.0
         return x + sign * self.noise_scale * u
-
-
-def _check_temperature(temperature: float) -> None:
-    if not 0.0 <= temperature < float("inf"):
-        raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
 
 
 _BPD_DOC = """Bits per dimension, spec §1.2: ``−(log p_Y(y) − D·ln(n/w))/(D·ln 2)``.

@@ -162,6 +162,15 @@ def _reference(
     return out.to(inp.dtype), logdet
 
 
+def _checked_reference(inp: Tensor, h: Tensor, *, name: str, **cfg: Any) -> tuple[Tensor, Tensor]:
+    """Validate the arguments (``name`` for messages), then run :func:`_reference`."""
+    _check(
+        inp, h, name=name, kind=cfg["kind"], scale_map=cfg["scale_map"], order=cfg["order"],
+        h_layout=cfg["h_layout"], scale_weight=cfg["scale_weight"],
+    )  # fmt: skip
+    return _reference(inp, h, **cfg)
+
+
 def coupling_forward(
     x_b: Tensor,
     h: Tensor,
@@ -197,12 +206,8 @@ def coupling_forward(
         NICE arXiv:1410.8516; RealNVP arXiv:1605.08803; Glow arXiv:1807.03039;
         https://kexue.fm/archives/5807.
     """
-    _check(
-        x_b, h, name="x_b", kind=kind, scale_map=scale_map, order=order,
-        h_layout=h_layout, scale_weight=scale_weight,
-    )  # fmt: skip
-    return _reference(
-        x_b, h, kind=kind, scale_map=scale_map, order=order, h_layout=h_layout,
+    return _checked_reference(
+        x_b, h, name="x_b", kind=kind, scale_map=scale_map, order=order, h_layout=h_layout,
         sign=sign, scale_weight=scale_weight, inverse=False,
     )  # fmt: skip
 
@@ -232,12 +237,8 @@ def coupling_inverse(
     References:
         RealNVP arXiv:1605.08803 eq. (8); Glow arXiv:1807.03039 Table 1.
     """
-    _check(
-        y_b, h, name="y_b", kind=kind, scale_map=scale_map, order=order,
-        h_layout=h_layout, scale_weight=scale_weight,
-    )  # fmt: skip
-    return _reference(
-        y_b, h, kind=kind, scale_map=scale_map, order=order, h_layout=h_layout,
+    return _checked_reference(
+        y_b, h, name="y_b", kind=kind, scale_map=scale_map, order=order, h_layout=h_layout,
         sign=sign, scale_weight=scale_weight, inverse=True,
     )  # fmt: skip
 
