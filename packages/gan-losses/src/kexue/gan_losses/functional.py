@@ -15,33 +15,18 @@ wrappers of :mod:`kexue.gan_losses.modules` call.
 
 from __future__ import annotations
 
-from .losses import (
-    batch_mean,
-    bigan_qp_critic_loss,
-    bigan_qp_distance,
-    bigan_qp_generator_encoder_loss,
-    bigan_qp_latent_reconstruction,
-    bigan_qp_pixel_reconstruction,
-    clip_weights_,
-    contrastive_energy_loss,
-    ebgan_discriminator_loss,
-    ebgan_generator_loss,
-    encoder_entropy_surrogate,
-    f_gan_discriminator_loss,
-    f_gan_generator_loss,
-    forward_detached_and_attached,
-    gan_qp_discriminator_loss,
-    gan_qp_distance,
-    gan_qp_generator_loss,
-    hinge_discriminator_loss,
-    hinge_generator_loss,
-    imle_loss,
-    imle_two_sample_loss,
-    lsgan_discriminator_loss,
-    lsgan_generator_loss,
-    meg_mutual_information_loss,
-    mi_bce_loss,
-    nearest_neighbour_sqdist,
+from .losses.bigan_qp import *  # noqa: F403 - re-exports bigan_qp.__all__ (functions only)
+from .losses.bigan_qp import __all__ as _bigan_qp_all
+from .losses.classic import *  # noqa: F403 - re-exports classic.__all__ (functions only)
+from .losses.classic import __all__ as _classic_all
+from .losses.energy import *  # noqa: F403 - re-exports energy.__all__ (functions only)
+from .losses.energy import __all__ as _energy_all
+from .losses.fgan import f_gan_discriminator_loss, f_gan_generator_loss
+from .losses.gan_qp import *  # noqa: F403 - re-exports gan_qp.__all__ (functions only)
+from .losses.gan_qp import __all__ as _gan_qp_all
+from .losses.imle import *  # noqa: F403 - re-exports imle.__all__ (functions only)
+from .losses.imle import __all__ as _imle_all
+from .losses.ogan import (
     ogan_correlation_loss,
     ogan_encoder_loss,
     ogan_generator_loss,
@@ -49,100 +34,35 @@ from .losses import (
     ogan_score,
     ogan_single_loss,
     pearson_correlation,
-    rahinge_discriminator_loss,
-    rahinge_generator_loss,
-    ralsgan_discriminator_loss,
-    ralsgan_generator_loss,
-    random_derangement,
-    rasgan_discriminator_loss,
-    rasgan_generator_loss,
-    rsgan_discriminator_loss,
-    rsgan_generator_loss,
-    score_penalty,
-    sgan_discriminator_loss,
-    sgan_generator_loss,
-    single_loss,
-    vgan_generator_loss,
-    wgan_discriminator_loss,
-    wgan_generator_loss,
 )
-from .penalties import (
-    gradient_penalty,
-    interpolate,
-    r1_penalty,
-    r1_penalty_from_critic,
-    r2_penalty,
-    wgan_div_penalty,
-    wgan_gp_penalty,
-)
-from .regularizers import (
-    inject_orthogonal_gradient_,
-    model_orthogonal_regularization,
-    orthogonal_regularization,
-    som_regularization,
-    som_similarity,
-)
+from .losses.relativistic import *  # noqa: F403 - re-exports relativistic.__all__ (functions only)
+from .losses.relativistic import __all__ as _relativistic_all
+from .losses.single_loss import forward_detached_and_attached, single_loss
+from .penalties import *  # noqa: F403 - re-exports penalties.__all__ (functions only)
+from .penalties import __all__ as _penalties_all
+from .regularizers import *  # noqa: F403 - re-exports regularizers.__all__ (functions only)
+from .regularizers import __all__ as _regularizers_all
 
+# Every function of the losses, penalties and regularizers; from the three modules that also hold
+# classes or constants (fgan, ogan, single_loss), the functions by name.
 __all__ = [
-    "batch_mean",
-    "bigan_qp_critic_loss",
-    "bigan_qp_distance",
-    "bigan_qp_generator_encoder_loss",
-    "bigan_qp_latent_reconstruction",
-    "bigan_qp_pixel_reconstruction",
-    "clip_weights_",
-    "contrastive_energy_loss",
-    "ebgan_discriminator_loss",
-    "ebgan_generator_loss",
-    "encoder_entropy_surrogate",
+    *_bigan_qp_all,
+    *_classic_all,
+    *_energy_all,
+    *_gan_qp_all,
+    *_imle_all,
+    *_relativistic_all,
+    *_penalties_all,
+    *_regularizers_all,
     "f_gan_discriminator_loss",
     "f_gan_generator_loss",
-    "forward_detached_and_attached",
-    "gan_qp_discriminator_loss",
-    "gan_qp_distance",
-    "gan_qp_generator_loss",
-    "gradient_penalty",
-    "hinge_discriminator_loss",
-    "hinge_generator_loss",
-    "imle_loss",
-    "imle_two_sample_loss",
-    "inject_orthogonal_gradient_",
-    "interpolate",
-    "lsgan_discriminator_loss",
-    "lsgan_generator_loss",
-    "meg_mutual_information_loss",
-    "mi_bce_loss",
-    "model_orthogonal_regularization",
-    "nearest_neighbour_sqdist",
     "ogan_correlation_loss",
     "ogan_encoder_loss",
     "ogan_generator_loss",
     "ogan_reconstruction_code",
     "ogan_score",
     "ogan_single_loss",
-    "orthogonal_regularization",
     "pearson_correlation",
-    "r1_penalty",
-    "r1_penalty_from_critic",
-    "r2_penalty",
-    "rahinge_discriminator_loss",
-    "rahinge_generator_loss",
-    "ralsgan_discriminator_loss",
-    "ralsgan_generator_loss",
-    "random_derangement",
-    "rasgan_discriminator_loss",
-    "rasgan_generator_loss",
-    "rsgan_discriminator_loss",
-    "rsgan_generator_loss",
-    "score_penalty",
-    "sgan_discriminator_loss",
-    "sgan_generator_loss",
+    "forward_detached_and_attached",
     "single_loss",
-    "som_regularization",
-    "som_similarity",
-    "vgan_generator_loss",
-    "wgan_discriminator_loss",
-    "wgan_div_penalty",
-    "wgan_generator_loss",
-    "wgan_gp_penalty",
 ]

@@ -22,132 +22,33 @@ Import order inside the room: ``ogan`` uses ``single_loss``; ``fgan``, ``gan_qp`
 
 from __future__ import annotations
 
-from .bigan_qp import (
-    bigan_qp_critic_loss,
-    bigan_qp_distance,
-    bigan_qp_generator_encoder_loss,
-    bigan_qp_latent_reconstruction,
-    bigan_qp_pixel_reconstruction,
-)
-from .classic import (
-    clip_weights_,
-    ebgan_discriminator_loss,
-    ebgan_generator_loss,
-    hinge_discriminator_loss,
-    hinge_generator_loss,
-    lsgan_discriminator_loss,
-    lsgan_generator_loss,
-    sgan_discriminator_loss,
-    sgan_generator_loss,
-    wgan_discriminator_loss,
-    wgan_generator_loss,
-)
-from .energy import (
-    contrastive_energy_loss,
-    encoder_entropy_surrogate,
-    meg_mutual_information_loss,
-    mi_bce_loss,
-    random_derangement,
-    score_penalty,
-)
-from .fgan import (
-    F_DIVERGENCES,
-    FDivergence,
-    f_gan_discriminator_loss,
-    f_gan_generator_loss,
-)
-from .gan_qp import (
-    gan_qp_discriminator_loss,
-    gan_qp_distance,
-    gan_qp_generator_loss,
-)
-from .imle import (
-    imle_loss,
-    imle_two_sample_loss,
-    nearest_neighbour_sqdist,
-    vgan_generator_loss,
-)
-from .ogan import (
-    OGANSingleLoss,
-    ogan_correlation_loss,
-    ogan_encoder_loss,
-    ogan_generator_loss,
-    ogan_reconstruction_code,
-    ogan_score,
-    ogan_single_loss,
-    pearson_correlation,
-)
-from .relativistic import (
-    batch_mean,
-    rahinge_discriminator_loss,
-    rahinge_generator_loss,
-    ralsgan_discriminator_loss,
-    ralsgan_generator_loss,
-    rasgan_discriminator_loss,
-    rasgan_generator_loss,
-    rsgan_discriminator_loss,
-    rsgan_generator_loss,
-)
-from .single_loss import (
-    SingleLoss,
-    SingleLossMethod,
-    forward_detached_and_attached,
-    single_loss,
-)
+from .bigan_qp import *  # noqa: F403 - re-exports bigan_qp.__all__
+from .bigan_qp import __all__ as _bigan_qp_all
+from .classic import *  # noqa: F403 - re-exports classic.__all__
+from .classic import __all__ as _classic_all
+from .energy import *  # noqa: F403 - re-exports energy.__all__
+from .energy import __all__ as _energy_all
+from .fgan import *  # noqa: F403 - re-exports fgan.__all__
+from .fgan import __all__ as _fgan_all
+from .gan_qp import *  # noqa: F403 - re-exports gan_qp.__all__
+from .gan_qp import __all__ as _gan_qp_all
+from .imle import *  # noqa: F403 - re-exports imle.__all__
+from .imle import __all__ as _imle_all
+from .ogan import *  # noqa: F403 - re-exports ogan.__all__
+from .ogan import __all__ as _ogan_all
+from .relativistic import *  # noqa: F403 - re-exports relativistic.__all__
+from .relativistic import __all__ as _relativistic_all
+from .single_loss import *  # noqa: F403 - re-exports single_loss.__all__
+from .single_loss import __all__ as _single_loss_all
 
 __all__ = [
-    "F_DIVERGENCES",
-    "FDivergence",
-    "OGANSingleLoss",
-    "SingleLoss",
-    "SingleLossMethod",
-    "batch_mean",
-    "bigan_qp_critic_loss",
-    "bigan_qp_distance",
-    "bigan_qp_generator_encoder_loss",
-    "bigan_qp_latent_reconstruction",
-    "bigan_qp_pixel_reconstruction",
-    "clip_weights_",
-    "contrastive_energy_loss",
-    "ebgan_discriminator_loss",
-    "ebgan_generator_loss",
-    "encoder_entropy_surrogate",
-    "f_gan_discriminator_loss",
-    "f_gan_generator_loss",
-    "forward_detached_and_attached",
-    "gan_qp_discriminator_loss",
-    "gan_qp_distance",
-    "gan_qp_generator_loss",
-    "hinge_discriminator_loss",
-    "hinge_generator_loss",
-    "imle_loss",
-    "imle_two_sample_loss",
-    "lsgan_discriminator_loss",
-    "lsgan_generator_loss",
-    "meg_mutual_information_loss",
-    "mi_bce_loss",
-    "nearest_neighbour_sqdist",
-    "ogan_correlation_loss",
-    "ogan_encoder_loss",
-    "ogan_generator_loss",
-    "ogan_reconstruction_code",
-    "ogan_score",
-    "ogan_single_loss",
-    "pearson_correlation",
-    "rahinge_discriminator_loss",
-    "rahinge_generator_loss",
-    "ralsgan_discriminator_loss",
-    "ralsgan_generator_loss",
-    "random_derangement",
-    "rasgan_discriminator_loss",
-    "rasgan_generator_loss",
-    "rsgan_discriminator_loss",
-    "rsgan_generator_loss",
-    "score_penalty",
-    "sgan_discriminator_loss",
-    "sgan_generator_loss",
-    "single_loss",
-    "vgan_generator_loss",
-    "wgan_discriminator_loss",
-    "wgan_generator_loss",
+    *_bigan_qp_all,
+    *_classic_all,
+    *_energy_all,
+    *_fgan_all,
+    *_gan_qp_all,
+    *_imle_all,
+    *_ogan_all,
+    *_relativistic_all,
+    *_single_loss_all,
 ]

@@ -13,48 +13,21 @@ them (spec §1.1). Everything is re-exported at the package root.
 
 from __future__ import annotations
 
-from .dirac import (
-    DiracGANKind,
-    DiracGANTrajectory,
-    dirac_gan_vector_field,
-    integrate_dirac_gan,
-)
-from .ema import (
-    GeneratorEMA,
-    unwrap_model,
-)
-from .mcmc import (
-    MALAResult,
-    ReplayBuffer,
-    decoupled_langevin_sample,
-    langevin_sample,
-    mala_sample,
-)
-from .selfmod import (
-    ConditionalLatent,
-    SelfModulatedBatchNorm,
-)
-from .ttur import (
-    TTURConfig,
-    make_optimizers,
-    make_param_groups,
-)
+from .dirac import *  # noqa: F403 - re-exports dirac.__all__
+from .dirac import __all__ as _dirac_all
+from .ema import *  # noqa: F403 - re-exports ema.__all__
+from .ema import __all__ as _ema_all
+from .mcmc import *  # noqa: F403 - re-exports mcmc.__all__
+from .mcmc import __all__ as _mcmc_all
+from .selfmod import *  # noqa: F403 - re-exports selfmod.__all__
+from .selfmod import __all__ as _selfmod_all
+from .ttur import *  # noqa: F403 - re-exports ttur.__all__
+from .ttur import __all__ as _ttur_all
 
 __all__ = [
-    "ConditionalLatent",
-    "DiracGANKind",
-    "DiracGANTrajectory",
-    "GeneratorEMA",
-    "MALAResult",
-    "ReplayBuffer",
-    "SelfModulatedBatchNorm",
-    "TTURConfig",
-    "decoupled_langevin_sample",
-    "dirac_gan_vector_field",
-    "integrate_dirac_gan",
-    "langevin_sample",
-    "make_optimizers",
-    "make_param_groups",
-    "mala_sample",
-    "unwrap_model",
+    *_dirac_all,
+    *_ema_all,
+    *_mcmc_all,
+    *_selfmod_all,
+    *_ttur_all,
 ]
