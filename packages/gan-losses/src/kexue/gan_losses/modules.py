@@ -69,7 +69,21 @@ class _Kind:
     d_needs_samples: bool = False
 
 
-_RA = ("all_gather",)
+def _relativistic_average(d_loss: Callable[..., Tensor], g_loss: Callable[..., Tensor]) -> _Kind:
+    return _Kind(d_loss, g_loss, ("all_gather",), ("all_gather",), g_needs_real=True)
+
+
+def _gan_qp(norm: str) -> _Kind:
+    return _Kind(
+        gan_qp_discriminator_loss,
+        gan_qp_generator_loss,
+        d_options=("lam", "eps"),
+        fixed={"norm": norm},
+        g_needs_real=True,
+        d_needs_samples=True,
+    )
+
+
 _KINDS: dict[str, _Kind] = {
     "sgan": _Kind(sgan_discriminator_loss, sgan_generator_loss, g_options=("saturating",)),
     "ns": _Kind(sgan_discriminator_loss, sgan_generator_loss),
@@ -82,29 +96,11 @@ _KINDS: dict[str, _Kind] = {
     "hinge": _Kind(hinge_discriminator_loss, hinge_generator_loss, d_options=("margin",)),
     "wgan": _Kind(wgan_discriminator_loss, wgan_generator_loss),
     "rsgan": _Kind(rsgan_discriminator_loss, rsgan_generator_loss, g_needs_real=True),
-    "rasgan": _Kind(rasgan_discriminator_loss, rasgan_generator_loss, _RA, _RA, g_needs_real=True),
-    "ralsgan": _Kind(
-        ralsgan_discriminator_loss, ralsgan_generator_loss, _RA, _RA, g_needs_real=True
-    ),
-    "rahinge": _Kind(
-        rahinge_discriminator_loss, rahinge_generator_loss, _RA, _RA, g_needs_real=True
-    ),
-    "gan_qp_l1": _Kind(
-        gan_qp_discriminator_loss,
-        gan_qp_generator_loss,
-        d_options=("lam", "eps"),
-        fixed={"norm": "l1"},
-        g_needs_real=True,
-        d_needs_samples=True,
-    ),
-    "gan_qp_l2": _Kind(
-        gan_qp_discriminator_loss,
-        gan_qp_generator_loss,
-        d_options=("lam", "eps"),
-        fixed={"norm": "l2"},
-        g_needs_real=True,
-        d_needs_samples=True,
-    ),
+    "rasgan": _relativistic_average(rasgan_discriminator_loss, rasgan_generator_loss),
+    "ralsgan": _relativistic_average(ralsgan_discriminator_loss, ralsgan_generator_loss),
+    "rahinge": _relativistic_average(rahinge_discriminator_loss, rahinge_generator_loss),
+    "gan_qp_l1": _gan_qp("l1"),
+    "gan_qp_l2": _gan_qp("l2"),
     "fgan": _Kind(
         f_gan_discriminator_loss,
         f_gan_generator_loss,
