@@ -120,6 +120,36 @@ def check_batched(x: object, name: str, min_dim: int = 2) -> Tensor:
     return x
 
 
+def check_paired(
+    a: object,
+    b: object,
+    name_a: str,
+    name_b: str,
+    *,
+    pairing: str = "paired",
+    names_in_shapes: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Validate two batches paired sample by sample: each ``check_batched``, the same shape.
+
+    ``pairing`` words the error (``"paired"``, ``"interpolated"``); ``names_in_shapes`` puts each
+    name before its shape in it.
+    """
+    a = check_batched(a, name_a)
+    b = check_batched(b, name_b)
+    if a.shape != b.shape:
+        shape_a, shape_b = tuple(a.shape), tuple(b.shape)
+        got = (
+            f"{name_a} {shape_a} and {name_b} {shape_b}"
+            if names_in_shapes
+            else f"{shape_a} and {shape_b}"
+        )
+        raise ValueError(
+            f"{name_a} and {name_b} are {pairing} sample by sample and need the same shape; "
+            f"got {got}"
+        )
+    return a, b
+
+
 def check_positive(value: float, name: str, *, allow_zero: bool = False) -> None:
     ok = value >= 0 if allow_zero else value > 0
     if not ok:

@@ -42,6 +42,7 @@ from ._autograd import input_gradients, per_sample_grad_sqnorm
 from ._validation import (
     Reduction,
     check_batched,
+    check_paired,
     check_positive,
     reduce,
     reduce_pair,
@@ -116,13 +117,9 @@ def interpolate(
     References:
         Gulrajani et al., arXiv 1704.00028, Algorithm 1.
     """
-    x_real = check_batched(x_real, "x_real", min_dim=2)
-    x_fake = check_batched(x_fake, "x_fake", min_dim=2)
-    if x_real.shape != x_fake.shape:
-        raise ValueError(
-            "x_real and x_fake are interpolated sample by sample and need the same shape; got "
-            f"x_real {tuple(x_real.shape)} and x_fake {tuple(x_fake.shape)}"
-        )
+    x_real, x_fake = check_paired(
+        x_real, x_fake, "x_real", "x_fake", pairing="interpolated", names_in_shapes=True
+    )
     if not x_real.is_floating_point() or x_real.dtype != x_fake.dtype:
         raise ValueError(
             "x_real and x_fake must be floating point with the same dtype; got "

@@ -35,6 +35,7 @@ from .._validation import (
     Reduction,
     as_scores,
     check_batched,
+    check_paired,
     check_positive,
     check_reduction,
     check_same_batch,
@@ -50,17 +51,6 @@ __all__ = [
     "bigan_qp_latent_reconstruction",
     "bigan_qp_pixel_reconstruction",
 ]
-
-
-def _paired(a: object, b: object, name_a: str, name_b: str) -> tuple[Tensor, Tensor]:
-    a = check_batched(a, name_a)
-    b = check_batched(b, name_b)
-    if a.shape != b.shape:
-        raise ValueError(
-            f"{name_a} and {name_b} are paired sample by sample and need the same shape; got "
-            f"{tuple(a.shape)} and {tuple(b.shape)}"
-        )
-    return a, b
 
 
 def bigan_qp_distance(x_real: Tensor, x_fake: Tensor, e_real: Tensor, z: Tensor) -> Tensor:
@@ -81,8 +71,8 @@ def bigan_qp_distance(x_real: Tensor, x_fake: Tensor, e_real: Tensor, z: Tensor)
     References:
         https://kexue.fm/archives/6214; ``d_norm`` in ``bigan_qp_128.py``.
     """
-    x_real, x_fake = _paired(x_real, x_fake, "x_real", "x_fake")
-    e_real, z = _paired(e_real, z, "e_real", "z")
+    x_real, x_fake = check_paired(x_real, x_fake, "x_real", "x_fake")
+    e_real, z = check_paired(e_real, z, "e_real", "z")
     check_same_batch(x_real, z, "x_real", "z")
     pixel = per_sample_flat(x_real - x_fake).abs().mean(dim=1)
     latent = per_sample_flat(e_real - z).abs().mean(dim=1)
@@ -155,7 +145,7 @@ def bigan_qp_latent_reconstruction(
     check_batched(x_fake, "x_fake", min_dim=1)
     check_batched(z, "z")
     z_rec = check_batched(encoder(x_fake.detach()), "encoder(x_fake)")
-    z, z_rec = _paired(z.detach(), z_rec, "z", "encoder(x_fake)")
+    z, z_rec = check_paired(z.detach(), z_rec, "z", "encoder(x_fake)")
     return per_sample_flat(z - z_rec).pow(2).mean(dim=1)
 
 
@@ -180,7 +170,7 @@ def bigan_qp_pixel_reconstruction(
     check_batched(e_real, "e_real")
     check_batched(x_real, "x_real")
     x_rec = check_batched(generator(e_real.detach()), "generator(e_real)", min_dim=1)
-    x_real, x_rec = _paired(x_real.detach(), x_rec, "x_real", "generator(e_real)")
+    x_real, x_rec = check_paired(x_real.detach(), x_rec, "x_real", "generator(e_real)")
     return per_sample_flat(x_real - x_rec).pow(2).mean(dim=1)
 
 

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from .._validation import (
     Reduction,
-    check_batched,
+    check_paired,
     check_positive,
     check_same_batch,
     check_tensor,
@@ -69,13 +69,7 @@ def gan_qp_distance(x_real: Tensor, x_fake: Tensor, *, norm: Literal["l1", "l2"]
     """
     if norm not in _NORMS:
         raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
-    x_real = check_batched(x_real, "x_real", min_dim=2)
-    x_fake = check_batched(x_fake, "x_fake", min_dim=2)
-    if x_real.shape != x_fake.shape:
-        raise ValueError(
-            "x_real and x_fake are paired sample by sample and need the same shape; got "
-            f"x_real {tuple(x_real.shape)} and x_fake {tuple(x_fake.shape)}"
-        )
+    x_real, x_fake = check_paired(x_real, x_fake, "x_real", "x_fake", names_in_shapes=True)
     acc = torch.promote_types(x_real.dtype, torch.float32)
     diff = per_sample_flat(x_real.to(acc) - x_fake.to(acc))
     if norm == "l1":

@@ -34,6 +34,7 @@ from torch import Tensor
 from .._validation import (
     Reduction,
     check_batched,
+    check_paired,
     check_positive,
     check_reduction,
     check_same_batch,
@@ -197,13 +198,7 @@ def _qp_term(delta: Tensor, x_real: Tensor, x_fake: Tensor, qp_weight: float, ep
 
 
 def _check_images(x_real: Tensor, x_fake: Tensor, batch: int) -> None:
-    check_batched(x_real, "x_real")
-    check_batched(x_fake, "x_fake")
-    if x_real.shape != x_fake.shape:
-        raise ValueError(
-            f"x_real and x_fake are paired sample by sample and need the same shape; got "
-            f"{tuple(x_real.shape)} and {tuple(x_fake.shape)}"
-        )
+    check_paired(x_real, x_fake, "x_real", "x_fake")
     if x_real.shape[0] != batch:
         raise ValueError(f"x_real batch {x_real.shape[0]} does not match the codes' batch {batch}")
 
