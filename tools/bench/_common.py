@@ -1,28 +1,73 @@
 """Shared pieces of the benchmark scripts (and the demo's machine line): machine and version
-facts, interleaved timing, quartiles, markdown tables, and rewriting a marked block of a
-BENCHMARKS.md. The benchmarks run as modules from the repository root
+facts, optional anchors, memory from ``/proc``, interleaved timing, quartiles, markdown tables,
+where a package's BENCHMARKS.md and its marked blocks are, the facts that open a block, and
+rewriting one. The benchmarks run as modules from the repository root
 (``python -m tools.bench.<name>``) and import this as ``tools.bench._common``."""
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ROOT",
+    "benchmarks_header",
+    "benchmarks_md",
+    "block_markers",
     "cpu_model",
+    "importable",
     "interleaved",
+    "load_average",
+    "machine_line",
     "markdown_table",
+    "proc_status_bytes",
+    "publish",
     "quartiles",
+    "run_facts",
     "sync",
     "usable_cores",
     "versions",
     "write_block",
 ]
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The repository root (the benchmarks' subprocesses run there)."""
+
+
+def benchmarks_md(package: str) -> Path:
+    """``packages/<package>/BENCHMARKS.md``, the file a benchmark's ``--write`` rewrites."""
+    return ROOT / "packages" / package / "BENCHMARKS.md"
+
+
+def block_markers(name: str) -> tuple[str, str]:
+    """The ``<!-- name:start -->`` / ``<!-- name:end -->`` markers of a block (for write_block)."""
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def benchmarks_header(dist: str) -> str:
+    """The opening text of a BENCHMARKS.md that a benchmark's ``--write`` creates."""
+    return (
+        f"# {dist} benchmarks\n\n"
+        "Measured tables are rewritten by the scripts named in each block; text outside the\n"
+        "`<!-- bench:... -->` markers is kept.\n"
+    )
+
+
+def importable(module: str) -> bool:
+    """Whether an optional anchor imports (a missing one has its rows skipped)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def cpu_model() -> str:
@@ -45,6 +90,29 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def machine_line(device: Any = None, *, threads: int | None = None) -> str:
+    """OS, CPU, usable cores, torch threads (``threads`` or torch's current number), and the GPU
+    when ``device`` is a CUDA device: the "Machine" line of a benchmark's block."""
+    import torch
+
+    text = (
+        f"{platform.system()} {platform.machine()}, {cpu_model()}, {usable_cores()} usable cores "
+        f"({os.cpu_count()} in the machine), torch threads "
+        f"{torch.get_num_threads() if threads is None else threads}"
+    )
+    if device is not None and device.type == "cuda":
+        text += f"; GPU {torch.cuda.get_device_name(device)}"
+    return text
+
+
+def load_average() -> str:
+    """1/5/15-minute load averages: other jobs on a shared machine widen the p25–p75 spread."""
+    try:
+        return "/".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def versions(*dists: str) -> dict[str, str]:
     """Python, torch and the given distributions' versions ("not installed" when absent)."""
     from importlib import metadata
@@ -58,6 +126,15 @@ def versions(*dists: str) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[dist] = "not installed"
     return out
+
+
+def proc_status_bytes(field: str) -> int:
+    """A memory field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``, ...) in bytes (Linux)."""
+    with open("/proc/self/status", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def quartiles(times: list[float]) -> tuple[float, float, float]:
@@ -112,6 +189,17 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join([line(headers), sep, *(line(r) for r in rows)])
 
 
+def run_facts(command: str, *, mode: str, machine: str, versions: dict[str, str]) -> list[str]:
+    """The Date / Command / Mode / Machine / Versions lines that open a benchmark's block."""
+    return [
+        f"- Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
+        f"- Command: `{command}`",
+        f"- Mode: {mode}",
+        f"- Machine: {machine}",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+    ]
+
+
 def write_block(path: Path, start: str, end: str, text: str, *, header: str = "") -> None:
     """Replace the text between the ``start`` and ``end`` markers of ``path`` with ``text``.
 
@@ -127,3 +215,12 @@ def write_block(path: Path, start: str, end: str, text: str, *, header: str = ""
     else:
         head, tail = (old.rstrip("\n") + "\n\n" if old.strip() else ""), "\n"
     path.write_text(f"{head}{start}\n{text}{end}{tail}", encoding="utf-8")
+
+
+def publish(text: str, path: Path, start: str, end: str, *, write: bool, header: str = "") -> None:
+    """Print a benchmark's block; with ``write``, also put it between ``start`` and ``end`` of
+    ``path`` (see :func:`write_block`) and say so on stderr."""
+    print(text)
+    if write:
+        write_block(path, start, end, text, header=header)
+        print(f"wrote the {start} block of {path}", file=sys.stderr)

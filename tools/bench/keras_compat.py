@@ -31,11 +31,8 @@ shows the noise floor of the overhead column. Seeded; ``torch.set_num_threads(--
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -49,18 +46,21 @@ import torch
 from torch import nn
 
 from tools.bench._common import (
-    cpu_model,
+    ROOT,
+    benchmarks_md,
+    block_markers,
     interleaved,
+    machine_line,
     markdown_table,
+    proc_status_bytes,
+    publish,
     quartiles,
-    usable_cores,
-    write_block,
+    run_facts,
 )
 from tools.bench._common import versions as _versions
 
-ROOT = Path(__file__).resolve().parents[2]
-BENCHMARKS_MD = ROOT / "packages" / "keras-compat" / "BENCHMARKS.md"
-START, END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
+BENCHMARKS_MD = benchmarks_md("keras-compat")
+START, END = block_markers("bench:results")
 SEED = 0
 DECAY = 0.999
 MAX_NORM = 1.0
@@ -96,14 +96,17 @@ def versions() -> dict[str, str]:
     return _versions("ema-pytorch", "torch-ema", "kexue-keras-compat")
 
 
-def machine(device: torch.device) -> str:
-    text = (
-        f"{platform.system()} {platform.machine()}, {cpu_model()}, {usable_cores()} usable cores "
-        f"({os.cpu_count()} in the machine), torch threads {torch.get_num_threads()}"
-    )
-    if device.type == "cuda":
-        text += f"; GPU {torch.cuda.get_device_name(device)}"
-    return text
+def _result(
+    caption: str, table: str, skipped: list[str], records: list[dict[str, Any]], n_params: int
+) -> dict[str, Any]:
+    """What each measurement returns to the driver: its table, caption, skips and raw records."""
+    return {
+        "caption": caption,
+        "table": table,
+        "skipped": skipped,
+        "records": records,
+        "params": n_params,
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -173,14 +176,6 @@ def shadow_tensors(name: str, ema: Any) -> list[torch.Tensor]:
     return [*module.parameters(), *module.buffers()]
 
 
-def _proc_status_kib(field: str) -> int:
-    with open("/proc/self/status", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def memory_probe(name: str, width: int, depth: int, device: torch.device) -> dict[str, Any]:
     """Peak memory of building one EMA and running 3 updates, in this (fresh) process.
 
@@ -206,7 +201,7 @@ def memory_probe(name: str, width: int, depth: int, device: torch.device) -> dic
                 f.write("5")  # reset the peak RSS (Linux >= 4.0)
         except OSError:
             reset = False
-        before = _proc_status_kib("VmRSS") * 1024
+        before = proc_status_bytes("VmRSS")
     ema, update = factory(model)
     for _ in range(3):
         update()
@@ -215,7 +210,7 @@ def memory_probe(name: str, width: int, depth: int, device: torch.device) -> dic
         peak = torch.cuda.max_memory_allocated(device) - before
         how = "CUDA max_memory_allocated delta"
     else:
-        peak = _proc_status_kib("VmHWM") * 1024 - before
+        peak = proc_status_bytes("VmHWM") - before
         how = "VmHWM - VmRSS" + ("" if reset else " (peak not reset: upper bound)")
     shadow = sum(t.numel() * t.element_size() for t in shadow_tensors(name, ema))
     return {"peak_bytes": peak, "shadow_bytes": shadow, "how": how}
@@ -312,13 +307,7 @@ def bench_ema(sizes: Sizes, args: argparse.Namespace, device: torch.device) -> d
         "building the EMA plus 3 updates in a fresh process. Target "
         f"(at least as fast as the fastest anchor): {verdict}."
     )
-    return {
-        "caption": caption,
-        "table": markdown_table(headers, rows),
-        "skipped": skipped,
-        "records": records,
-        "params": n_params,
-    }
+    return _result(caption, markdown_table(headers, rows), skipped, records, n_params)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -460,13 +449,7 @@ def bench_steps(sizes: Sizes, device: torch.device) -> dict[str, Any]:
         f"{sizes.step_warmup} warm-up steps each. The A/A row repeats the plain step: its "
         "overhead is the noise floor."
     )
-    return {
-        "caption": caption,
-        "table": markdown_table(headers, rows),
-        "skipped": skipped,
-        "records": records,
-        "params": n_params,
-    }
+    return _result(caption, markdown_table(headers, rows), skipped, records, n_params)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -508,15 +491,15 @@ def results_markdown(
     mode = (
         "quick (smoke check: small models, numbers are not the benchmark)" if args.quick else "full"
     )
-    vers = ", ".join(f"{k} {v}" for k, v in versions().items())
     lines = [
         "## Results",
         "",
-        f"- Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- Command: `python -m tools.bench.keras_compat {' '.join(argv)}`".rstrip(),
-        f"- Mode: {mode}; wall time {wall_s:.0f} s",
-        f"- Machine: {machine(device)}",
-        f"- Versions: {vers}",
+        *run_facts(
+            f"python -m tools.bench.keras_compat {' '.join(argv)}",
+            mode=f"{mode}; wall time {wall_s:.0f} s",
+            machine=f"{machine_line(device)}",
+            versions=versions(),
+        ),
         "",
     ]
     for part in parts:
@@ -537,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(memory_probe(args.memory_probe, sizes.ema_width, sizes.ema_depth, device)))
         return 0
     t0 = time.perf_counter()
-    print(f"machine: {machine(device)}", file=sys.stderr)
+    print(f"machine: {machine_line(device)}", file=sys.stderr)
     parts = []
     if args.only in (None, "ema"):
         parts.append(bench_ema(sizes, args, device))
@@ -546,10 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(bench_steps(sizes, device))
     wall_s = time.perf_counter() - t0
     text = results_markdown(args, argv, device, parts, wall_s)
-    print(text)
-    if args.write:
-        write_block(args.benchmarks_md, START, END, text)
-        print(f"wrote the results section of {args.benchmarks_md}", file=sys.stderr)
+    publish(text, args.benchmarks_md, START, END, write=args.write)
     return 0
 
 

@@ -34,11 +34,9 @@ call.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -50,16 +48,20 @@ from typing import Any
 import torch
 
 from tools.bench._common import (
-    cpu_model,
+    ROOT,
+    benchmarks_md,
+    block_markers,
+    importable,
+    machine_line,
     markdown_table,
-    usable_cores,
-    write_block,
+    proc_status_bytes,
+    publish,
+    run_facts,
 )
 from tools.bench._common import versions as _versions
 
-ROOT = Path(__file__).resolve().parents[2]
-BENCHMARKS_MD = ROOT / "packages" / "vq" / "BENCHMARKS.md"
-START, END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
+BENCHMARKS_MD = benchmarks_md("vq")
+START, END = block_markers("bench:results")
 SEED = 0
 DECAY = 0.99
 BETA = 0.25
@@ -87,16 +89,6 @@ def versions() -> dict[str, str]:
     return _versions("kexue-vq", "vector-quantize-pytorch", "triton")
 
 
-def machine(device: torch.device, threads: int) -> str:
-    text = (
-        f"{platform.system()} {platform.machine()}, {cpu_model()}, {usable_cores()} usable cores "
-        f"({os.cpu_count()} in the machine), torch threads {threads}"
-    )
-    if device.type == "cuda":
-        text += f"; GPU {torch.cuda.get_device_name(device)}"
-    return text
-
-
 def available_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -106,14 +98,6 @@ def available_bytes(device: torch.device) -> int:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     return 8 * 2**30
-
-
-def _proc_status_bytes(field: str) -> int:
-    with open("/proc/self/status", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def measured_call(
@@ -133,13 +117,13 @@ def measured_call(
         t0 = time.perf_counter()
         out = fn()
         return time.perf_counter() - t0, 0, out
-    before = _proc_status_bytes("VmRSS")
+    before = proc_status_bytes("VmRSS")
     with open("/proc/self/clear_refs", "w", encoding="utf-8") as f:
         f.write("5")  # reset VmHWM to the current RSS (Linux >= 4.0)
     t0 = time.perf_counter()
     out = fn()
     seconds = time.perf_counter() - t0
-    return seconds, _proc_status_bytes("VmHWM") - before, out
+    return seconds, proc_status_bytes("VmHWM") - before, out
 
 
 def gemm_rate(device: torch.device) -> float:
@@ -468,16 +452,16 @@ def results_markdown(
     wall_s: float,
 ) -> str:
     mode = "quick (smoke check: small shapes, not the benchmark)" if args.quick else "full"
-    vers = ", ".join(f"{k} {v}" for k, v in versions().items())
     backend = "Triton kernel" if device.type == "cuda" else "chunked torch reference"
     lines = [
         "## Results",
         "",
-        f"- Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- Command: `python -m tools.bench.vq {' '.join(argv)}`".rstrip(),
-        f"- Mode: {mode}; wall time {wall_s:.0f} s",
-        f"- Machine: {machine(device, args.threads)}",
-        f"- Versions: {vers}",
+        *run_facts(
+            f"python -m tools.bench.vq {' '.join(argv)}",
+            mode=f"{mode}; wall time {wall_s:.0f} s",
+            machine=f"{machine_line(device, threads=args.threads)}",
+            versions=versions(),
+        ),
         f"- Measured fp32 GEMM ceiling (4096 × 4096 × 256 matmul): {rate / 1e9:.0f} GFLOP/s",
         "",
         "Headline (issue 3 targets):",
@@ -534,12 +518,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device available")
-    try:
-        import vector_quantize_pytorch  # noqa: F401
-
-        args.has_lucid = True
-    except ImportError:
-        args.has_lucid = False
+    args.has_lucid = importable("vector_quantize_pytorch")
     return args
 
 
@@ -554,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.has_lucid:
         print("vector-quantize-pytorch not installed: its rows are skipped", file=sys.stderr)
     t0 = time.perf_counter()
-    print(f"machine: {machine(device, args.threads)}", file=sys.stderr)
+    print(f"machine: {machine_line(device, threads=args.threads)}", file=sys.stderr)
     rate = gemm_rate(device)
     print(f"fp32 GEMM: {rate / 1e9:.0f} GFLOP/s", file=sys.stderr)
     lookups: list[dict] = []
@@ -564,10 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "train"):
         trains = bench("train", QUICK_TRAIN if args.quick else FULL_TRAIN, args, rate)
     text = results_markdown(args, argv, device, rate, lookups, trains, time.perf_counter() - t0)
-    print(text)
-    if args.write:
-        write_block(args.benchmarks_md, START, END, text)
-        print(f"wrote the results section of {args.benchmarks_md}", file=sys.stderr)
+    publish(text, args.benchmarks_md, START, END, write=args.write)
     return 0
 
 

@@ -28,9 +28,6 @@ device-to-device copy ceiling measured in the same run.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import statistics
 import sys
 import time
@@ -42,24 +39,23 @@ from typing import Any
 import torch
 
 from tools.bench._common import (
-    cpu_model,
+    benchmarks_header,
+    benchmarks_md,
+    block_markers,
     interleaved,
+    load_average,
+    machine_line,
     markdown_table,
+    publish,
     quartiles,
+    run_facts,
     sync,
-    usable_cores,
-    write_block,
 )
 from tools.bench._common import versions as _versions
 
-ROOT = Path(__file__).resolve().parents[3]
-BENCHMARKS_MD = ROOT / "packages" / "flows" / "BENCHMARKS.md"
-START, END = "<!-- bench:coupling:start -->", "<!-- bench:coupling:end -->"
-HEADER = (
-    "# kexue-flows benchmarks\n\n"
-    "Measured tables are rewritten by the scripts named in each block; text outside the\n"
-    "`<!-- bench:... -->` markers is kept.\n"
-)
+BENCHMARKS_MD = benchmarks_md("flows")
+START, END = block_markers("bench:coupling")
+HEADER = benchmarks_header("kexue-flows")
 SEED = 0
 SIZES = [(64, 48, 32, 32), (256, 12, 16, 16)]  # (B, C, H, W), C = coupling input channels
 ELEMS_PER_ITEM = 11  # fused fwd (4) + bwd (7) element accesses per transformed element
@@ -72,24 +68,6 @@ ELEMS_PER_ITEM = 11  # fused fwd (4) + bwd (7) element accesses per transformed 
 
 def versions() -> dict[str, str]:
     return _versions("triton", "kexue-flows")
-
-
-def machine(device: torch.device) -> str:
-    text = (
-        f"{platform.system()} {platform.machine()}, {cpu_model()}, {usable_cores()} usable cores "
-        f"({os.cpu_count()} in the machine), torch threads {torch.get_num_threads()}"
-    )
-    if device.type == "cuda":
-        text += f"; GPU {torch.cuda.get_device_name(device)}"
-    return text
-
-
-def load_average() -> str:
-    """1/5/15-minute load averages: other jobs on a shared machine widen the p25–p75 spread."""
-    try:
-        return "/".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -227,15 +205,15 @@ def results_markdown(
     reps: int,
 ) -> str:
     mode = "quick (smoke check, few repetitions)" if args.quick else "full"
-    vers = ", ".join(f"{k} {v}" for k, v in versions().items())
     lines = [
         "## Coupling kernel: forward + backward",
         "",
-        f"- Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- Command: `python -m tools.bench.flows.coupling {' '.join(argv)}`".rstrip(),
-        f"- Mode: {mode}; {reps} timed steps per variant (round robin); wall time {wall_s:.0f} s",
-        f"- Machine: {machine(device)}; load average (1/5/15 min) at the end {load_average()}",
-        f"- Versions: {vers}",
+        *run_facts(
+            f"python -m tools.bench.flows.coupling {' '.join(argv)}",
+            mode=f"{mode}; {reps} timed steps per variant (round robin); wall time {wall_s:.0f} s",
+            machine=f"{machine_line(device)}; load average (1/5/15 min) at the end {load_average()}",
+            versions=versions(),
+        ),
         '- Op: affine coupling, `scale_map="sigmoid2"`, `order="glow"`, interleaved h; '
         "C = coupling input channels (x_b has C/2, h has C); one step = forward + backward "
         "w.r.t. x_b and h with fixed upstream gradients of y and logdet.",
@@ -266,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps or ((10 if cuda else 3) if args.quick else (100 if cuda else 25))
     warmup = 10 if cuda else 3
     t0 = time.perf_counter()
-    print(f"machine: {machine(device)}", file=sys.stderr)
+    print(f"machine: {machine_line(device)}", file=sys.stderr)
     ceiling = copy_ceiling(device, reps=max(reps, 10)) if cuda else None
     ops, notes = variants(device)
     rows: list[list[Any]] = []
@@ -280,10 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     text = results_markdown(
         args, argv, device, table, notes, ceiling, time.perf_counter() - t0, reps
     )
-    print(text)
-    if args.write:
-        write_block(args.benchmarks_md, START, END, text, header=HEADER)
-        print(f"wrote the {START} block of {args.benchmarks_md}", file=sys.stderr)
+    publish(text, args.benchmarks_md, START, END, write=args.write, header=HEADER)
     return 0
 
 

@@ -23,9 +23,7 @@ Needs: torch, scikit-learn, normflows (optional: a missing normflows skips its r
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
 import statistics
 import sys
 import time
@@ -36,7 +34,14 @@ from typing import Any
 
 import torch
 
-from tools.bench._common import cpu_model, usable_cores, write_block
+from tools.bench._common import (
+    benchmarks_header,
+    benchmarks_md,
+    block_markers,
+    machine_line,
+    publish,
+    run_facts,
+)
 from tools.bench._common import versions as _versions
 from tools.workloads.flows_digits import (
     Density,
@@ -51,15 +56,9 @@ from tools.workloads.flows_digits import (
     uniform_bpd,
 )
 
-ROOT = Path(__file__).resolve().parents[3]
-
-BENCHMARKS_MD = ROOT / "packages" / "flows" / "BENCHMARKS.md"
-START, END = "<!-- bench:quality:start -->", "<!-- bench:quality:end -->"
-HEADER = (
-    "# kexue-flows benchmarks\n\n"
-    "Measured tables are rewritten by the scripts named in each block; text outside the\n"
-    "`<!-- bench:... -->` markers is kept.\n"
-)
+BENCHMARKS_MD = benchmarks_md("flows")
+START, END = block_markers("bench:quality")
+HEADER = benchmarks_header("kexue-flows")
 KEXUE = ("NICE", "RealNVP", "Glow", "i-ResNet")
 NORMFLOWS = "normflows Glow"
 SIZES = {
@@ -76,10 +75,7 @@ def machine() -> str:
     load = ""
     if hasattr(os, "getloadavg"):
         load = f", load average {os.getloadavg()[0]:.1f}"
-    return (
-        f"{platform.system()} {platform.machine()}, {cpu_model()}, {usable_cores()} usable cores "
-        f"({os.cpu_count()} in the machine), torch threads {torch.get_num_threads()}{load}"
-    )
+    return machine_line() + load
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -177,15 +173,15 @@ def results_markdown(args: argparse.Namespace, argv: list[str], out: dict[str, A
     mode = (
         "quick (smoke check: tiny budget, numbers are not the benchmark)" if args.quick else "full"
     )
-    vers = ", ".join(f"{k} {v}" for k, v in versions().items())
     lines = [
         "## Quality: test bits/dim on scikit-learn digits",
         "",
-        f"- Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- Command: `nice python -m tools.bench.flows.quality {' '.join(argv)}`".rstrip(),
-        f"- Mode: {mode}; wall time {out['wall_s']:.0f} s",
-        f"- Machine: {machine()}",
-        f"- Versions: {vers}",
+        *run_facts(
+            f"nice python -m tools.bench.flows.quality {' '.join(argv)}",
+            mode=f"{mode}; wall time {out['wall_s']:.0f} s",
+            machine=f"{machine()}",
+            versions=versions(),
+        ),
         f"- Data: `sklearn.datasets.load_digits` (8×8, values 0..16 = 17 levels), "
         f"`train_test_split(test_size=0.2, random_state=0)`: {out['n_train']} train / "
         f"{out['n_test']} test; y = (x + u)/17, u ~ U(0, 1), fresh noise every step",
@@ -262,10 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}", file=sys.stderr)
     out = run(args)
     text = results_markdown(args, argv, out)
-    print(text)
-    if args.write:
-        write_block(args.benchmarks_md, START, END, text, header=HEADER)
-        print(f"wrote the quality block of {args.benchmarks_md}", file=sys.stderr)
+    publish(text, args.benchmarks_md, START, END, write=args.write, header=HEADER)
     return 0
 
 

@@ -41,7 +41,6 @@ import importlib
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -56,23 +55,23 @@ import torch
 from torch import Tensor, nn
 
 from tools.bench._common import (
-    cpu_model,
+    ROOT,
+    benchmarks_header,
+    benchmarks_md,
+    block_markers,
     interleaved,
+    load_average,
+    machine_line,
     markdown_table,
+    proc_status_bytes,
+    publish,
     quartiles,
-    usable_cores,
     versions,
-    write_block,
 )
 
-ROOT = Path(__file__).resolve().parents[3]
-BENCHMARKS_MD = ROOT / "packages" / "gan-losses" / "BENCHMARKS.md"
-START, END = "<!-- bench:gan-losses:start -->", "<!-- bench:gan-losses:end -->"
-HEADER = (
-    "# kexue-gan-losses benchmarks\n\n"
-    "Measured tables are rewritten by the scripts named in each block; text outside the\n"
-    "`<!-- bench:... -->` markers is kept.\n"
-)
+BENCHMARKS_MD = benchmarks_md("gan-losses")
+START, END = block_markers("bench:gan-losses")
+HEADER = benchmarks_header("kexue-gan-losses")
 B, C, HW, NZ = 64, 3, 32, 32
 WIDTHS = (32, 64, 128)  # conv channels: small enough for a 2-minute run on 2 shared cores
 SEED = 0
@@ -586,19 +585,11 @@ def one_peak(fn: Callable[[], None], device: torch.device) -> int:
         fn()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
-    before = _status("VmRSS")
+    before = proc_status_bytes("VmRSS")
     with open("/proc/self/clear_refs", "w", encoding="utf-8") as f:
         f.write("5")
     fn()
-    return max(_status("VmHWM") - before, 0)
-
-
-def _status(field: str) -> int:
-    with open("/proc/self/status", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(field)
+    return max(proc_status_bytes("VmHWM") - before, 0)
 
 
 def cpu_peaks_in_child(quick: bool) -> dict[str, dict[str, int]]:
@@ -704,23 +695,6 @@ def add_peaks(rows: list[list[Any]], cases: list[Case], device: torch.device, qu
         row.insert(5, fmt_mib(p.get("anchor")) if case.anchor is not None else "—")
 
 
-def machine_line(device: torch.device) -> str:
-    machine = (
-        f"{platform.system()} {platform.machine()}, {cpu_model()}, {usable_cores()} usable cores "
-        f"({os.cpu_count()} in the machine), torch threads {torch.get_num_threads()}"
-    )
-    if device.type == "cuda":
-        machine += f"; GPU {torch.cuda.get_device_name(device)}"
-    return machine
-
-
-def load_average() -> str:
-    try:
-        return "/".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
-
-
 def render_header(
     args: argparse.Namespace,
     argv: list[str] | None,
@@ -812,10 +786,7 @@ def main(argv: list[str] | None = None) -> int:
 
     header = render_header(args, argv, device, (reps, op_reps, wall), tg_note)
     text = "\n".join(header + render_tables(rows, op_rows))
-    print(text)
-    if args.write:
-        write_block(args.benchmarks_md, START, END, text, header=HEADER)
-        print(f"wrote the {START} block of {args.benchmarks_md}", file=sys.stderr)
+    publish(text, args.benchmarks_md, START, END, write=args.write, header=HEADER)
     return 0
 
 

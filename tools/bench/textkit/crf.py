@@ -43,18 +43,23 @@ from typing import Any
 import torch
 
 from tools.bench._common import (
+    ROOT,
+    benchmarks_md,
+    block_markers,
     cpu_model,
+    importable,
     interleaved,
     markdown_table,
+    proc_status_bytes,
+    publish,
     quartiles,
     usable_cores,
     versions,
-    write_block,
 )
+from tools.bench.textkit import HEADER
 
-ROOT = Path(__file__).resolve().parents[3]
-BENCHMARKS_MD = ROOT / "packages" / "textkit" / "BENCHMARKS.md"
-START, END = "<!-- textkit_crf:start -->", "<!-- textkit_crf:end -->"
+BENCHMARKS_MD = benchmarks_md("textkit")
+START, END = block_markers("textkit_crf")
 SEED = 0
 SETTINGS = [(64, 128, 20), (32, 512, 50)]
 QUICK_SETTINGS = [(8, 32, 5)]
@@ -144,14 +149,6 @@ def agreement(parts: dict[str, Any], has_ref: bool) -> dict[str, Any]:
     return {"dll": dll, "same": same}
 
 
-def _status(field: str) -> int:
-    with open("/proc/self/status", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(field)
-
-
 def child_memory(job: dict[str, Any]) -> dict[str, int]:
     """Peak extra bytes of one call per variant (run in a fresh process)."""
     torch.set_num_threads(job["threads"])
@@ -161,11 +158,11 @@ def child_memory(job: dict[str, Any]) -> dict[str, int]:
     for kind in ("nll", "decode"):
         for name, fn in parts[kind].items():
             fn()  # warm-up
-            before = _status("VmRSS")
+            before = proc_status_bytes("VmRSS")
             with open("/proc/self/clear_refs", "w", encoding="utf-8") as f:
                 f.write("5")
             fn()
-            out[f"{kind}:{name}"] = _status("VmHWM") - before
+            out[f"{kind}:{name}"] = proc_status_bytes("VmHWM") - before
     return out
 
 
@@ -307,12 +304,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--benchmarks-md", type=Path, default=BENCHMARKS_MD)
     parser.add_argument("--_child", dest="child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    try:
-        import torchcrf  # noqa: F401
-
-        args.has_ref = True
-    except ImportError:
-        args.has_ref = False
+    args.has_ref = importable("torchcrf")
     return args
 
 
@@ -330,10 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     records = run(args)
     text = results_markdown(args, argv, records, time.perf_counter() - t0,
                             (load0, os.getloadavg()))  # fmt: skip
-    print(text)
-    if args.write:
-        write_block(args.benchmarks_md, START, END, text, header="# kexue-textkit benchmarks\n")
-        print(f"wrote the {START} block of {args.benchmarks_md}", file=sys.stderr)
+    publish(text, args.benchmarks_md, START, END, write=args.write, header=HEADER)
     return 0
 
 

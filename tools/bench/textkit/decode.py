@@ -43,12 +43,21 @@ from typing import Any
 
 import torch
 
-from tools.bench._common import cpu_model, markdown_table, quartiles, usable_cores, write_block
+from tools.bench._common import (
+    benchmarks_md,
+    block_markers,
+    cpu_model,
+    importable,
+    markdown_table,
+    publish,
+    quartiles,
+    usable_cores,
+)
 from tools.bench._common import versions as _versions
+from tools.bench.textkit import HEADER
 
-ROOT = Path(__file__).resolve().parents[3]
-BENCHMARKS_MD = ROOT / "packages" / "textkit" / "BENCHMARKS.md"
-START, END = "<!-- textkit_decode:start -->", "<!-- textkit_decode:end -->"
+BENCHMARKS_MD = benchmarks_md("textkit")
+START, END = block_markers("textkit_decode")
 SEED = 0
 VOCAB, DIM, DEPTH, HEADS, FFN = 8000, 256, 4, 4, 1024
 CACHED, UNCACHED, HF = "kexue greedy, KV cache", "kexue greedy, no cache", "HF generate, use_cache"
@@ -301,12 +310,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.quick:
         args.new_tokens, args.batches, args.reps, args.uncached_reps = 16, [1, 4], 2, 1
     args.uncached_batches = set(args.batches)
-    try:
-        import transformers  # noqa: F401
-
-        args.has_hf = True
-    except ImportError:
-        args.has_hf = False
+    args.has_hf = importable("transformers")
     return args
 
 
@@ -323,10 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     text = results_markdown(
         args, argv, results, time.perf_counter() - t0, (load0, os.getloadavg()[0])
     )
-    print(text)
-    if args.write:
-        write_block(args.benchmarks_md, START, END, text, header="# kexue-textkit benchmarks\n")
-        print(f"wrote {args.benchmarks_md}", file=sys.stderr)
+    publish(text, args.benchmarks_md, START, END, write=args.write, header=HEADER)
     return 0
 
 

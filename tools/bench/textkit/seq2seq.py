@@ -51,7 +51,16 @@ from kexue.textkit.tasks.qa_data import (
     entity_type_vector,
 )
 from kexue.textkit.tasks.qa_evaluation import evaluate_paragraph_qa, evaluate_qa
-from tools.bench._common import cpu_model, markdown_table, usable_cores, versions, write_block
+from tools.bench._common import (
+    benchmarks_md,
+    block_markers,
+    cpu_model,
+    markdown_table,
+    usable_cores,
+    versions,
+    write_block,
+)
+from tools.bench.textkit import HEADER
 from tools.workloads.textkit_qa import (
     MAX_LENS,
     encode_lm,
@@ -61,9 +70,8 @@ from tools.workloads.textkit_qa import (
     unilm,
 )
 
-ROOT = Path(__file__).resolve().parents[3]
-BENCH = ROOT / "packages" / "textkit" / "BENCHMARKS.md"
-START, END = "<!-- textkit_seq2seq:start -->", "<!-- textkit_seq2seq:end -->"
+BENCH = benchmarks_md("textkit")
+START, END = block_markers("textkit_seq2seq")
 TYPES = ("PER", "LOC", "ORG")
 
 
@@ -484,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(res, ensure_ascii=False, indent=1), encoding="utf-8")
     if args.write:
-        write_block(BENCH, START, END, text + "\n", header="# kexue-textkit benchmarks\n")
+        write_block(BENCH, START, END, text + "\n", header=HEADER)
     return 0
 
 

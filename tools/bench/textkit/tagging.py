@@ -44,13 +44,20 @@ from typing import Any
 
 import torch
 
-from tools.bench._common import cpu_model, markdown_table, usable_cores, write_block
+from tools.bench._common import (
+    benchmarks_md,
+    block_markers,
+    cpu_model,
+    markdown_table,
+    publish,
+    usable_cores,
+)
 from tools.bench._common import versions as _versions
+from tools.bench.textkit import HEADER
 from tools.workloads.textkit_tagging import TYPES, TaggingSet, crf_kwargs, encode_view
 
-ROOT = Path(__file__).resolve().parents[3]
-BENCHMARKS_MD = ROOT / "packages" / "textkit" / "BENCHMARKS.md"
-START, END = "<!-- textkit_tagging:start -->", "<!-- textkit_tagging:end -->"
+BENCHMARKS_MD = benchmarks_md("textkit")
+START, END = block_markers("textkit_tagging")
 CWS_FIELDS = ("precision", "recall", "f1", "oov_recall", "iv_recall", "oov_rate")
 SETTINGS = ("lr", "batch_size", "epochs", "max_seconds", "dim", "blocks", "max_len", "seed")
 SETTINGS += ("min_count", "train_fraction")
@@ -233,93 +240,58 @@ def _render_head(runs: list[dict[str, Any]], wall: float) -> list[str]:
     ]
 
 
+RUN_HEADERS = ["params", "epochs", "train s", "load", "test P", "test R", "test F1"]
+
+
+def _run_cells(r: dict[str, Any], test: dict[str, float]) -> list[str]:
+    """The cells the NER and CWS tables share: model, size, training, test P / R / F1."""
+    return [
+        r["model"],
+        f"{r['params']:,}",
+        f"{r['epochs']:.2f}",
+        f"{r['train_s']:.0f}",
+        f"{r['load_before']:.1f}→{r['load_after']:.1f}",
+        f"{test['precision']:.4f}",
+        f"{test['recall']:.4f}",
+        f"**{test['f1']:.4f}**",
+    ]
+
+
 def _render_ner(ner: list[dict[str, Any]]) -> list[str]:
     """The NER table (micro, per-type and macro F1) and the test support."""
-    lines: list[str] = []
-    if ner:
-        headers = [
-            "NER model",
-            "params",
-            "epochs",
-            "train s",
-            "load",
-            "test P",
-            "test R",
-            "test F1",
-            *(f"{t} F1" for t in TYPES),
-            "macro F1",
-            "dev F1",
-            "decode sent/s",
+    if not ner:
+        return []
+    headers = ["NER model", *RUN_HEADERS, *(f"{t} F1" for t in TYPES)]
+    headers += ["macro F1", "dev F1", "decode sent/s"]
+    rows = [
+        [
+            *_run_cells(r, r["test"]["micro"]),
+            *(f"{r['test']['per_type'].get(ty, {}).get('f1', 0.0):.4f}" for ty in TYPES),
+            f"{r['test']['macro']['f1']:.4f}",
+            f"{r['dev']['micro']['f1']:.4f}",
+            f"{r['decode_sent_per_s']:.0f}",
         ]
-        rows = []
-        for r in ner:
-            t = r["test"]
-            rows.append(
-                [
-                    r["model"],
-                    f"{r['params']:,}",
-                    f"{r['epochs']:.2f}",
-                    f"{r['train_s']:.0f}",
-                    f"{r['load_before']:.1f}→{r['load_after']:.1f}",
-                    f"{t['micro']['precision']:.4f}",
-                    f"{t['micro']['recall']:.4f}",
-                    f"**{t['micro']['f1']:.4f}**",
-                    *(f"{t['per_type'].get(ty, {}).get('f1', 0.0):.4f}" for ty in TYPES),
-                    f"{t['macro']['f1']:.4f}",
-                    f"{r['dev']['micro']['f1']:.4f}",
-                    f"{r['decode_sent_per_s']:.0f}",
-                ]
-            )
-        lines += [markdown_table(headers, rows), ""]
-        sup = ner[0]["test"]["per_type"]
-        lines.append(
-            "Test support (gold entities): "
-            + ", ".join(f"{ty} {sup.get(ty, {}).get('support', 0)}" for ty in TYPES)
-            + "."
-        )
-        lines.append("")
-    return lines
+        for r in ner
+    ]
+    sup = ner[0]["test"]["per_type"]
+    support = ", ".join(f"{ty} {sup.get(ty, {}).get('support', 0)}" for ty in TYPES)
+    return [markdown_table(headers, rows), "", f"Test support (gold entities): {support}.", ""]
 
 
 def _render_cws(cws: list[dict[str, Any]]) -> list[str]:
     """The CWS table (word F1, OOV and IV recall)."""
-    lines: list[str] = []
-    if cws:
-        headers = [
-            "CWS model",
-            "params",
-            "epochs",
-            "train s",
-            "load",
-            "test P",
-            "test R",
-            "test F1",
-            "OOV recall",
-            "IV recall",
-            "OOV rate",
-            "dev F1",
+    if not cws:
+        return []
+    headers = ["CWS model", *RUN_HEADERS, "OOV recall", "IV recall", "OOV rate", "dev F1"]
+    rows = [
+        [
+            *_run_cells(r, r["test"]),
+            *(f"{r['test'][k]:.4f}" for k in ("oov_recall", "iv_recall", "oov_rate")),
+            f"{r['dev']['f1']:.4f}",
         ]
-        rows = []
-        for r in cws:
-            t = r["test"]
-            rows.append(
-                [
-                    r["model"],
-                    f"{r['params']:,}",
-                    f"{r['epochs']:.2f}",
-                    f"{r['train_s']:.0f}",
-                    f"{r['load_before']:.1f}→{r['load_after']:.1f}",
-                    f"{t['precision']:.4f}",
-                    f"{t['recall']:.4f}",
-                    f"**{t['f1']:.4f}**",
-                    f"{t['oov_recall']:.4f}",
-                    f"{t['iv_recall']:.4f}",
-                    f"{t['oov_rate']:.4f}",
-                    f"{r['dev']['f1']:.4f}",
-                ]
-            )
-        lines += [markdown_table(headers, rows), ""]
-    return lines
+        for r in cws
+    ]
+    return [markdown_table(headers, rows), ""]
 
 
 def _render_checks(runs: list[dict[str, Any]], ner: list[dict[str, Any]]) -> list[str]:
@@ -384,10 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.json.write_text(json.dumps(runs, indent=1), encoding="utf-8")
         wall = time.perf_counter() - t0
     text = render(runs, args, wall)
-    print(text)
-    if args.write:
-        write_block(BENCHMARKS_MD, START, END, text, header="# kexue-textkit benchmarks\n")
-        print(f"wrote {BENCHMARKS_MD}")
+    publish(text, BENCHMARKS_MD, START, END, write=args.write, header=HEADER)
     return 0
 
 

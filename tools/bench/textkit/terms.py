@@ -53,17 +53,20 @@ from pathlib import Path
 from typing import Any
 
 from tools.bench._common import (
+    ROOT,
+    benchmarks_md,
+    block_markers,
     cpu_model,
     markdown_table,
+    publish,
     usable_cores,
-    write_block,
 )
 from tools.bench._common import versions as _versions
+from tools.bench.textkit import HEADER
 
-ROOT = Path(__file__).resolve().parents[3]
-BENCHMARKS_MD = ROOT / "packages" / "textkit" / "BENCHMARKS.md"
-START, END = "<!-- textkit_terms:start -->", "<!-- textkit_terms:end -->"
-CLI_START, CLI_END = "<!-- textkit_terms_cli:start -->", "<!-- textkit_terms_cli:end -->"
+BENCHMARKS_MD = benchmarks_md("textkit")
+START, END = block_markers("textkit_terms")
+CLI_START, CLI_END = block_markers("textkit_terms_cli")
 HAN2 = re.compile("^[\u4e00-\u9fa5]{2,}$")
 KS = (100, 1000, 5000)
 
@@ -561,12 +564,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def run_cli(args: argparse.Namespace, argv: list[str]) -> int:
     """``--cli``: measure (c), print its block and write it with ``--write``."""
     text = cli_block(args, argv)
-    print(text)
-    if args.write:
-        write_block(
-            args.benchmarks_md, CLI_START, CLI_END, text, header="# kexue-textkit benchmarks\n"
-        )
-        print(f"wrote {args.benchmarks_md}", file=sys.stderr)
+    publish(text, args.benchmarks_md, CLI_START, CLI_END, write=args.write, header=HEADER)
     return 0
 
 
@@ -694,12 +692,9 @@ def main(argv: list[str] | None = None) -> int:
     text = quality_block(args, argv, qrows, len(lines), nbytes, gold_lex, (load0, load1), t0)
     text += targets_text(raw, args, nbytes, load0, load1)
     text += scaling_text(args, srows)
-    print(text)
     json_path = Path(tempfile.gettempdir()) / "textkit_terms_results.json"
     json_path.write_text(json.dumps({"quality": raw, "scaling": srows}, indent=1), encoding="utf-8")
-    if args.write:
-        write_block(args.benchmarks_md, START, END, text, header="# kexue-textkit benchmarks\n")
-        print(f"wrote {args.benchmarks_md}", file=sys.stderr)
+    publish(text, args.benchmarks_md, START, END, write=args.write, header=HEADER)
     return 0
 
 

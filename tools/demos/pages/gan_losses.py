@@ -68,6 +68,15 @@ def _losses_scatter(
     )
 
 
+def _hq_curves_figure(curves: list, *, alt: str, caption: str) -> str:
+    """A figure of HQ-share curves (percent of HQ samples per generator step), one panel each."""
+    return figure_html(
+        curve_panels(curves, xlabel="generator step", ylabel="HQ samples (%)", ylim=(0, 100)),
+        alt=alt,
+        caption=caption,
+    )
+
+
 def _losses_curves(
     section: Section, cfg: Config, mixtures: list[Mixture], get: Callable[[str, Mixture], RunResult]
 ) -> None:
@@ -83,8 +92,8 @@ def _losses_curves(
         for m in mixtures
     ]
     section.add_html(
-        figure_html(
-            curve_panels(curves, xlabel="generator step", ylabel="HQ samples (%)", ylim=(0, 100)),
+        _hq_curves_figure(
+            curves,
             alt="share of HQ samples during training per loss",
             caption=(
                 f"Share of HQ samples during training (raw G, {cfg.trace_samples} fixed latents, "
@@ -231,8 +240,8 @@ def _third_stage_figures(section: Section, cfg: Config, grid: list, curves: list
         )
     )
     section.add_html(
-        figure_html(
-            curve_panels(curves, xlabel="generator step", ylabel="HQ samples (%)", ylim=(0, 100)),
+        _hq_curves_figure(
+            curves,
             alt="share of HQ samples during training, raw and EMA G",
             caption=(
                 f"{cfg.third_stage_loss}: share of HQ samples during training, raw G and EMA G, "
