@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -25,6 +27,7 @@ __all__ = [
     "cpu_model",
     "importable",
     "interleaved",
+    "json_from_child",
     "load_average",
     "machine_line",
     "markdown_table",
@@ -103,6 +106,25 @@ def machine_line(device: Any = None, *, threads: int | None = None) -> str:
     if device is not None and device.type == "cuda":
         text += f"; GPU {torch.cuda.get_device_name(device)}"
     return text
+
+
+def json_from_child(
+    cmd: list[str],
+    *,
+    what: str,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+    tail: int = 2000,
+) -> Any:
+    """Run ``cmd`` (a benchmark's own ``python -m`` child) from the repository root and return the
+    JSON of the last line it prints; ``None``, after printing the end of its stderr, if it fails."""
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, cwd=ROOT, env=env, timeout=timeout
+    )
+    if proc.returncode != 0:
+        print(f"{what} failed:\n{proc.stderr[-tail:]}", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def load_average() -> str:

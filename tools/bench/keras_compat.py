@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import subprocess
 import sys
 import time
 from collections import OrderedDict
@@ -46,10 +45,10 @@ import torch
 from torch import nn
 
 from tools.bench._common import (
-    ROOT,
     benchmarks_md,
     block_markers,
     interleaved,
+    json_from_child,
     machine_line,
     markdown_table,
     proc_status_bytes,
@@ -227,11 +226,7 @@ def run_memory_probe(name: str, args: argparse.Namespace) -> dict[str, Any] | No
         str(args.threads),
     ]
     cmd += ["--device", args.device, "--quick"] if args.quick else ["--device", args.device]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
-    if proc.returncode != 0:
-        print(f"  memory probe for {name} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json_from_child(cmd, what=f"  memory probe for {name}")
 
 
 def bench_ema(sizes: Sizes, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:

@@ -38,7 +38,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -48,10 +47,10 @@ from typing import Any
 import torch
 
 from tools.bench._common import (
-    ROOT,
     benchmarks_md,
     block_markers,
     importable,
+    json_from_child,
     machine_line,
     markdown_table,
     proc_status_bytes,
@@ -309,11 +308,7 @@ def run_child(job: dict[str, Any]) -> dict[str, Any] | None:
     if job["memory"]:  # blocks > 64 KiB go back to the OS when freed: each call's peak is its own
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     cmd = [sys.executable, "-m", __spec__.name, "--_child", json.dumps(job)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT, env=env)
-    if proc.returncode != 0:
-        print(f"  child {job['shape']} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json_from_child(cmd, what=f"  child {job['shape']}", env=env, tail=3000)
 
 
 def fmt_ms(seconds: float) -> str:

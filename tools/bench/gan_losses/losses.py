@@ -42,7 +42,6 @@ import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 import types
@@ -55,11 +54,11 @@ import torch
 from torch import Tensor, nn
 
 from tools.bench._common import (
-    ROOT,
     benchmarks_header,
     benchmarks_md,
     block_markers,
     interleaved,
+    json_from_child,
     load_average,
     machine_line,
     markdown_table,
@@ -596,13 +595,7 @@ def cpu_peaks_in_child(quick: bool) -> dict[str, dict[str, int]]:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     cmd = [sys.executable, "-m", "tools.bench.gan_losses.losses", "--peaks-only", "--device", "cpu"]
     cmd += ["--threads", str(torch.get_num_threads())]
-    proc = subprocess.run(
-        cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=300
-    )
-    if proc.returncode != 0:
-        print(proc.stderr[-2000:], file=sys.stderr)
-        return {}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json_from_child(cmd, what="CPU peak-memory child", env=env, timeout=300) or {}
 
 
 def fmt_ms(ts: list[float]) -> tuple[str, float]:

@@ -33,7 +33,6 @@ import datetime as dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -43,12 +42,12 @@ from typing import Any
 import torch
 
 from tools.bench._common import (
-    ROOT,
     benchmarks_md,
     block_markers,
     cpu_model,
     importable,
     interleaved,
+    json_from_child,
     markdown_table,
     proc_status_bytes,
     publish,
@@ -170,11 +169,7 @@ def memory(shape: tuple[int, int, int], masked: bool, args: argparse.Namespace) 
     job = {"shape": list(shape), "masked": masked, "has_ref": args.has_ref, "threads": args.threads}
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", __spec__.name, "--_child", json.dumps(job)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT, env=env)
-    if proc.returncode != 0:
-        print(f"memory child failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-        return {}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json_from_child(cmd, what="memory child", env=env) or {}
 
 
 def fmt(seconds: float) -> str:

@@ -53,10 +53,10 @@ from pathlib import Path
 from typing import Any
 
 from tools.bench._common import (
-    ROOT,
     benchmarks_md,
     block_markers,
     cpu_model,
+    json_from_child,
     markdown_table,
     publish,
     usable_cores,
@@ -202,10 +202,10 @@ def run_method(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def child(cfg: dict[str, Any]) -> dict[str, Any]:
     cmd = [sys.executable, "-m", __spec__.name, "--_child", json.dumps(cfg)]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
-    if res.returncode != 0:
-        raise SystemExit(f"child {cfg} failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    out = json_from_child(cmd, what=f"child {cfg}", tail=3000)
+    if out is None:
+        raise SystemExit(f"child {cfg} failed")
+    return out
 
 
 # --------------------------------------------------------------- parent side
