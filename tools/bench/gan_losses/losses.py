@@ -1,6 +1,6 @@
 """Benchmark of the kexue-gan-losses losses and penalties (a script, not a test).
 
-Needs: torch, kexue-gan-losses (editable); ``torchgan>=0.1`` for the anchor rows (the bench
+Needs: torch, kexue-gan-losses (editable); ``torchgan==0.1.0`` installed ``--no-deps`` for the anchor rows (the bench
 environment installs it). No numpy.
 
 What it measures: every loss and gradient penalty of ``kexue.gan_losses`` as one training step of
