@@ -17,6 +17,11 @@ from .ema import (
     ema_update_,
     laplace_smoothed,
 )
+from .fsq import (
+    FSQ,
+    FSQ_LEVELS,
+    MAX_IMPLICIT_CODES,
+)
 from .functional import (
     DEFAULT_CHUNK_BYTES,
     code_counts_and_sums,
@@ -43,6 +48,9 @@ from .residual import (
     GroupedVQ,
     ResidualVQ,
 )
+from .residual_fsq import (
+    ResidualFSQ,
+)
 from .restart import (
     DeadCodeRestart,
 )
@@ -52,6 +60,9 @@ from .stats import (
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
+    "FSQ",
+    "FSQ_LEVELS",
+    "MAX_IMPLICIT_CODES",
     "PRESETS",
     "QUANTIZER_PRESETS",
     "VQVAE",
@@ -60,6 +71,7 @@ __all__ = [
     "DeadCodeRestart",
     "GroupedVQ",
     "QuantizerOutput",
+    "ResidualFSQ",
     "ResidualVQ",
     "VQVAELoss",
     "VectorQuantizer",

@@ -1,0 +1,294 @@
+"""Finite scalar quantisation (FSQ): a bounded, rounded latent whose codebook is an implicit grid.
+
+Mentzer et al. 2023, "Finite Scalar Quantization: VQ-VAE Made Simple", arXiv:2309.15505; Su
+Jianlin's post https://kexue.fm/archives/9826. Spec: ``vq-modern.md`` §2.1. No codebook, no loss, no
+EMA: each of the d = len(levels) dimensions is squashed to L_i levels and rounded with a
+straight-through estimator; the code index is the mixed-radix number of the level digits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .functional import perplexity
+from .quantizer import QuantizerOutput
+
+__all__ = ["FSQ", "FSQ_LEVELS", "MAX_IMPLICIT_CODES"]
+
+#: Recommended levels per target codebook size 2^bits [FSQ paper §4.1, Table 1]; products are
+#: 240, 1000, 4375, 15360 and 64000 codes.
+FSQ_LEVELS: dict[int, tuple[int, ...]] = {
+    8: (8, 6, 5),
+    10: (8, 5, 5, 5),
+    12: (7, 5, 5, 5, 5),
+    14: (8, 8, 8, 6, 5),
+    16: (8, 8, 8, 5, 5, 5),
+}
+
+#: ``implicit_codebook()`` refuses larger grids unless ``force=True`` (spec §2.1; lucidrains#99).
+MAX_IMPLICIT_CODES = 2**24
+
+_EPS = 1e-3  # ε of the bound's half-width h = (L − 1)(1 + ε)/2 [lucidrains `FSQ.bound`, 5f7851b]
+_BOUNDS = ("paper", "symmetric")
+
+
+def _round_ste(x: Tensor) -> Tensor:
+    """round(x) forward, identity gradient."""
+    return x + (x.round() - x).detach()
+
+
+def _floor_ste(x: Tensor) -> Tensor:
+    return x + (x.floor() - x).detach()
+
+
+def _check_levels(levels: Sequence[int], bound: str) -> list[int]:
+    if isinstance(levels, (str, bytes)) or not isinstance(levels, Sequence) or len(levels) == 0:
+        raise ValueError(f"levels must be a non-empty sequence of ints, got {levels!r}")
+    out = []
+    for level in levels:
+        if isinstance(level, bool) or not isinstance(level, int) or level < 2:
+            raise ValueError(f"levels must be ints >= 2, got {list(levels)!r}")
+        out.append(int(level))
+    if bound not in _BOUNDS:
+        raise ValueError(f"bound must be one of {_BOUNDS}, got {bound!r}")
+    if bound == "paper" and 2 in out:
+        raise ValueError(
+            "levels contains 2, whose only threshold under bound='paper' sits in tanh's saturated "
+            "tail (lucidrains#237); use bound='symmetric' or levels >= 3"
+        )
+    if math.prod(out) > 2**62:
+        raise ValueError(f"levels give {math.prod(out)} codes, more than int64 indices can hold")
+    return out
+
+
+class FSQ(nn.Module):
+    """Finite scalar quantiser with an implicit codebook of Π L_i codes.
+
+    Per dimension i (``bound="paper"``): h = (L−1)(1+ε)/2, ε = 1e-3, o = ½ for even L else 0,
+    s = artanh(o/h), b(z) = h·tanh(z + s) − o, ẑ = round_STE(b)/⌊L/2⌋. Odd L gives the levels
+    {−1, …, 1}; even L gives {−1, −1+2/L, …, 1−2/L} (asymmetric, never +1). ``bound="symmetric"``
+    (arXiv:2411.19842) gives L equally spaced levels including ±1:
+    ẑ = (2/(L−1))·⌊(L−1)(tanh z + 1)/2 + ½⌋_STE − 1; it is required for L = 2.
+
+    Index = Σ ℓ_i·B_i with level digits ℓ_i ∈ [0, L_i) and B_i = Π_{j<i} L_j (first dim least
+    significant), as lucidrains. The quantisation runs in fp32 (fp64 for fp64 inputs) with autocast
+    off; outputs come back in the input dtype.
+
+    Arguments:
+        levels: L_i per dimension, each >= 2 (see :data:`FSQ_LEVELS` for the paper's tables).
+        dim: input feature size D; default ``len(levels) * num_codebooks``. When different,
+            ``project_in``/``project_out`` linear maps surround the quantiser.
+        num_codebooks: C independent FSQ heads over C slices of the projected feature (shared
+            levels); indices gain a last axis of size C when C > 1.
+        bound: ``"paper"`` (default, index parity with lucidrains' ``FSQ``) or ``"symmetric"``.
+        hard_clamp: replace tanh by a clamp to [−1, 1] (used by :class:`ResidualFSQ` on inputs
+            that are already soft-clamped).
+
+    Returns (forward):
+        :class:`QuantizerOutput` with ``loss = 0``, empty ``losses`` and stats
+        ``{"perplexity", "usage"}`` (mean over codebooks, valid positions only).
+
+    References:
+        Mentzer et al. 2023, arXiv:2309.15505 (Appendix A.1); https://kexue.fm/archives/9826;
+        lucidrains/vector-quantize-pytorch ``FSQ`` (v1.31.0).
+
+    Example:
+        >>> fsq = FSQ(FSQ_LEVELS[10])
+        >>> out = fsq(torch.randn(2, 16, 4))
+        >>> out.indices.shape, out.quantized.shape
+        (torch.Size([2, 16]), torch.Size([2, 16, 4]))
+    """
+
+    levels: Tensor
+    basis: Tensor
+
+    def __init__(
+        self,
+        levels: Sequence[int],
+        dim: int | None = None,
+        *,
+        num_codebooks: int = 1,
+        bound: str = "paper",
+        hard_clamp: bool = False,
+    ) -> None:
+        super().__init__()
+        lv = _check_levels(levels, bound)
+        if (
+            isinstance(num_codebooks, bool)
+            or not isinstance(num_codebooks, int)
+            or num_codebooks < 1
+        ):
+            raise ValueError(f"num_codebooks must be an int >= 1, got {num_codebooks!r}")
+        codebook_dim = len(lv) * num_codebooks
+        if dim is None:
+            dim = codebook_dim
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be a positive int or None, got {dim!r}")
+        self.dim = dim
+        self.num_codebooks = num_codebooks
+        self.codebook_dim = len(lv)
+        self.num_codes = math.prod(lv)
+        self.bound = bound
+        self.hard_clamp = bool(hard_clamp)
+        self.register_buffer("levels", torch.tensor(lv, dtype=torch.int64), persistent=False)
+        basis = [math.prod(lv[:i]) for i in range(len(lv))]
+        self.register_buffer("basis", torch.tensor(basis, dtype=torch.int64), persistent=False)
+        self.has_projection = dim != codebook_dim
+        self.project_in: nn.Module = (
+            nn.Linear(dim, codebook_dim) if self.has_projection else nn.Identity()
+        )
+        self.project_out: nn.Module = (
+            nn.Linear(codebook_dim, dim) if self.has_projection else nn.Identity()
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"levels={self.levels.tolist()}, dim={self.dim}, num_codebooks={self.num_codebooks}, "
+            f"bound={self.bound!r}, num_codes={self.num_codes}"
+        )
+
+    # -- the grid --------------------------------------------------------------------------------
+
+    def quantize(self, z: Tensor) -> Tensor:
+        """Bound and round z: (..., d) → normalised codes (..., d) in [−1, 1], STE gradient."""
+        lv = self.levels.to(z.dtype)
+        if self.bound == "symmetric":
+            t = z.clamp(-1.0, 1.0) if self.hard_clamp else torch.tanh(z)
+            return (2.0 / (lv - 1)) * _floor_ste((lv - 1) * (t + 1) / 2 + 0.5) - 1.0
+        half_l = (lv - 1) * (1 + _EPS) / 2
+        offset = torch.where(self.levels % 2 == 0, 0.5, 0.0).to(z.dtype)
+        if self.hard_clamp:
+            bounded = z.clamp(-1.0, 1.0) * half_l - offset
+        else:
+            shift = torch.atanh(offset / half_l)
+            bounded = torch.tanh(z + shift) * half_l - offset
+        return _round_ste(bounded) / (self.levels // 2).to(z.dtype)
+
+    def _digits(self, codes: Tensor) -> Tensor:
+        lv = self.levels.to(codes.dtype)
+        if self.bound == "symmetric":
+            digits = (codes + 1) * (lv - 1) / 2
+        else:
+            half = (self.levels // 2).to(codes.dtype)
+            digits = codes * half + half
+        return digits.round().to(torch.int64)
+
+    def codes_to_indices(self, codes: Tensor) -> Tensor:
+        """Normalised codes (..., d) → int64 indices (...), mixed radix, first dim least significant."""
+        if codes.shape[-1:] != (self.codebook_dim,):
+            raise ValueError(
+                f"codes must have shape (..., {self.codebook_dim}), got {tuple(codes.shape)}"
+            )
+        return (self._digits(codes) * self.basis).sum(dim=-1)
+
+    def indices_to_codes(self, indices: Tensor) -> Tensor:
+        """int64 indices (...) in [0, K) → normalised codes (..., d), fp32 (no projection)."""
+        if indices.dtype.is_floating_point or indices.dtype == torch.bool:
+            raise ValueError(f"indices must be an integer tensor, got {indices.dtype}")
+        digits = (indices.to(torch.int64).unsqueeze(-1) // self.basis) % self.levels
+        lv = self.levels.to(torch.float32)
+        if self.bound == "symmetric":
+            return digits * (2.0 / (lv - 1)) - 1.0
+        half = (self.levels // 2).to(torch.float32)
+        return (digits - half) / half
+
+    def implicit_codebook(self, *, force: bool = False) -> Tensor:
+        """All Π L_i codes, (K, d) fp32 normalised, row k = ``indices_to_codes(k)``.
+
+        Built on demand, never in ``forward``; raises above :data:`MAX_IMPLICIT_CODES` codes unless
+        ``force=True`` (a 2³² grid would take ~34 GB, lucidrains#99).
+        """
+        if self.num_codes > MAX_IMPLICIT_CODES and not force:
+            raise ValueError(
+                f"levels give {self.num_codes} codes > MAX_IMPLICIT_CODES={MAX_IMPLICIT_CODES}; "
+                "pass force=True to build it anyway"
+            )
+        return self.indices_to_codes(torch.arange(self.num_codes, device=self.levels.device))
+
+    def lookup(self, indices: Tensor) -> Tensor:
+        """Indices (...) or (..., C) → output-space vectors (..., D); index −1 gives the zero vector."""
+        idx = indices.to(torch.int64)
+        if self.num_codebooks == 1:
+            idx = idx.unsqueeze(-1)
+        elif idx.shape[-1:] != (self.num_codebooks,):
+            raise ValueError(
+                f"indices must have shape (..., {self.num_codebooks}), got {tuple(idx.shape)}"
+            )
+        pad = idx < 0
+        codes = self.indices_to_codes(idx.clamp_min(0)).flatten(-2)
+        weight = getattr(self.project_in, "weight", None)
+        if weight is not None:
+            codes = codes.to(weight.dtype)
+        out = self.project_out(codes)
+        return out.masked_fill(pad.all(dim=-1, keepdim=True), 0.0)
+
+    # -- forward ---------------------------------------------------------------------------------
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> QuantizerOutput:
+        """Quantise x: (..., D). ``mask``: optional bool (...), True = valid; padded positions get
+        index −1 and ``quantized`` = the input there, and are left out of the stats."""
+        _check_input(x, self.dim, mask)
+        z = self.project_in(x)
+        codes, indices = self._quantize_heads(z)
+        quantized = self.project_out(codes.flatten(-2).to(z.dtype))
+        if mask is not None:
+            quantized = torch.where(mask.unsqueeze(-1), quantized, x)
+            indices = indices.masked_fill(~mask.unsqueeze(-1), -1)
+        stats = _index_stats(indices, self.num_codes)
+        if self.num_codebooks == 1:
+            indices = indices.squeeze(-1)
+        zero = torch.zeros((), dtype=_stat_dtype(x), device=x.device)
+        return QuantizerOutput(quantized, indices, zero, {}, stats)
+
+    def _quantize_heads(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """z (..., C·d) → codes (..., C, d) in the compute dtype, indices (..., C) int64."""
+        work = _stat_dtype(z)
+        with torch.autocast(z.device.type, enabled=False):
+            zc = z.to(work).unflatten(-1, (self.num_codebooks, self.codebook_dim))
+            codes = self.quantize(zc)
+            indices = self.codes_to_indices(codes.detach())
+        return codes, indices
+
+
+def _stat_dtype(x: Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _check_input(x: Tensor, dim: int, mask: Tensor | None) -> None:
+    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
+        raise ValueError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
+    if x.dim() < 1 or x.shape[-1] != dim:
+        raise ValueError(f"x must have shape (..., {dim}), got {tuple(x.shape)}")
+    if mask is not None:
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+            raise ValueError(
+                f"mask must be a bool tensor, got {getattr(mask, 'dtype', type(mask))}"
+            )
+        if mask.shape != x.shape[:-1]:
+            raise ValueError(
+                f"mask must have shape {tuple(x.shape[:-1])} (x without D), got {tuple(mask.shape)}"
+            )
+
+
+@torch.no_grad()
+def _index_stats(indices: Tensor, num_codes: int) -> dict[str, Tensor]:
+    """Perplexity and usage per head of indices (..., C), −1 skipped, then the mean over heads."""
+    flat = indices.reshape(-1, indices.shape[-1])
+    ppl, use = [], []
+    for c in range(flat.shape[-1]):
+        col = flat[:, c]
+        _, counts = torch.unique(col[col >= 0], return_counts=True)
+        ppl.append(
+            perplexity(counts.to(torch.float64))
+            if counts.numel()
+            else torch.zeros((), dtype=torch.float64)
+        )
+        use.append(torch.tensor(counts.numel() / num_codes, dtype=torch.float64))
+    return {
+        "perplexity": torch.stack(ppl).mean().to(torch.float32),
+        "usage": torch.stack(use).mean().to(torch.float32).to(indices.device),
+    }

@@ -1,0 +1,120 @@
+"""Residual FSQ: stages of symmetric, hard-clamped FSQ on ever finer scales (lucidrains ``ResidualFSQ``).
+
+Spec: ``vq-modern.md`` §2.2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .fsq import FSQ, _check_input, _index_stats, _stat_dtype
+from .quantizer import QuantizerOutput
+
+__all__ = ["ResidualFSQ"]
+
+
+class ResidualFSQ(nn.Module):
+    """Residual finite scalar quantiser with per-dimension stage scales σ_q = L_i^(−q).
+
+    The (projected) input is soft-clamped to y = c·tanh(x/c), c_i = L_i/(L_i − 1); then stage q
+    quantises ẑ_q = σ_q·FSQ(r_q/σ_q) with the symmetric bound and a hard clamp, r_0 = y,
+    r_{q+1} = r_q − sg(ẑ_q), and the output is Σ_q ẑ_q. Each stage errs by at most 1/(L−1) in its
+    own units, so |y − Σ_q ẑ_q| ≤ 1/((L−1)·L^(Q−1)) per dimension (spec §2.2).
+
+    The scale L^(−q) is lucidrains' (v1.31.0, ``levels ** -ind``); lucidrains#96 proposed
+    (L−1)^(−q), which is not what the reference implements.
+
+    Arguments:
+        levels: L_i per dimension, each >= 2 (shared by all stages).
+        num_quantizers: Q >= 1 stages.
+        dim: input feature size D; default ``len(levels)``; when different, ``project_in`` /
+            ``project_out`` linear maps surround the whole residual stack.
+
+    Returns (forward):
+        :class:`QuantizerOutput` with indices (..., Q) int64, ``loss = 0``, empty ``losses``, stats
+        ``{"perplexity", "usage"}`` averaged over stages.
+
+    References:
+        Mentzer et al. 2023, arXiv:2309.15505; symmetric bound: arXiv:2411.19842;
+        lucidrains/vector-quantize-pytorch ``ResidualFSQ``.
+
+    Example:
+        >>> rfsq = ResidualFSQ([5, 5, 5], num_quantizers=3)
+        >>> rfsq(torch.randn(8, 3)).indices.shape
+        torch.Size([8, 3])
+    """
+
+    scales: Tensor
+    clamp_value: Tensor
+
+    def __init__(self, levels: Sequence[int], num_quantizers: int, dim: int | None = None) -> None:
+        super().__init__()
+        if (
+            isinstance(num_quantizers, bool)
+            or not isinstance(num_quantizers, int)
+            or num_quantizers < 1
+        ):
+            raise ValueError(f"num_quantizers must be an int >= 1, got {num_quantizers!r}")
+        self.fsq = FSQ(levels, bound="symmetric", hard_clamp=True)
+        codebook_dim = self.fsq.codebook_dim
+        if dim is None:
+            dim = codebook_dim
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be a positive int or None, got {dim!r}")
+        self.dim = dim
+        self.num_quantizers = num_quantizers
+        self.num_codes = self.fsq.num_codes
+        lv = self.fsq.levels.to(torch.float64)
+        scales = torch.stack([lv ** (-q) for q in range(num_quantizers)])
+        self.register_buffer("scales", scales, persistent=False)
+        self.register_buffer("clamp_value", lv / (lv - 1), persistent=False)
+        self.has_projection = dim != codebook_dim
+        self.project_in: nn.Module = (
+            nn.Linear(dim, codebook_dim) if self.has_projection else nn.Identity()
+        )
+        self.project_out: nn.Module = (
+            nn.Linear(codebook_dim, dim) if self.has_projection else nn.Identity()
+        )
+
+    def lookup(self, indices: Tensor) -> Tensor:
+        """Indices (..., Q) → output-space vectors (..., D); stages with index −1 contribute 0."""
+        if indices.shape[-1:] != (self.num_quantizers,):
+            raise ValueError(
+                f"indices must have shape (..., {self.num_quantizers}), got {tuple(indices.shape)}"
+            )
+        idx = indices.to(torch.int64)
+        codes = self.fsq.indices_to_codes(idx.clamp_min(0)).to(torch.float64)
+        codes = (codes * self.scales).masked_fill((idx < 0).unsqueeze(-1), 0.0).sum(dim=-2)
+        weight = getattr(self.project_in, "weight", None)
+        out = self.project_out(codes.to(weight.dtype if weight is not None else torch.float32))
+        return out.masked_fill((idx < 0).all(dim=-1, keepdim=True), 0.0)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> QuantizerOutput:
+        """Quantise x: (..., D). ``mask``: optional bool (...), True = valid; padded positions get
+        index −1 in every stage and ``quantized`` = the input there, and are left out of the stats."""
+        _check_input(x, self.dim, mask)
+        z = self.project_in(x)
+        work = _stat_dtype(z)
+        with torch.autocast(z.device.type, enabled=False):
+            c = self.clamp_value.to(work)
+            residual = torch.tanh(z.to(work) / c) * c
+            total = torch.zeros_like(residual)
+            stage_indices = []
+            for q in range(self.num_quantizers):
+                scale = self.scales[q].to(work)
+                codes = self.fsq.quantize(residual / scale)
+                stage_indices.append(self.fsq.codes_to_indices(codes.detach()))
+                zq = codes * scale
+                residual = residual - zq.detach()
+                total = total + zq
+        indices = torch.stack(stage_indices, dim=-1)
+        quantized = self.project_out(total.to(z.dtype))
+        if mask is not None:
+            quantized = torch.where(mask.unsqueeze(-1), quantized, x)
+            indices = indices.masked_fill(~mask.unsqueeze(-1), -1)
+        stats = _index_stats(indices, self.num_codes)
+        zero = torch.zeros((), dtype=_stat_dtype(x), device=x.device)
+        return QuantizerOutput(quantized, indices, zero, {}, stats)
