@@ -142,3 +142,39 @@ def test_quantizer_default_init_unused_codes_barely_move() -> None:
     rel = (vq.codebook[unused] - codebook[unused]).norm(dim=1) / codebook[unused].norm(dim=1)
     assert float(rel.max()) <= 1 - 0.99
     assert float(rel.max()) < 1e-6
+
+
+# ------------------------------------------------------------------ edge cases (issue 14, part 8)
+def test_ema_update_rejects_nan_and_inf_naming_the_argument() -> None:
+    n, m = torch.ones(3), torch.zeros(3, 2)
+    with pytest.raises(ValueError, match=r"counts contains NaN or inf \(shape \(3,\)\)"):
+        ema_update_(n, m, torch.tensor([1.0, float("nan"), 0.0]), torch.zeros(3, 2), decay=0.9)
+    with pytest.raises(ValueError, match=r"sums contains NaN or inf \(shape \(3, 2\)\)"):
+        ema_update_(n, m, torch.ones(3), torch.full((3, 2), float("inf")), decay=0.9)
+    assert torch.equal(n, torch.ones(3)) and torch.equal(m, torch.zeros(3, 2))  # untouched
+
+
+def test_ema_codebook_zero_counts_raise_or_keep_previous() -> None:
+    with pytest.raises(ValueError, match=r"codes \[0, 1, 2\] have smoothed count 0.*previous="):
+        ema_codebook(torch.zeros(3), torch.zeros(3, 2))
+    assert torch.equal(laplace_smoothed(torch.zeros(3)), torch.zeros(3))
+    assert torch.equal(laplace_smoothed(torch.zeros(3), eps=0.0), torch.zeros(3))
+    prev = torch.arange(6.0).reshape(3, 2)
+    assert torch.equal(ema_codebook(torch.zeros(3), torch.zeros(3, 2), previous=prev), prev)
+    # eps = 0: only the empty code keeps its previous row; the others are m / N
+    n, m = torch.tensor([2.0, 0.0, 4.0]), torch.tensor([[2.0, 4.0], [0.0, 0.0], [4.0, 8.0]])
+    out = ema_codebook(n, m, eps=0.0, previous=prev)
+    assert torch.equal(out, torch.tensor([[1.0, 2.0], [2.0, 3.0], [1.0, 2.0]]))
+
+
+@pytest.mark.parametrize(("decay", "eps"), [(0.0, 0.0), (0.0, 1e-5), (0.5, 0.0)])
+def test_unused_codes_stay_finite(decay: float, eps: float) -> None:
+    torch.manual_seed(0)
+    vq = VectorQuantizer(4, 2, decay=decay, eps=eps)
+    vq.load_codebook(torch.tensor([[0.0, 0.0], [10.0, 10.0], [-10.0, 10.0], [10.0, -10.0]]))
+    x = torch.randn(16, 2) * 0.1  # every row picks code 0
+    for _ in range(3):
+        vq(x)
+        assert torch.isfinite(vq.embed).all()
+    if eps == 0.0:  # smoothed count 0: the unused codes keep their vectors
+        assert torch.equal(vq.embed[1:], torch.tensor([[10.0, 10.0], [-10.0, 10.0], [10.0, -10.0]]))

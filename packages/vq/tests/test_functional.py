@@ -435,3 +435,13 @@ def test_property_adversarial_offsets_and_scales(
         codebook[k // 2] = codebook[1]
     idx, _ = nearest_code_reference(x, codebook, chunk_size=7)
     assert torch.equal(idx, brute_force(x, codebook)[0])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_code_counts_and_sums_rejects_nan_and_inf(bad: float) -> None:
+    x = torch.zeros(4, 3)
+    x[2, 1] = bad
+    with pytest.raises(ValueError, match=r"x contains NaN or inf \(shape \(4, 3\)\)"):
+        code_counts_and_sums(torch.zeros(4, dtype=torch.long), x, 2)
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 2\), got range \[0, 5\]"):
+        code_counts_and_sums(torch.tensor([0, 5, 1, 1]), torch.zeros(4, 3), 2)

@@ -171,6 +171,41 @@ def test_property_shapes_and_counts(n: int, k: int, d: int, iters: int, seed: in
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cent, counts = kmeans(x, k, iters=iters, generator=g, on_few_samples="repeat")
-    assert cent.shape == (k, d) and cent.dtype == torch.float32
+    assert cent.shape == (k, d) and cent.dtype == torch.float64  # fp64 in, fp64 out
     assert counts.shape == (k,) and counts.sum().item() == n
     assert torch.isfinite(cent).all()
+
+
+# ------------------------------------------------------------------ scale (issue 14, part 8)
+@pytest.mark.parametrize("plusplus", [True, False])
+def test_huge_fp32_inputs_equal_the_scaled_run(plusplus: bool) -> None:
+    x, _, _ = _mixture(0)
+    big = x * 1e20  # D² would overflow fp32 without the power-of-two rescale
+    cent_big, counts_big = kmeans(
+        big, 6, generator=torch.Generator().manual_seed(3), plusplus=plusplus
+    )
+    cent, counts = kmeans(
+        big / 1e20, 6, generator=torch.Generator().manual_seed(3), plusplus=plusplus
+    )
+    assert torch.isfinite(cent_big).all()
+    assert torch.equal(counts_big, counts)
+    torch.testing.assert_close(cent_big / 1e20, cent, rtol=1e-5, atol=1e-6)
+
+
+def test_huge_fp64_inputs_run_and_come_back_in_fp64() -> None:
+    x, _, _ = _mixture(0)
+    big = x.double() * 1e300
+    cent_big, counts_big = kmeans(big, 6, generator=torch.Generator().manual_seed(3))
+    cent, counts = kmeans(x.double(), 6, generator=torch.Generator().manual_seed(3))
+    assert cent_big.dtype == torch.float64 and torch.isfinite(cent_big).all()
+    assert torch.equal(counts_big, counts)
+    torch.testing.assert_close(cent_big / 1e300, cent, rtol=1e-5, atol=1e-6)
+
+
+def test_quantizer_kmeans_init_on_huge_inputs() -> None:
+    from kexue.vq.quantizer import VectorQuantizer
+
+    x, _, _ = _mixture(0)
+    vq = VectorQuantizer(6, x.shape[1], kmeans_init=True, backend="torch")
+    vq.init_codebook_(x * 1e20)
+    assert torch.isfinite(vq.embed).all() and torch.isfinite(vq.embed_avg).all()

@@ -308,3 +308,20 @@ def test_triton_backend_matches_torch_backend(metric: str) -> None:
     torch.testing.assert_close(tri.cluster_size, ref.cluster_size, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(tri.embed_avg, ref.embed_avg, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(tri.embed, ref.embed, atol=1e-5, rtol=1e-5)
+
+
+def test_lookup_demands_integer_indices_in_range() -> None:
+    vq = VectorQuantizer(4, 3)
+    with pytest.raises(
+        ValueError, match=r"integer tensor .*not bool.*got torch\.bool of shape \(2, 2\)"
+    ):
+        vq.lookup(torch.ones(2, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"got torch\.float32 of shape \(3,\)"):
+        vq.lookup(torch.zeros(3))
+    with pytest.raises(
+        ValueError, match=r"indices must lie in \[0, 4\), got range \[0, 4\] \(shape \(2,\)\)"
+    ):
+        vq.lookup(torch.tensor([0, 4]))
+    with pytest.raises(ValueError, match=r"got range \[-1, 2\]"):
+        vq.lookup(torch.tensor([-1, 2]))
+    assert torch.equal(vq.lookup(torch.tensor([1, 3], dtype=torch.int32)), vq.codebook[[1, 3]])

@@ -12,6 +12,8 @@ rosinality-style start N = 0, m = e flings every code unused by the first batch 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -28,6 +30,19 @@ def _check_stats(cluster_size: Tensor, embed_avg: Tensor | None = None) -> None:
             f"embed_avg must be (K, D) with K = cluster_size.shape[0] = {cluster_size.shape[0]}, "
             f"got shape {tuple(embed_avg.shape)}"
         )
+
+
+def _check_finite(**tensors: Tensor) -> None:
+    """Raise naming the first of ``tensors`` that holds a NaN or inf (one host sync for all)."""
+    floating = {k: t for k, t in tensors.items() if t.is_floating_point() and t.numel()}
+    if not floating:
+        return
+    norms = torch.stack(
+        [torch.linalg.vector_norm(t.detach(), ord=math.inf).double() for t in floating.values()]
+    ).tolist()
+    for (name, t), norm in zip(floating.items(), norms, strict=True):
+        if not math.isfinite(norm):
+            raise ValueError(f"{name} contains NaN or inf (shape {tuple(t.shape)})")
 
 
 @torch.no_grad()
@@ -61,6 +76,14 @@ def ema_update_(
         raise ValueError(
             f"sums must have shape {tuple(embed_avg.shape)} like embed_avg, got {tuple(sums.shape)}"
         )
+    _check_finite(counts=counts, sums=sums)
+    _ema_update_(cluster_size, embed_avg, counts, sums, decay=decay)
+
+
+def _ema_update_(
+    cluster_size: Tensor, embed_avg: Tensor, counts: Tensor, sums: Tensor, *, decay: float
+) -> None:
+    """:func:`ema_update_` without checks (no host sync), for the quantiser's training step."""
     cluster_size.mul_(decay).add_(counts.to(cluster_size.dtype), alpha=1.0 - decay)
     embed_avg.mul_(decay).add_(sums.to(embed_avg.dtype), alpha=1.0 - decay)
 
@@ -69,6 +92,7 @@ def laplace_smoothed(cluster_size: Tensor, *, eps: float = 1e-5) -> Tensor:
     """Laplace-smoothed counts Ñ_k = (N_k + ε) / (Σ_j N_j + K·ε) · Σ_j N_j.
 
     Smoothing keeps Ñ_k > 0 for unused codes while preserving the total Σ_k Ñ_k = Σ_k N_k.
+    When the total Σ_j N_j is 0 every Ñ_k is 0 (not 0/0 = NaN, also for ε = 0).
 
     Arguments:
         cluster_size: (K,) EMA counts N.
@@ -83,17 +107,28 @@ def laplace_smoothed(cluster_size: Tensor, *, eps: float = 1e-5) -> Tensor:
     _check_stats(cluster_size)
     if eps < 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
+    return _laplace_smoothed(cluster_size, eps)
+
+
+def _laplace_smoothed(cluster_size: Tensor, eps: float) -> Tensor:
     total = cluster_size.sum()
-    return (cluster_size + eps) / (total + cluster_size.shape[0] * eps) * total
+    smoothed = (cluster_size + eps) / (total + cluster_size.shape[0] * eps) * total
+    return torch.where(total > 0, smoothed, torch.zeros_like(smoothed))
 
 
-def ema_codebook(cluster_size: Tensor, embed_avg: Tensor, *, eps: float = 1e-5) -> Tensor:
+def ema_codebook(
+    cluster_size: Tensor, embed_avg: Tensor, *, eps: float = 1e-5, previous: Tensor | None = None
+) -> Tensor:
     """Codebook from the EMA statistics: e_k = m_k / Ñ_k with Ñ from :func:`laplace_smoothed`.
+
+    A code whose smoothed count Ñ_k is 0 (all counts 0, or N_k = 0 with ε = 0) has no defined
+    mean: it keeps its row of ``previous``; without ``previous`` that raises a ValueError.
 
     Arguments:
         cluster_size: (K,) EMA counts N.
         embed_avg: (K, D) EMA sums m.
         eps: ε of the Laplace smoothing; 1e-5 [VQ-VAE appendix].
+        previous: optional (K, D) current codebook, kept where Ñ_k = 0.
 
     Returns:
         (K, D) codebook in ``embed_avg``'s dtype.
@@ -102,4 +137,28 @@ def ema_codebook(cluster_size: Tensor, embed_avg: Tensor, *, eps: float = 1e-5) 
         VQ-VAE, arXiv:1711.00937, appendix A.1.
     """
     _check_stats(cluster_size, embed_avg)
-    return embed_avg / laplace_smoothed(cluster_size, eps=eps).unsqueeze(-1).to(embed_avg.dtype)
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    if previous is None:
+        empty = (_laplace_smoothed(cluster_size, eps) > 0).logical_not().nonzero().flatten()
+        if empty.numel():
+            raise ValueError(
+                f"ema_codebook: codes {empty.tolist()[:8]} have smoothed count 0 "
+                f"(cluster_size sums to {float(cluster_size.sum())}, eps={eps}), so their mean "
+                "m_k / N_k is undefined; pass previous= (the current codebook) to keep them"
+            )
+        previous = embed_avg
+    elif previous.shape != embed_avg.shape:
+        raise ValueError(
+            f"previous must have shape {tuple(embed_avg.shape)} like embed_avg, "
+            f"got {tuple(previous.shape)}"
+        )
+    return _ema_codebook(cluster_size, embed_avg, eps, previous)
+
+
+def _ema_codebook(cluster_size: Tensor, embed_avg: Tensor, eps: float, previous: Tensor) -> Tensor:
+    """:func:`ema_codebook` without checks or host syncs: e_k = m_k / Ñ_k, or previous_k at Ñ_k = 0."""
+    smoothed = _laplace_smoothed(cluster_size, eps).unsqueeze(-1).to(embed_avg.dtype)
+    defined = smoothed > 0  # False for 0 and NaN
+    means = embed_avg / torch.where(defined, smoothed, torch.ones_like(smoothed))
+    return torch.where(defined, means, previous.to(embed_avg.dtype))

@@ -346,7 +346,8 @@ def code_counts_and_sums(
 
     Arguments:
         indices: (N,) integer tensor with values in [0, num_codes).
-        x: (N, D) floating tensor (accumulated in fp32; fp64 inputs are accumulated in fp64).
+        x: (N, D) finite floating tensor (accumulated in fp32; fp64 inputs are accumulated in
+            fp64); NaN or inf raises a ValueError.
         num_codes: K >= 1.
         backend: ``"auto"``, ``"triton"`` or ``"torch"`` (see ``kexue.vq._dispatch``).
         deterministic: the reference is bitwise reproducible on CPU (``bincount`` +
@@ -378,9 +379,17 @@ def code_counts_and_sums(
     if indices.device != x.device:
         raise ValueError(f"indices ({indices.device}) and x ({x.device}) are on different devices")
     if indices.numel():
-        lo, hi = int(indices.min()), int(indices.max())
+        # one host sync for the index range and the finiteness of x
+        parts = [indices.min().double(), indices.max().double()]
+        if x.numel():
+            parts.append(torch.linalg.vector_norm(x.detach(), ord=math.inf).double().to(parts[0]))
+        lo, hi, *amax = torch.stack(parts).tolist()
         if lo < 0 or hi >= num_codes:
-            raise ValueError(f"indices must lie in [0, {num_codes}), got range [{lo}, {hi}]")
+            raise ValueError(
+                f"indices must lie in [0, {num_codes}), got range [{int(lo)}, {int(hi)}]"
+            )
+        if amax and not math.isfinite(amax[0]):
+            raise ValueError(f"x contains NaN or inf (shape {_shape(x)})")
     return _counts_and_sums(indices, x, num_codes, backend=backend, deterministic=deterministic)
 
 

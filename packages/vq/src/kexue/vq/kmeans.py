@@ -11,6 +11,7 @@ every rank unconditionally (no data-dependent collectives, cf. lucidrains#25, #1
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -38,6 +39,19 @@ def _gather_rows(x: Tensor) -> Tensor:
     parts = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(parts, padded)
     return torch.cat([p[: int(s)] for p, s in zip(parts, sizes, strict=True)])
+
+
+def _times_pow2(t: Tensor, e: int) -> Tensor:
+    """t·2^e in two exact steps, so that neither factor over- or underflows fp32 (|e| <= 256)."""
+    half = e // 2
+    return t * math.ldexp(1.0, half) * math.ldexp(1.0, e - half)
+
+
+def _scale_exponent(pool: Tensor) -> int:
+    """e with max|x| < 2^e: k-means runs on x·2^−e in (−1, 1), so no squared distance overflows
+    (1e20 in fp32, 1e300 in fp64); a power of two keeps the scaling exact (seeds stay samples)."""
+    amax = float(torch.linalg.vector_norm(pool, ord=math.inf)) if pool.numel() else 0.0
+    return math.frexp(amax)[1] if amax > 0 else 0
 
 
 def _draw_perm(n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
@@ -102,7 +116,12 @@ def kmeans(
 
     Fewer samples than codes (N < K, N summed over ranks): ``on_few_samples="error"`` (default)
     raises a ValueError naming x and num_codes; ``"repeat"`` warns and seeds every sample once
-    plus noisy copies (noise 1e-2 × the per-feature std, or × max(|mean|, 1) where the std is 0).
+    plus noisy copies (noise 1e-2 × the per-feature std, or × 2^e where the std is 0, with 2^e
+    the power of two just above max|x|).
+
+    Scale: the samples are first divided by 2^e, the power of two just above max|x| (exact), and
+    the centroids scaled back, so inputs as large as 1e20 (fp32) or 1e300 (fp64)
+    neither overflow the squared distances of k-means++ nor the assignment.
 
     Arguments:
         x: (N, D) floating samples (finite); under DDP the rank's local samples.
@@ -117,7 +136,7 @@ def kmeans(
         on_few_samples: ``"error"`` (default) or ``"repeat"``.
 
     Returns:
-        ``(centroids, counts)``: centroids fp32 (K, D); counts fp32 (K,) of the last assignment
+        ``(centroids, counts)``: centroids (K, D), fp64 for fp64 ``x`` and fp32 otherwise; counts fp32 (K,) of the last assignment
         (global under DDP). For counts_k > 0, centroids_k is the mean of the samples of that
         assignment (so N_k = counts, m_k = centroids·counts initialises an EMA consistently).
 
@@ -140,11 +159,12 @@ def kmeans(
         raise ValueError(f"on_few_samples must be one of {_FEW}, got {on_few_samples!r}")
     if sync not in ("auto", True, False):
         raise ValueError(f"sync must be 'auto', True or False, got {sync!r}")
-    if x.numel() and not bool(torch.isfinite(x).all()):
-        raise ValueError("x contains NaN or inf")
+    if x.numel() and not math.isfinite(float(torch.linalg.vector_norm(x, ord=math.inf))):
+        raise ValueError(f"x contains NaN or inf (shape {tuple(x.shape)})")
     distributed = _distributed.is_distributed() and sync in ("auto", True)
 
-    x = x.float()
+    out_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    x = x.to(out_dtype)
     pool = _gather_rows(x) if distributed else x
     n_total = pool.shape[0]
     if n_total == 0:
@@ -162,6 +182,11 @@ def kmeans(
             UserWarning,
             stacklevel=2,
         )
+
+    # rescale by a power of two (from the gathered samples: the same on every rank)
+    exponent = _scale_exponent(pool)
+    x = _times_pow2(x, -exponent).float()
+    pool = _times_pow2(pool, -exponent).float() if distributed else x
 
     if distributed:
         centroids = torch.empty(k, x.shape[1], dtype=torch.float32, device=x.device)
@@ -182,4 +207,4 @@ def kmeans(
             used = counts > 0
             means = sums / counts.clamp_min(1.0)[:, None]
             centroids = torch.where(used[:, None], means, centroids)
-    return centroids, counts
+    return _times_pow2(centroids.to(out_dtype), exponent), counts

@@ -28,7 +28,7 @@ from ._dispatch import resolve_backend
 from ._distributed import all_reduce_sum_, broadcast_, is_distributed
 from ._layout import check_input, check_layout, flatten, unflatten
 from ._options import _DEFAULTS, QUANTIZER_PRESETS, _validate_options
-from .ema import ema_codebook, ema_update_
+from .ema import _ema_codebook, _ema_update_
 from .functional import _counts_and_sums, nearest_code, perplexity, usage
 from .restart import DeadCodeRestart
 
@@ -39,6 +39,7 @@ STATS_DECAY = 0.99
 #: With no dead-code threshold configured, ``stats["dead_codes"]`` counts EMA counts below this
 #: fraction of ``init_count`` (≈ 460 steps unused at γ = 0.99).
 DEAD_FLOOR = 1e-2
+_INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
 
 class QuantizerOutput(NamedTuple):
@@ -74,8 +75,10 @@ class VectorQuantizer(nn.Module):
         beta: commitment weight β; 0.25 [VQ-VAE §3.2].
         codebook_weight: weight of ‖sg(z) − e‖² for a learned codebook; 1.0 [VQ-VAE §3.2].
         reduction: ``"mean"`` over all elements (paper, Su 2019) or ``"sum_per_sample"`` (Su 2023).
-        decay: EMA decay γ (0.99 [VQ-VAE appendix]); ``None`` = learned codebook (a parameter).
-        eps: Laplace smoothing ε; 1e-5 [VQ-VAE appendix].
+        decay: EMA decay γ ∈ [0, 1) (0.99 [VQ-VAE appendix]); ``None`` = learned codebook (a
+            parameter). γ = 0 sets each used code to its batch mean.
+        eps: Laplace smoothing ε >= 0; 1e-5 [VQ-VAE appendix]. A code whose smoothed count is 0
+            (γ = 0 with ε = 0, or an empty batch at γ = 0) keeps its vector instead of 0/0.
         init_count: n₀; the EMA starts at N_k = n₀, m_k = n₀·e_k (spec §2.4), also after k-means,
             restart and :meth:`load_codebook`.
         kmeans_init: initialise the codebook by k-means (k-means++ seeding) on the first training
@@ -407,8 +410,9 @@ class VectorQuantizer(nn.Module):
             )
             if sync:
                 all_reduce_sum_(counts, sums)
-            ema_update_(self.cluster_size, self.embed_avg, counts, sums, decay=self.decay)
-            new = ema_codebook(self.cluster_size, self.embed_avg, eps=self.eps)
+            _ema_update_(self.cluster_size, self.embed_avg, counts, sums, decay=self.decay)
+            # codes with smoothed count 0 (decay 0 and eps 0, or an empty batch) keep their code
+            new = _ema_codebook(self.cluster_size, self.embed_avg, self.eps, self.embed)
             if self.metric == "cosine":
                 new = F.normalize(new, dim=-1, eps=1e-12)
             self.embed.copy_(new.to(self.embed.dtype))
@@ -452,14 +456,21 @@ class VectorQuantizer(nn.Module):
         Returns:
             (..., D) for channels_last or (B, D, ...) for channels_first, in the codebook dtype.
         """
-        if not isinstance(indices, Tensor) or indices.is_floating_point() or indices.dim() < 1:
+        integer = isinstance(indices, Tensor) and indices.dtype in _INDEX_DTYPES
+        if not integer or indices.dim() < 1:
             raise ValueError(
-                "indices must be an integer tensor with at least 1 axis, got "
+                "indices must be an integer tensor (int64, int32, int16, int8 or uint8; "
+                "not bool) with at least 1 axis, got "
                 f"{getattr(indices, 'dtype', type(indices))} of shape "
                 f"{tuple(getattr(indices, 'shape', ()))}"
             )
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_codes):
-            raise ValueError(f"indices must lie in [0, {self.num_codes}), got values outside")
+        if indices.numel():
+            lo, hi = torch.stack([indices.min(), indices.max()]).long().tolist()
+            if lo < 0 or hi >= self.num_codes:
+                raise ValueError(
+                    f"indices must lie in [0, {self.num_codes}), got range [{lo}, {hi}] "
+                    f"(shape {tuple(indices.shape)})"
+                )
         dtype = self.embed.dtype
         vectors = self._to_output_space(self._effective_codebook(dtype)[indices.reshape(-1)])
         return unflatten(vectors, tuple(indices.shape), self.layout)
