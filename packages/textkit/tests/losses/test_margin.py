@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kexue.textkit.losses import margin
+from kexue.textkit.losses import cosine, margin
 
 F64 = torch.float64
 KINDS = list(margin.MARGIN_LOSS_DEFAULTS)
@@ -155,7 +155,7 @@ def test_arcface_monotone_with_fallback_and_easy_margin() -> None:
 
 
 def test_cosine_classifier_unit_norm_after_a_step() -> None:
-    clf = margin.CosineClassifier(6, 4, generator=torch.Generator().manual_seed(0)).double()
+    clf = cosine.CosineClassifier(6, 4, generator=torch.Generator().manual_seed(0)).double()
     torch.testing.assert_close(clf.weight.norm(dim=1), torch.ones(4, dtype=F64))
     raw_before = clf.parametrizations.weight.original.detach().clone()
     opt = torch.optim.SGD(clf.parameters(), lr=0.5)
@@ -177,7 +177,7 @@ def test_cosine_classifier_learns_separable_classes(one_thread: None) -> None:
     centers = torch.randn(5, 8, generator=g) * 3
     y = torch.randint(0, 5, (200,), generator=g)
     x = centers[y] + torch.randn(200, 8, generator=g)
-    clf = margin.CosineClassifier(8, 5, generator=g)
+    clf = cosine.CosineClassifier(8, 5, generator=g)
     opt = torch.optim.Adam(clf.parameters(), lr=0.05)
     for _ in range(100):
         opt.zero_grad()
@@ -293,7 +293,7 @@ def test_rounding_tolerance_per_dtype(dtype: torch.dtype, tol: float) -> None:
 def test_cosine_classifier_float32_output_is_accepted() -> None:
     """float32 cosines of identical directions (the worst rounding case) pass the check."""
     g = torch.Generator().manual_seed(3)
-    clf = margin.CosineClassifier(512, 64, generator=g)
+    clf = cosine.CosineClassifier(512, 64, generator=g)
     x = clf.weight.detach() * torch.rand(64, 1, generator=g) * 3  # each row on its class vector
     cos = clf(x)
     assert cos.dtype == torch.float32
@@ -321,7 +321,7 @@ def test_one_training_step_costs_one_host_sync(kind: str, host_syncs) -> None:
     """CosineClassifier → MarginSoftmaxLoss → backward → SGD step: the loss checks cos and target
     in one fused transfer (before: 3, ``isfinite(cos).all()``, ``target.min()``, ``target.max()``)."""
     g = torch.Generator().manual_seed(0)
-    clf = margin.CosineClassifier(8, 5, generator=g)
+    clf = cosine.CosineClassifier(8, 5, generator=g)
     loss_fn = margin.MarginSoftmaxLoss(kind)
     opt = torch.optim.SGD(clf.parameters(), lr=0.1)
     x, t = torch.randn(6, 8, generator=g), torch.tensor([0, 1, 2, 3, 4, 0])

@@ -11,12 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kexue.textkit.seq2seq.decoding.decoder import (
-    AutoRegressiveDecoder,
-    UniLMDecoder,
-    top_k_filter,
-    top_p_filter,
-)
+from kexue.textkit.seq2seq.decoding.decoder import AutoRegressiveDecoder, UniLMDecoder
+from kexue.textkit.seq2seq.decoding.filters import top_k_filter, top_p_filter
 from kexue.textkit.seq2seq.transformer import UniLMTransformer
 
 START = 0

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from .cosine import CosineClassifier
 from .jose import (
     JoSE,
     RiemannianSGD,
@@ -18,7 +19,6 @@ from .jose import (
 )
 from .margin import (
     MARGIN_LOSS_DEFAULTS,
-    CosineClassifier,
     MarginSoftmaxLoss,
     am_softmax_loss,
     arcface_loss,

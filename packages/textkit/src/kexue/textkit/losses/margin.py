@@ -1,6 +1,7 @@
-"""Cosine classifiers and additive / angular margin softmax losses (AM-Softmax and relatives).
+"""Additive / angular margin softmax losses (AM-Softmax and relatives) on cosine logits.
 
-Every loss takes cosines ``cos: (B, C)`` (e.g. from :class:`CosineClassifier`) and a target that is
+Every loss takes cosines ``cos: (B, C)`` (e.g. from
+:class:`~kexue.textkit.losses.cosine.CosineClassifier`) and a target that is
 either sparse class ids ``(B,)`` (int64) or a dense ``(B, C)`` distribution (normally one-hot). The
 margin is applied by replacing the target logit s·cos θ_t with s·ψ(θ_t) and taking the ordinary
 cross-entropy: L = −log(e^{s·ψ(θ_t)} / (e^{s·ψ(θ_t)} + Σ_{i≠t} e^{s·cos θ_i})). (Post 5743 removes
@@ -44,11 +45,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._common import _check_reduction, _finite_check, _raise_on_flags, _reduce, _shape
-from .cosine import CosineClassifier  # re-exported: documented as losses.margin.CosineClassifier
 
 __all__ = [
     "MARGIN_LOSS_DEFAULTS",
-    "CosineClassifier",
     "MarginSoftmaxLoss",
     "am_softmax_loss",
     "arcface_loss",

@@ -2,7 +2,7 @@
 
 Synonym groups are the classes. The encoder is char embedding → GRU → last hidden state → L2
 normalisation; the classifier is a bias-free Dense with unit-norm class vectors
-(:class:`~kexue.textkit.losses.margin.CosineClassifier`), so its logits are cosines, trained with
+(:class:`~kexue.textkit.losses.cosine.CosineClassifier`), so its logits are cosines, trained with
 AM-Softmax (s = 30, m = 0.35). At inference sentences are ranked by the cosine of their encodings
 (:func:`topk_similar`), which also works for groups never seen in training.
 
@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from ..losses.margin import CosineClassifier, MarginSoftmaxLoss
+from ..losses.cosine import CosineClassifier
+from ..losses.margin import MarginSoftmaxLoss
 
 __all__ = [
     "GRUSentenceEncoder",

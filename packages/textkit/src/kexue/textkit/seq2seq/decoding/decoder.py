@@ -49,18 +49,10 @@ from torch import Tensor
 from ..transformer import KVCache, UniLMTransformer
 from ._hook_check import _HookCheck
 from .beam import beam_search_loop, reorder
-from .filters import _invalid_rows, _top_k_core, _top_p_core, top_k_filter, top_p_filter
+from .filters import _invalid_rows, _top_k_core, _top_p_core
 from .unilm_logits import unilm_next_logits
 
-# the filters and unilm_next_logits live in filters.py / unilm_logits.py; re-exported here for
-# callers of the pre-rooms path
-__all__ = [
-    "AutoRegressiveDecoder",
-    "UniLMDecoder",
-    "top_k_filter",
-    "top_p_filter",
-    "unilm_next_logits",
-]
+__all__ = ["AutoRegressiveDecoder", "UniLMDecoder"]
 
 Predict = Callable[[list[Tensor], Tensor, Any], Any]
 
