@@ -33,6 +33,10 @@ from .functional import (
 from .kmeans import (
     kmeans,
 )
+from .lfq import (
+    LFQ,
+    lfq_entropies,
+)
 from .models import (
     PRESETS,
     VQVAE,
@@ -51,6 +55,9 @@ from .residual import (
 from .residual_fsq import (
     ResidualFSQ,
 )
+from .residual_lfq import (
+    ResidualLFQ,
+)
 from .restart import (
     DeadCodeRestart,
 )
@@ -62,6 +69,7 @@ __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "FSQ",
     "FSQ_LEVELS",
+    "LFQ",
     "MAX_IMPLICIT_CODES",
     "PRESETS",
     "QUANTIZER_PRESETS",
@@ -72,6 +80,7 @@ __all__ = [
     "GroupedVQ",
     "QuantizerOutput",
     "ResidualFSQ",
+    "ResidualLFQ",
     "ResidualVQ",
     "VQVAELoss",
     "VectorQuantizer",
@@ -81,6 +90,7 @@ __all__ = [
     "ema_update_",
     "kmeans",
     "laplace_smoothed",
+    "lfq_entropies",
     "nearest_code",
     "nearest_code_reference",
     "perplexity",

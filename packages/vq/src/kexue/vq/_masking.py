@@ -1,0 +1,57 @@
+"""``mask=`` / ``lens=`` for the sequence quantisers (private): one valid-position mask, checked once.
+
+``mask`` is bool with x's shape without D (True = valid); ``lens`` (B,) integer lengths of a
+(B, T, D) input give mask = arange(T) < lens[:, None]. The two are exclusive.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["check_float_input", "resolve_mask", "row_weights"]
+
+
+def check_float_input(x: Tensor, dim: int) -> None:
+    """Raise ValueError naming ``x`` unless it is a floating tensor of shape (..., dim)."""
+    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
+        raise ValueError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
+    if x.dim() < 1 or x.shape[-1] != dim:
+        raise ValueError(f"x must have shape (..., {dim}), got {tuple(x.shape)}")
+
+
+def resolve_mask(x: Tensor, mask: Tensor | None, lens: Tensor | None) -> Tensor | None:
+    """The bool valid-position mask of x (..., D) from ``mask`` or ``lens`` (None: all valid)."""
+    if mask is not None and lens is not None:
+        raise ValueError("pass either mask= or lens=, not both")
+    if lens is not None:
+        if not isinstance(lens, Tensor) or lens.dtype.is_floating_point or lens.dtype == torch.bool:
+            raise ValueError(
+                f"lens must be an integer tensor, got {getattr(lens, 'dtype', type(lens))}"
+            )
+        if x.dim() != 3 or lens.shape != x.shape[:1]:
+            raise ValueError(
+                f"lens must have shape (B,) for x of shape (B, T, D), got lens "
+                f"{tuple(lens.shape)} and x {tuple(x.shape)}"
+            )
+        steps = torch.arange(x.shape[1], device=x.device)
+        return steps < lens.to(x.device).unsqueeze(-1)
+    if mask is not None:
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+            raise ValueError(
+                f"mask must be a bool tensor, got {getattr(mask, 'dtype', type(mask))}"
+            )
+        if mask.shape != x.shape[:-1]:
+            raise ValueError(
+                f"mask must have shape {tuple(x.shape[:-1])} (x without D), got {tuple(mask.shape)}"
+            )
+    return mask
+
+
+def row_weights(mask: Tensor | None, rows: int, like: Tensor) -> tuple[Tensor, Tensor]:
+    """(w (rows,), total): 1 for valid rows and 0 for padded ones, and max(Σ w, 1) (no host sync)."""
+    if mask is None:
+        w = torch.ones(rows, dtype=like.dtype, device=like.device)
+    else:
+        w = mask.reshape(rows).to(like.dtype)
+    return w, w.sum().clamp_min(1.0)
