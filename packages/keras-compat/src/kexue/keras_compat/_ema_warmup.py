@@ -6,7 +6,13 @@ evaluated one step later. Step-offset convention: **t is the 1-based index of th
 made** (t = 1 at the first call of ``EMA.update()``, i.e. ``num_updates`` after the update), which
 is timm's ``step=num_updates`` after ``num_updates += 1``, ema-pytorch's ``step − 1`` (its first
 call only initialises the copy) with ``update_after_step=0, update_every=1``, and torch-ema's
-``num_updates`` after its increment.
+``num_updates`` after its increment. With ``update_after_step = a`` t counts the steps after the
+a-th.
+
+With ``update_every = k > 1`` or a power-function profile an update covers several optimiser steps:
+:func:`decay_over` gives the decay of an update that advances the averaged step count from
+``t_prev`` to ``t_prev + delta``, on the host (Python floats) or on the device (a tensor
+``t_prev``, used by ``EMA(skip_nonfinite=True)`` so that no value is read back).
 """
 
 from __future__ import annotations
@@ -15,7 +21,17 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["EMAWarmup", "WarmupSpec", "check_decay", "check_warmup", "warmup_decay"]
+import torch
+from torch import Tensor
+
+__all__ = [
+    "EMAWarmup",
+    "WarmupSpec",
+    "check_decay",
+    "check_warmup",
+    "decay_over",
+    "warmup_decay",
+]
 
 
 @dataclass(frozen=True)
@@ -85,3 +101,50 @@ def check_decay(decay: object, name: str = "decay") -> float:
     if not (0.0 <= value <= 1.0):  # also rejects NaN
         raise ValueError(f"{name} must lie in [0, 1], got {decay!r}")
     return value
+
+
+def _law_tensor(warmup: WarmupSpec, t: Tensor, decay: float) -> Tensor:
+    if warmup is None:
+        return torch.full_like(t, decay)
+    if warmup == "torch_ema":
+        return ((1.0 + t) / (10.0 + t)).clamp(max=decay)
+    raw = 1.0 - (1.0 + t / warmup.gamma) ** (-warmup.power)
+    return raw.clamp(min=warmup.min_decay, max=decay)
+
+
+def decay_over(
+    warmup: WarmupSpec,
+    decay: float,
+    gamma: float | None,
+    per: Literal["update", "step"],
+    t_prev: int | Tensor,
+    delta: int,
+) -> float | Tensor:
+    """Decay β of an update that advances the averaged step count from ``t_prev`` to
+    ``t = t_prev + delta``.
+
+    - power profile (``gamma`` given): β = (t_prev / t)^(γ+1) = (1 − Δ/t)^(γ+1) (edm2
+      ``power_function_beta``; β = 0 at the first update, a copy);
+    - ``per="update"``: the law at t, once per update (ema-pytorch: not compensated for Δ);
+    - ``per="step"``: Π_{j=t_prev+1}^{t} law(j) (m^Δ for a fixed decay): the per-step EMA of a
+      parameter held constant between updates.
+
+    A tensor ``t_prev`` (float64, on the shadow's device) gives a 0-d tensor, computed on the device.
+    """
+    t = t_prev + delta
+    if isinstance(t_prev, Tensor):
+        if gamma is not None:
+            return (t_prev / t) ** (gamma + 1.0)
+        if per == "update":
+            return _law_tensor(warmup, t, decay)
+        if warmup is None:
+            return torch.full_like(t_prev, decay**delta)
+        js = t_prev + torch.arange(1, delta + 1, dtype=t_prev.dtype, device=t_prev.device)
+        return _law_tensor(warmup, js, decay).prod()
+    if gamma is not None:
+        return (t_prev / t) ** (gamma + 1.0)
+    if per == "update":
+        return warmup_decay(warmup, t, decay)
+    if warmup is None:
+        return decay**delta
+    return math.prod(warmup_decay(warmup, j, decay) for j in range(t_prev + 1, t + 1))

@@ -14,58 +14,45 @@ References:
 from __future__ import annotations
 
 import copy
-import math
-import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
+from kexue.keras_compat._ema_nonfinite import NonFiniteGuard, finite_flag
+from kexue.keras_compat._ema_state import EMACheckpoint
+from kexue.keras_compat._ema_util import (
+    _averageable,
+    _check_int,
+    _home_device,
+    _power_gamma,
+    unwrap_model,
+)
 from kexue.keras_compat._ema_warmup import (
     EMAWarmup,
     WarmupSpec,
     check_decay,
     check_warmup,
-    warmup_decay,
+    decay_over,
 )
+from kexue.keras_compat._power import gamma_to_sigma_rel
 
 __all__ = ["EMA", "EMAWarmup", "ExponentialMovingAverage", "unwrap_model"]
 
 BufferPolicy = Literal["average", "copy", "ignore"]
 _POLICIES = ("average", "copy", "ignore")
 _INITS = ("copy", "zero")
-_PREFIXES = ("module.", "_orig_mod.")
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """Strip ``DistributedDataParallel`` / ``DataParallel`` (``.module``) and ``torch.compile``
-    (``._orig_mod``) wrappers, repeatedly; any other module is returned as is."""
-    wrappers: tuple[type, ...] = (nn.DataParallel, nn.parallel.DistributedDataParallel)
-    # A torch.compile wrapper can only exist once torch._dynamo is imported: look it up without
-    # importing it (the import costs ~1 s and ~70 MiB on first use).
-    compiled = sys.modules.get("torch._dynamo.eval_frame")
-    compiled_type = getattr(compiled, "OptimizedModule", None)
-    while True:
-        if isinstance(model, wrappers):
-            model = model.module
-        elif compiled_type is not None and isinstance(model, compiled_type):
-            model = model._orig_mod
-        else:
-            return model
-
-
-def _averageable(t: Tensor) -> bool:
-    return t.is_floating_point() or t.is_complex()
-
-
-class EMA:
+class EMA(EMACheckpoint):
     """Exponential moving average of a model's parameters (and, per policy, buffers).
 
     After each optimiser step, :meth:`update` does Θ ← m_t·Θ + (1 − m_t)·θ, with
-    m_t = ``decay`` or the warm-up law (t = 1 at the first update, see ``warmup``).
+    m_t = ``decay`` or the warm-up law (t = 1 at the first update, see ``warmup``), or the
+    power-function profile of ``sigma_rel`` / ``gamma`` (used by :class:`PowerEMA`). The defaults
+    average at every call, from the first one, and never read a value back to the host.
 
     * ``init="copy"`` (default): Θ₀ = θ₀, the first average of ``AveragedModel`` and Keras's
       momentum-0 first step; for constant θ, Θ_n = θ + (θ₀ − θ)·mⁿ.
@@ -99,6 +86,28 @@ class EMA:
         dtype: floating dtype of the shadow; ``torch.float32`` keeps an fp32 average for a bf16 /
             fp16 model (updates (1 − m)(θ − Θ) vanish in bf16). Default: the model's.
         init: ``"copy"`` (default) or ``"zero"`` (bert4keras, with bias correction).
+        update_every: average every k-th :meth:`update` call (default 1).
+        update_after_step: calls 1 … a only copy θ into Θ (the first one and every k-th); the
+            averaging starts after them and t counts the steps after the a-th (default 0).
+        decay_per: ``"update"`` (ema-pytorch: one factor m_t per applied update, so the horizon
+            in steps grows k-fold) or ``"step"`` (the horizon stays in steps: m^k for a fixed
+            decay, Π m_j of the warm-up law over the k steps). Default ``"update"``; power
+            profiles always count steps (Δt = k, not ema-pytorch ``KarrasEMA``'s Δt = 1).
+        sigma_rel / gamma: a power-function profile (Karras et al. 2023): β = (1 − Δt/t)^(γ+1),
+            t the averaged step count; give one of the two (:func:`sigma_rel_to_gamma`).
+            ``decay`` and ``warmup`` are then unused.
+        skip_nonfinite: when True, an update whose live weights hold NaN/inf leaves Θ bitwise
+            unchanged and is not counted (t does not advance), checked on the device without a
+            host sync; counters ``nonfinite_consecutive`` / ``nonfinite_total`` /
+            ``last_finite`` go to :meth:`state_dict`. Default False (today's behaviour).
+        max_consecutive_nonfinite: with ``skip_nonfinite``, raise ``FloatingPointError`` when
+            more consecutive updates than this were skipped (checked every ``check_every``
+            updates, one host sync each time). Default None (never raise).
+        check_every: see above; default 1.
+        switch_every: Switch EMA (Li et al. 2024, arXiv 2402.09240): every this many calls, after
+            the update, the EMA is loaded into the live model (:meth:`switch`). Default None.
+        switch_weight: 1.0 copies Θ into θ; w < 1 lerps θ ← θ + w(Θ − θ) (ema-pytorch
+            ``update_model_with_ema_beta = 1 − w``).
 
     Example:
         >>> net = nn.Linear(4, 2)
@@ -123,11 +132,44 @@ class EMA:
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         init: Literal["copy", "zero"] = "copy",
+        update_every: int = 1,
+        update_after_step: int = 0,
+        decay_per: Literal["update", "step"] | None = None,
+        sigma_rel: float | None = None,
+        gamma: float | None = None,
+        skip_nonfinite: bool = False,
+        max_consecutive_nonfinite: int | None = None,
+        check_every: int = 1,
+        switch_every: int | None = None,
+        switch_weight: float = 1.0,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
         self.decay = check_decay(decay)
         self.warmup: WarmupSpec = check_warmup(warmup)
+        self.update_every = _check_int(update_every, "update_every", 1)
+        self.update_after_step = _check_int(update_after_step, "update_after_step", 0)
+        self.gamma = _power_gamma(sigma_rel, gamma, self.warmup)
+        self.sigma_rel = None if self.gamma is None else gamma_to_sigma_rel(self.gamma)
+        if decay_per not in (None, "update", "step"):
+            raise ValueError(f"decay_per must be 'update' or 'step', got {decay_per!r}")
+        if self.gamma is not None and decay_per == "update" and self.update_every > 1:
+            raise ValueError(
+                "decay_per='update' with a power profile and update_every > 1 would take Δt = 1 "
+                "for k steps (ema-pytorch KarrasEMA's profile error); use decay_per='step'"
+            )
+        self.decay_per: Literal["update", "step"] = decay_per or (
+            "step" if self.gamma is not None else "update"
+        )
+        self.switch_every = (
+            None if switch_every is None else _check_int(switch_every, "switch_every", 1)
+        )
+        self.switch_weight = check_decay(switch_weight, "switch_weight")
+        if init == "zero" and self.update_after_step:
+            raise ValueError("update_after_step copies the weights: it needs init='copy'")
+        if self.switch_every is not None and init == "zero":
+            raise ValueError("switch_every needs init='copy' (a zero-started average is biased)")
+        self.skip_nonfinite = bool(skip_nonfinite)
         if buffers not in _POLICIES:
             raise ValueError(f"buffers must be one of {_POLICIES}, got {buffers!r}")
         if init not in _INITS:
@@ -138,8 +180,9 @@ class EMA:
         self.init = init
         self.dtype = dtype
         self.device = None if device is None else torch.device(device)
-        self.num_updates = 0
-        self._decay_product = 1.0  # Π m_i over the updates so far (bias correction)
+        self.num_updates = 0  # applied averaging updates
+        self.num_calls = 0  # update() calls
+        self._last_call = 0  # call index of the last averaging update (or copy phase end)
         self._model = unwrap_model(model)
         self._backup: tuple[list[Tensor], list[Tensor]] | None = None
         self.module: nn.Module = copy.deepcopy(self._model)
@@ -147,6 +190,18 @@ class EMA:
             self.module.to(device=self.device, dtype=dtype)  # floating tensors only for dtype
         self.module.requires_grad_(False)
         self.module.eval()
+        home = _home_device(self.module, self._model)
+        # averaged steps t and Π m_i (bias correction): host numbers, or device tensors when the
+        # non-finite guard decides on the device whether an update counts
+        self._t: int | Tensor = 0
+        self._decay_product: float | Tensor = 1.0
+        self._guard: NonFiniteGuard | None = None
+        if self.skip_nonfinite:
+            self._guard = NonFiniteGuard(home, max_consecutive_nonfinite, check_every)
+            self._t = torch.zeros((), dtype=torch.float64, device=home)
+            self._decay_product = torch.ones((), dtype=torch.float64, device=home)
+        elif max_consecutive_nonfinite is not None:
+            raise ValueError("max_consecutive_nonfinite needs skip_nonfinite=True")
         if init == "zero":
             with torch.no_grad():
                 for _, shadow, _, averaged in self._pairs(self._model):
@@ -196,19 +251,22 @@ class EMA:
 
     # ------------------------------------------------------------------ updates
     def get_decay(self, step: int | None = None) -> float:
-        """m_t for the ``step``-th update (1-based); default: the next update."""
-        step = self.num_updates + 1 if step is None else int(step)
-        return warmup_decay(self.warmup, step, self.decay)
+        """Decay of the averaging update that brings the averaged step count t to ``step``
+        (1-based; default: the next update), covering ``update_every`` steps."""
+        delta = self.update_every
+        if step is None:
+            t_prev = self._t if isinstance(self._t, int) else int(self._t.item())
+            step = t_prev + delta
+        step = int(step)
+        delta = min(delta, step)
+        return float(
+            decay_over(self.warmup, self.decay, self.gamma, self.decay_per, step - delta, delta)
+        )
 
-    @torch.no_grad()
-    def update(self, model: nn.Module | None = None) -> None:
-        """One EMA step towards ``model`` (default: the model given at construction).
-
-        Wrappers are stripped. Floating tensors are updated with one ``torch._foreach_lerp_``
-        per (device, dtype) group; no ``.item()`` or other host synchronisation.
-        """
-        source = self._resolve(model)
-        decay = self.get_decay()
+    def _groups(
+        self, source: nn.Module
+    ) -> dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], list[Tensor]]]:
+        """(shadows, sources) of the averaged tensors by (device, dtype); copied ones are copied."""
         groups: dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], list[Tensor]]] = {}
         for _, e, m, averaged in self._pairs(source):
             if averaged is None:
@@ -221,15 +279,76 @@ class EMA:
                 sources.append(m)
             else:
                 e.copy_(m)
-        weight = 1.0 - decay
-        for shadows, sources in groups.values():
-            if hasattr(torch, "_foreach_lerp_"):
-                torch._foreach_lerp_(shadows, sources, weight)
-            else:  # pragma: no cover - torch without foreach lerp
-                torch._foreach_mul_(shadows, decay)
-                torch._foreach_add_(shadows, sources, alpha=weight)
+        return groups
+
+    @torch.no_grad()
+    def update(self, model: nn.Module | None = None) -> None:
+        """One call after an optimiser step: copy, average or pass, per ``update_every`` and
+        ``update_after_step`` (default: average towards ``model`` at every call).
+
+        ``model`` defaults to the model given at construction; wrappers are stripped. Floating
+        tensors are updated with one ``torch._foreach_lerp_`` per (device, dtype) group; no
+        ``.item()`` or other host synchronisation (also with ``skip_nonfinite``, unless
+        ``max_consecutive_nonfinite`` is checked at this call).
+        """
+        source = self._resolve(model)
+        self.num_calls += 1
+        call, after, k = self.num_calls, self.update_after_step, self.update_every
+        if call <= after:
+            if call == 1 or call % k == 0:
+                self._lerp(self._groups(source), 0.0, call, advance=0)
+            self._last_call = call
+            return
+        if (call - after) % k:
+            return
+        delta = call - max(self._last_call, after)
+        self._last_call = call
+        decay = decay_over(self.warmup, self.decay, self.gamma, self.decay_per, self._t, delta)
+        self._lerp(self._groups(source), decay, call, advance=delta)
         self.num_updates += 1
-        self._decay_product *= decay
+        if self.switch_every is not None and call % self.switch_every == 0:
+            self.switch(source)
+
+    def _lerp(self, groups: dict, decay: float | Tensor, call: int, advance: int) -> None:
+        """Θ ← lerp(Θ, θ, 1 − decay) on every group; with the guard, towards where(f, θ, Θ)."""
+        if self._guard is None:
+            weight = 1.0 - decay
+            for shadows, sources in groups.values():
+                torch._foreach_lerp_(shadows, sources, weight)
+            self._t += advance
+            self._decay_product *= decay if advance else 1.0
+            return
+        flag = finite_flag([src for _, src in groups.values()], self._t.device)
+        w = 1.0 - torch.as_tensor(decay, dtype=torch.float64, device=self._t.device)
+        for shadows, sources in groups.values():
+            safe = [torch.where(flag.to(e.device), m, e) for e, m in zip(shadows, sources)]
+            torch._foreach_lerp_(
+                shadows, safe, w.to(device=shadows[0].device, dtype=shadows[0].dtype)
+            )
+        if advance:
+            kept = flag.to(torch.float64)
+            self._t.add_(kept * advance)
+            self._decay_product.mul_(torch.where(flag, 1.0 - w, 1.0))
+        self._guard.record(flag, call)
+        self._guard.check(call)
+
+    @torch.no_grad()
+    def switch(self, model: nn.Module | None = None) -> None:
+        """Switch EMA: load the average into ``model`` (θ ← lerp(θ, Θ, ``switch_weight``)),
+        parameters and averaged buffers, in place (the optimizer and its state are untouched).
+
+        Deterministic, so DDP ranks switching on the same call stay identical.
+
+        References:
+            Li et al., "Switch EMA", arXiv 2402.09240; ema-pytorch ``update_model_with_ema_every``.
+        """
+        pairs = [p for p in self._pairs(self._resolve(model)) if p[3]]
+        if self.switch_weight == 1.0:
+            for _, e, m, _ in pairs:
+                m.copy_(e)
+        else:
+            for _, e, m, _ in pairs:
+                m.lerp_(e.to(device=m.device, dtype=m.dtype), self.switch_weight)
 
     def attach(self, optimizer: torch.optim.Optimizer) -> Any:
         """Call :meth:`update` after every ``optimizer.step()``; returns the hook handle
@@ -248,7 +367,7 @@ class EMA:
     @property
     def bias_correction_factor(self) -> float:
         """1 − Π_{i≤t} m_i: the divisor debiasing a zero-initialised average."""
-        return 1.0 - self._decay_product
+        return 1.0 - float(self._decay_product)
 
     @torch.no_grad()
     def apply_ema_weights(
@@ -321,55 +440,13 @@ class EMA:
         self.module.eval()
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """``{"module": shadow state_dict (unwrapped names), "num_updates", "decay_product",
-        "decay", "init", "buffers"}``; the last three are informational."""
-        return {
-            "module": self.module.state_dict(),
-            "num_updates": self.num_updates,
-            "decay_product": self._decay_product,
-            "decay": self.decay,
-            "init": self.init,
-            "buffers": self.buffers,
-        }
-
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Load :meth:`state_dict` output, or a bare model / ``AveragedModel`` state dict.
-
-        ``module.`` (DDP, ``AveragedModel``) and ``_orig_mod.`` (``torch.compile``) prefixes are
-        stripped with ``consume_prefix_in_state_dict_if_present`` when the names do not match as
-        they are. Hyperparameters (decay, warm-up, policy) stay those of the constructor. A bare
-        dict keeps ``num_updates`` unless it carries ``AveragedModel``'s ``n_averaged``
-        (num_updates = n_averaged − 1: its first average is the copy).
-        """
-        if not isinstance(state_dict, Mapping):
-            raise ValueError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
-        full = isinstance(state_dict.get("module"), Mapping)
-        weights = dict(state_dict["module"] if full else state_dict)
-        n_averaged = None if full else weights.pop("n_averaged", None)
-        expected = set(self.module.state_dict())
-        for _ in range(4):
-            if set(weights) == expected:
-                break
-            for prefix in _PREFIXES:
-                consume_prefix_in_state_dict_if_present(weights, prefix)  # type: ignore[arg-type]
-        self.module.load_state_dict(weights)
-        if full:
-            self.num_updates = int(state_dict.get("num_updates", 0))
-            product = state_dict.get("decay_product")
-            self._decay_product = float(product) if product is not None else self._product()
-        elif n_averaged is not None:
-            self.num_updates = max(int(n_averaged) - 1, 0)
-            self._decay_product = self._product()
-
-    def _product(self) -> float:
-        return math.prod(self.get_decay(t) for t in range(1, self.num_updates + 1))
-
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(decay={self.decay}, warmup={self.warmup!r}, "
             f"buffers={self.buffers!r}, init={self.init!r}, dtype={self.dtype}, "
             f"device={self.device}, num_updates={self.num_updates}, "
+            f"update_every={self.update_every}, update_after_step={self.update_after_step}, "
+            f"sigma_rel={self.sigma_rel}, skip_nonfinite={self.skip_nonfinite}, "
             f"module={type(self.module).__name__})"
         )
 
@@ -409,5 +486,6 @@ class ExponentialMovingAverage(EMA):
         for _, e, m, averaged in self._pairs(self._model):
             if averaged is not None:
                 e.copy_(m)
-        self.num_updates = 0
-        self._decay_product = 1.0
+        self.num_updates = self.num_calls = self._last_call = 0
+        self._set_t(0)
+        self._set_product(1.0)
