@@ -61,6 +61,9 @@ from .residual_lfq import (
 from .restart import (
     DeadCodeRestart,
 )
+from .simvq import (
+    SimVQ,
+)
 from .stats import (
     CodebookStats,
 )
@@ -82,6 +85,7 @@ __all__ = [
     "ResidualFSQ",
     "ResidualLFQ",
     "ResidualVQ",
+    "SimVQ",
     "VQVAELoss",
     "VectorQuantizer",
     "__version__",
