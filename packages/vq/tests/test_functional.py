@@ -185,7 +185,7 @@ def test_chunked_equals_unchunked_exactly(chunk: int) -> None:
 def test_score_chunks_respect_the_byte_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     # No N×K tensor: with a 4 KiB budget and K = 16 fp32 codes, a chunk holds
     # 4096 // (16·(4 + 1)) = 51 rows, so every score matrix is at most (51, 16).
-    import kexue.vq.functional as functional
+    import kexue.vq._reference as functional
 
     shapes: list[tuple[int, ...]] = []
     real_addmm = torch.addmm

@@ -13,7 +13,9 @@ is then re-ranked by its exact squared distance ‖x − e_k‖², computed from
 the smallest wins, ties going to the lowest index. The result equals an fp64 brute-force argmin
 of the direct distances (up to fp64 rounding of the distances themselves) whatever the magnitudes,
 and does not depend on the chunk size. Large common offsets relative to the spread of the data
-only widen the candidate set (more exact re-ranking work), never change the answer.
+only widen the candidate set (more exact re-ranking work), never change the answer. The bound and
+its derivation are in :mod:`kexue.vq._reference` (shared with the Triton kernel, which certifies
+its own scores the same way and sends its ambiguous rows to this reference).
 
 References:
     - VQ-VAE: van den Oord, Vinyals, Kavukcuoglu 2017, arXiv:1711.00937.
@@ -23,13 +25,12 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ._dispatch import resolve_backend
+from ._reference import DEFAULT_CHUNK_BYTES, nearest_code_exact
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -40,13 +41,8 @@ __all__ = [
     "usage",
 ]
 
-DEFAULT_CHUNK_BYTES = 32 * 2**20
-_CACHE_CHUNK_BYTES = 4 * 2**20
-"""Byte budget of one chunk of scores in the reference (32 MiB, design decision of kexue-vq)."""
-
 _METRICS = ("l2", "cosine")
 _PRECISIONS = ("auto", "fp32", "rerank")
-_NORM_EPS = 1e-12
 
 
 def _shape(t: Tensor) -> str:
@@ -116,9 +112,12 @@ def nearest_code(
         codebook_sqnorm: optional precomputed (K,) ‖e_k‖², used by the Triton path (the reference
             recomputes it on translated data for exactness).
         chunk_size: rows per chunk of the reference path; default from a 32 MiB score budget.
-        precision: ``"auto"`` (default; ``"rerank"`` for bf16/fp16 inputs, else ``"fp32"``),
-            ``"fp32"`` or ``"rerank"`` (low-precision GEMM + exact fp32 re-rank of the best two).
-            Honoured by the Triton path; the reference is always exact.
+        precision: ``"auto"`` (default, = ``"fp32"``), ``"fp32"`` (IEEE fp32 dot products) or
+            ``"rerank"`` (bf16 dot products, u_in = 2⁻⁸).
+            Honoured by the Triton path, where both modes are certified: rows whose two best
+            scores lie within the bound τ of :mod:`kexue.vq._reference` are re-ranked exactly, so
+            every mode returns the reference's indices and distances; ``"rerank"`` only trades a
+            faster GEMM for more re-ranked rows. The reference is always exact.
         backend: ``"auto"`` (Triton on CUDA when importable), ``"triton"`` or ``"torch"``;
             env ``KEXUE_VQ_BACKEND`` overrides ``"auto"``.
 
@@ -141,7 +140,7 @@ def nearest_code(
         return nearest_code_triton(
             x, codebook, metric=metric, codebook_sqnorm=codebook_sqnorm, precision=precision
         )
-    return _nearest_code_reference(x, codebook, metric=metric, chunk_size=chunk_size)
+    return nearest_code_exact(x, codebook, metric=metric, chunk_size=chunk_size)
 
 
 def nearest_code_reference(
@@ -179,157 +178,7 @@ def nearest_code_reference(
         van den Oord et al. 2017, arXiv:1711.00937; https://kexue.fm/archives/6760
     """
     _check_assign_inputs(x, codebook, metric, codebook_sqnorm, chunk_size)
-    return _nearest_code_reference(x, codebook, metric=metric, chunk_size=chunk_size)
-
-
-def _pow2_scale(amax: float) -> float:
-    """A power of two s with s·amax in [0.5, 1) (1.0 when amax is zero)."""
-    if amax == 0.0 or not math.isfinite(amax):
-        return 1.0
-    _, exp = math.frexp(amax)  # amax = m·2^exp, m in [0.5, 1)
-    return math.ldexp(1.0, -exp)
-
-
-def _nearest_code_reference(
-    x: Tensor, codebook: Tensor, *, metric: str, chunk_size: int | None
-) -> tuple[Tensor, Tensor]:
-    n, d = x.shape
-    k = codebook.shape[0]
-    device = x.device
-    cdtype = torch.float64 if torch.float64 in (x.dtype, codebook.dtype) else torch.float32
-    if n == 0:
-        return (
-            torch.empty(0, dtype=torch.int64, device=device),
-            torch.empty(0, dtype=torch.float32, device=device),
-        )
-    unit = torch.finfo(cdtype).eps / 2  # unit roundoff u
-    itemsize = torch.finfo(cdtype).bits // 8
-    if chunk_size is None:
-        # Cache-sized score blocks (about 4 MiB, at least 256 rows) run fastest on CPU; the memory
-        # budget DEFAULT_CHUNK_BYTES caps them for very large K.
-        cache_rows = max(256, _CACHE_CHUNK_BYTES // (k * itemsize))
-        chunk_size = max(1, min(cache_rows, DEFAULT_CHUNK_BYTES // (k * (itemsize + 1))))
-    chunk_size = int(chunk_size)
-    pair_batch = max(1, DEFAULT_CHUNK_BYTES // (d * 8 * 4))
-
-    # Scale everything by one power of two (exact) so that max|.| < 1: no overflow in squares.
-    if metric == "l2":
-        inf_norm = torch.linalg.vector_norm
-        amax = max(
-            float(inf_norm(x.detach(), ord=math.inf)),
-            float(inf_norm(codebook.detach(), ord=math.inf)),
-        )
-        # Ordinary magnitudes need no rescaling (squares cannot overflow or underflow): skip the
-        # extra passes over x and the codebook.
-        scale = 1.0 if 2.0**-40 < amax < 2.0**40 else _pow2_scale(amax)
-    else:
-        scale = 1.0  # unit vectors
-    # Score side: codebook (normalised,) scaled, then translated by its mean (removes the
-    # cancellation of a large common offset; the subtraction is exact for nearby values).
-    e = codebook.to(cdtype)
-    if metric == "cosine":
-        e = F.normalize(e, dim=1, eps=_NORM_EPS)
-    if scale != 1.0:
-        e = e * scale
-    center: Tensor | None = e.mean(dim=0)
-    e_c = e - center
-    if float(center.square().sum()) <= float((e_c * e_c).sum(dim=1).mean()):
-        # No large common offset to cancel: scoring the raw data saves a pass over every chunk.
-        center, e_c = None, e
-    e_sq = (e_c * e_c).sum(dim=1)  # (K,)
-    e_max = float(e_sq.max().sqrt())
-    # Forward-error bound of one score (D-term dot and norm, the translation, the final add),
-    # doubled for the two scores compared and doubled again as a safety margin.
-    gamma = 4.0 * (d + 6) * unit
-
-    # Exact side: fp64 direct differences of the same (power-of-two scaled) data.
-    def e64(rows: Tensor) -> Tensor:
-        # fp64 copies of the selected codes only (a whole fp64 codebook would double the peak).
-        e = codebook.index_select(0, rows).to(torch.float64)
-        if metric == "cosine":
-            e = F.normalize(e, dim=1, eps=_NORM_EPS)
-        return e * scale if scale != 1.0 else e
-
-    idx_out = torch.empty(n, dtype=torch.int64, device=device)
-    dist_out = torch.empty(n, dtype=torch.float32, device=device)
-    # One score buffer for every chunk: re-allocating it per chunk costs page faults (and was
-    # measured to make whole calls up to 8x slower, intermittently, on a 2-core CPU).
-    score_buf = torch.empty(min(chunk_size, n), k, dtype=cdtype, device=device)
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        xr = x[start:stop].to(cdtype)
-        if metric == "cosine":
-            xr = F.normalize(xr, dim=1, eps=_NORM_EPS)
-        xc = xr * scale if scale != 1.0 else xr
-        if center is not None:
-            xc = xc - center
-        scores = score_buf[: stop - start]
-        torch.addmm(e_sq, xc, e_c.T, alpha=-2.0, out=scores)  # (c, K): ‖e‖² − 2·x·e
-        best, first = scores.min(dim=1)
-        x_norm = xc.norm(dim=1)
-        tol = gamma * (e_max * e_max + 2.0 * x_norm * e_max + x_norm * x_norm) + best.abs() * unit
-        # Rows whose runner-up is within the bound are ambiguous: all their near-best codes are
-        # candidates for the exact re-rank; every other row keeps ``first``.
-        scores.scatter_(1, first[:, None], math.inf)
-        ambiguous_mask = scores.amin(dim=1) <= best + tol
-        row_idx = first
-        x64 = x[start:stop].to(torch.float64)
-        if metric == "cosine":
-            x64 = F.normalize(x64, dim=1, eps=_NORM_EPS)
-        if scale != 1.0:
-            x64 = x64 * scale
-        if bool(ambiguous_mask.any()):
-            ambiguous = torch.nonzero(ambiguous_mask).squeeze(1)
-            sub = scores.index_select(0, ambiguous)
-            sub.scatter_(1, first[ambiguous, None], best[ambiguous, None])
-            amb_rows, amb_cols = torch.nonzero(sub <= (best + tol)[ambiguous, None], as_tuple=True)
-            del sub
-            row_idx = first.clone()
-            row_idx[ambiguous] = _exact_rerank(
-                x64.index_select(0, ambiguous), e64, amb_rows, amb_cols, num_codes=k,
-                rows=ambiguous.numel(), metric=metric, pair_batch=pair_batch,
-            )  # fmt: skip
-        # Exact distance of every row to its code: direct fp64 differences (no cancellation).
-        diff = x64 - e64(row_idx)
-        row_dist = (diff * diff).sum(dim=1)
-        idx_out[start:stop] = row_idx
-        dist_out[start:stop] = (row_dist / (scale * scale)).to(torch.float32)
-    return idx_out, dist_out
-
-
-def _exact_rerank(
-    x64: Tensor,
-    e64: Callable[[Tensor], Tensor],
-    pair_rows: Tensor,
-    pair_cols: Tensor,
-    *,
-    num_codes: int,
-    rows: int,
-    metric: str,
-    pair_batch: int,
-) -> Tensor:
-    """Winner per row among candidate (row, code) pairs, ranked on fp64 keys, lowest code on ties.
-
-    The key is ‖x − e‖² (l2) or −x̂·ê (cosine: the exact argmax of the cosine similarity, so a
-    zero row ties on every code). Pairs are processed in batches of ``pair_batch`` to bound memory.
-    """
-    k = num_codes
-    key = torch.empty(pair_rows.numel(), dtype=torch.float64, device=x64.device)
-    for p0 in range(0, pair_rows.numel(), pair_batch):
-        p1 = min(p0 + pair_batch, pair_rows.numel())
-        xp = x64.index_select(0, pair_rows[p0:p1])
-        ep = e64(pair_cols[p0:p1])
-        if metric == "l2":
-            diff = xp - ep
-            key[p0:p1] = (diff * diff).sum(dim=1)
-        else:
-            key[p0:p1] = -(xp * ep).sum(dim=1)
-    row_best = torch.full((rows,), math.inf, dtype=torch.float64, device=x64.device)
-    row_best.scatter_reduce_(0, pair_rows, key, reduce="amin")
-    is_best = key == row_best[pair_rows]
-    row_idx = torch.full((rows,), k, dtype=torch.int64, device=x64.device)
-    row_idx.scatter_reduce_(0, pair_rows[is_best], pair_cols[is_best], reduce="amin")
-    return row_idx
+    return nearest_code_exact(x, codebook, metric=metric, chunk_size=chunk_size)
 
 
 def code_counts_and_sums(

@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._dispatch import resolve_backend
 from ._distributed import all_reduce_sum_, broadcast_, is_distributed
 from ._layout import check_input, check_layout, flatten, unflatten
 from ._options import _DEFAULTS, QUANTIZER_PRESETS, _validate_options
@@ -365,7 +364,7 @@ class VectorQuantizer(nn.Module):
             if self.training and not bool(self.initted):
                 self._first_batch_(z.detach(), sync)
             codebook = self._effective_codebook(dtype)
-            indices = self._assign(z.detach(), codebook.detach(), x.dtype)
+            indices = self._assign(z.detach(), codebook.detach())
             e = codebook[indices]
             commitment = self.beta * self._reduce((z - e.detach()).pow(2), x.shape[0])
             if self.decay is None:
@@ -386,12 +385,9 @@ class VectorQuantizer(nn.Module):
         losses = {"commitment": commitment, "codebook": codebook_loss, "total": total}
         return QuantizerOutput(quantized, indices.reshape(index_shape), total, losses, stats)
 
-    def _assign(self, z: Tensor, codebook: Tensor, in_dtype: torch.dtype) -> Tensor:
-        # Low-precision operands only where they buy speed (the Triton kernel, which re-ranks);
-        # the torch reference computes in fp32 and is exact on the fp32 vectors.
-        if in_dtype in (torch.bfloat16, torch.float16) and self.precision != "fp32":
-            if resolve_backend(self.backend, z, codebook) == "triton":
-                z, codebook = z.to(in_dtype), codebook.to(in_dtype)
+    def _assign(self, z: Tensor, codebook: Tensor) -> Tensor:
+        # z and the codebook stay fp32 (fp64) on every backend: the kernel is certified exact on
+        # them, so Triton and torch return the same indices.
         indices, _ = nearest_code(
             z, codebook, metric="l2", precision=self.precision, backend=self.backend
         )

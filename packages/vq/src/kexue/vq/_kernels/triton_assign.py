@@ -1,26 +1,38 @@
 """Fused nearest-code search in Triton: distance GEMM + running (min, argmin), no N×K tensor.
 
 For each row tile of ``x`` the kernel streams the codebook in tiles of ``BLOCK_K`` codes, computes
-``acc = x_tile · C_tileᵀ`` with ``tl.dot`` (fp32 accumulation; tensor cores on GPU), forms the score
-``s = ‖e_k‖² − 2·x·e_k`` and keeps a running minimum and its index per row. Only O(N) outputs are
-written, so peak extra memory is O(N + K) (plus O(N·D) for the cosine normalisation).
+``acc = x̃_tile · C̃_tileᵀ`` with ``tl.dot`` (fp32 accumulation; tensor cores on GPU), forms the score
+``s = ‖ẽ_k‖² − 2·x̃·ẽ_k`` and keeps a running minimum, its index and the runner-up score per row.
+Only O(N) outputs are written, so peak extra memory is O(N + K·D) (plus O(N·D) for the cosine
+normalisation, and fp64 row chunks for the exact distances).
+
+Exactness (issue 14 item 7). Scores are computed on centred, power-of-two-scaled data: the codes
+are translated by their mean μ and scaled by σ (O(K·D), in torch), the rows are translated and
+scaled on load (x̃ = σx − μ, fp32). Without the centring a common offset c costs O(‖c‖²) in every
+score while score gaps are O(spread²): at offset 1e3 a third of the rows came out wrong. The
+kernel's best/runner-up gap is then certified against the rounding bound of
+:mod:`kexue.vq._reference`, and the rare ambiguous rows are recomputed by the reference, so every
+precision mode returns the reference's indices and distances (see :func:`nearest_code_triton`).
 
 Tie-breaking matches ``torch.argmin``: inside a tile the lowest column among those equal to the tile
 minimum wins, and across tiles (visited in increasing code order) a later tile replaces the running
-minimum only when strictly smaller. ``tl.argmin`` is not relied upon for ties.
+minimum only when strictly smaller. ``tl.argmin`` is not relied upon for ties. Exact ties are
+ambiguous rows by construction (gap 0), so the reference settles them with the same rule.
 
-Precision modes (see ``/work/notes/vq.md``):
+Precision modes:
 
-- ``"fp32"``: fp32 inputs use IEEE fp32 dots (``input_precision="ieee"``, no TF32); bf16/fp16
-  inputs use native-dtype dots whose products are exact in fp32 and are accumulated in fp32.
-- ``"rerank"``: low-precision operands (the input dtype for bf16/fp16, bf16 casts of fp32 inputs),
-  the best *two* candidates kept per row, then both re-scored exactly in fp32 as ``‖x − e‖²`` by a
-  small O(N·D) kernel; the lower index wins ties.
-- ``"auto"``: ``"rerank"`` for bf16/fp16 inputs, ``"fp32"`` otherwise.
+- ``"fp32"``: IEEE fp32 dots (``input_precision="ieee"``, no TF32) of the centred fp32 values.
+- ``"rerank"``: bf16 operands (centred values rounded to bf16 in the kernel), fp32 accumulation;
+  the bound carries u_in = 2⁻⁸, so more rows are re-ranked. bf16 (not fp16) operands for every
+  input dtype: the centred, scaled values keep the fp32 exponent range (no fp16 over/underflow).
+- ``"auto"``: ``"fp32"`` for every input dtype. Measured under the interpreter (N 1024, K 64,
+  Gaussian data, D 8 and 64, offsets 0–1e6): 0–0.2 % of rows ambiguous with fp32 operands, 83–86 %
+  with bf16 operands, whose rigorous bound is ~80x wider than the gaps between nearest codes.
+  ``"rerank"`` still returns the exact answer, but only pays off for well-separated codebooks.
 
 Small N with large K runs in split-code mode: the grid is (row tiles, code splits), each program
-writes its partial (min, idx) pairs, and a tiny torch reduction over the splits takes the minimum,
-lowest index on ties.
+writes its partial (min, idx, runner-up), and a tiny torch reduction over the splits takes the
+minimum (lowest index on ties) and the overall runner-up.
 
 Triton's CPU interpreter (``TRITON_INTERPRET=1``) computes bf16 ``tl.dot`` wrongly (checked with
 triton 3.9); there bf16 operands are upcast to fp32 before the dot, which gives the same exact
@@ -29,11 +41,22 @@ products with fp32 accumulation as a GPU bf16 tensor-core dot.
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
+import torch.nn.functional as F
 import triton
 import triton.language as tl
+
+from .._reference import (
+    DEFAULT_CHUNK_BYTES,
+    NORM_EPS,
+    exact_sqdist,
+    nearest_code_exact,
+    pow2_scale,
+    score_tolerance,
+)
 
 __all__ = ["nearest_code_triton"]
 
@@ -41,7 +64,6 @@ _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 _METRICS = ("l2", "cosine")
 _PRECISIONS = ("auto", "fp32", "rerank")
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-_COS_EPS = 1e-12
 # D up to this (padded to a power of two) is loaded once per row tile; beyond it the kernel loops
 # over D tiles of BLOCK_D. Small under the interpreter so that the tests exercise the D loop.
 _MAX_SINGLE_D = 32 if _INTERPRET else 128
@@ -83,7 +105,7 @@ def _prune(configs: list[triton.Config], named_args: dict, **kwargs: object) -> 
 
 @triton.autotune(
     configs=_configs(),
-    key=["N_BUCKET", "K_BUCKET", "D_PAD", "ELT", "TOP2", "SPLIT"],
+    key=["N_BUCKET", "K_BUCKET", "D_PAD", "ELT", "SPLIT"],
     prune_configs_by={"early_config_prune": _prune},
 )
 @triton.jit
@@ -91,11 +113,12 @@ def _assign_kernel(
     X,
     C,
     CSQ,
+    MU,
     XSQ,
     S1,
     I1,
     S2,
-    I2,
+    scale,
     N,
     K,
     D,
@@ -109,9 +132,8 @@ def _assign_kernel(
     D_PAD: tl.constexpr,
     ELT: tl.constexpr,
     SINGLE_D: tl.constexpr,
-    TOP2: tl.constexpr,
     SPLIT: tl.constexpr,
-    CAST_BF16: tl.constexpr,
+    OP_BF16: tl.constexpr,
     UPCAST: tl.constexpr,
     IEEE: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -125,33 +147,33 @@ def _assign_kernel(
     x_rows = X + rows.to(tl.int64)[:, None] * stride_xn
     BLOCK_D: tl.constexpr = D_PAD if SINGLE_D else BLOCK_D_LOOP
 
-    # ‖x‖² in fp32 (and the x tile itself when D fits in one tile).
+    # x̃ = σ·x − μ in fp32 on load (the centring of the module docstring), and ‖x̃‖² in fp32.
     dcols = tl.arange(0, BLOCK_D)
     xsq = tl.zeros([BLOCK_N], dtype=tl.float32)
     for d0 in range(0, D, BLOCK_D):
         dm = (d0 + dcols) < D
-        xt = tl.load(
-            x_rows + (d0 + dcols)[None, :] * stride_xd, mask=rmask[:, None] & dm[None, :], other=0
-        )
-        xf = xt.to(tl.float32)
+        m2 = rmask[:, None] & dm[None, :]
+        xt = tl.load(x_rows + (d0 + dcols)[None, :] * stride_xd, mask=m2, other=0)
+        mu = tl.load(MU + d0 + dcols, mask=dm, other=0.0)
+        xf = tl.where(m2, xt.to(tl.float32) * scale - mu[None, :], 0.0)
         xsq += tl.sum(xf * xf, axis=1)
     if pid_s == 0:
         tl.store(XSQ + rows, xsq, mask=rmask)
     if SINGLE_D:
-        x_single = tl.load(
-            x_rows + dcols[None, :] * stride_xd, mask=rmask[:, None] & (dcols < D)[None, :], other=0
-        )
-        if CAST_BF16:
+        m2 = rmask[:, None] & (dcols < D)[None, :]
+        xt = tl.load(x_rows + dcols[None, :] * stride_xd, mask=m2, other=0)
+        mu = tl.load(MU + dcols, mask=dcols < D, other=0.0)
+        x_single = tl.where(m2, xt.to(tl.float32) * scale - mu[None, :], 0.0)
+        if OP_BF16:
             x_single = x_single.to(tl.bfloat16)
-        if UPCAST:
-            x_single = x_single.to(tl.float32)
+            if UPCAST:
+                x_single = x_single.to(tl.float32)
 
     k_start = pid_s * k_per_split
     k_end = tl.minimum(k_start + k_per_split, K)
     best = tl.full([BLOCK_N], float("inf"), dtype=tl.float32)
     best_i = tl.zeros([BLOCK_N], dtype=tl.int32) + k_start
     second = tl.full([BLOCK_N], float("inf"), dtype=tl.float32)
-    second_i = tl.full([BLOCK_N], -1, dtype=tl.int32)
     kcols = tl.arange(0, BLOCK_K)
     big = 2147483647
     for k0 in range(k_start, k_end, BLOCK_K):
@@ -165,8 +187,6 @@ def _assign_kernel(
                 mask=cmask[:, None] & (dcols < D)[None, :],
                 other=0,
             )
-            if CAST_BF16:
-                ct = ct.to(tl.bfloat16)
             if UPCAST:
                 ct = ct.to(tl.float32)
             if IEEE:
@@ -176,21 +196,20 @@ def _assign_kernel(
         else:
             for d0 in range(0, D, BLOCK_D):
                 dm = (d0 + dcols) < D
-                xt = tl.load(
-                    x_rows + (d0 + dcols)[None, :] * stride_xd,
-                    mask=rmask[:, None] & dm[None, :],
-                    other=0,
-                )
+                m2 = rmask[:, None] & dm[None, :]
+                xt = tl.load(x_rows + (d0 + dcols)[None, :] * stride_xd, mask=m2, other=0)
+                mu = tl.load(MU + d0 + dcols, mask=dm, other=0.0)
+                xt = tl.where(m2, xt.to(tl.float32) * scale - mu[None, :], 0.0)
                 ct = tl.load(
                     c_rows + (d0 + dcols)[None, :] * stride_cd,
                     mask=cmask[:, None] & dm[None, :],
                     other=0,
                 )
-                if CAST_BF16:
+                if OP_BF16:
                     xt = xt.to(tl.bfloat16)
-                    ct = ct.to(tl.bfloat16)
+                    if UPCAST:
+                        xt = xt.to(tl.float32)
                 if UPCAST:
-                    xt = xt.to(tl.float32)
                     ct = ct.to(tl.float32)
                 if IEEE:
                     acc = tl.dot(xt, tl.trans(ct), acc, input_precision="ieee")
@@ -203,84 +222,17 @@ def _assign_kernel(
         t1 = tl.min(score, axis=1)
         is1 = (score == t1[:, None]) & cmask[None, :]
         t1_i = tl.min(tl.where(is1, cols[None, :], big), axis=1)
-        if TOP2:
-            rest = tl.where(cols[None, :] == t1_i[:, None], float("inf"), score)
-            t2 = tl.min(rest, axis=1)
-            is2 = (rest == t2[:, None]) & cmask[None, :] & (cols[None, :] != t1_i[:, None])
-            t2_i = tl.min(tl.where(is2, cols[None, :], big), axis=1)
-            t2_i = tl.where(t2_i == big, -1, t2_i)
-            # merge (best ≤ second, lower indices) with (t1 ≤ t2, higher indices)
-            new_first = t1 < best
-            n_second = tl.where(
-                new_first,
-                tl.where(best <= t2, best, t2),
-                tl.where(t1 < second, t1, second),
-            )
-            n_second_i = tl.where(
-                new_first,
-                tl.where(best <= t2, best_i, t2_i),
-                tl.where(t1 < second, t1_i, second_i),
-            )
-            second = n_second
-            second_i = n_second_i
-            best_i = tl.where(new_first, t1_i, best_i)
-            best = tl.where(new_first, t1, best)
-        else:
-            upd = t1 < best
-            best_i = tl.where(upd, t1_i, best_i)
-            best = tl.where(upd, t1, best)
+        # tile runner-up: the minimum over the other columns (equal to t1 on a tie)
+        t2 = tl.min(tl.where(cols[None, :] == t1_i[:, None], float("inf"), score), axis=1)
+        # merge (best ≤ second, lower indices) with (t1 ≤ t2, higher indices)
+        new_first = t1 < best
+        second = tl.where(new_first, tl.minimum(best, t2), tl.minimum(t1, second))
+        best_i = tl.where(new_first, t1_i, best_i)
+        best = tl.where(new_first, t1, best)
     out = pid_s.to(tl.int64) * N + rows
     tl.store(S1 + out, best, mask=rmask)
     tl.store(I1 + out, best_i.to(tl.int64), mask=rmask)
-    if TOP2:
-        tl.store(S2 + out, second, mask=rmask)
-        tl.store(I2 + out, second_i.to(tl.int64), mask=rmask)
-
-
-@triton.jit
-def _rerank_kernel(
-    X,
-    C,
-    CAND,
-    OUT_I,
-    OUT_D,
-    N,
-    D,
-    M,
-    stride_xn,
-    stride_xd,
-    stride_cn,
-    stride_cd,
-    BLOCK_R: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-):
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_R + tl.arange(0, BLOCK_R)
-    rmask = rows < N
-    dcols = tl.arange(0, BLOCK_D)
-    x_rows = X + rows.to(tl.int64)[:, None] * stride_xn
-    best = tl.full([BLOCK_R], float("inf"), dtype=tl.float32)
-    best_i = tl.full([BLOCK_R], -1, dtype=tl.int64)
-    for m in range(0, M):
-        idx = tl.load(CAND + m * N + rows, mask=rmask, other=-1)
-        valid = rmask & (idx >= 0)
-        c_rows = C + tl.where(valid, idx, 0)[:, None] * stride_cn
-        dist = tl.zeros([BLOCK_R], dtype=tl.float32)
-        for d0 in range(0, D, BLOCK_D):
-            dm = ((d0 + dcols) < D)[None, :]
-            xv = tl.load(
-                x_rows + (d0 + dcols)[None, :] * stride_xd, mask=valid[:, None] & dm, other=0
-            )
-            cv = tl.load(
-                c_rows + (d0 + dcols)[None, :] * stride_cd, mask=valid[:, None] & dm, other=0
-            )
-            diff = xv.to(tl.float32) - cv.to(tl.float32)
-            dist += tl.sum(diff * diff, axis=1)
-        better = valid & ((dist < best) | ((dist == best) & (idx < best_i)) | (best_i < 0))
-        best = tl.where(better, dist, best)
-        best_i = tl.where(better, idx, best_i)
-    tl.store(OUT_I + rows, best_i, mask=rmask)
-    tl.store(OUT_D + rows, best, mask=rmask)
+    tl.store(S2 + out, second, mask=rmask)
 
 
 def _bucket(n: int) -> int:
@@ -316,21 +268,35 @@ def nearest_code_triton(
     precision: str = "auto",
     code_splits: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest code per row with the fused Triton kernel: k*(i) = argmin_k ‖x_i − e_k‖².
+    """Nearest code per row with the fused Triton kernel, certified: the reference's exact answer.
 
-    Scores are s_ik = ‖e_k‖² − 2·x_i·e_k, streamed over codebook tiles (no N×K tensor); the
-    returned distance is d_i = max(‖x_i‖² + min_k s_ik, 0) (``"fp32"``) or the exact fp32
-    ‖x_i − e_k*‖² of the re-ranked winner (``"rerank"``). Ties go to the lowest index.
+    k*(i) = argmin_k ‖x_i − e_k‖², ties to the lowest index, and d_i = ‖x_i − e_k*‖² from fp64
+    differences, both equal to :func:`kexue.vq.functional.nearest_code_reference` on every input.
+    The kernel scores the centred, power-of-two-scaled data, s_ik = ‖ẽ_k‖² − 2·x̃_i·ẽ_k with
+    x̃ = σx − μ (μ the codebook mean, subtracted on load), streamed over codebook tiles (no N×K
+    tensor), and keeps the best and the runner-up score of every row. A row is ambiguous when
+    ŝ_2nd − ŝ_best ≤ 2τ_i with the bound of :mod:`kexue.vq._reference`,
+
+        τ_i = c_D·(E + X_i)² + n_D·(E + X_i) + (D + 4)·2⁻¹²⁰,   c_D = 5·u_in + 4·(D + 6)·2⁻²⁴,
+
+    E = max_k ‖ẽ_k‖, X_i = ‖x̃_i‖, u_in = 0 for ``"fp32"`` (IEEE fp32 dots) and 2⁻⁸ for
+    ``"rerank"`` (bf16 dots), n_D = 8·(D + 4)·2⁻²⁴ for cosine (else 0). τ_i is twice a rigorous
+    bound on the rounding error of one score, so an unambiguous row's best code is the exact
+    nearest code by a margin above τ_i; ambiguous rows (ties, duplicated codes, near ties: about
+    0–0.2 % of Gaussian rows in ``"fp32"`` mode) are recomputed by the reference, which re-ranks all
+    their codes within its own bound in fp64. This costs one host sync per call (the count of
+    ambiguous rows).
 
     Arguments:
         x: (N, D) fp32/bf16/fp16 on CUDA (or CPU under ``TRITON_INTERPRET=1``); any strides.
-        codebook: (K, D), same dtype and device as ``x``.
+        codebook: (K, D) fp32/bf16/fp16, same device as ``x``.
         metric: ``"l2"`` (default) or ``"cosine"`` (both sides L2-normalised with eps 1e-12 in
-            fp32 first; the distance is then 2 − 2·cos).
-        codebook_sqnorm: optional precomputed fp32 ‖e_k‖² of shape (K,) (L2 only; ignored for
-            cosine, whose normalised codes get fresh norms).
-        precision: ``"auto"`` (default: ``"rerank"`` for bf16/fp16, ``"fp32"`` for fp32),
-            ``"fp32"`` or ``"rerank"`` (module docstring).
+            fp32 first, as the reference; the distance is then that of the normalised vectors).
+        codebook_sqnorm: optional (K,) ‖e_k‖²: validated for shape only (the kernel needs the
+            norms of the centred codes, which it computes in O(K·D)).
+        precision: ``"auto"`` (default: ``"rerank"`` for bf16/fp16 inputs, ``"fp32"`` for fp32),
+            ``"fp32"`` or ``"rerank"`` (bf16 operands: faster tensor-core GEMM, more re-ranked
+            rows); both return the exact answer.
         code_splits: number of code splits (split-code mode); ``None`` picks from N, K and the
             SM count (splits only when the row tiles cannot fill the device and K ≥ 1024).
 
@@ -339,8 +305,117 @@ def nearest_code_triton(
 
     References:
         https://kexue.fm/archives/6760 (VQ-VAE); arXiv 1711.00937; flash-kmeans "FlashAssign"
-        (arXiv 2603.09229) for the streamed (min, argmin) design.
+        (arXiv 2603.09229) for the streamed (min, argmin) design; Higham, *Accuracy and Stability
+        of Numerical Algorithms*, §3.1 (the γ_n dot-product bound).
     """
+    _check(x, codebook, metric, codebook_sqnorm, precision)
+    n, d = x.shape
+    device = x.device
+    if n == 0:
+        return torch.empty(0, dtype=torch.int64, device=device), torch.empty(0, device=device)
+    # cosine: the kernel reads rows normalised in fp32 exactly as the reference's scores do; the
+    # exact re-rank and the distances start again from the raw rows (fp64 normalisation)
+    xk = F.normalize(x.float(), dim=1, eps=NORM_EPS) if metric == "cosine" else x
+    idx, best, second, tau = certified_top2(xk, codebook, metric, precision, code_splits)
+    ambiguous = torch.nonzero(second - best <= 2.0 * tau).squeeze(1)  # the one host sync
+    if ambiguous.numel():
+        amb_idx, _ = nearest_code_exact(
+            x.index_select(0, ambiguous), codebook, metric=metric, chunk_size=None
+        )
+        idx = idx.index_copy(0, ambiguous, amb_idx)
+    dist = torch.empty(n, dtype=torch.float32, device=device)
+    rows = max(1, DEFAULT_CHUNK_BYTES // (16 * d))
+    for start in range(0, n, rows):
+        sl = slice(start, min(start + rows, n))
+        dist[sl] = exact_sqdist(x[sl], codebook, idx[sl], metric=metric)
+    return idx, dist
+
+
+def certified_top2(
+    x: torch.Tensor,
+    codebook: torch.Tensor,
+    metric: str,
+    precision: str,
+    code_splits: int | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the kernel: (best index, best score, runner-up score, τ) per row, all (N,).
+
+    ``x`` is already L2-normalised for cosine. A row is ambiguous iff runner-up − best ≤ 2τ.
+    """
+    n, d = x.shape
+    k = codebook.shape[0]
+    device = x.device
+    op_bf16 = precision == "rerank"  # "auto" is "fp32"
+    cosine = metric == "cosine"
+    if cosine:
+        c32 = F.normalize(codebook.float(), dim=1, eps=NORM_EPS)
+        scale = 1.0
+    else:
+        c32 = codebook.float()
+        amax = torch.maximum(
+            torch.linalg.vector_norm(x, ord=math.inf, dtype=torch.float32),
+            torch.linalg.vector_norm(c32, ord=math.inf),
+        )
+        scale = pow2_scale(float(amax))
+        c32 = c32 * scale
+    mu = c32.mean(dim=0).contiguous()
+    e_c = c32 - mu
+    csq = (e_c * e_c).sum(dim=1).contiguous()
+    c_op = e_c.to(torch.bfloat16) if op_bf16 else e_c
+    upcast = _INTERPRET and op_bf16
+
+    splits = _choose_splits(n, k, device, code_splits)
+    k_per_split = triton.cdiv(triton.cdiv(k, splits), _SPLIT_ALIGN) * _SPLIT_ALIGN
+    if code_splits is not None or _INTERPRET:
+        k_per_split = triton.cdiv(k, splits)
+    splits = triton.cdiv(k, k_per_split)
+    xsq = torch.empty(n, dtype=torch.float32, device=device)
+    s1 = torch.empty(splits, n, dtype=torch.float32, device=device)
+    i1 = torch.empty(splits, n, dtype=torch.int64, device=device)
+    s2 = torch.empty_like(s1)
+    d_pad = max(16, triton.next_power_of_2(d))
+
+    def grid(meta: dict) -> tuple[int, int]:
+        return (triton.cdiv(n, meta["BLOCK_N"]), splits)
+
+    _assign_kernel[grid](
+        x, c_op, csq, mu, xsq, s1, i1, s2, scale,
+        n, k, d, k_per_split,
+        x.stride(0), x.stride(1), c_op.stride(0), c_op.stride(1),
+        _bucket(n), _bucket(k),
+        D_PAD=d_pad, ELT=c_op.element_size(), SINGLE_D=d_pad <= _MAX_SINGLE_D,
+        SPLIT=splits > 1, OP_BF16=op_bf16, UPCAST=upcast, IEEE=not op_bf16 or upcast,
+    )  # fmt: skip
+    best, idx, second = _merge_splits(s1, i1, s2)
+    u_in = 2.0**-8 if op_bf16 else 0.0
+    e_max = csq.max().sqrt()
+    tau = score_tolerance(e_max, xsq.sqrt(), dim=d, unit=2.0**-24, u_in=u_in, cosine=cosine)
+    return idx, best, second, tau
+
+
+def _merge_splits(
+    s1: torch.Tensor, i1: torch.Tensor, s2: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Best score, its index (lowest split on ties) and the runner-up score over code splits."""
+    splits, n = s1.shape
+    if splits == 1:
+        return s1[0], i1[0], s2[0]
+    best = s1.min(dim=0).values
+    order = torch.arange(splits, device=s1.device)[:, None].expand(splits, n)
+    sel = torch.where(s1 == best[None, :], order, splits).min(dim=0).values.clamp_max_(splits - 1)
+    idx = i1.gather(0, sel[None, :])[0]
+    others = s1.scatter(0, sel[None, :], math.inf).min(dim=0).values
+    second = torch.minimum(others, s2.gather(0, sel[None, :])[0])
+    return best, idx, second
+
+
+def _check(
+    x: torch.Tensor,
+    codebook: torch.Tensor,
+    metric: str,
+    codebook_sqnorm: torch.Tensor | None,
+    precision: str,
+) -> None:
     if metric not in _METRICS:
         raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
     if precision not in _PRECISIONS:
@@ -360,92 +435,8 @@ def nearest_code_triton(
             )
     if codebook.device != x.device:
         raise ValueError(f"codebook must be on x's device, got {codebook.device} and {x.device}")
-    n, d = x.shape
-    k = codebook.shape[0]
-    device = x.device
-    if n == 0:
-        return torch.empty(0, dtype=torch.int64, device=device), torch.empty(0, device=device)
-    low = [t.dtype for t in (x, codebook) if t.dtype != torch.float32]
-    if precision == "auto":
-        precision = "rerank" if low else "fp32"
-    # Operand dtype of the GEMM: fp32 in "fp32" mode (bf16/fp16 with matching dtypes keep their
-    # dtype: products are exact in fp32), the low dtype (bf16 for fp32 inputs) in "rerank" mode.
-    if precision == "fp32":
-        op_dtype = x.dtype if x.dtype == codebook.dtype else torch.float32
-    elif len(set(low)) == 1:
-        op_dtype = low[0]
-    elif not low:
-        op_dtype = torch.bfloat16
-    else:  # bf16 with fp16: no common low dtype
-        op_dtype = torch.float32
-    x_exact, c_exact = x, codebook  # the re-rank reads these (any float dtype, upcast to fp32)
-    if metric == "cosine":
-        x_exact = x.float() / x.float().norm(dim=1, keepdim=True).clamp_min(_COS_EPS)
-        c_exact = codebook.float() / codebook.float().norm(dim=1, keepdim=True).clamp_min(_COS_EPS)
-        csq = c_exact.pow(2).sum(1)
-    elif codebook_sqnorm is not None:
-        if codebook_sqnorm.shape != (k,):
-            raise ValueError(
-                f"codebook_sqnorm must have shape ({k},) for codebook {tuple(codebook.shape)}, "
-                f"got {tuple(codebook_sqnorm.shape)}"
-            )
-        csq = codebook_sqnorm.to(device=device, dtype=torch.float32).contiguous()
-    else:
-        csq = torch.linalg.vector_norm(codebook, dim=1, dtype=torch.float32).square()
-    # fp32 inputs feeding bf16 operands are cast inside the kernel (no N×D copy).
-    cast_bf16 = op_dtype == torch.bfloat16 and x_exact.dtype == codebook.dtype == torch.float32
-    if metric == "cosine" and not cast_bf16:
-        x, codebook = x_exact.to(op_dtype), c_exact.to(op_dtype)
-    elif metric == "cosine":
-        x, codebook = x_exact, c_exact
-    elif not cast_bf16:
-        x, codebook = x.to(op_dtype), codebook.to(op_dtype)
-
-    top2 = precision == "rerank"
-    upcast = _INTERPRET and op_dtype == torch.bfloat16
-    ieee = op_dtype == torch.float32 or upcast
-    splits = _choose_splits(n, k, device, code_splits)
-    k_per_split = triton.cdiv(triton.cdiv(k, splits), _SPLIT_ALIGN) * _SPLIT_ALIGN
-    if code_splits is not None or _INTERPRET:
-        k_per_split = triton.cdiv(k, splits)
-    splits = triton.cdiv(k, k_per_split)
-
-    xsq = torch.empty(n, dtype=torch.float32, device=device)
-    s1 = torch.empty(splits, n, dtype=torch.float32, device=device)
-    i1 = torch.empty(splits, n, dtype=torch.int64, device=device)
-    s2 = torch.empty_like(s1) if top2 else s1
-    i2 = torch.empty_like(i1) if top2 else i1
-    d_pad = max(16, triton.next_power_of_2(d))
-
-    def grid(meta: dict) -> tuple[int, int]:
-        return (triton.cdiv(n, meta["BLOCK_N"]), splits)
-
-    _assign_kernel[grid](
-        x, codebook, csq, xsq, s1, i1, s2, i2,
-        n, k, d, k_per_split,
-        x.stride(0), x.stride(1), codebook.stride(0), codebook.stride(1),
-        _bucket(n), _bucket(k),
-        D_PAD=d_pad, ELT=x.element_size(), SINGLE_D=d_pad <= _MAX_SINGLE_D, TOP2=top2,
-        SPLIT=splits > 1, CAST_BF16=cast_bf16, UPCAST=upcast, IEEE=ieee,
-    )  # fmt: skip
-
-    if top2:
-        cand = torch.cat([i1, i2], dim=0)  # (2·splits, N), O(N·splits)
-        idx = torch.empty(n, dtype=torch.int64, device=device)
-        dist = torch.empty(n, dtype=torch.float32, device=device)
-        block_d = min(128, max(16, triton.next_power_of_2(d)))
-        block_r = 64
-        _rerank_kernel[(triton.cdiv(n, block_r),)](
-            x_exact, c_exact, cand, idx, dist,
-            n, d, cand.shape[0],
-            x_exact.stride(0), x_exact.stride(1), c_exact.stride(0), c_exact.stride(1),
-            BLOCK_R=block_r, BLOCK_D=block_d,
-        )  # fmt: skip
-        return idx, dist
-    if splits == 1:
-        return i1[0], (xsq + s1[0]).clamp_min_(0.0)
-    best = s1.min(dim=0).values
-    order = torch.arange(splits, device=device)[:, None].expand(splits, n)
-    sel = torch.where(s1 == best[None, :], order, splits).min(dim=0).values.clamp_max_(splits - 1)
-    idx = i1.gather(0, sel[None, :])[0]
-    return idx, (xsq + best).clamp_min_(0.0)
+    if codebook_sqnorm is not None and tuple(codebook_sqnorm.shape) != (codebook.shape[0],):
+        raise ValueError(
+            f"codebook_sqnorm must have shape ({codebook.shape[0]},) for codebook "
+            f"{tuple(codebook.shape)}, got {tuple(codebook_sqnorm.shape)}"
+        )
