@@ -7,10 +7,19 @@ decoding and multi-passage answer voting.
 - :mod:`.tokenizer` — ``SentencePieceTokenizer``, training with a lexicon.
 - :mod:`.decoding` — decoders and the top-k / top-p filters of next-token probabilities.
 - :mod:`.voting` — answer voting across passages.
+- :mod:`.bert` — pretrained BERT-family checkpoints: ``BertUniLM`` (HF names, post-LN, MLM
+  head, UniLM masks, KV cache, CLN), ``load_bert`` / ``save_bert`` (HF folders in and out).
 """
 
 from __future__ import annotations
 
+from .bert import (
+    BertConfig,
+    BertUniLM,
+    LoadReport,
+    load_bert,
+    save_bert,
+)
 from .cln import (
     ConditionalLayerNorm,
 )
@@ -50,8 +59,11 @@ from .voting import (
 
 __all__ = [
     "AutoRegressiveDecoder",
+    "BertConfig",
+    "BertUniLM",
     "ConditionalLayerNorm",
     "KVCache",
+    "LoadReport",
     "PassageVoter",
     "SentencePieceTokenizer",
     "UniLMDecoder",
@@ -60,9 +72,11 @@ __all__ = [
     "causal_mask",
     "check_attention_mask",
     "extractive_filter",
+    "load_bert",
     "ngram_continuations",
     "padding_mask",
     "prefix_lm_mask",
+    "save_bert",
     "sdpa_mask",
     "seq2seq_loss",
     "top_k_filter",

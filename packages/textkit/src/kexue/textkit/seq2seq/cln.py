@@ -86,14 +86,21 @@ class ConditionalLayerNorm(nn.Module):
         self.hidden_dense: nn.Linear | None = None
         h_dim = cond_dim
         if hidden_units is not None:
-            self.hidden_dense = nn.Linear(cond_dim, hidden_units, bias=False)
-            nn.init.xavier_uniform_(self.hidden_dense.weight)  # Keras glorot_uniform
+            self.hidden_dense = nn.Linear(cond_dim, hidden_units, bias=False)  # Keras glorot
             h_dim = hidden_units
         self.hidden_activation = hidden_activation
         self.gamma_dense = nn.Linear(h_dim, dim, bias=False)
         self.beta_dense = nn.Linear(h_dim, dim, bias=False)
+        self.reset_condition_()
+
+    @torch.no_grad()
+    def reset_condition_(self) -> None:
+        """Zero ``W_γ``, ``W_β`` and Glorot-initialise ``W_h``: the layer becomes a plain
+        LayerNorm with its current ``γ₀, β₀`` for every condition (used after a model-wide init)."""
         nn.init.zeros_(self.gamma_dense.weight)
         nn.init.zeros_(self.beta_dense.weight)
+        if self.hidden_dense is not None:
+            nn.init.xavier_uniform_(self.hidden_dense.weight)
 
     def condition_projection(self, cond: Tensor) -> Tensor:
         """``h(c)``: the hidden Dense (+ activation) if configured, else ``c`` itself."""

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._attention import check_model_inputs, finish_cache, plan_attention, store_cache
 from .cln import ConditionalLayerNorm
-from .masks import check_attention_mask
 
 __all__ = ["KVCache", "UniLMTransformer", "seq2seq_loss"]
 
@@ -209,53 +209,7 @@ class UniLMTransformer(nn.Module):
                     nn.init.zeros_(m.bias)
         for m in self.modules():  # CLN's condition maps start at zero (spec §2.8)
             if isinstance(m, ConditionalLayerNorm):
-                nn.init.zeros_(m.gamma_dense.weight)
-                nn.init.zeros_(m.beta_dense.weight)
-                if m.hidden_dense is not None:
-                    nn.init.xavier_uniform_(m.hidden_dense.weight)
-
-    # ------------------------------------------------------------------------------------------
-    def _validate(
-        self,
-        tokens: Tensor,
-        segments: Tensor | None,
-        key_padding_mask: Tensor | None,
-        position_ids: Tensor | None,
-        cond: Tensor | None,
-        cache: KVCache | None,
-    ) -> None:
-        if tokens.dim() != 2 or tokens.dtype.is_floating_point:
-            raise ValueError(f"tokens must be a (B, L) integer tensor, got {tuple(tokens.shape)}")
-        if tokens.shape[1] == 0:
-            raise ValueError("tokens has length 0 (empty source)")
-        if int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size:
-            raise ValueError(f"tokens must lie in [0, vocab_size={self.vocab_size})")
-        for name, t in (
-            ("segments", segments),
-            ("key_padding_mask", key_padding_mask),
-            ("position_ids", position_ids),
-        ):
-            if t is not None and tuple(t.shape) != tuple(tokens.shape):
-                raise ValueError(
-                    f"{name} shape {tuple(t.shape)} does not match tokens {tuple(tokens.shape)}"
-                )
-        if key_padding_mask is not None:
-            if key_padding_mask.dtype != torch.bool:
-                raise ValueError(f"key_padding_mask must be bool, got {key_padding_mask.dtype}")
-            if (cache is None or cache.length == 0) and not bool(key_padding_mask[:, 0].all()):
-                raise ValueError(
-                    "key_padding_mask[:, 0] must be True (right padding only: a query that sees "
-                    "no key would give NaN)"
-                )
-        if (cond is None) != (self.cond_dim is None):
-            raise ValueError(
-                "cond is required exactly when the model has cond_dim "
-                f"(cond_dim={self.cond_dim}, cond given: {cond is not None})"
-            )
-        if cache is not None and cache.batch_size not in (None, tokens.shape[0]):
-            raise ValueError(
-                f"cache holds {cache.batch_size} rows but tokens has batch {tokens.shape[0]}"
-            )
+                m.reset_condition_()
 
     def forward_hidden(
         self,
@@ -269,50 +223,26 @@ class UniLMTransformer(nn.Module):
         cache: KVCache | None = None,
     ) -> Tensor:
         """Final-normalised hidden states ``(B, L, dim)``; arguments as :meth:`forward`."""
-        self._validate(tokens, segments, key_padding_mask, position_ids, cond, cache)
-        b, n = tokens.shape
-        dev = tokens.device
-        past = cache.length if cache is not None else 0
-        valid = (
-            key_padding_mask
-            if key_padding_mask is not None
-            else torch.ones(b, n, dtype=torch.bool, device=dev)
+        check_model_inputs(
+            tokens,
+            segments,
+            key_padding_mask,
+            position_ids,
+            cond,
+            cache,
+            vocab_size=self.vocab_size,
+            cond_dim=self.cond_dim,
         )
-        # UniLM mask key c = cumsum(segments); causal = every token its own segment.
-        step = segments.long() if segments is not None else torch.ones_like(tokens)
-        last_c = cache.cum[:, -1:] if cache is not None and cache.cum is not None else 0
-        c_new = last_c + torch.cumsum(step, dim=1)
-        start = (
-            cache.next_pos
-            if cache is not None and cache.next_pos is not None
-            else torch.zeros(b, dtype=torch.long, device=dev)
+        plan = plan_attention(
+            tokens,
+            segments,
+            attn_mask=attn_mask,
+            key_padding_mask=key_padding_mask,
+            position_ids=position_ids,
+            cache=cache,
+            max_len=self.max_len,
         )
-        if position_ids is None:
-            position_ids = start[:, None] + torch.arange(n, device=dev)
-        if int(position_ids.max()) >= self.max_len or int(position_ids.min()) < 0:
-            raise ValueError(
-                f"position ids reach {int(position_ids.max())} >= max_len {self.max_len}"
-            )
-        if past:
-            c_all = torch.cat((cache.cum, c_new), dim=1)  # type: ignore[union-attr]
-            valid_all = torch.cat((cache.valid, valid), dim=1)  # type: ignore[union-attr]
-        else:
-            c_all, valid_all = c_new, valid
-        if attn_mask is None:
-            mask = (c_all[:, None, :] <= c_new[:, :, None]) & valid_all[:, None, :]
-        else:
-            check_attention_mask(attn_mask, batch=b, query_len=n, key_len=past + n)
-            mask = attn_mask
-            if mask.dim() == 2:
-                mask = mask[None]
-            if mask.dim() == 3:
-                mask = mask[:, None]
-            if mask.dtype == torch.bool:
-                mask = mask & valid_all[:, None, None, :]
-        if mask.dim() == 3:
-            mask = mask[:, None]
-        if mask.dtype == torch.bool and n == 1 and bool(mask.all()):
-            mask = None  # one new token that sees every key: SDPA's unmasked fast path
+        position_ids, mask, past = plan.position_ids, plan.mask, plan.past
 
         x = self.token_embedding(tokens)
         if segments is not None:
@@ -328,18 +258,16 @@ class UniLMTransformer(nn.Module):
             kv = (cache.keys[i], cache.values[i]) if past else None
             x, k, v = block(x, mask, cond, rot, kv)
             if cache is not None:
-                if past:
-                    cache.keys[i], cache.values[i] = k, v
-                else:
-                    cache.keys.append(k)
-                    cache.values.append(v)
+                store_cache(cache, plan, i, k, v)
         if cache is not None:
-            cache.cum, cache.valid = c_all, valid_all
-            cache.next_pos = start + valid.sum(dim=1)
+            finish_cache(cache, plan)
         return self.final_norm(x) if cond is None else self.final_norm(x, cond)
 
-    def logits(self, hidden: Tensor) -> Tensor:
-        """Tied output layer: ``hidden @ Eᵀ + b`` → ``(..., V)``."""
+    def logits(self, hidden: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Tied output layer: ``hidden @ Eᵀ + b`` → ``(..., V)``.
+
+        ``cond`` is accepted for the decoder protocol and unused (the final CLN is applied in
+        :meth:`forward_hidden`)."""
         return F.linear(hidden, self.token_embedding.weight, self.output_bias)
 
     def forward(

@@ -44,9 +44,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from ..transformer import KVCache, UniLMTransformer
+from ..transformer import KVCache
 from ._hook_check import _HookCheck
 from .beam import beam_search_loop, reorder
 from .filters import _invalid_rows, _top_k_core, _top_p_core
@@ -375,7 +375,10 @@ class AutoRegressiveDecoder:
 
 
 class UniLMDecoder(AutoRegressiveDecoder):
-    """Decoder whose hook runs a :class:`~kexue.textkit.seq2seq.transformer.UniLMTransformer`.
+    """Decoder whose hook runs a :class:`~kexue.textkit.seq2seq.transformer.UniLMTransformer`
+    or a :class:`~kexue.textkit.seq2seq.bert.BertUniLM` (anything with ``vocab_size``,
+    ``forward_hidden(tokens, segments, *, key_padding_mask, position_ids, cond, cache)`` and
+    ``logits(hidden, cond)``).
 
     ``inputs = [source (B, L) long right-padded, lengths (B,) long]`` plus optionally
     ``cond (B, d_c)`` for a CLN model. In seq2seq mode (default) the source is segment 0 and the
@@ -396,7 +399,7 @@ class UniLMDecoder(AutoRegressiveDecoder):
 
     def __init__(
         self,
-        model: UniLMTransformer,
+        model: nn.Module,
         *,
         start_id: int | None,
         end_id: int | Sequence[int],
@@ -452,10 +455,11 @@ class UniLMDecoder(AutoRegressiveDecoder):
                 source, seg_src, key_padding_mask=valid, cond=cond, cache=states
             )
             if t == 0:
-                return self.model.logits(hidden[torch.arange(n, device=dev), lengths - 1]), states
+                last = hidden[torch.arange(n, device=dev), lengths - 1]
+                return self.model.logits(last, cond), states
             new = output_ids
         else:
             new = output_ids[:, -1:]
         segs = torch.ones_like(new) if self.seq2seq else None
         hidden = self.model.forward_hidden(new, segs, cond=cond, cache=states)
-        return self.model.logits(hidden[:, -1]), states
+        return self.model.logits(hidden[:, -1], cond), states

@@ -7,16 +7,14 @@ Public through :mod:`kexue.textkit.seq2seq.decoding`.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
-from ..transformer import UniLMTransformer
+from torch import Tensor, nn
 
 __all__ = ["unilm_next_logits"]
 
 
 @torch.no_grad()
 def unilm_next_logits(
-    model: UniLMTransformer,
+    model: nn.Module,
     source: Tensor,
     lengths: Tensor,
     output_ids: Tensor,
@@ -59,4 +57,4 @@ def unilm_next_logits(
         segs = torch.cat((torch.zeros_like(source), torch.ones_like(output_ids)), dim=1)
     hidden = model.forward_hidden(tokens, segs, key_padding_mask=kpm, position_ids=pos, cond=cond)
     last = hidden[:, -1] if t else hidden[torch.arange(n, device=dev), lengths - 1]
-    return model.logits(last)
+    return model.logits(last, cond)
