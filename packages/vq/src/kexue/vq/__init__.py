@@ -37,6 +37,10 @@ from .lfq import (
     LFQ,
     lfq_entropies,
 )
+from .model_quantizers import (
+    QUANTIZER_KINDS,
+    make_quantizer,
+)
 from .models import (
     PRESETS,
     VQVAE,
@@ -75,6 +79,7 @@ __all__ = [
     "LFQ",
     "MAX_IMPLICIT_CODES",
     "PRESETS",
+    "QUANTIZER_KINDS",
     "QUANTIZER_PRESETS",
     "VQVAE",
     "VQVAE2",
@@ -95,6 +100,7 @@ __all__ = [
     "kmeans",
     "laplace_smoothed",
     "lfq_entropies",
+    "make_quantizer",
     "nearest_code",
     "nearest_code_reference",
     "perplexity",

@@ -237,11 +237,17 @@ def check_images(x: Tensor, in_channels: int, factor: int, cls: str) -> None:
         )
 
 
-def check_indices(indices: Tensor, num_codes: int, name: str) -> None:
-    """Raise ValueError naming ``name`` unless ``indices`` is an integer (B, h, w) grid in [0, K)."""
-    if not isinstance(indices, Tensor) or indices.dim() != 3:
+def check_indices(indices: Tensor, num_codes: int, name: str, stages: int | None = None) -> None:
+    """Raise ValueError naming ``name`` unless ``indices`` is an integer (B, h, w) grid in [0, K)
+    (with ``stages`` = Q: a (B, h, w, Q) grid)."""
+    ndim, form = (3, "(B, h, w)") if stages is None else (4, f"(B, h, w, {stages})")
+    if (
+        not isinstance(indices, Tensor)
+        or indices.dim() != ndim
+        or (stages is not None and indices.shape[-1] != stages)
+    ):
         shape = tuple(indices.shape) if isinstance(indices, Tensor) else type(indices).__name__
-        raise ValueError(f"{name} must be a (B, h, w) integer tensor, got shape {shape}")
+        raise ValueError(f"{name} must be a {form} integer tensor, got shape {shape}")
     if indices.dtype.is_floating_point or indices.dtype == torch.bool:
         raise ValueError(f"{name} must be an integer tensor, got dtype {indices.dtype}")
     if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_codes):

@@ -38,6 +38,7 @@ from ._model_blocks import (
     output_activation,
     reconstruction_loss,
 )
+from .model_quantizers import make_quantizer, num_codes_of, stages_of
 from .quantizer import QuantizerOutput, VectorQuantizer
 
 __all__ = ["PRESETS", "VQVAE", "VQVAE2", "VQVAELoss"]
@@ -145,9 +146,9 @@ def _resolve(preset: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def _init_codebook(quantizer: VectorQuantizer, scheme: str | None) -> None:
+def _init_codebook(quantizer: nn.Module, scheme: str | None) -> None:
     """Su's codebook initialisations, through ``load_codebook`` (EMA state kept consistent)."""
-    if scheme is None:
+    if scheme is None or not isinstance(quantizer, VectorQuantizer):
         return
     k, d = quantizer.num_codes, quantizer.codebook_dim
     weights = torch.empty(k, d)
@@ -161,7 +162,7 @@ def _init_codebook(quantizer: VectorQuantizer, scheme: str | None) -> None:
 class _QuantizedEncoding:
     """Run a quantizer without touching its state (eval mode, no autograd), then restore."""
 
-    def __init__(self, *quantizers: VectorQuantizer) -> None:
+    def __init__(self, *quantizers: nn.Module) -> None:
         self.quantizers = quantizers
         self.modes: list[bool] = []
 
@@ -210,8 +211,12 @@ class VQVAE(nn.Module):
         reconstruction_loss: ``"mean"`` (MSE over all elements) or ``"sum_per_sample"`` (squared
             error summed over C, H, W, averaged over the batch) for :meth:`loss`.
         preset: ``"paper"``, ``"su2019"``, ``"su2023"`` or None.
-        vq_kwargs: passed to :class:`VectorQuantizer` (``layout`` is fixed to
-            ``"channels_first"``).
+        quantizer: ``"vq"`` (default, :class:`VectorQuantizer`), ``"fsq"``, ``"lfq"``, ``"simvq"``,
+            ``"residual_vq"``, ``"residual_fsq"`` or ``"residual_lfq"`` (see
+            :func:`~kexue.vq.model_quantizers.make_quantizer`: FSQ takes ``levels=`` or the paper's
+            table for K = 2^b, LFQ log2 K bits, residual kinds ``num_quantizers=``). A preset's
+            quantiser options and codebook init apply to ``"vq"`` only.
+        vq_kwargs: passed to the quantiser (``layout`` is fixed to ``"channels_first"``).
 
     Returns (forward):
         ``(x̂, QuantizerOutput)`` with x̂ of x's shape.
@@ -241,6 +246,7 @@ class VQVAE(nn.Module):
         output_activation: OutputActivation | None = None,
         reconstruction_loss: ReconstructionLoss | None = None,
         preset: str | None = None,
+        quantizer: str = "vq",
         **vq_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -261,10 +267,11 @@ class VQVAE(nn.Module):
                 "reconstruction_loss": reconstruction_loss,
             },
         )
-        vq = {**cfg.pop("vq"), **vq_kwargs}
+        vq = {**(cfg.pop("vq") if quantizer == "vq" else {}), **vq_kwargs}
         if "layout" in vq:
             raise ValueError("vq_kwargs must not set layout: the models use 'channels_first'")
         self.config = {**cfg, "in_channels": in_channels, "preset": preset, "vq": vq}
+        self.config["quantizer"] = quantizer
         self.in_channels = in_channels
         self.downsample = int(cfg["downsample"])
         self.output_activation = cfg["output_activation"]
@@ -279,16 +286,14 @@ class VQVAE(nn.Module):
         self.encoder = ConvEncoder(
             in_channels, cfg["code_dim"], downsample=self.downsample, **blocks
         )
-        self.quantizer = VectorQuantizer(
-            cfg["num_codes"], cfg["code_dim"], layout="channels_first", **vq
-        )
+        self.quantizer = make_quantizer(quantizer, cfg["num_codes"], cfg["code_dim"], **vq)
         _init_codebook(self.quantizer, cfg["codebook_init"])
         self.decoder = ConvDecoder(cfg["code_dim"], in_channels, upsample=self.downsample, **blocks)
 
     @property
     def num_codes(self) -> int:
-        """Codebook size K."""
-        return int(self.quantizer.codebook.shape[0])
+        """Codebook size K (per stage / head)."""
+        return num_codes_of(self.quantizer)
 
     def _check(self, x: Tensor) -> None:
         check_images(x, self.in_channels, 2**self.downsample, "VQVAE")
@@ -320,8 +325,9 @@ class VQVAE(nn.Module):
             return self.quantizer(self.encoder(x)).indices
 
     def decode_indices(self, indices: Tensor) -> Tensor:
-        """Image from a token grid: int (B, h, w) → (B, C, h·2^downsample, w·2^downsample)."""
-        check_indices(indices, self.num_codes, "indices")
+        """Image from a token grid: int (B, h, w) (residual kinds: (B, h, w, Q)) → (B, C,
+        h·2^downsample, w·2^downsample)."""
+        check_indices(indices, self.num_codes, "indices", stages_of(self.quantizer))
         return self._decode(self.quantizer.lookup(indices.long()))
 
 
@@ -344,7 +350,8 @@ class VQVAE2(nn.Module):
         norm, activation, residual_scale: residual block options (see :class:`VQVAE`).
         output_activation: ``"none"``, ``"tanh"`` or ``"sigmoid"``.
         reconstruction_loss: ``"mean"`` or ``"sum_per_sample"`` (see :class:`VQVAE`).
-        vq_kwargs: passed to both :class:`VectorQuantizer` (quantiser defaults: β = 0.25, EMA
+        quantizer: the kind of both quantisers (see :class:`VQVAE`); default ``"vq"``.
+        vq_kwargs: passed to both quantisers (:class:`VectorQuantizer` defaults: β = 0.25, EMA
             γ = 0.99, ε = 1e-5, which are rosinality's latent-loss weight and EMA settings).
 
     Returns (forward):
@@ -368,6 +375,7 @@ class VQVAE2(nn.Module):
         residual_scale: float = 1.0,
         output_activation: OutputActivation = "none",
         reconstruction_loss: ReconstructionLoss = "mean",
+        quantizer: str = "vq",
         **vq_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -391,6 +399,7 @@ class VQVAE2(nn.Module):
         if "layout" in vq_kwargs:
             raise ValueError("vq_kwargs must not set layout: the models use 'channels_first'")
         self.config = {**cfg, "in_channels": in_channels, "vq": dict(vq_kwargs)}
+        self.config["quantizer"] = quantizer
         self.in_channels = in_channels
         self.downsample = downsample
         self.output_activation = output_activation
@@ -404,21 +413,17 @@ class VQVAE2(nn.Module):
         }
         self.encoder_bottom = ConvEncoder(in_channels, hidden, downsample=downsample, **blocks)
         self.encoder_top = ConvEncoder(hidden, code_dim, downsample=1, **blocks)
-        self.quantizer_top = VectorQuantizer(
-            num_codes, code_dim, layout="channels_first", **vq_kwargs
-        )
+        self.quantizer_top = make_quantizer(quantizer, num_codes, code_dim, **vq_kwargs)
         self.decoder_top = ConvDecoder(code_dim, code_dim, upsample=1, **blocks)
         self.pre_quantize_bottom = nn.Conv2d(code_dim + hidden, code_dim, 1)
-        self.quantizer_bottom = VectorQuantizer(
-            num_codes, code_dim, layout="channels_first", **vq_kwargs
-        )
+        self.quantizer_bottom = make_quantizer(quantizer, num_codes, code_dim, **vq_kwargs)
         self.upsample_top = nn.ConvTranspose2d(code_dim, code_dim, 4, stride=2, padding=1)
         self.decoder = ConvDecoder(2 * code_dim, in_channels, upsample=downsample, **blocks)
 
     @property
     def num_codes(self) -> int:
-        """Codebook size K of each level."""
-        return int(self.quantizer_top.codebook.shape[0])
+        """Codebook size K of each level (per stage / head)."""
+        return num_codes_of(self.quantizer_top)
 
     def _check(self, x: Tensor) -> None:
         check_images(x, self.in_channels, 2 ** (self.downsample + 1), "VQVAE2")
@@ -460,8 +465,9 @@ class VQVAE2(nn.Module):
 
     def decode_indices(self, top: Tensor, bottom: Tensor) -> Tensor:
         """Image from the two token grids; ``bottom`` must be twice ``top``'s size."""
-        check_indices(top, self.num_codes, "top")
-        check_indices(bottom, self.num_codes, "bottom")
+        stages = stages_of(self.quantizer_top)
+        check_indices(top, self.num_codes, "top", stages)
+        check_indices(bottom, self.num_codes, "bottom", stages)
         if (
             bottom.shape[0] != top.shape[0]
             or bottom.shape[1] != 2 * top.shape[1]
