@@ -62,7 +62,7 @@ class NonFiniteGuard:
     def record(self, flag: Tensor, call: int) -> None:
         """Advance the counters by one update whose finiteness is ``flag`` (on device)."""
         bad = (~flag).to(torch.int64)
-        self.consecutive.mul_(1 - bad).add_(bad)
+        self.consecutive.add_(1).mul_(bad)
         self.total.add_(bad)
         self.last_finite.copy_(torch.where(flag, call, self.last_finite))
 

@@ -322,9 +322,8 @@ class EMA(EMACheckpoint):
         w = 1.0 - torch.as_tensor(decay, dtype=torch.float64, device=self._t.device)
         for shadows, sources in groups.values():
             safe = [torch.where(flag.to(e.device), m, e) for e, m in zip(shadows, sources)]
-            torch._foreach_lerp_(
-                shadows, safe, w.to(device=shadows[0].device, dtype=shadows[0].dtype)
-            )
+            wg = w.to(device=shadows[0].device, dtype=shadows[0].dtype)
+            torch._foreach_lerp_(shadows, safe, [wg] * len(safe))  # a lone tensor weight syncs
         if advance:
             kept = flag.to(torch.float64)
             self._t.add_(kept * advance)

@@ -4,7 +4,8 @@
   ``lr_scale`` and ``weight_decay``; :func:`scale_parametrization`, :class:`SetLearningRate`.
 - :func:`extend` + transforms: :class:`WeightDecay`, :class:`LayerAdaptation`,
   :class:`LRMultiplier`, :class:`DeltaScale`, :class:`Lookahead`, :class:`LazyRows`,
-  :class:`GradClip`, :class:`AGC`, :class:`GradTransform`.
+  :class:`GradClip`, :class:`AGC`, :class:`GradTransform`; :class:`NonFinite` (skip or raise on
+  non-finite gradients).
 - :func:`piecewise_linear`, :func:`accumulate`.
 - bert4keras shims: ``extend_with_*`` (and ``_v2`` aliases).
 """
@@ -39,6 +40,7 @@ from .bert4keras import (
     extend_with_weight_decay,
     extend_with_weight_decay_v2,
 )
+from .nonfinite import NonFinite
 from .schedules import piecewise_linear
 from .transforms import (
     AGC,
@@ -64,6 +66,7 @@ __all__ = [
     "LayerAdaptation",
     "LazyRows",
     "Lookahead",
+    "NonFinite",
     "Rule",
     "SetLearningRate",
     "Transform",

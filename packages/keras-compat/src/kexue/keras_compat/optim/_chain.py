@@ -77,6 +77,9 @@ class Transform:
     late: bool = False
     #: Base of the state name in a chain (default: the snake-case class name).
     default_name: str | None = None
+    #: Set by :class:`~kexue.keras_compat.optim.NonFinite`: runs first and finishes the step
+    #: (``protect`` / ``finish``); :func:`extend` raises unless it is at position 0.
+    wraps_step: bool = False
 
     def __init__(
         self, *, include: Sequence[str] | None = None, exclude: Sequence[str] = ()
@@ -136,6 +139,10 @@ class Transform:
     def cleanup(self, optimizer: Optimizer) -> None:
         """Run after every ``post_step`` of the chain (default: nothing)."""
 
+    def guarded_tensors(self) -> list[Tensor]:
+        """Live state tensors that a skipped step must restore (default: none)."""
+        return []
+
     def state_dict(self) -> dict[str, Any]:
         """State to checkpoint (default: empty)."""
         return {}
@@ -191,7 +198,14 @@ def _describe(t: Transform, name: str, position: int) -> str:
 
 
 def _check_order(transforms: Sequence[Transform], names: Sequence[str]) -> None:
-    """Raise if a non-late transform follows a late one (nothing is ever moved)."""
+    """Raise if a non-late transform follows a late one, or a step-wrapping one is not first
+    (nothing is ever moved)."""
+    for j, t in enumerate(transforms):
+        if t.wraps_step and j != 0:
+            raise ValueError(
+                f"transforms: {_describe(t, names[j], j)} must come first (it checks the raw "
+                "gradients before any other transform and restores a skipped step after all of them)"
+            )
     first_late = next((i for i, t in enumerate(transforms) if t.late), None)
     if first_late is None:
         return
@@ -288,6 +302,9 @@ class ChainHandle:
     def _pre(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
         for t in self.transforms:
             t.pre_step(optimizer)
+        if self.transforms and self.transforms[0].wraps_step:
+            guarded = [x for t in self.transforms[1:] for x in t.guarded_tensors()]
+            self.transforms[0].protect(guarded)  # type: ignore[attr-defined]
         takers = [t for t in self.transforms if t.needs_snapshot]
         if not takers:
             self._snapshot = None
@@ -303,6 +320,8 @@ class ChainHandle:
         with torch.no_grad():
             for t in self.transforms:
                 t.post_step(optimizer, snapshot)
+            if self.transforms and self.transforms[0].wraps_step:
+                self.transforms[0].finish(optimizer)  # type: ignore[attr-defined]
         for t in reversed(self.transforms):
             t.cleanup(optimizer)
 

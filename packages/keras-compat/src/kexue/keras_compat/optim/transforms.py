@@ -257,6 +257,9 @@ class Lookahead(Transform):
         torch._foreach_lerp_(slow, fast, self.alpha)
         torch._foreach_copy_(fast, slow)
 
+    def guarded_tensors(self) -> list[Tensor]:
+        return list(self.slow.values())
+
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "slow": {i: t.clone() for i, t in self.slow.items()}}
 
@@ -295,6 +298,10 @@ def _upcast(t: Tensor) -> Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
+def _finite_or_zero(n: Tensor) -> Tensor:
+    return torch.where(torch.isfinite(n), n, torch.zeros_like(n))
+
+
 class GradClip(Transform):
     """Gradient clipping by norm or value, once per optimizer step, on the final gradient.
 
@@ -304,6 +311,13 @@ class GradClip(Transform):
     ``"global"`` — the joint norm of every selected parameter (``torch.nn.utils.clip_grad_norm_``).
     Coefficient: ``min(1, max_norm / (norm + 1e-6))``. ``max_value`` clamps elementwise to
     ``[−max_value, max_value]`` after the norm clip.
+
+    Non-finite gradients never spread (no host sync is needed for this): a tensor whose norm is
+    NaN/inf is left as it is (coefficient 1, so an inf gradient does not become inf·0 = NaN), and
+    the group / global norm is the norm of the finite tensors only, so one NaN element does not turn
+    the other parameters' gradients NaN (``clip_grad_norm_`` does). To skip such a step instead,
+    put :class:`NonFinite` first in the chain; ``last_total_norm`` still reports the raw norm
+    (NaN/inf), for logging.
 
     The pre-clip per-tensor norms are kept in ``last_norms`` (``{name: norm}``, computed in the
     same pass as the clip) for logging; ``last_total_norm`` holds the global norm.
@@ -341,6 +355,11 @@ class GradClip(Transform):
     def _total(self, norms: Sequence[Tensor]) -> Tensor:
         return torch.linalg.vector_norm(torch.stack(norms), self.norm_type)
 
+    def _coef(self, norm: Tensor, own: Tensor) -> Tensor:
+        """min(1, max_norm / (norm + 1e-6)); 1 for a tensor whose own norm is not finite."""
+        coef = (self.max_norm / (norm + 1e-6)).clamp(max=1.0)  # type: ignore[operator]
+        return torch.where(torch.isfinite(own), coef, torch.ones_like(coef))
+
     def pre_step(self, optimizer: Optimizer) -> None:
         groups = [(g, ps) for g, ps in self.selected(optimizer)]
         grads_by_group = [[p.grad for p in ps] for _, ps in groups]
@@ -354,12 +373,17 @@ class GradClip(Transform):
         }
         self.last_total_norm = self._total(flat).detach() if flat else None
         if self.max_norm is not None and flat:
+            total_finite = self._total([_finite_or_zero(n) for n in flat])
             for gs, ns in zip(grads_by_group, norms_by_group, strict=True):
                 if self.scope == "tensor":
-                    coefs = [(self.max_norm / (n + 1e-6)).clamp(max=1.0) for n in ns]
+                    coefs = [self._coef(n, n) for n in ns]
                 else:
-                    total = self._total(ns) if self.scope == "group" else self.last_total_norm
-                    coefs = [(self.max_norm / (total + 1e-6)).clamp(max=1.0)] * len(gs)
+                    total = (
+                        self._total([_finite_or_zero(n) for n in ns])
+                        if self.scope == "group"
+                        else total_finite
+                    )
+                    coefs = [self._coef(total, n) for n in ns]
                 torch._foreach_mul_(gs, [c.to(g.dtype) for c, g in zip(coefs, gs, strict=True)])
         if self.max_value is not None:
             for gs in grads_by_group:
