@@ -10,6 +10,7 @@ names. See the package README for the map of names and the stacking order.
 from __future__ import annotations
 
 from .__about__ import __version__
+from ._power import gamma_to_sigma_rel, sigma_rel_to_gamma
 from .capture import (
     AuxLosses,
     Tap,
@@ -77,6 +78,7 @@ from .parallel import (
     parallel_apply,
     parallel_apply_generator,
 )
+from .posthoc import PowerEMA, posthoc_coefficients, reconstruct
 from .progress import (
     RunningMean,
     is_rank_zero,
@@ -113,6 +115,7 @@ __all__ = [
     "LazyRows",
     "Lookahead",
     "NonFinite",
+    "PowerEMA",
     "Rule",
     "RunningMean",
     "SetLearningRate",
@@ -143,6 +146,7 @@ __all__ = [
     "extend_with_piecewise_linear_lr_v2",
     "extend_with_weight_decay",
     "extend_with_weight_decay_v2",
+    "gamma_to_sigma_rel",
     "is_rank_zero",
     "lr_scale_lambda",
     "mixup_loss",
@@ -151,7 +155,9 @@ __all__ = [
     "parallel_apply_generator",
     "param_groups",
     "piecewise_linear",
+    "posthoc_coefficients",
     "progbar",
+    "reconstruct",
     "record",
     "rk4_step",
     "sample_beta",
@@ -160,5 +166,6 @@ __all__ = [
     "seed_worker",
     "sequence_masking",
     "sequence_padding",
+    "sigma_rel_to_gamma",
     "unwrap_model",
 ]
