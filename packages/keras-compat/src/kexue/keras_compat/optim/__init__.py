@@ -6,7 +6,9 @@
   :class:`LRMultiplier`, :class:`DeltaScale`, :class:`Lookahead`, :class:`LazyRows`,
   :class:`GradClip`, :class:`AGC`, :class:`GradTransform`; :class:`NonFinite` (skip or raise on
   non-finite gradients).
-- :func:`piecewise_linear`, :func:`accumulate`.
+- :func:`piecewise_linear`, :func:`warmup_cosine`, :func:`warmup_linear`,
+  :func:`warmup_polynomial`, :func:`cosine_restarts`, :func:`with_warmup`,
+  :func:`join_schedules`, :func:`as_scheduler`; :func:`accumulate`.
 - bert4keras shims: ``extend_with_*`` (and ``_v2`` aliases).
 """
 
@@ -42,6 +44,18 @@ from .bert4keras import (
 )
 from .nonfinite import NonFinite
 from .schedules import piecewise_linear
+from .schedules_decay import (
+    as_scheduler,
+    cosine_decay,
+    cosine_restarts,
+    join_schedules,
+    linear_decay,
+    polynomial_decay,
+    warmup_cosine,
+    warmup_linear,
+    warmup_polynomial,
+    with_warmup,
+)
 from .transforms import (
     AGC,
     DeltaScale,
@@ -72,6 +86,9 @@ __all__ = [
     "Transform",
     "WeightDecay",
     "accumulate",
+    "as_scheduler",
+    "cosine_decay",
+    "cosine_restarts",
     "extend",
     "extend_with_exponential_moving_average",
     "extend_with_exponential_moving_average_v2",
@@ -89,8 +106,15 @@ __all__ = [
     "extend_with_piecewise_linear_lr_v2",
     "extend_with_weight_decay",
     "extend_with_weight_decay_v2",
+    "join_schedules",
+    "linear_decay",
     "lr_scale_lambda",
     "param_groups",
     "piecewise_linear",
+    "polynomial_decay",
     "scale_parametrization",
+    "warmup_cosine",
+    "warmup_linear",
+    "warmup_polynomial",
+    "with_warmup",
 ]
