@@ -7,6 +7,10 @@ decoding and multi-passage answer voting.
 - :mod:`.tokenizer` — ``SentencePieceTokenizer``, training with a lexicon.
 - :mod:`.decoding` — decoders and the top-k / top-p filters of next-token probabilities.
 - :mod:`.voting` — answer voting across passages.
+- :mod:`.wordpiece` — ``WordPieceTokenizer``: BERT WordPiece through ``tokenizers`` with offsets,
+  ``compat="bert4keras"``, simplified vocabularies.
+- :mod:`.mlm` — Chinese whole-word masking on segmenter words, the MLM loss.
+- :mod:`.pretrain` — streaming text files, the masking collator, the MLM training loop.
 - :mod:`.bert` — pretrained BERT-family checkpoints: ``BertUniLM`` (HF names, post-LN, MLM
   head, UniLM masks, KV cache, CLN), ``load_bert`` / ``save_bert`` (HF folders in and out).
 """
@@ -39,6 +43,8 @@ from .masks import (
     sdpa_mask,
     unilm_mask,
 )
+from .mlm import mlm_loss, whole_word_mask, word_spans
+from .pretrain import MLMLog, TextFileStream, WholeWordMaskCollator, pretrain_mlm
 from .tokenizer import (
     SentencePieceTokenizer,
     train_spm_with_lexicon,
@@ -56,6 +62,7 @@ from .voting import (
     vote_answer,
     vote_scores,
 )
+from .wordpiece import WordPieceTokenizer
 
 __all__ = [
     "AutoRegressiveDecoder",
@@ -64,18 +71,24 @@ __all__ = [
     "ConditionalLayerNorm",
     "KVCache",
     "LoadReport",
+    "MLMLog",
     "PassageVoter",
     "SentencePieceTokenizer",
+    "TextFileStream",
     "UniLMDecoder",
     "UniLMTransformer",
+    "WholeWordMaskCollator",
+    "WordPieceTokenizer",
     "attention_bias",
     "causal_mask",
     "check_attention_mask",
     "extractive_filter",
     "load_bert",
+    "mlm_loss",
     "ngram_continuations",
     "padding_mask",
     "prefix_lm_mask",
+    "pretrain_mlm",
     "save_bert",
     "sdpa_mask",
     "seq2seq_loss",
@@ -87,4 +100,6 @@ __all__ = [
     "unilm_passage_predict",
     "vote_answer",
     "vote_scores",
+    "whole_word_mask",
+    "word_spans",
 ]
