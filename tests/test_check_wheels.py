@@ -190,3 +190,22 @@ def test_a_kexue_requirement_without_a_local_wheel_is_an_error(tmp_path: Path) -
     wheel = _fake_wheel(wheelhouse, "kexue-demo-pkg", ["torch>=2.4", "kexue-vq"])
     with pytest.raises(LookupError, match="kexue-vq"):
         check_wheels.install_commands(Path("python"), pkg, wheel, wheelhouse)
+
+
+def test_selected_packages_pull_their_kexue_requirements_into_the_build(tmp_path: Path) -> None:
+    """``--packages vae`` must also build kexue-gan-losses (runtime) and kexue-testing ([test]),
+    so that both install from local wheels; unrelated packages are not built."""
+
+    def pkg(name: str, deps: list[str], test: list[str]) -> check_wheels.Package:
+        return check_wheels.Package(tmp_path / name, f"kexue-{name}", name, deps, test)
+
+    vae = pkg("vae", ["torch>=2.4", "kexue-gan-losses>=0.2"], ["kexue-testing>=0.1", "scipy"])
+    gan = pkg("gan-losses", ["torch>=2.4", "kexue-base"], ["kexue-testing>=0.1", "kexue-vq"])
+    base = pkg("base", ["torch>=2.4"], [])
+    testing = pkg("testing", ["pytest>=8"], [])
+    vq = pkg("vq", ["torch>=2.4"], ["kexue-testing>=0.1"])
+    extra = check_wheels.required_siblings([vae], [vae, gan, base, testing, vq])
+    assert sorted(p.name for p in extra) == ["kexue-base", "kexue-gan-losses", "kexue-testing"]
+    assert (
+        check_wheels.required_siblings([vae, gan, base, testing], [vae, gan, base, testing]) == []
+    )

@@ -188,6 +188,22 @@ def test_flows_section_writes_report(tmp_path: Path) -> None:
     assert all(0.0 < m["test_bpd"] < 100.0 for m in sec["models"])
 
 
+def test_vae_section_writes_report(tmp_path: Path) -> None:
+    """The vae section: cluster grids and sample grids, a clustering table and FD/KID per model."""
+    pytest.importorskip("sklearn")
+    pytest.importorskip("kexue.vae")
+
+    out = tmp_path / "report"
+    assert demo.main(["--smoke", "--out", str(out), "--sections", "vae", "--jobs", "1"]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert page.count('src="data:image/png;base64,') == 2
+    sec = json.loads((out / "results.json").read_text(encoding="utf-8"))["sections"]["vae"]
+    assert 0.0 < sec["clustering"]["acc"] <= 1.0
+    assert 1 <= sec["clustering"]["clusters_used"] <= 10
+    assert list(sec["samples"]) == ["Gaussian VAE", "clustering VAE (per-cluster)", "GLANN"]
+    assert all(q["fd"] >= 0 and 0 <= q["coverage"] <= 1 for q in sec["samples"].values())
+
+
 def test_textkit_section_writes_report(tmp_path: Path) -> None:
     """The textkit section: its three parts (tagging, terms, seq2seq) each add a fragment and
     numbers to ``results.json``."""

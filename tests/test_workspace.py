@@ -126,3 +126,38 @@ def test_no_duplicate_test_module_names_break_collection() -> None:
     assert "--import-mode=importlib" in root["tool"]["pytest"]["ini_options"]["addopts"]
     for folder in FOLDERS:
         assert not (ROOT / "packages" / folder / "tests" / "__init__.py").exists()
+
+
+def test_internal_runtime_dependencies_resolve_inside_the_workspace() -> None:
+    """A kexue-* runtime requirement names a workspace folder whose version satisfies it, and the
+    per-package hatch environment takes it from that folder (never from an index)."""
+    from packaging.requirements import Requirement
+
+    pkg_env = tomllib.loads((ROOT / "hatch.toml").read_text())["envs"]["pkg"]
+    sources = pkg_env["sources"]
+    extra = pkg_env["overrides"]["matrix"]["package"]["extra-dependencies"]
+    internal: dict[str, list[str]] = {}
+    for folder in FOLDERS:
+        for dep in _project(folder)["project"]["dependencies"]:
+            req = Requirement(dep)
+            if not req.name.startswith("kexue-"):
+                continue
+            sibling = req.name.removeprefix("kexue-")
+            assert sibling in FOLDERS, f"{folder} requires {req.name}, which is not in packages/"
+            about = ROOT / "packages" / sibling / "src" / "kexue" / sibling.replace("-", "_")
+            (version,) = re.findall(
+                r'__version__ = "([^"]+)"', (about / "__about__.py").read_text()
+            )
+            assert req.specifier.contains(version), f"{folder}: {dep} vs {sibling} {version}"
+            assert sources.get(req.name, {}).get("path") == f"packages/{sibling}", req.name
+            assert any(e["value"] == req.name and folder in e["if"] for e in extra), req.name
+            internal.setdefault(folder, []).append(req.name)
+    # the workspace's first package built on another one: kexue-vae uses kexue-gan-losses (IMLE)
+    assert internal.get("vae") == ["kexue-gan-losses"]
+    import torch
+
+    vae = importlib.import_module("kexue.vae")
+    gan = importlib.import_module("kexue.gan_losses")
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(8, 3, generator=g), torch.randn(8, 3, generator=g)
+    assert float(vae.imle_loss_pooled(real, fake)) == float(gan.imle_loss(real, fake))

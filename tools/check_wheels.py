@@ -109,6 +109,30 @@ def discover(selected: list[str] | None) -> list[Package]:
     return [load_package(f) for f in folders]
 
 
+def required_siblings(selected: list[Package], available: list[Package]) -> list[Package]:
+    """Workspace packages that ``selected`` need but that were not selected themselves.
+
+    Follows kexue requirements by name: runtime and ``test`` requirements of the selected
+    packages, runtime requirements of the siblings found (transitively). These are built into the
+    wheelhouse so that ``--packages vae`` can install kexue-gan-losses (and kexue-testing) from
+    local wheels; they are not tested.
+    """
+    by_name = {canonicalize_name(p.name): p for p in available}
+    chosen = {canonicalize_name(p.name) for p in selected}
+    todo = [(p, [*p.dependencies, *p.test_dependencies]) for p in selected]
+    extra: list[Package] = []
+    while todo:
+        _, requirements = todo.pop()
+        for raw in requirements:
+            name = canonicalize_name(Requirement(raw).name)
+            if name.startswith("kexue-") and name in by_name and name not in chosen:
+                chosen.add(name)
+                sibling = by_name[name]
+                extra.append(sibling)
+                todo.append((sibling, list(sibling.dependencies)))
+    return extra
+
+
 def source_files(pkg: Package) -> list[str]:
     """Files under src/ that the wheel must contain, relative to src/."""
     src = pkg.folder / "src"
@@ -453,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     packages = discover(args.packages)
     if not packages:
         raise SystemExit("no packages found under packages/")
+    siblings = required_siblings(packages, discover(None)) if args.packages else []
     shutil.rmtree(WORK / "dist", ignore_errors=True)
     shutil.rmtree(WORK / "envs", ignore_errors=True)
     wheelhouse = WORK / "dist" / "all"
@@ -470,6 +495,11 @@ def main(argv: list[str] | None = None) -> int:
             check_archives(pkg, wheel, sdist)
             shutil.copy2(wheel, wheelhouse)
             built[pkg.name] = wheel
+    for sibling in siblings:
+        log(f"== {sibling.name}: build only (a kexue requirement of the selected packages)")
+        result = build(sibling, WORK / "dist" / sibling.short)
+        if result is not None:
+            shutil.copy2(result[0], wheelhouse)
 
     base_dirs = make_base()
     for pkg in packages:

@@ -18,4 +18,5 @@ SECTIONS: dict[str, str] = {
     "vq": "tools.demos.vq",
     "flows": "tools.demos.flows",
     "textkit": "tools.demos.textkit",
+    "vae": "tools.demos.vae",
 }

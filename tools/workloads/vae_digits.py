@@ -1,0 +1,163 @@
+"""Shared set-ups of the kexue-vae benchmark and demo on scikit-learn digits (8×8, 17 levels).
+
+One copy of the recipes, so that ``tools/bench/vae`` (behind ``packages/vae/BENCHMARKS.md``) and
+the demo section report numbers from the same code:
+
+- data: ``kexue.vae.data.load_digits_split()`` (1437 train / 360 test, the flows split), pixels /16;
+- the clustering VAE recipe (:data:`CLUSTER_RECIPE`) and the author's plain loss
+  (:data:`AUTHOR_RECIPE`, the ``digits`` preset);
+- the two digits classifiers: the *metric* net (seed 0, widths (32, 64), 64 features) that FD /
+  KID / PRDC use, and an *independent loss* net (seed 1, widths (16, 32), 48 features) for
+  GLANN's perceptual distance; the "leaky" GLANN uses the metric net as its loss;
+- GLO (+ perceptual or Lap1 distance) then IMLE (GLANN).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from kexue.vae import (
+    GLANN,
+    GLO,
+    ClusteringVAE,
+    DigitsFeatureNet,
+    GaussianVAE,
+    digits_generator,
+    fit_cluster_vae,
+    fit_glann,
+    fit_glo,
+    fit_vae,
+    lap1_loss,
+    perceptual_distance,
+    train_feature_net,
+)
+from kexue.vae.data import load_digits_split, scale
+
+__all__ = [
+    "AUTHOR_RECIPE",
+    "CLUSTER_RECIPE",
+    "ClusterRecipe",
+    "Digits",
+    "digits",
+    "loss_net",
+    "metric_net",
+    "train_clustering",
+    "train_glann",
+    "train_vae",
+]
+
+
+@dataclass(frozen=True)
+class Digits:
+    x_train: Tensor  # float (N, 1, 8, 8) in [0, 1]
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    int_train: Tensor  # int pixels 0..16
+    int_test: Tensor
+
+
+def digits() -> Digits:
+    s = load_digits_split()
+    return Digits(scale(s.x_train), s.y_train, scale(s.x_test), s.y_test, s.x_train, s.x_test)
+
+
+@dataclass(frozen=True)
+class ClusterRecipe:
+    """A ClusteringVAE training recipe (model options + loop options)."""
+
+    steps: int = 6000
+    lam: float = 60.0
+    latent: int = 10
+    hidden: tuple[int, ...] = (256, 256)
+    kl: str = "analytic"
+    posterior: str = "classifier"
+    balance: float = 0.0
+    shift: int = 0
+    batch: int = 100
+    lr: float = 1e-3
+
+
+AUTHOR_RECIPE = ClusterRecipe()  # the post's loss, `digits` preset sizes (spec §5.2)
+CLUSTER_RECIPE = ClusterRecipe(balance=20.0, shift=1)
+
+
+def train_clustering(
+    data: Digits, recipe: ClusterRecipe, seed: int, **override: Any
+) -> ClusteringVAE:
+    r = replace(recipe, **override)
+    torch.manual_seed(seed)
+    model = ClusteringVAE(
+        latent=r.latent, hidden=r.hidden, lam=r.lam, kl=r.kl, posterior=r.posterior,
+        balance=r.balance,
+    )  # fmt: skip
+    fit_cluster_vae(
+        model, data.x_train, steps=r.steps, batch=r.batch, lr=r.lr, seed=seed, shift=r.shift
+    )
+    return model
+
+
+def train_vae(
+    data: Digits, decoder: str, seed: int, *, steps: int = 4000, latent: int = 16, lam: float = 5.0
+) -> GaussianVAE:
+    """A GaussianVAE on dequantised digits (Bernoulli: on binarised digits)."""
+    torch.manual_seed(seed)
+    model = GaussianVAE(latent=latent, decoder=decoder, lam=lam)
+    if decoder == "bernoulli":
+        from kexue.vae.data import binarize
+
+        fit_vae(model, binarize(data.int_train), steps=steps, seed=seed, data="as_is")
+    else:
+        fit_vae(model, data.int_train, steps=steps, seed=seed)
+    return model
+
+
+def metric_net(data: Digits, *, steps: int = 1500) -> DigitsFeatureNet:
+    """The feature net of FD / KID / PRDC (seed 0, widths (32, 64), 64 features)."""
+    return train_feature_net(data.x_train, data.y_train, seed=0, steps=steps)
+
+
+def loss_net(data: Digits, *, steps: int = 1500) -> DigitsFeatureNet:
+    """An independent net for GLANN's perceptual loss (seed 1, widths (16, 32), 48 features)."""
+    return train_feature_net(
+        data.x_train, data.y_train, seed=1, widths=(16, 32), features=48, steps=steps
+    )
+
+
+def train_glann(
+    data: Digits,
+    seed: int,
+    *,
+    net: DigitsFeatureNet | None,
+    nz: int = 16,
+    glo_steps: int = 3000,
+    imle_steps: int = 2000,
+    pool: int = 512,
+) -> GLANN:
+    """GLO with a perceptual distance over ``net`` (Lap1 when ``net`` is None), then IMLE."""
+    torch.manual_seed(seed)
+    if net is None:
+
+        def distance(x: Tensor, y: Tensor) -> Tensor:
+            return lap1_loss(x, y, reduction="none")
+
+    else:
+
+        def distance(x: Tensor, y: Tensor) -> Tensor:
+            return perceptual_distance(x, y, features=net.taps, reduction="none")
+
+    glo = GLO(
+        digits_generator(nz),
+        data.x_train.shape[0],
+        nz,
+        distance=distance,
+        generator_rng=torch.Generator().manual_seed(seed),
+    )
+    fit_glo(glo, data.x_train, steps=glo_steps, seed=seed)
+    glann = GLANN(glo)
+    fit_glann(glann, steps=imle_steps, pool=pool, seed=seed + 1)
+    return glann
