@@ -23,6 +23,7 @@ from ._groups import (
     param_groups,
     scale_parametrization,
 )
+from ._layer_decay import default_layer_depth, layer_decay_scales
 from .accumulate import Accumulator, accumulate
 from .bert4keras import (
     extend_with_exponential_moving_average,
@@ -89,6 +90,7 @@ __all__ = [
     "as_scheduler",
     "cosine_decay",
     "cosine_restarts",
+    "default_layer_depth",
     "extend",
     "extend_with_exponential_moving_average",
     "extend_with_exponential_moving_average_v2",
@@ -107,6 +109,7 @@ __all__ = [
     "extend_with_weight_decay",
     "extend_with_weight_decay_v2",
     "join_schedules",
+    "layer_decay_scales",
     "linear_decay",
     "lr_scale_lambda",
     "param_groups",

@@ -25,6 +25,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.optim import Optimizer
 
+from ._layer_decay import layer_decay_scales
+
 __all__ = [
     "NORM_LAYERS",
     "Rule",
@@ -139,11 +141,13 @@ def param_groups(
     strict: bool = False,
     no_decay: bool = True,
     weight_decay: float | None = None,
+    layer_decay: float | None = None,
+    depth_fn: Callable[[str], int | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Optimizer parameter groups from rules: every trainable parameter in exactly one group.
 
     Each trainable parameter gets ``lr_scale`` = product of the ``lr_scale`` of every matching
-    rule (1 when none matches) and a ``weight_decay`` (the last matching rule that sets it, else
+    rule (1 when none matches) and of its depth scale when ``layer_decay`` is given and a ``weight_decay`` (the last matching rule that sets it, else
     ``weight_decay``). With ``no_decay=True`` parameters with ≤ 1 dimension, named ``*.bias`` or
     owned by a normalisation layer (:data:`NORM_LAYERS`) get ``weight_decay=0`` whatever the rules
     say (timm's ``param_groups_weight_decay``). Parameters with the same settings share a group; a
@@ -162,6 +166,10 @@ def param_groups(
         strict: Raise when a rule matches no trainable parameter.
         no_decay: Apply the no-decay rule.
         weight_decay: Default weight decay (``None``: leave the optimizer's default).
+        layer_decay: Depth-based decay (BEiT / timm ``layer_decay``): ``lr_scale`` is multiplied by
+            ``layer_decay^(L − depth)`` (embeddings depth 0, block i depth i + 1, head L); default
+            None (off). See :func:`layer_decay_scales`.
+        depth_fn: ``name -> depth | None`` replacing :func:`default_layer_depth` (``None`` = top).
 
     Returns:
         A list of group dicts for any ``torch.optim`` optimizer.
@@ -178,8 +186,14 @@ def param_groups(
         _check_scale(weight_decay, "weight_decay")
     hits = [0] * len(parsed)
     groups: dict[tuple[float, float | None], dict[str, Any]] = {}
-    for name, p, owner in _named_with_owner(model):
-        scale, wd = 1.0, weight_decay
+    named = _named_with_owner(model)
+    depth_scale = (
+        {}
+        if layer_decay is None
+        else layer_decay_scales([n for n, _, _ in named], layer_decay, depth_fn)
+    )
+    for name, p, owner in named:
+        scale, wd = depth_scale.get(name, 1.0), weight_decay
         for i, rule in enumerate(parsed):
             if rule.name is not None and not re.search(rule.name, name):
                 continue
