@@ -212,3 +212,10 @@ def test_som_bad_inputs():
         som_regularization(torch.ones(4, 3), torch.ones(2, 3), gamma=0.0)
     with pytest.raises(ValueError, match="lambda1"):
         som_regularization(torch.ones(4, 3), torch.ones(2, 3), lambda1=-1.0)
+
+
+def test_orthogonal_regularization_rejects_non_finite_weights() -> None:
+    w = torch.eye(3)
+    w[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="weight contains non-finite"):
+        orthogonal_regularization(w)

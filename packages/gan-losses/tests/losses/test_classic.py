@@ -325,9 +325,11 @@ def test_dtypes_match_float64(fn, dtype: torch.dtype) -> None:
     args64 = (r64, f64) if fn in D_FUNCS else (f64,)
     args = tuple(a.to(dtype) for a in args64)
     out = fn(*args, reduction="none")
-    assert out.dtype == dtype
-    tol = {"rtol": 1e-6, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
-    torch.testing.assert_close(out.double(), fn(*args64, reduction="none"), **tol)
+    # Half-precision scores are promoted: the loss is computed in fp32 (as the penalties are), so
+    # only the input rounding remains — equal to the fp64 loss of the rounded scores.
+    assert out.dtype == torch.float32
+    rounded = tuple(a.double() for a in args)
+    torch.testing.assert_close(out.double(), fn(*rounded, reduction="none"), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("fn", D_FUNCS)
@@ -386,3 +388,17 @@ def test_reductions_consistent(batch: int, seed: int, energy: bool, column: bool
         none = fn(f.view(shape), energy=energy, reduction="none")
         torch.testing.assert_close(fn(f, energy=energy, reduction="mean"), none.mean(), **TOL)
         torch.testing.assert_close(fn(-f, energy=not energy, reduction="none"), none, **TOL)
+
+
+def test_half_precision_scores_compute_in_fp32() -> None:
+    # Issue 16: LSGAN on fp16 scores of 300 overflowed to inf (300² > 65504) while the penalties
+    # already used fp32. Scores are promoted; the gradient reaches the fp16 scores.
+    r = torch.full((4,), 300.0, dtype=torch.float16, requires_grad=True)
+    f = torch.full((4,), -300.0, dtype=torch.float16)
+    loss = lsgan_discriminator_loss(r, f)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert_close = torch.testing.assert_close
+    assert_close(loss.double(), lsgan_discriminator_loss(r.double(), f.double()), rtol=1e-6, atol=0)
+    loss.backward()
+    assert r.grad is not None and r.grad.dtype == torch.float16 and torch.isfinite(r.grad).all()
+    assert torch.isfinite(lsgan_generator_loss(f))

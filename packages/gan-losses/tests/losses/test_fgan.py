@@ -237,3 +237,35 @@ def test_custom_divergence_and_validation() -> None:
     assert set(F_DIVERGENCES) == set(NAMES)
     with pytest.raises(TypeError):
         F_DIVERGENCES["x"] = tv  # type: ignore[index]
+
+
+@pytest.mark.parametrize("name", ["kl", "reverse_kl", "squared_hellinger"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_exponential_rows_are_finite_at_large_finite_scores(name: str, dtype: torch.dtype) -> None:
+    # Issue 16: the KL generator loss was -inf at a finite score of 200 (exp(199) > fp32 max).
+    v = torch.tensor([-800.0, -200.0, 0.0, 3.0, 200.0, 800.0], dtype=dtype, requires_grad=True)
+    for loss in (
+        f_gan_generator_loss(v, divergence=name),
+        f_gan_generator_loss(v, divergence=name, alternative=True),
+        f_gan_discriminator_loss(v, v.detach().flip(0), divergence=name),
+    ):
+        assert torch.isfinite(loss)
+        (grad,) = torch.autograd.grad(loss, v)
+        assert torch.isfinite(grad).all()
+    # Below the cap the rows are exact: exp(v − 1) for KL at moderate scores.
+    mid = torch.tensor([-3.0, 0.5, 20.0], dtype=dtype)
+    if name == "kl":
+        torch.testing.assert_close(
+            f_gan_generator_loss(mid, divergence="kl", reduction="none"), -torch.exp(mid - 1)
+        )
+
+
+def test_exponential_tail_is_continuous_with_its_slope() -> None:
+    from kexue.gan_losses.losses.fgan import _safe_exp
+
+    c = 0.5 * math.log(torch.finfo(torch.float64).max)
+    x = torch.tensor([c - 1e-9, c + 1e-9], dtype=torch.float64, requires_grad=True)
+    y = _safe_exp(x)
+    (g,) = torch.autograd.grad(y.sum(), x)
+    assert abs(y[1].item() / y[0].item() - 1) < 1e-8
+    assert abs(g[1].item() / g[0].item() - 1) < 1e-8

@@ -259,3 +259,20 @@ def test_loop_equality_property(shape: list[int], batch: int, seed: int, norm: s
         delta = r[i, 0] - f[i]
         expected = -delta + delta**2 / (2 * 3.0 * d[0])
         torch.testing.assert_close(none[i], expected, **TOL)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_samples_raise_naming_the_argument(bad: float) -> None:
+    from kexue.gan_losses import finite_checks
+
+    r, f = torch.tensor([1.0, 0.5]), torch.tensor([0.0, 0.2])
+    x = torch.zeros(2, 3)
+    x_bad = x.clone()
+    x_bad[1, 2] = bad
+    with pytest.raises(ValueError, match="x_fake contains non-finite"):
+        gan_qp_discriminator_loss(r, f, x, x_bad)
+    with pytest.raises(ValueError, match="x_real contains non-finite"):
+        gan_qp_discriminator_loss(r, f, x_bad, x)
+    if bad != bad:  # NaN: with the documented opt-out, the loss is NaN again
+        with finite_checks(False):
+            assert torch.isnan(gan_qp_discriminator_loss(r, f, x, x_bad))

@@ -164,3 +164,36 @@ def test_vgan_proximal_term_is_zero_at_the_old_generator_and_detaches_it():
         vgan_generator_loss(torch.zeros(3), torch.randn(3, 4), torch.randn(3, 5))
     with pytest.raises(ValueError, match="fake_scores"):
         vgan_generator_loss(torch.zeros(2), torch.randn(3, 4), torch.randn(3, 4))
+
+
+def test_exact_nearest_neighbours_on_offset_data() -> None:
+    # Issue 16: offset 1e4, spread 0.01 — cdist's matmul route picks the wrong fake for most rows.
+    g = torch.Generator().manual_seed(0)
+    x_real = 1e4 + 0.01 * torch.randn(64, 16, generator=g)
+    x_fake = 1e4 + 0.01 * torch.randn(64, 16, generator=g)
+    exact = ((x_real[:, None].double() - x_fake[None].double()) ** 2).sum(-1)
+    sqdist, index = nearest_neighbour_sqdist(x_real, x_fake)
+    assert torch.equal(index, exact.argmin(1))
+    assert_close(sqdist.double(), exact.min(1).values, rtol=1e-5, atol=0)
+    assert_close(imle_loss(x_real, x_fake).double(), exact.min(1).values.mean(), rtol=1e-5, atol=0)
+    shortcut = torch.cdist(x_real, x_fake).argmin(1)  # what the matmul route alone gives
+    assert (shortcut != index).sum() > 10
+
+
+def test_exact_nearest_neighbours_far_from_the_mean() -> None:
+    # Two clusters at ±1e4: centring cannot remove the offset, the re-rank must.
+    g = torch.Generator().manual_seed(1)
+    sign = torch.tensor([1.0, -1.0]).repeat(16)[:, None]
+    x_real = sign * 1e4 + 0.01 * torch.randn(32, 8, generator=g)
+    x_fake = sign * 1e4 + 0.01 * torch.randn(32, 8, generator=g)
+    exact = ((x_real[:, None].double() - x_fake[None].double()) ** 2).sum(-1)
+    _, index = nearest_neighbour_sqdist(x_real, x_fake)
+    assert torch.equal(index, exact.argmin(1))
+
+
+def test_imle_rejects_non_finite_samples() -> None:
+    x = torch.zeros(3, 2)
+    bad = x.clone()
+    bad[2, 0] = float("inf")
+    with pytest.raises(ValueError, match="candidates contains non-finite"):
+        imle_loss(x, bad)

@@ -329,3 +329,13 @@ def test_single_loss_reduction_none_and_batch_check():
     assert_close(out.loss.mean(), mean, atol=1e-12, rtol=1e-10)
     with pytest.raises(ValueError, match="encoder"):
         ogan_single_loss(n.E, n.x_real[:4], n.G(n.z), n.z)
+
+
+def test_pearson_rejects_non_finite_codes() -> None:
+    z = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    bad = z.clone()
+    bad[0, 1] = float("nan")
+    with pytest.raises(ValueError, match="z_hat contains non-finite"):
+        pearson_correlation(z, bad)
+    with pytest.raises(ValueError, match="z contains non-finite"):
+        pearson_correlation(bad, z)

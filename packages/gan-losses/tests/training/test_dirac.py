@@ -166,3 +166,10 @@ def test_bad_inputs():
         dirac_gan_vector_field("gan_qp", PHI, torch.tensor([float("nan"), 0.0]))
     with pytest.raises(ValueError, match="diverged"):
         integrate_dirac_gan("wgan_gp", center=0.0, lam=0.1, T=3000.0, h=3.0, method="euler")
+
+
+def test_step_count_guard() -> None:
+    with pytest.raises(ValueError, match=r"asks for 1000000000 integration steps"):
+        integrate_dirac_gan("sgan", T=1.0, h=1e-9)
+    traj = integrate_dirac_gan("sgan", T=0.05, h=0.01, max_steps=5)
+    assert traj.t.shape == (6,)

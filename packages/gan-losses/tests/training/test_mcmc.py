@@ -234,3 +234,22 @@ def test_buffer_bad_input():
         buf.sample(4, lambda k: torch.zeros(k + 1, 3))
     with pytest.raises(ValueError, match="n"):
         buf.sample(0, lambda k: torch.zeros(k, 3))
+
+
+def test_langevin_raises_on_a_nan_energy_naming_the_step() -> None:
+    from kexue.gan_losses import finite_checks
+
+    def energy(x: torch.Tensor) -> torch.Tensor:  # NaN once a chain leaves |x| < 10
+        poison = torch.where(x.abs().amax(1) < 10, 0.0, float("nan"))  # no gradient path
+        return 0.5 * x.pow(2).sum(1) + poison
+
+    x0 = torch.zeros(4, 2)
+    x0[1] = 11.0  # NaN from the first step
+    for sampler in (langevin_sample, decoupled_langevin_sample):
+        kwargs = {"epsilon": 0.01} if sampler is langevin_sample else {"clamp": None}
+        with pytest.raises(ValueError, match="non-finite energy or gradient at step 0"):
+            sampler(energy, x0, n_steps=3, **kwargs)
+    with finite_checks(False):  # the opt-out: no check, no raise (the gradient here is finite)
+        out = langevin_sample(energy, x0, n_steps=3, epsilon=0.01)
+    assert out.shape == x0.shape
+    assert torch.isfinite(langevin_sample(energy, torch.zeros(4, 2), n_steps=3, epsilon=0.01)).all()

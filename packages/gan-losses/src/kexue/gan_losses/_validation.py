@@ -5,9 +5,13 @@ that names the argument and the shapes involved; nothing is ever broadcast silen
 ``(B, 1)`` against ``(B,)`` bug that turns a per-sample loss into a ``(B, B)`` matrix is the
 classic one, fixed by the author of GAN-QP in commit f109699).
 
-The non-finite check on scores costs one reduction and, on CUDA, one host sync per call. It is on
-by default; switch it off for production loops with :func:`set_finite_checks` or the environment
-variable ``KEXUE_GAN_LOSSES_CHECK_FINITE=0``.
+The non-finite check on scores and on sample tensors costs one reduction and, on CUDA, one host
+sync per checked tensor. It is on by default; switch it off for production loops with
+:func:`set_finite_checks` or the environment variable ``KEXUE_GAN_LOSSES_CHECK_FINITE=0``.
+
+Scores in half precision (fp16, bf16) are promoted to fp32 by :func:`as_scores`, so every loss is
+computed in fp32 at least, as the gradient penalties are (an LSGAN loss on fp16 scores of 300
+would otherwise overflow to inf); the gradient still flows back to the half-precision scores.
 """
 
 from __future__ import annotations
@@ -46,6 +50,11 @@ def finite_checks(enabled: bool) -> Iterator[None]:
         set_finite_checks(previous)
 
 
+def finite_checks_enabled() -> bool:
+    """Whether the non-finite checks are on (for checks that accumulate on device)."""
+    return _CHECK_FINITE
+
+
 def check_reduction(reduction: str) -> None:
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
@@ -79,7 +88,8 @@ def as_scores(x: object, name: str) -> Tensor:
     """Return discriminator scores as shape ``(B,)``.
 
     Accepts ``(B,)`` and ``(B, 1)`` (squeezed explicitly); anything else raises, naming ``name``.
-    Integer tensors are rejected (scores are real-valued logits).
+    Integer tensors are rejected (scores are real-valued logits). fp16 / bf16 scores come back as
+    fp32 (the losses compute in fp32 at least, like the penalties); fp32 and fp64 are unchanged.
     """
     x = check_tensor(x, name)
     if x.dim() == 2 and x.shape[1] == 1:
@@ -95,7 +105,7 @@ def as_scores(x: object, name: str) -> Tensor:
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     check_finite(x, name)
-    return x
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def check_same_batch(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
@@ -108,7 +118,7 @@ def check_same_batch(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
 
 
 def check_batched(x: object, name: str, min_dim: int = 2) -> Tensor:
-    """Validate a batched sample tensor ``(B, ...)`` with at least ``min_dim`` dims."""
+    """Validate a batched sample tensor ``(B, ...)`` with at least ``min_dim`` dims, finite values."""
     x = check_tensor(x, name)
     if x.dim() < min_dim:
         raise ValueError(
@@ -117,6 +127,7 @@ def check_batched(x: object, name: str, min_dim: int = 2) -> Tensor:
         )
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
+    check_finite(x, name)
     return x
 
 

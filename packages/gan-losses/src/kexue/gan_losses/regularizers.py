@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from ._validation import check_positive, check_tensor
+from ._validation import check_finite, check_positive, check_tensor
 
 __all__ = [
     "inject_orthogonal_gradient_",
@@ -71,6 +71,7 @@ def orthogonal_regularization(weight: Tensor, *, beta: float = 1e-4) -> Tensor:
     """
     check_positive(beta, "beta", allow_zero=True)
     w = _as_matrix(weight, "weight")
+    check_finite(w, "weight")
     return beta * _off_diagonal_gram(w).pow(2).sum()
 
 

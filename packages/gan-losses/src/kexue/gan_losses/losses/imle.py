@@ -5,11 +5,13 @@ IMLE fits a generator without a discriminator: every real sample pulls its neare
 .. math:: L = \\frac1M\\sum_i \\min_j \\|x_i - G(z_j)\\|^2
 
 (squared L2 summed over all non-batch dims): the σ → 0 limit of a Gaussian-kernel likelihood.
-The nearest neighbour is found without gradient (``torch.cdist``), and the loss is then the exact
-squared difference to that neighbour: never negative (the ``‖a‖² + ‖b‖² − 2a·b`` expansion can
-be), and its gradient reaches only the selected fakes. ``cdist`` itself may use that expansion
-for large batches; its rounding can then only swap near-tied neighbours, never corrupt the loss.
-Neighbours are batch-local; the IMLE paper draws larger candidate pools (pass more fakes than
+The nearest neighbour is found without gradient and **exactly**: distances are first taken on the
+fast ``‖a‖² + ‖b‖² − 2a·b`` route after centring both sets on the candidates' mean, with a
+rounding bound per pair; rows whose best candidate is not separated from the others by that bound
+are re-ranked on exact differences ``Σ(a − b)²``; both in float64 (``torch.cdist``'s matmul route alone picks the
+wrong fake for 61 of 64 rows of data at offset 1e4 with spread 0.01). The loss is then the exact
+squared difference to that neighbour: never negative, and its gradient reaches only the selected
+fakes. Neighbours are batch-local; the IMLE paper draws larger candidate pools (pass more fakes than
 reals to emulate them).
 
 Author's IMLE script [code]: RMSprop(1e-4), batch 128, 128 px DCGAN generator, z = 128.
@@ -59,10 +61,40 @@ def _flat_pair(
 
 
 def _nearest(q: Tensor, c: Tensor) -> Tensor:
-    """Index of the nearest row of ``c`` for each row of ``q`` (no gradient)."""
+    """Index of the exact nearest row of ``c`` for each row of ``q`` (no gradient).
+
+    Fast route in float64 on centred data with the bound ``(2n + 8)·u·(‖a‖² + ‖b‖²)`` on its
+    rounding error (n features, u = 2⁻⁵³); rows with more than one candidate inside their best
+    distance ± bound are re-ranked on float64 differences among those candidates. Half, single
+    and double inputs are all exact in float64, so the result is the exact nearest neighbour up to
+    genuine ties. One host sync (whether any row needs the re-rank).
+    """
     with torch.no_grad():
-        dtype = torch.promote_types(q.dtype, torch.float32)
-        return torch.cdist(q.detach().to(dtype), c.detach().to(dtype)).argmin(dim=1)
+        dtype = torch.float64
+        q, c = q.detach().to(dtype), c.detach().to(dtype)
+        centre = c.mean(dim=0)
+        qc, cc = q - centre, c - centre
+        q_sq, c_sq = qc.pow(2).sum(1, keepdim=True), cc.pow(2).sum(1)
+        approx = (q_sq + c_sq) - 2.0 * (qc @ cc.T)
+        bound = (2 * q.shape[1] + 8) * (torch.finfo(dtype).eps / 2) * (q_sq + c_sq)
+        index = approx.argmin(dim=1)
+        ceiling = (approx + bound).gather(1, index[:, None])
+        ambiguous = ((approx - bound) <= ceiling).sum(dim=1) > 1
+        if bool(ambiguous.any()):
+            rows = ambiguous.nonzero().squeeze(1)
+            index[rows] = _exact_among(q[rows], c, (approx - bound)[rows] <= ceiling[rows])
+        return index
+
+
+def _exact_among(q: Tensor, c: Tensor, candidates: Tensor, chunk_elems: int = 1 << 24) -> Tensor:
+    """Argmin over the allowed ``candidates (R, K)`` of the exact ``Σ(q_i − c_j)²`` (differences)."""
+    pairs = candidates.nonzero()  # (P, 2): row, candidate
+    exact = torch.full(candidates.shape, float("inf"), dtype=q.dtype, device=q.device)
+    step = max(1, chunk_elems // max(q.shape[1], 1))
+    for start in range(0, pairs.shape[0], step):
+        i, j = pairs[start : start + step].unbind(1)
+        exact[i, j] = (q[i] - c[j]).pow(2).sum(dim=1)
+    return exact.argmin(dim=1)
 
 
 def nearest_neighbour_sqdist(queries: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor]:

@@ -249,6 +249,7 @@ def integrate_dirac_gan(
     center: float = 1.0,
     weight_decay: float = 0.0,
     distance: QPDistance = "euclidean",
+    max_steps: int = 1_000_000,
 ) -> DiracGANTrajectory:
     """Integrate the 2-D Dirac-GAN ODE with fixed steps from ``t = 0`` to ``T``.
 
@@ -265,6 +266,8 @@ def integrate_dirac_gan(
         theta0: initial generator point, default (0.2, 0.1) (``gan_numeric.py``).
         method: ``"rk4"`` (default) or ``"euler"``.
         lam, center, weight_decay, distance: see :func:`dirac_gan_vector_field`.
+        max_steps: refuse more than this many steps (default 10⁶; the steps are Python
+            loops): ``T=1, h=1e-9`` would otherwise silently start 10⁹ of them.
 
     Returns:
         A :class:`DiracGANTrajectory` with ``t (n+1,)``, ``phi (n+1, 2)`` and ``theta (n+1, 2)``
@@ -285,6 +288,11 @@ def integrate_dirac_gan(
     if method not in ("rk4", "euler"):
         raise ValueError(f"method must be 'rk4' or 'euler', got {method!r}")
     n = max(1, round(T / h))
+    if n > max_steps:
+        raise ValueError(
+            f"T / h = {T} / {h} asks for {n} integration steps, more than max_steps={max_steps}; "
+            "increase h, decrease T, or raise max_steps"
+        )
     field = _make_field(kind, lam=lam, center=center, weight_decay=weight_decay, distance=distance)
     step = _rk4_step if method == "rk4" else _euler_step
     s: _State = (*_as_point(phi0, "phi0"), *_as_point(theta0, "theta0"))

@@ -38,7 +38,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._validation import check_batched, check_positive, per_sample_flat
+from .._validation import check_batched, check_positive, finite_checks_enabled, per_sample_flat
 
 __all__ = [
     "MALAResult",
@@ -87,6 +87,31 @@ def _energy_and_grad(energy_fn: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
     return u.detach(), grad.detach()
 
 
+class _FiniteWatch:
+    """Device-side record of the first step whose energy or gradient was non-finite.
+
+    One ``isfinite`` reduction per step, no host sync inside the loop; :meth:`raise_if_bad` syncs
+    once at the end. Off when the package's finite checks are off.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.enabled = finite_checks_enabled()
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+
+    def observe(self, step: int, u: Tensor, grad: Tensor) -> None:
+        if self.enabled:
+            bad = ~(torch.isfinite(u).all() & torch.isfinite(grad).all())
+            self.first_bad = torch.where(bad & (self.first_bad < 0), step, self.first_bad)
+
+    def raise_if_bad(self) -> None:
+        if self.enabled and (step := int(self.first_bad)) >= 0:
+            raise ValueError(
+                f"energy_fn returned a non-finite energy or gradient at step {step} (0-based); the "
+                "samples would be NaN/inf. Disable this check with "
+                "kexue.gan_losses.set_finite_checks(False)."
+            )
+
+
 def _check_start(x: object, n_steps: int) -> Tensor:
     x = check_batched(x, "x", min_dim=1)
     if not x.is_floating_point():
@@ -114,7 +139,8 @@ def langevin_sample(
         generator: seeds the noise.
 
     Returns:
-        Detached samples, shape and dtype of ``x``.
+        Detached samples, shape and dtype of ``x``. A non-finite energy or gradient at any step
+        raises ``ValueError`` naming the step (checked on device, one host sync at the end).
 
     References:
         https://kexue.fm/archives/6612, https://kexue.fm/archives/6331.
@@ -122,9 +148,12 @@ def langevin_sample(
     x = _check_start(x, n_steps)
     check_positive(epsilon, "epsilon")
     scale = math.sqrt(epsilon)
-    for _ in range(n_steps):
-        _, grad = _energy_and_grad(energy_fn, x)
+    watch = _FiniteWatch(x.device)
+    for step in range(n_steps):
+        u, grad = _energy_and_grad(energy_fn, x)
+        watch.observe(step, u, grad)
         x = x - 0.5 * epsilon * grad.to(x.dtype) + scale * _randn(x, generator)
+    watch.raise_if_bad()
     return x
 
 
@@ -155,7 +184,8 @@ def decoupled_langevin_sample(
         generator: seeds the noise.
 
     Returns:
-        Detached samples, shape and dtype of ``x``.
+        Detached samples, shape and dtype of ``x``. A non-finite energy or gradient at any step
+        raises ``ValueError`` naming the step (checked on device, one host sync at the end).
 
     References:
         https://kexue.fm/archives/6612; ``openai/ebm_code_release`` ``train.py``.
@@ -167,15 +197,18 @@ def decoupled_langevin_sample(
         check_positive(grad_clip, "grad_clip")
     if clamp is not None and not (len(clamp) == 2 and clamp[0] < clamp[1]):
         raise ValueError(f"clamp must be (lo, hi) with lo < hi or None, got {clamp!r}")
-    for _ in range(n_steps):
+    watch = _FiniteWatch(x.device)
+    for step in range(n_steps):
         if noise_std:
             x = x + noise_std * _randn(x, generator)
-        _, grad = _energy_and_grad(energy_fn, x)
+        u, grad = _energy_and_grad(energy_fn, x)
+        watch.observe(step, u, grad)
         if grad_clip is not None:
             grad = grad.clamp(-grad_clip, grad_clip)
         x = x - step_size * grad.to(x.dtype)
         if clamp is not None:
             x = x.clamp(clamp[0], clamp[1])
+    watch.raise_if_bad()
     return x
 
 
@@ -228,6 +261,9 @@ def mala_sample(
     check_positive(epsilon, "epsilon")
     scale = math.sqrt(epsilon)
     u, grad = _energy_and_grad(energy_fn, x)
+    start = _FiniteWatch(x.device)  # the start must be finite; a non-finite proposal is rejected
+    start.observe(0, u, grad)
+    start.raise_if_bad()
     accepted = torch.zeros((), dtype=torch.float64, device=x.device)
     for _ in range(n_steps):
         proposal = x - 0.5 * epsilon * grad.to(x.dtype) + scale * _randn(x, generator)
