@@ -402,3 +402,27 @@ def test_half_precision_scores_compute_in_fp32() -> None:
     loss.backward()
     assert r.grad is not None and r.grad.dtype == torch.float16 and torch.isfinite(r.grad).all()
     assert torch.isfinite(lsgan_generator_loss(f))
+
+
+def test_one_sided_label_smoothing() -> None:
+    r, f = torch.tensor(REAL, dtype=torch.float64), torch.tensor(FAKE, dtype=torch.float64)
+    torch.testing.assert_close(
+        sgan_discriminator_loss(r, f, real_label=1.0), sgan_discriminator_loss(r, f)
+    )
+    smooth = sgan_discriminator_loss(r, f, real_label=0.9, reduction="none")
+    manual = 0.9 * torch.nn.functional.softplus(-r) + 0.1 * torch.nn.functional.softplus(r)
+    torch.testing.assert_close(smooth, manual + torch.nn.functional.softplus(f))
+    # Optimum at p_d = p_g: one shared score s minimises α·sp(−s) + (1−α)·sp(s) + sp(s) at σ(s) = α/2.
+    s = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([s], lr=1, max_iter=100, tolerance_grad=1e-12, tolerance_change=1e-14)
+
+    def closure():
+        opt.zero_grad()
+        loss = sgan_discriminator_loss(s, s, real_label=0.9)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert torch.sigmoid(s).item() == pytest.approx(0.45, abs=1e-8)
+    with pytest.raises(ValueError, match="real_label"):
+        sgan_discriminator_loss(r, f, real_label=0.0)

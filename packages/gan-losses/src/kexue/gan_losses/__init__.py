@@ -10,6 +10,12 @@ from __future__ import annotations
 from .__about__ import __version__
 from ._validation import *  # noqa: F403 - re-exports _validation.__all__
 from ._validation import __all__ as _validation_all
+from .dragan import *  # noqa: F403 - re-exports dragan.__all__
+from .dragan import __all__ as _dragan_all
+from .lazy import *  # noqa: F403 - re-exports lazy.__all__
+from .lazy import __all__ as _lazy_all
+from .lecam import *  # noqa: F403 - re-exports lecam.__all__
+from .lecam import __all__ as _lecam_all
 from .losses import *  # noqa: F403 - re-exports losses.__all__
 from .losses import __all__ as _losses_all
 from .modules import *  # noqa: F403 - re-exports modules.__all__
@@ -26,6 +32,9 @@ from .training import __all__ as _training_all
 __all__ = [
     "__version__",
     *_validation_all,
+    *_dragan_all,
+    *_lazy_all,
+    *_lecam_all,
     *_losses_all,
     *_modules_all,
     *_penalties_all,

@@ -1,7 +1,9 @@
 """One flat functional namespace: every reference loss, penalty and regulariser op.
 
 The ops themselves live in their family modules (:mod:`kexue.gan_losses.losses`,
-:mod:`kexue.gan_losses.penalties`, :mod:`kexue.gan_losses.regularizers`); this module only gathers
+:mod:`kexue.gan_losses.penalties`, :mod:`kexue.gan_losses.regularizers`,
+:mod:`kexue.gan_losses.dragan`, :mod:`kexue.gan_losses.lazy`, :mod:`kexue.gan_losses.lecam`); this
+module only gathers
 the functions (no classes, no training machinery) so that one import reaches all of them, as
 ``torch.nn.functional`` does::
 
@@ -15,10 +17,14 @@ wrappers of :mod:`kexue.gan_losses.modules` call.
 
 from __future__ import annotations
 
+from .dragan import dragan_penalty, dragan_points
+from .lazy import lazy_adam_hparams, lazy_r1_penalty, lazy_schedule, path_length_penalty
+from .lecam import lecam_regularization
 from .losses.bigan_qp import *  # noqa: F403 - re-exports bigan_qp.__all__ (functions only)
 from .losses.bigan_qp import __all__ as _bigan_qp_all
 from .losses.classic import *  # noqa: F403 - re-exports classic.__all__ (functions only)
 from .losses.classic import __all__ as _classic_all
+from .losses.conditional import acgan_class_loss, projection_scores
 from .losses.energy import *  # noqa: F403 - re-exports energy.__all__ (functions only)
 from .losses.energy import __all__ as _energy_all
 from .losses.fgan import f_gan_discriminator_loss, f_gan_generator_loss
@@ -65,4 +71,13 @@ __all__ = [
     "pearson_correlation",
     "forward_detached_and_attached",
     "single_loss",
+    "acgan_class_loss",
+    "projection_scores",
+    "dragan_penalty",
+    "dragan_points",
+    "lazy_adam_hparams",
+    "lazy_r1_penalty",
+    "lazy_schedule",
+    "path_length_penalty",
+    "lecam_regularization",
 ]

@@ -15,6 +15,7 @@ and, for the functions, in :mod:`kexue.gan_losses.functional`.
   MEG mutual-information terms.
 - :mod:`.imle` — IMLE (post 6394) and the VI proximal regulariser.
 - :mod:`.single_loss` — the single-loss trick (post 6387): D and G in one loss, one optimiser.
+- :mod:`.conditional` — class-conditional D: projection-discriminator scores, AC-GAN class loss.
 
 Import order inside the room: ``ogan`` uses ``single_loss``; ``fgan``, ``gan_qp`` and
 ``relativistic`` share only the private helpers of ``kexue.gan_losses._validation``.
@@ -26,6 +27,8 @@ from .bigan_qp import *  # noqa: F403 - re-exports bigan_qp.__all__
 from .bigan_qp import __all__ as _bigan_qp_all
 from .classic import *  # noqa: F403 - re-exports classic.__all__
 from .classic import __all__ as _classic_all
+from .conditional import *  # noqa: F403 - re-exports conditional.__all__
+from .conditional import __all__ as _conditional_all
 from .energy import *  # noqa: F403 - re-exports energy.__all__
 from .energy import __all__ as _energy_all
 from .fgan import *  # noqa: F403 - re-exports fgan.__all__
@@ -44,6 +47,7 @@ from .single_loss import __all__ as _single_loss_all
 __all__ = [
     *_bigan_qp_all,
     *_classic_all,
+    *_conditional_all,
     *_energy_all,
     *_fgan_all,
     *_gan_qp_all,

@@ -57,16 +57,23 @@ def sgan_discriminator_loss(
     real_scores: Tensor,
     fake_scores: Tensor,
     *,
+    real_label: float = 1.0,
     energy: bool = False,
     reduction: Reduction = "mean",
 ) -> Tensor:
     r"""Standard GAN discriminator loss (binary cross-entropy with logits; real 1, fake 0).
 
-    .. math:: L_D = \mathbb E[\mathrm{sp}(-r)] + \mathbb E[\mathrm{sp}(f)]
+    .. math:: L_D = \mathbb E[\alpha\,\mathrm{sp}(-r) + (1-\alpha)\,\mathrm{sp}(r)]
+        + \mathbb E[\mathrm{sp}(f)]
+
+    ``α = real_label``: 1 is the plain loss; α < 1 is one-sided label smoothing (Salimans et al.
+    2016, arXiv 1606.03498 §3.4, α = 0.9), whose optimum is D* = α·p_d/(p_d + p_g). Fake labels
+    stay 0: smoothing them moves the optimum towards p_g, so they are not exposed.
 
     Arguments:
         real_scores: raw D scores on real samples, ``(B_r,)`` or ``(B_r, 1)``.
         fake_scores: raw D scores on (detached) fake samples, ``(B_f,)`` or ``(B_f, 1)``.
+        real_label: α ∈ (0, 1], default 1; 0.9 for one-sided smoothing.
         energy: scores use the energy sign (lower = more real); ``D -> -D`` is applied first.
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (see the module docstring).
 
@@ -78,8 +85,13 @@ def sgan_discriminator_loss(
         Goodfellow et al., arXiv 1406.2661. The author's ``dcgan_celeba.py`` (``bojone/gan``) uses
         Adam(2e-4, β1 = 0.5), D:G = 1:2 steps, batch 64, https://kexue.fm/archives/6583.
     """
+    if not 0.0 < real_label <= 1.0:
+        raise ValueError(f"real_label must be in (0, 1], got {real_label}")
     r, f = signed_pair(real_scores, fake_scores, energy)
-    return reduce_pair(F.softplus(-r), F.softplus(f), reduction)
+    real_term = F.softplus(-r)
+    if real_label != 1.0:
+        real_term = real_label * real_term + (1.0 - real_label) * F.softplus(r)
+    return reduce_pair(real_term, F.softplus(f), reduction)
 
 
 def sgan_generator_loss(
