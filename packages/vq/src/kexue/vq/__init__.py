@@ -52,7 +52,11 @@ from .quantizer import (
     QuantizerOutput,
     VectorQuantizer,
 )
+from .quantizer_dropout import (
+    QuantizerDropout,
+)
 from .residual import (
+    GroupedResidualVQ,
     GroupedVQ,
     ResidualVQ,
 )
@@ -64,6 +68,12 @@ from .residual_lfq import (
 )
 from .restart import (
     DeadCodeRestart,
+)
+from .rotation import (
+    rotation_trick,
+)
+from .sampling import (
+    gumbel_nearest,
 )
 from .simvq import (
     SimVQ,
@@ -85,7 +95,9 @@ __all__ = [
     "VQVAE2",
     "CodebookStats",
     "DeadCodeRestart",
+    "GroupedResidualVQ",
     "GroupedVQ",
+    "QuantizerDropout",
     "QuantizerOutput",
     "ResidualFSQ",
     "ResidualLFQ",
@@ -97,6 +109,7 @@ __all__ = [
     "code_counts_and_sums",
     "ema_codebook",
     "ema_update_",
+    "gumbel_nearest",
     "kmeans",
     "laplace_smoothed",
     "lfq_entropies",
@@ -104,5 +117,6 @@ __all__ = [
     "nearest_code",
     "nearest_code_reference",
     "perplexity",
+    "rotation_trick",
     "usage",
 ]

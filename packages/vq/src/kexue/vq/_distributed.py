@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_reduce_sum_", "broadcast_", "is_distributed", "world_size"]
+__all__ = ["all_reduce_sum_", "broadcast_", "is_distributed", "rank", "world_size"]
 
 
 def is_distributed() -> bool:
@@ -21,6 +21,11 @@ def is_distributed() -> bool:
 def world_size() -> int:
     """The default group's world size, or 1 outside ``torch.distributed``."""
     return dist.get_world_size() if is_distributed() else 1
+
+
+def rank() -> int:
+    """This process's rank in the default group, or 0 outside ``torch.distributed``."""
+    return dist.get_rank() if is_distributed() else 0
 
 
 def all_reduce_sum_(*tensors: torch.Tensor) -> None:

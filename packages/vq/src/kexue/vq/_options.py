@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+from .rotation import ESTIMATORS
+from .sampling import SAMPLE_DISTANCES
 
 __all__ = ["QUANTIZER_PRESETS"]
 
@@ -13,8 +17,8 @@ QUANTIZER_PRESETS: dict[str, dict[str, Any]] = {
     # bojone/vae vq_vae_keras.py (2019): learned codebook, weights 1 and 0.25, mean-MSE, init
     # U(−0.05, 0.05). Su used 64 codes; num_codes stays the caller's argument.
     "su_compat": {"beta": 0.25, "codebook_weight": 1.0, "reduction": "mean", "decay": None},
-    # lucidrains/vector-quantize-pytorch v1.31.0 defaults (rotation trick not implemented here).
-    "lucidrains_compat": {"decay": 0.8, "beta": 1.0},
+    # lucidrains/vector-quantize-pytorch v1.31.0 defaults, rotation trick included.
+    "lucidrains_compat": {"decay": 0.8, "beta": 1.0, "estimator": "rotation"},
 }
 _DEFAULTS: dict[str, Any] = {
     "beta": 0.25,
@@ -22,6 +26,7 @@ _DEFAULTS: dict[str, Any] = {
     "reduction": "mean",
     "decay": 0.99,
     "eps": 1e-5,
+    "estimator": "ste",
 }
 
 
@@ -51,3 +56,16 @@ def _validate_options(**o: Any) -> None:
         raise ValueError(f"init_count must be > 0, got {o['init_count']}")
     if o["kmeans_iters"] < 1:
         raise ValueError(f"kmeans_iters must be >= 1, got {o['kmeans_iters']}")
+
+
+def _validate_sampling(estimator: str, sample: str, temperature: float, distance: str) -> None:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    if sample not in ("argmax", "gumbel"):
+        raise ValueError(f"sample must be 'argmax' or 'gumbel', got {sample!r}")
+    if not (
+        isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0
+    ):
+        raise ValueError(f"temperature must be a finite float > 0, got {temperature!r}")
+    if distance not in SAMPLE_DISTANCES:
+        raise ValueError(f"sample_distance must be one of {SAMPLE_DISTANCES}, got {distance!r}")

@@ -3,7 +3,11 @@
 Forward (spec §2.1–§2.7), for an input z flattened to (N, D):
 
 - k*(i) = argmin_k ‖z_i − e_k‖² through :func:`kexue.vq.functional.nearest_code` (no N×K tensor);
-- z_q = z + sg(e_{k*} − z) (straight-through estimator);
+- z_q = z + sg(e_{k*} − z) (straight-through estimator, ``estimator="ste"``, default), or the
+  rotation trick (``estimator="rotation"``, arXiv:2410.06424, :mod:`kexue.vq.rotation`); the forward
+  value is the code e_{k*} bit for bit with either;
+- ``sample="gumbel"`` draws the code from softmax(−d/τ) in training (:mod:`kexue.vq.sampling`);
+- ``mask=`` / ``lens=`` exclude padded positions from everything (index −1, output = input);
 - losses: commitment β·‖z − sg(e)‖², and, for a learned codebook (``decay=None``), the codebook
   term codebook_weight·‖sg(z) − e‖²; ``reduction="mean"`` averages over all N·D elements (paper,
   Su 2019), ``"sum_per_sample"`` sums and divides by the batch size B = x.shape[0] (Su 2023);
@@ -17,19 +21,22 @@ fp32 with autocast disabled; the quantised output comes back in the input dtype,
 
 from __future__ import annotations
 
-import math
 from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._distributed import all_reduce_sum_, broadcast_, is_distributed
+from ._codebook_init import _CodebookInitMixin
+from ._distributed import all_reduce_sum_, is_distributed
 from ._layout import check_input, check_layout, flatten, unflatten
-from ._options import _DEFAULTS, QUANTIZER_PRESETS, _validate_options
+from ._masking import resolve_mask
+from ._options import _DEFAULTS, QUANTIZER_PRESETS, _validate_options, _validate_sampling
 from .ema import _ema_codebook, _ema_update_
 from .functional import _counts_and_sums, nearest_code, perplexity, usage
 from .restart import DeadCodeRestart
+from .rotation import rotation_trick, straight_through
+from .sampling import gumbel_nearest
 
 __all__ = ["QUANTIZER_PRESETS", "QuantizerOutput", "VectorQuantizer"]
 
@@ -50,7 +57,9 @@ class QuantizerOutput(NamedTuple):
             axis of size num_quantizers/groups).
         loss: scalar total loss (fp32; fp64 for fp64 inputs).
         losses: {"commitment", "codebook", "total"} scalars.
-        stats: {"perplexity", "usage", "dead_codes"} 0-d tensors (detached).
+        stats: {"perplexity", "usage", "dead_codes"} 0-d tensors (detached; over valid positions
+            only), plus ``"rotation_fallback"`` (rows that fell back to the STE) with
+            ``estimator="rotation"``.
     """
 
     quantized: Tensor
@@ -60,7 +69,7 @@ class QuantizerOutput(NamedTuple):
     stats: dict[str, Tensor]
 
 
-class VectorQuantizer(nn.Module):
+class VectorQuantizer(_CodebookInitMixin):
     """Vector quantiser with a straight-through estimator and an optional EMA codebook.
 
     Arguments:
@@ -97,6 +106,15 @@ class VectorQuantizer(nn.Module):
             ``"rerank"``); the low-precision operands are used only on the Triton path.
         backend: ``"auto"``, ``"triton"`` or ``"torch"``.
         deterministic: deterministic accumulation of EMA counts and sums.
+        estimator: ``"ste"`` (default) or ``"rotation"`` (the rotation trick, Fifty et al. 2024,
+            arXiv:2410.06424: gradient λRᵀg, forward value still e bit for bit; applied in the
+            codebook space; rows with ‖z‖ or ‖e‖ < 1e-12 or z nearly opposite e use the STE and
+            are counted in ``stats["rotation_fallback"]``). ``preset="lucidrains_compat"`` sets
+            ``"rotation"`` (vector-quantize-pytorch's default).
+        sample: ``"argmax"`` (default, nearest code) or ``"gumbel"``: in training, draw the code
+            from softmax(−d/τ) (lucidrains ``stochastic_sample_codes``); eval stays argmax.
+        temperature: τ > 0 of ``sample="gumbel"``; 1.0.
+        sample_distance: d of ``sample="gumbel"``: ``"sq_l2"`` (default) or ``"l2"`` (lucidrains).
         preset: ``"paper"``, ``"su_compat"`` or ``"lucidrains_compat"`` (see :data:`QUANTIZER_PRESETS`); a
             preset only replaces arguments left at their defaults.
 
@@ -132,11 +150,15 @@ class VectorQuantizer(nn.Module):
         precision: Literal["auto", "fp32", "rerank"] = "auto",
         backend: Literal["auto", "triton", "torch"] = "auto",
         deterministic: bool = True,
+        estimator: Literal["ste", "rotation"] = "ste",
+        sample: Literal["argmax", "gumbel"] = "argmax",
+        temperature: float = 1.0,
+        sample_distance: Literal["sq_l2", "l2"] = "sq_l2",
         preset: str | None = None,
     ) -> None:
         super().__init__()
         opts = {"beta": beta, "codebook_weight": codebook_weight, "reduction": reduction}
-        opts.update(decay=decay, eps=eps)
+        opts.update(decay=decay, eps=eps, estimator=estimator)
         if preset is not None:
             if preset not in QUANTIZER_PRESETS:
                 raise ValueError(
@@ -146,7 +168,10 @@ class VectorQuantizer(nn.Module):
                 if opts[key] == _DEFAULTS[key]:
                     opts[key] = value
         beta, codebook_weight, reduction = opts["beta"], opts["codebook_weight"], opts["reduction"]
-        decay, eps = opts["decay"], opts["eps"]
+        decay, eps, estimator = opts["decay"], opts["eps"], opts["estimator"]
+        _validate_sampling(estimator, sample, temperature, sample_distance)
+        self.estimator, self.sample = estimator, sample
+        self.temperature, self.sample_distance = float(temperature), sample_distance
         _validate_options(
             num_codes=num_codes,
             dim=dim,
@@ -210,24 +235,14 @@ class VectorQuantizer(nn.Module):
         self.restart = restart
         if restart is not None:
             restart.setup_(num_codes)
-
-    def _initial_codebook(self, preset: str | None) -> Tensor:
-        shape = (self.num_codes, self.codebook_dim)
-        if preset == "su_compat":  # Keras "uniform" initializer, U(−0.05, 0.05) [bojone/vae]
-            embed = torch.empty(shape).uniform_(-0.05, 0.05)
-        elif preset == "lucidrains_compat":  # kaiming-uniform [lucidrains]
-            embed = nn.init.kaiming_uniform_(torch.empty(shape), a=math.sqrt(5))
-        else:  # N(0, 1), as rosinality/vq-vae-2-pytorch
-            embed = torch.randn(shape)
-        if self.metric == "cosine":
-            embed = F.normalize(embed, dim=-1, eps=1e-12)
-        return embed
+        # (z, indices, valid) of deferred training calls, or None (update in every forward)
+        self._pending: list[tuple[Tensor, Tensor, Tensor | None]] | None = None
 
     def extra_repr(self) -> str:
         return (
             f"num_codes={self.num_codes}, dim={self.dim}, codebook_dim={self.codebook_dim}, "
             f"layout={self.layout!r}, metric={self.metric!r}, beta={self.beta}, "
-            f"decay={self.decay}, reduction={self.reduction!r}"
+            f"decay={self.decay}, reduction={self.reduction!r}, estimator={self.estimator!r}"
         )
 
     # ------------------------------------------------------------------ helpers
@@ -265,91 +280,26 @@ class VectorQuantizer(nn.Module):
         w, b = self.project_out.weight, self.project_out.bias
         return F.linear(z, w.to(z.dtype), b.to(z.dtype))
 
-    def _reduce(self, sq: Tensor, batch: int) -> Tensor:
-        return sq.mean() if self.reduction == "mean" else sq.sum() / batch
-
-    @torch.no_grad()
-    def _set_codebook_(self, codebook: Tensor, counts: Tensor | None = None) -> None:
-        """Set the codebook and re-initialise the EMA consistently: N = n, m = e·n."""
-        if self.metric == "cosine":
-            codebook = F.normalize(codebook, dim=-1, eps=1e-12)
-        self.embed.data.copy_(codebook.to(self.embed.dtype))
-        n = torch.full_like(self.cluster_size, self.init_count)
-        if counts is not None:  # k-means bins; empty clusters keep the n₀ init (e stays finite)
-            counts = counts.to(n)
-            n = torch.where(counts > 0, counts, n)
-        self.cluster_size.copy_(n)
-        if self.decay is not None:
-            self.embed_avg.copy_(self.embed.to(self.embed_avg.dtype) * n.unsqueeze(-1))
-        self.initted.fill_(True)
-
-    # ------------------------------------------------------------------ initialisation
-    @torch.no_grad()
-    def _kmeans_(self, z: Tensor) -> None:
-        from .kmeans import kmeans  # vq-core's module; imported when k-means is used
-
-        centroids, counts = kmeans(
-            z.float(),
-            self.num_codes,
-            iters=self.kmeans_iters,
-            plusplus=self.kmeans_plusplus,
-            on_few_samples=self.kmeans_on_few_samples,
-            generator=None,
-            backend=self.backend,
-            sync=self.sync,
-        )
-        self._set_codebook_(centroids, counts)
-
-    @torch.no_grad()
-    def init_codebook_(self, data: Tensor) -> None:
-        """Initialise the codebook by k-means on ``data`` (in the input layout), EMA consistently.
-
-        After it, N_k = bins_k (n₀ for empty clusters) and m_k = e_k·N_k (lucidrains#66).
-
-        Arguments:
-            data: samples in the module's layout, e.g. (N, D) or (B, D, H, W) for channels_first.
-        """
-        check_input(data, self.dim, self.layout, name="data")
-        flat, _ = flatten(data, self.layout)
-        dtype = torch.float64 if data.dtype == torch.float64 else torch.float32
-        self._kmeans_(self._to_codebook_space(flat.to(dtype)))
-
-    @torch.no_grad()
-    def load_codebook(self, codebook: Tensor) -> None:
-        """Replace the codebook by ``codebook`` (K, codebook_dim), with N = n₀, m = n₀·e.
-
-        The quantiser then counts as initialised: a pending ``kmeans_init`` (or the first-step
-        broadcast under DDP) no longer runs.
-
-        Arguments:
-            codebook: (K, codebook_dim) tensor of finite values.
-        """
-        expected = (self.num_codes, self.codebook_dim)
-        if not isinstance(codebook, Tensor) or tuple(codebook.shape) != expected:
-            got = tuple(codebook.shape) if isinstance(codebook, Tensor) else type(codebook)
-            raise ValueError(f"codebook must have shape {expected}, got {got}")
-        if not bool(torch.isfinite(codebook).all()):
-            raise ValueError("codebook contains NaN or inf values")
-        self._set_codebook_(codebook)
-
-    @torch.no_grad()
-    def _first_batch_(self, z: Tensor, sync: bool) -> None:
-        # Same branch on every rank (the flag is identical), so the collectives cannot hang.
-        if self.kmeans_init:
-            self._kmeans_(z)
-        elif sync:
-            tensors = [self.embed.data, self.cluster_size]
-            if self.decay is not None:
-                tensors.append(self.embed_avg)
-            broadcast_(*tensors, src=0)
-        self.initted.fill_(True)
-
     # ------------------------------------------------------------------ forward
-    def forward(self, x: Tensor) -> QuantizerOutput:
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        lens: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> QuantizerOutput:
         """Quantise ``x``.
 
         Arguments:
             x: (..., D) for ``layout="channels_last"`` or (B, D, *spatial) for ``"channels_first"``.
+            mask: optional bool tensor of x's shape without D (True = valid). Padded positions
+                get index −1, ``quantized`` equal to the input (bitwise), and are excluded from
+                the losses (means over valid rows), the EMA counts and sums, k-means, restart
+                candidates and LRU countdowns, and the usage statistics.
+            lens: optional (B,) integer lengths instead of ``mask``, for x (B, T, D) (or
+                (B, D, T) channels_first): position t of sample b is valid iff t < lens[b].
+            generator: random source of ``sample="gumbel"`` (training only).
 
         Returns:
             :class:`QuantizerOutput` (quantized in x's shape and dtype, int64 indices of x's shape
@@ -357,53 +307,108 @@ class VectorQuantizer(nn.Module):
         """
         check_input(x, self.dim, self.layout)
         flat, index_shape = flatten(x, self.layout)
+        mask = resolve_mask(flat.reshape(*index_shape, self.dim), mask, lens)
+        valid = None if mask is None else mask.reshape(-1)
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         with torch.autocast(device_type=x.device.type, enabled=False):
             z = self._to_codebook_space(flat.to(dtype))
             sync = self._resolved_sync()
             if self.training and not bool(self.initted):
-                self._first_batch_(z.detach(), sync)
-            codebook = self._effective_codebook(dtype)
-            indices = self._assign(z.detach(), codebook.detach())
-            e = codebook[indices]
-            commitment = self.beta * self._reduce((z - e.detach()).pow(2), x.shape[0])
-            if self.decay is None:
-                sq = (z.detach() - e).pow(2)
-                codebook_loss = self.codebook_weight * self._reduce(sq, x.shape[0])
-            else:
-                codebook_loss = commitment.new_zeros(())
-            # z + sg(e − z), written so that the forward value is e bit for bit (z − sg(z) = 0)
-            z_q = e.detach() + (z - z.detach())
+                self._first_batch_(z.detach(), valid, sync)
+            indices, z_q, losses, extra = self._quantize(z, valid, x.shape[0], generator)
             out = self._to_output_space(z_q)
-            if self.training:
-                counts = self._update_(z.detach(), indices, sync)
+            if valid is not None:  # padded rows: the input, bit for bit
+                out = torch.where(valid[:, None], out, flat.to(out.dtype))
+            if self.training and self._pending is None:
+                counts = self._update_(z.detach(), indices, valid, sync)
             else:
-                counts = torch.bincount(indices, minlength=self.num_codes).to(torch.float32)
-            stats = self._stats(counts)
+                counts = self._counts(indices, valid)
+                if self.training:  # shared codebook: ResidualVQ applies one pooled update
+                    self._pending.append((z.detach(), indices, valid))
+            stats = {**self._stats(counts), **extra}
         quantized = unflatten(out, index_shape, self.layout).to(x.dtype)
+        if valid is not None:
+            indices = indices.masked_fill(~valid, -1)
+        return QuantizerOutput(
+            quantized, indices.reshape(index_shape), losses["total"], losses, stats
+        )
+
+    def _quantize(
+        self, z: Tensor, valid: Tensor | None, batch: int, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]:
+        """Assignment, losses and estimator on codebook-space rows z (N, d); no state change.
+
+        Returns (indices (N,) (garbage on padded rows), z_q (N, d), losses, extra stats).
+        """
+        codebook = self._effective_codebook(z.dtype)
+        indices = self._assign(z.detach(), codebook.detach(), generator)
+        e = codebook[indices]
+        w = None if valid is None else valid.to(z.dtype)
+        commitment = self.beta * self._reduce((z - e.detach()).pow(2), batch, w)
+        if self.decay is None:
+            sq = (z.detach() - e).pow(2)
+            codebook_loss = self.codebook_weight * self._reduce(sq, batch, w)
+        else:
+            codebook_loss = commitment.new_zeros(())
+        extra: dict[str, Tensor] = {}
+        if self.estimator == "rotation":
+            z_q, fallback = rotation_trick(z, e)
+            if valid is not None:
+                fallback = fallback & valid
+            extra["rotation_fallback"] = fallback.sum().to(torch.float32)
+        else:  # z + sg(e − z), written so that the forward value is e bit for bit
+            z_q = straight_through(z, e)
         total = commitment + codebook_loss
         losses = {"commitment": commitment, "codebook": codebook_loss, "total": total}
-        return QuantizerOutput(quantized, indices.reshape(index_shape), total, losses, stats)
+        return indices, z_q, losses, extra
 
-    def _assign(self, z: Tensor, codebook: Tensor) -> Tensor:
+    def _reduce(self, sq: Tensor, batch: int, w: Tensor | None) -> Tensor:
+        """Mean over valid elements (``"mean"``) or valid sum / B (``"sum_per_sample"``)."""
+        if w is None:
+            return sq.mean() if self.reduction == "mean" else sq.sum() / batch
+        total = (sq.sum(dim=-1) * w).sum()
+        if self.reduction == "mean":
+            return total / (w.sum().clamp_min(1.0) * sq.shape[-1])
+        return total / batch
+
+    def _assign(
+        self, z: Tensor, codebook: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
         # z and the codebook stay fp32 (fp64) on every backend: the kernel is certified exact on
         # them, so Triton and torch return the same indices.
+        if self.sample == "gumbel" and self.training:
+            return gumbel_nearest(
+                z, codebook, temperature=self.temperature, distance=self.sample_distance,
+                generator=generator,
+            )  # fmt: skip
         indices, _ = nearest_code(
             z, codebook, metric="l2", precision=self.precision, backend=self.backend
         )
         return indices
 
+    def _counts(self, indices: Tensor, valid: Tensor | None) -> Tensor:
+        """(K,) fp32 counts of the valid rows' indices (padded rows go to a dropped bin K)."""
+        if valid is None:
+            return torch.bincount(indices, minlength=self.num_codes).to(torch.float32)
+        binned = torch.where(valid, indices, self.num_codes)
+        return torch.bincount(binned, minlength=self.num_codes + 1)[:-1].to(torch.float32)
+
     @torch.no_grad()
-    def _update_(self, z: Tensor, indices: Tensor, sync: bool) -> Tensor:
-        """EMA update (or usage counting), all-reduced in one collective, then dead-code restart."""
+    def _update_(self, z: Tensor, indices: Tensor, valid: Tensor | None, sync: bool) -> Tensor:
+        """EMA update (or usage counting) on the valid rows, one collective, then restart."""
         if self.decay is not None:
-            counts, sums = _counts_and_sums(
-                indices,
-                z.float(),
-                self.num_codes,
-                backend=self.backend,
-                deterministic=self.deterministic,
-            )
+            k = self.num_codes
+            if valid is None:
+                counts, sums = _counts_and_sums(
+                    indices, z.float(), k, backend=self.backend, deterministic=self.deterministic
+                )
+            else:  # padded rows land in an extra bin K that is dropped: no boolean indexing
+                binned = torch.where(valid, indices, k)
+                counts, sums = _counts_and_sums(
+                    binned, z.float(), k + 1, backend=self.backend,
+                    deterministic=self.deterministic,
+                )  # fmt: skip
+                counts, sums = counts[:k], sums[:k]
             if sync:
                 all_reduce_sum_(counts, sums)
             _ema_update_(self.cluster_size, self.embed_avg, counts, sums, decay=self.decay)
@@ -413,7 +418,7 @@ class VectorQuantizer(nn.Module):
                 new = F.normalize(new, dim=-1, eps=1e-12)
             self.embed.copy_(new.to(self.embed.dtype))
         else:
-            counts = torch.bincount(indices, minlength=self.num_codes).to(torch.float32)
+            counts = self._counts(indices, valid)
             if sync:
                 all_reduce_sum_(counts)
             self.cluster_size.mul_(STATS_DECAY).add_(
@@ -429,8 +434,22 @@ class VectorQuantizer(nn.Module):
                 init_count=self.init_count,
                 normalize=self.metric == "cosine",
                 sync=sync,
+                valid=valid,
             )
         return counts
+
+    @torch.no_grad()
+    def _pooled_update_(self, sync: bool) -> None:
+        """One EMA step (and restart) on the valid rows of every deferred call, then clear."""
+        parts, self._pending = self._pending or [], []
+        if not parts:
+            return
+        z = torch.cat([p[0] for p in parts])
+        indices = torch.cat([p[1] for p in parts])
+        valid = torch.cat(
+            [p[2] if p[2] is not None else torch.ones_like(p[1], dtype=torch.bool) for p in parts]
+        )
+        self._update_(z, indices, valid, sync)
 
     def _dead_threshold(self) -> float:
         if self.restart is not None and self.restart.mode == "threshold" and self.restart.enabled:
@@ -447,7 +466,8 @@ class VectorQuantizer(nn.Module):
         """Code vectors for ``indices``, projected back to D and laid out like the input.
 
         Arguments:
-            indices: integer tensor of shape (...) (at least 1 axis), values in [0, K).
+            indices: integer tensor of shape (...) (at least 1 axis), values in [0, K) or −1
+                (a padded position or dropped stage), which maps to the zero vector.
 
         Returns:
             (..., D) for channels_last or (B, D, ...) for channels_first, in the codebook dtype.
@@ -462,11 +482,13 @@ class VectorQuantizer(nn.Module):
             )
         if indices.numel():
             lo, hi = torch.stack([indices.min(), indices.max()]).long().tolist()
-            if lo < 0 or hi >= self.num_codes:
+            if lo < -1 or hi >= self.num_codes:
                 raise ValueError(
-                    f"indices must lie in [0, {self.num_codes}), got range [{lo}, {hi}] "
+                    f"indices must lie in [0, {self.num_codes}) or be -1, got range [{lo}, {hi}] "
                     f"(shape {tuple(indices.shape)})"
                 )
         dtype = self.embed.dtype
-        vectors = self._to_output_space(self._effective_codebook(dtype)[indices.reshape(-1)])
+        flat = indices.reshape(-1).long()
+        vectors = self._to_output_space(self._effective_codebook(dtype)[flat.clamp_min(0)])
+        vectors = vectors.masked_fill((flat < 0)[:, None], 0.0)
         return unflatten(vectors, tuple(indices.shape), self.layout)

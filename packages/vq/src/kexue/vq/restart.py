@@ -128,6 +128,7 @@ class DeadCodeRestart(nn.Module):
         normalize: bool = False,
         sync: bool = False,
         generator: torch.Generator | None = None,
+        valid: Tensor | None = None,
     ) -> Tensor:
         """Find dead codes and re-seed them in place from ``batch``.
 
@@ -142,6 +143,9 @@ class DeadCodeRestart(nn.Module):
             normalize: L2-normalise the replacements (cosine codebooks).
             sync: choose the mask and replacements on rank 0 and broadcast them.
             generator: random source for the draw (and the noise).
+            valid: optional (N,) bool, True for rows that may become replacements (padded rows
+                are never drawn). A step whose deciding rank (rank 0 under ``sync``, else this
+                process) has no valid row replaces nothing; the collectives stay the same.
 
         Returns:
             (K,) bool mask of the codes that were replaced.
@@ -156,7 +160,16 @@ class DeadCodeRestart(nn.Module):
             return torch.zeros(num_codes, dtype=torch.bool, device=codebook.device)
         dead = self.dead_mask(counts=counts, cluster_size=cluster_size)
         gen_device = generator.device if generator is not None else batch.device
-        pick = torch.randint(batch.shape[0], (num_codes,), generator=generator, device=gen_device)
+        if valid is None:
+            pick = torch.randint(
+                batch.shape[0], (num_codes,), generator=generator, device=gen_device
+            )
+        else:  # uniform over the valid rows (a fixed-size draw, no host sync)
+            w = valid.to(device=gen_device, dtype=torch.float32)
+            has_valid = w.sum() > 0
+            w = torch.where(has_valid, w, torch.ones_like(w))
+            pick = torch.multinomial(w, num_codes, replacement=True, generator=generator)
+            dead = dead & has_valid.to(dead.device)
         candidates = batch.detach()[pick.to(batch.device)].to(torch.float32)
         if self.noise > 0:
             noise = torch.randn(candidates.shape, generator=generator, device=gen_device)
