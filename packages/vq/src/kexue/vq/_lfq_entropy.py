@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["DEFAULT_CHUNK_ELEMENTS", "clamped_sample_entropy", "mean_code_probs", "sample_entropy"]
@@ -34,12 +33,39 @@ def bit_table(bits: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     return ((k >> torch.arange(bits, device=device)) & 1).to(dtype)
 
 
+def _floor(dtype: torch.dtype) -> float:
+    """A log-probability below which p is dropped: e^floor is a normal float (fp32 e^−80 ≈ 1.8e-35).
+
+    On CPU, exp / log1p take a slow scalar path (~300× slower) for results that underflow; keeping
+    every argument in range avoids it. Probabilities below e^floor contribute nothing measurable.
+    """
+    return -700.0 if dtype == torch.float64 else -80.0
+
+
+def softplus(a: Tensor) -> Tensor:
+    """log(1 + e^a) = max(a, 0) + log(1 + e^−|a|), with |a| capped at −floor (error < e^floor)."""
+    t = torch.exp(-a.abs().clamp_max(-_floor(a.dtype)))
+    return a.clamp_min(0) + torch.log(1 + t)
+
+
+def sigmoid(a: Tensor) -> Tensor:
+    """σ(a) with a clipped to ±(−floor): exact to e^floor, without the slow underflow path."""
+    cap = -_floor(a.dtype)
+    return torch.sigmoid(a.clamp(-cap, cap))
+
+
+def _probs(logp: Tensor) -> Tensor:
+    """exp(logp) for logp <= 0, with entries below e^floor set to 0."""
+    floor = _floor(logp.dtype)
+    return torch.exp(logp.clamp_min(floor)).masked_fill_(logp < floor, 0.0)
+
+
 def _log_probs(a: Tensor, table: Tensor) -> Tensor:
     """log P(bits = row k of ``table`` | logits a): a (R, C, n) → (R, C, 2^n).
 
     log Π_j σ(a_j)^b_j σ(−a_j)^(1−b_j) = Σ_j b_j a_j − Σ_j softplus(a_j).
     """
-    return a @ table.T - F.softplus(a).sum(-1, keepdim=True)
+    return a @ table.T - softplus(a).sum(-1, keepdim=True)
 
 
 def _rows_per_chunk(codebooks: int, width: int, chunk_elements: int) -> int:
@@ -51,7 +77,7 @@ def sample_entropy(a: Tensor, weights: Tensor, total: Tensor) -> Tensor:
 
     h(σ(a)) = softplus(a) − a·σ(a); differentiable by autograd, O(N·C·d).
     """
-    h = F.softplus(a) - a * torch.sigmoid(a)
+    h = softplus(a) - a * sigmoid(a)
     per_row = h.sum(-1).mean(-1)
     return (per_row * weights).sum() / total
 
@@ -68,8 +94,10 @@ class _MeanCodeProbs(torch.autograd.Function):
         scale = weights / total
         for start in range(0, n, rows):
             ac = a[start : start + rows]
-            p_lo = _log_probs(ac[..., :d_lo], t_lo).exp() * scale[start : start + rows, None, None]
-            p_hi = _log_probs(ac[..., d_lo:], t_hi).exp()
+            p_lo = (
+                _probs(_log_probs(ac[..., :d_lo], t_lo)) * scale[start : start + rows, None, None]
+            )
+            p_hi = _probs(_log_probs(ac[..., d_lo:], t_hi))
             pbar.baddbmm_(p_hi.permute(1, 2, 0), p_lo.transpose(0, 1))
         ctx.save_for_backward(a, scale)
         ctx.chunk_elements = chunk_elements
@@ -87,14 +115,14 @@ class _MeanCodeProbs(torch.autograd.Function):
         out = torch.empty_like(a)
         for start in range(0, n, rows):
             ac = a[start : start + rows]
-            p_lo = _log_probs(ac[..., :d_lo], t_lo).exp().transpose(0, 1)  # (C, R, K_lo)
-            p_hi = _log_probs(ac[..., d_lo:], t_hi).exp().transpose(0, 1)  # (C, R, K_hi)
+            p_lo = _probs(_log_probs(ac[..., :d_lo], t_lo)).transpose(0, 1)  # (C, R, K_lo)
+            p_hi = _probs(_log_probs(ac[..., d_lo:], t_hi)).transpose(0, 1)  # (C, R, K_hi)
             # g_k p_ik summed with the bits of k: d p_ik / d a_ij = p_ik (b_kj − σ(a_ij))
             lo = torch.bmm(p_hi, u) * p_lo  # (C, R, K_lo): Σ_hi u p_hi, times p_lo
             hi = torch.bmm(p_lo, u.transpose(1, 2)) * p_hi
             total = lo.sum(-1)  # Σ_k u_k p_ik
             grad_bits = torch.cat([lo @ t_lo, hi @ t_hi], dim=-1)  # (C, R, d)
-            g = grad_bits - torch.sigmoid(ac.transpose(0, 1)) * total.unsqueeze(-1)
+            g = grad_bits - sigmoid(ac.transpose(0, 1)) * total.unsqueeze(-1)
             out[start : start + rows] = g.transpose(0, 1) * scale[start : start + rows, None, None]
         return out, None, None, None
 
@@ -124,7 +152,7 @@ class _ClampedSampleEntropy(torch.autograd.Function):
         acc = a.new_zeros(())
         for start in range(0, n, rows):
             logp = _log_probs(a[start : start + rows], table)
-            ent = -(logp.exp() * logp.clamp_min(log_eps)).sum(-1).sum(-1)
+            ent = -(_probs(logp) * logp.clamp_min(log_eps)).sum(-1).sum(-1)
             acc = acc + (ent * scale[start : start + rows]).sum()
         ctx.save_for_backward(a, scale)
         ctx.eps, ctx.chunk_elements = eps, chunk_elements
@@ -142,8 +170,8 @@ class _ClampedSampleEntropy(torch.autograd.Function):
             ac = a[start : start + rows]
             logp = _log_probs(ac, table)
             # d/dp [−p log max(p, ε)] = −(1 + log p) above ε, −log ε below (lucidrains' clamp)
-            v = torch.where(logp > log_eps, -(1 + logp), -log_eps) * logp.exp()
-            g = v @ table - torch.sigmoid(ac) * v.sum(-1, keepdim=True)
+            v = torch.where(logp > log_eps, -(1 + logp), -log_eps) * _probs(logp)
+            g = v @ table - sigmoid(ac) * v.sum(-1, keepdim=True)
             out[start : start + rows] = g * (grad * scale[start : start + rows, None, None])
         return out, None, None, None, None
 

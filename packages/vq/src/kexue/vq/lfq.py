@@ -18,6 +18,7 @@ from ._lfq_entropy import (
     clamped_sample_entropy,
     mean_code_probs,
     sample_entropy,
+    sigmoid,
 )
 from ._masking import check_float_input, resolve_mask, row_weights
 from .fsq import _index_stats, _stat_dtype
@@ -77,7 +78,7 @@ def lfq_entropies(
     else:
         per_sample = clamped_sample_entropy(a, weights, total, log_clamp, chunk_elements)
     if entropy == "factorized":
-        bit_p = (torch.sigmoid(a) * weights[:, None, None]).sum(0) / total  # (C, d)
+        bit_p = (sigmoid(a) * weights[:, None, None]).sum(0) / total  # (C, d)
         stacked = torch.stack([bit_p, 1 - bit_p], dim=-1)
         return per_sample, _entropy(stacked, None).sum(-1).mean()
     pbar = mean_code_probs(a, weights, total, chunk_elements)
