@@ -6,7 +6,8 @@ skipped). Nothing else: no psutil (memory comes from ``/proc/self/status``), no 
 
 What it measures (details in ``packages/keras-compat/BENCHMARKS.md``):
 
-(a) EMA update time of ``kexue.keras_compat.ema.EMA`` vs ``ema_pytorch.EMA`` (every step, no
+(a) EMA update time of ``kexue.keras_compat.ema.EMA`` (fixed decay; power-function profile
+    σ_rel 0.10; fixed decay with ``skip_nonfinite``) vs ``ema_pytorch.EMA`` (every step, no
     warm-up delay, foreach path) vs ``torch_ema.ExponentialMovingAverage`` on a ~100M-parameter
     stack of ``Linear`` layers (fp32), same decay: median over N updates after warm-up, ratio to
     the fastest anchor, the shadow's byte size and the peak memory of building it plus a few
@@ -62,6 +63,7 @@ BENCHMARKS_MD = benchmarks_md("keras-compat")
 START, END = block_markers("bench:results")
 SEED = 0
 DECAY = 0.999
+POWER_SIGMA_REL = 0.10  # (b) of issue 19: the power-function EMA costs at most 10 % more
 MAX_NORM = 1.0
 CAPTURED = ("act1", "act3")  # the two layers captured in (b)
 
@@ -129,7 +131,17 @@ def ema_variants() -> tuple[dict[str, Callable[[nn.Module], tuple[Any, Callable[
             ema = KexueEMA(model, decay=DECAY)
             return ema, lambda: ema.update(model)
 
+        def kexue_power(model: nn.Module) -> tuple[Any, Callable[[], None]]:
+            ema = KexueEMA(model, sigma_rel=POWER_SIGMA_REL)
+            return ema, lambda: ema.update(model)
+
+        def kexue_guarded(model: nn.Module) -> tuple[Any, Callable[[], None]]:
+            ema = KexueEMA(model, decay=DECAY, skip_nonfinite=True)
+            return ema, lambda: ema.update(model)
+
         variants["kexue EMA"] = kexue
+        variants[f"kexue power EMA (σ_rel {POWER_SIGMA_REL})"] = kexue_power
+        variants["kexue EMA, skip_nonfinite"] = kexue_guarded
     except ImportError as exc:
         skipped.append(f"kexue.keras_compat.ema.EMA not importable ({exc}): row skipped")
     try:
@@ -287,13 +299,20 @@ def bench_ema(sizes: Sizes, args: argparse.Namespace, device: torch.device) -> d
         "peak MiB",
     ]
     kexue_ratio = next(
-        (r["ratio_to_fastest_anchor"] for r in records if "kexue" in r["variant"]), None
+        (r["ratio_to_fastest_anchor"] for r in records if r["variant"] == "kexue EMA"), None
     )
     verdict = (
         "n/a (kexue EMA or all anchors missing)"
         if kexue_ratio is None
         else f"{'met' if kexue_ratio <= 1.0 else 'NOT met'} (kexue / fastest anchor = {kexue_ratio:.2f})"
     )
+    power = next((m for n, m in medians.items() if n.startswith("kexue power")), None)
+    if power is not None and "kexue EMA" in medians:
+        ratio = power / medians["kexue EMA"]
+        verdict += (
+            f"; power-function EMA at most 10 % over the fixed decay: "
+            f"{'met' if ratio <= 1.10 else 'NOT met'} (power / fixed = {ratio:.3f})"
+        )
     caption = (
         f"EMA update, {n_params / 1e6:.1f}M fp32 parameters ({sizes.ema_depth} × "
         f"Linear({sizes.ema_width}, {sizes.ema_width}), {n_tensors} tensors, no buffers) on "

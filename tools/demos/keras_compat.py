@@ -8,6 +8,10 @@ Table 1, from ``tools/workloads/gan_toy.py``) and evaluates three generators of 
 a fixed decay (``EMA(g, decay)``) and its EMA with the timm / ema-pytorch warm-up
 (``EMA(g, decay, warmup=EMAWarmup())``). Both EMAs only read G's weights, so one training run gives
 all three.
+
+A second part (``_keras_compat_posthoc``) trains an MLP on scikit-learn's digits once with a
+:class:`~kexue.keras_compat.PowerEMA` and shows validation loss vs σ_rel from post-hoc
+reconstructions, checked against EMAs of untracked σ_rel values tracked directly.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from tools.workloads.gan_toy import (
     train,
 )
 
+from ._keras_compat_posthoc import CONFIGS as POSTHOC_CONFIGS
+from ._keras_compat_posthoc import posthoc_digits, posthoc_html
 from ._report import (
     Context,
     Section,
@@ -149,6 +155,26 @@ def _describe(spec: RunSpec, r: EMARun) -> str:
     )
 
 
+def _posthoc(ctx: Context, section: Section) -> dict[str, Any]:
+    """The post-hoc EMA experiment (digits MLP): blocks into ``section``, numbers returned."""
+    pcfg = POSTHOC_CONFIGS[ctx.mode]
+    ctx.progress.start("keras_compat: post-hoc EMA (digits)", pcfg.steps)
+    r = posthoc_digits(pcfg, ctx.seed, tick=ctx.progress.update)
+    ctx.progress.finish()
+    blocks, text = posthoc_html(r)
+    for block in blocks:
+        section.add_html(block)
+    section.text.append(text)
+    return {
+        "steps": pcfg.steps,
+        "snapshot_every": pcfg.snapshot_every,
+        "raw_loss": r.raw_loss,
+        "truths": r.truth_rows,
+        "curve": [list(c) for c in r.curve],
+        "wall_s": r.wall_s,
+    }
+
+
 def run(ctx: Context) -> Section:
     """Train each loss on each mixture once; tabulate and plot raw, EMA and warm-up EMA G."""
     cfg = CONFIGS[ctx.mode]
@@ -163,7 +189,9 @@ def run(ctx: Context) -> Section:
         describe=_describe,
     )
     section = Section(
-        "keras_compat", f"kexue-keras-compat {keras_compat_version}: generator EMA on the toy GAN"
+        "keras_compat",
+        f"kexue-keras-compat {keras_compat_version}: generator EMA on the toy GAN, post-hoc EMA "
+        "on digits",
     )
     section.add_html(intro_html(cfg, mixtures, LOSS_NAMES, WARMUP))
 
@@ -197,7 +225,9 @@ def run(ctx: Context) -> Section:
     for key in mixtures:
         section.add_html(curves_html(key, specs, runs, cfg, warm_label))
     section.add_html(reading_html(cfg))
+    posthoc = _posthoc(ctx, section)
     section.results = {
+        "posthoc": posthoc,
         "config": {
             **{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.__dict__.items()},
             "seed": ctx.seed,
