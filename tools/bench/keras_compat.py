@@ -241,6 +241,26 @@ def run_memory_probe(name: str, args: argparse.Namespace) -> dict[str, Any] | No
     return json_from_child(cmd, what=f"  memory probe for {name}")
 
 
+def ema_verdict(records: list[dict[str, Any]], medians: dict[str, float]) -> str:
+    """The two EMA targets: kexue EMA ≤ fastest anchor; power-function EMA ≤ 1.10 × fixed decay."""
+    kexue_ratio = next(
+        (r["ratio_to_fastest_anchor"] for r in records if r["variant"] == "kexue EMA"), None
+    )
+    verdict = (
+        "n/a (kexue EMA or all anchors missing)"
+        if kexue_ratio is None
+        else f"{'met' if kexue_ratio <= 1.0 else 'NOT met'} (kexue / fastest anchor = {kexue_ratio:.2f})"
+    )
+    power = next((m for n, m in medians.items() if n.startswith("kexue power")), None)
+    if power is not None and "kexue EMA" in medians:
+        ratio = power / medians["kexue EMA"]
+        verdict += (
+            f"; power-function EMA at most 10 % over the fixed decay: "
+            f"{'met' if ratio <= 1.10 else 'NOT met'} (power / fixed = {ratio:.3f})"
+        )
+    return verdict
+
+
 def bench_ema(sizes: Sizes, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     variants, skipped = ema_variants()
     for msg in skipped:
@@ -298,21 +318,7 @@ def bench_ema(sizes: Sizes, args: argparse.Namespace, device: torch.device) -> d
         "shadow MiB",
         "peak MiB",
     ]
-    kexue_ratio = next(
-        (r["ratio_to_fastest_anchor"] for r in records if r["variant"] == "kexue EMA"), None
-    )
-    verdict = (
-        "n/a (kexue EMA or all anchors missing)"
-        if kexue_ratio is None
-        else f"{'met' if kexue_ratio <= 1.0 else 'NOT met'} (kexue / fastest anchor = {kexue_ratio:.2f})"
-    )
-    power = next((m for n, m in medians.items() if n.startswith("kexue power")), None)
-    if power is not None and "kexue EMA" in medians:
-        ratio = power / medians["kexue EMA"]
-        verdict += (
-            f"; power-function EMA at most 10 % over the fixed decay: "
-            f"{'met' if ratio <= 1.10 else 'NOT met'} (power / fixed = {ratio:.3f})"
-        )
+    verdict = ema_verdict(records, medians)
     caption = (
         f"EMA update, {n_params / 1e6:.1f}M fp32 parameters ({sizes.ema_depth} × "
         f"Linear({sizes.ema_width}, {sizes.ema_width}), {n_tensors} tensors, no buffers) on "
