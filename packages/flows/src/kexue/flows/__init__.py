@@ -128,6 +128,7 @@ from .residual.spectral import (
     SpectralNormLinear,
     frozen_spectral_norm,
 )
+from .splines import RQSpline, rq_knots, rq_spline, spline_raw_sizes
 
 __all__ = [
     "MLP",
@@ -167,6 +168,7 @@ __all__ = [
     "ParitySplit",
     "Permutation",
     "Prior",
+    "RQSpline",
     "ResNet",
     "Reshape",
     "SpectralNormConv2d",
@@ -211,7 +213,10 @@ __all__ = [
     "resolve_levels",
     "roulette_tail_probability",
     "roulette_weights",
+    "rq_knots",
+    "rq_spline",
     "sample_probe",
+    "spline_raw_sizes",
     "split_h",
     "truncation_bound",
     "zero_logdet",

@@ -1,5 +1,8 @@
 """Pure-torch reference of the coupling transform and the dispatching fused op.
 
+Also re-exports the rational-quadratic spline reference (:func:`rq_spline`, :func:`rq_knots`,
+:func:`spline_raw_sizes`) from :mod:`kexue.flows.splines`.
+
 The coupling acts on the transformed half ``x_b`` (B, C, *spatial) given the network output ``h``:
 
 - ``kind="additive"``: ``h`` (B, C, *) is the shift t; y = x + sign·t, logdet = 0 (NICE).
@@ -25,6 +28,7 @@ from torch import Tensor
 
 from kexue.flows._dispatch import resolve_backend
 from kexue.flows.layers.scale_maps import SCALE_MAPS, apply_scale_map, log_scale_derivative
+from kexue.flows.splines import rq_knots, rq_spline, spline_raw_sizes
 
 __all__ = [
     "CouplingKind",
@@ -34,6 +38,9 @@ __all__ = [
     "coupling_inverse",
     "fused_coupling",
     "join_h",
+    "rq_knots",
+    "rq_spline",
+    "spline_raw_sizes",
     "split_h",
 ]
 
