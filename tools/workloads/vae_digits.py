@@ -78,12 +78,14 @@ class ClusterRecipe:
     posterior: str = "classifier"
     balance: float = 0.0
     shift: int = 0
+    warmup: int = 0  # plain-VAE steps before k-means initialises the class means
     batch: int = 100
     lr: float = 1e-3
 
 
 AUTHOR_RECIPE = ClusterRecipe()  # the post's loss, `digits` preset sizes (spec §5.2)
-CLUSTER_RECIPE = ClusterRecipe(balance=20.0, shift=1)
+# The package recipe (same 6000 steps in all): warm-up + k-means means, 1-pixel shifts.
+CLUSTER_RECIPE = ClusterRecipe(steps=3000, warmup=3000, shift=1)
 
 
 def train_clustering(
@@ -96,8 +98,9 @@ def train_clustering(
         balance=r.balance,
     )  # fmt: skip
     fit_cluster_vae(
-        model, data.x_train, steps=r.steps, batch=r.batch, lr=r.lr, seed=seed, shift=r.shift
-    )
+        model, data.x_train, steps=r.steps, batch=r.batch, lr=r.lr, seed=seed, shift=r.shift,
+        warmup=r.warmup,
+    )  # fmt: skip
     return model
 
 
@@ -161,3 +164,47 @@ def train_glann(
     glann = GLANN(glo)
     fit_glann(glann, steps=imle_steps, pool=pool, seed=seed + 1)
     return glann
+
+
+def train_gan(data: Digits, seed: int, *, steps: int = 3000, nz: int = 32, batch: int = 128) -> Any:
+    """A small MLP GAN for the samples table: hinge loss of ``kexue.gan_losses``, Adam (2e-4,
+    β = (0.5, 0.999)), a G-EMA (decay 0.999) whose copy is returned (``(n, gen) → images``).
+
+    Not the author's model; a comparator trained with the sibling package (there is no digits GAN
+    benchmark in kexue-gan-losses to take a row from).
+    """
+    import copy
+
+    from torch import nn
+
+    import kexue.gan_losses as gl
+    from kexue.vae import MLP
+
+    torch.manual_seed(seed)
+    gen_net = digits_generator(nz)
+    critic = MLP([64, 256, 256, 1], nn.LeakyReLU)
+    ema = copy.deepcopy(gen_net).requires_grad_(False)
+    opt_g = torch.optim.Adam(gen_net.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(critic.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    g = torch.Generator().manual_seed(seed)
+    x = data.x_train * 2 - 1  # critic sees [-1, 1]
+    for _ in range(steps):
+        real = x[torch.randint(0, x.shape[0], (batch,), generator=g)]
+        fake = gen_net(torch.randn(batch, nz, generator=g)) * 2 - 1
+        d_loss = gl.hinge_discriminator_loss(critic(real), critic(fake.detach()))
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        g_loss = gl.hinge_generator_loss(critic(fake))
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), gen_net.parameters()):
+                pe.lerp_(p, 0.001)
+
+    @torch.no_grad()
+    def sample(n: int, generator: torch.Generator | None = None) -> Tensor:
+        return ema(torch.randn(n, nz, generator=generator))
+
+    return sample

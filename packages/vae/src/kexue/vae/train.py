@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._kmeans import kmeans
 from ._validation import check_choice, check_int
 from .clustering import (
     adjusted_rand_index,
@@ -36,6 +37,13 @@ __all__ = [
 ]
 
 LamSchedule = Callable[[int], float]
+
+
+def _step(opt: torch.optim.Optimizer, loss: Tensor) -> float:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach().item()
 
 
 def _batches(n: int, batch: int, steps: int, gen: torch.Generator):
@@ -74,10 +82,7 @@ def fit_vae(
             else x[idx]
         )
         loss = model.loss(xb, generator=gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.detach().item())
+        losses.append(_step(opt, loss))
     model.eval()
     return losses
 
@@ -92,26 +97,38 @@ def fit_cluster_vae(
     seed: int = 0,
     shift: int = 0,
     lam: LamSchedule | None = None,
+    warmup: int = 0,
 ) -> list[float]:
     """Train a :class:`ClusteringVAE` with Adam (the author's recipe: batch 100, lr 1e-3).
 
     Arguments:
         x: float images ``(N, ...)`` in [0, 1].
+        steps: steps of the clustering loss (after the warm-up).
         shift: random translation augmentation of up to ``shift`` pixels (0 = off).
         lam: optional schedule step → λ (default: the model's constant λ).
+        warmup: steps of plain VAE training first (KL to N(0, I), λ as above), after which the
+            class means are set by k-means (10 inits) on the encoder means of ``x`` — the
+            pretraining of VaDE / DEC (spec §2.5); 0 = the post's recipe (means start at zero).
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     losses = []
-    for step, idx in enumerate(_batches(x.shape[0], batch, check_int(steps, "steps"), gen)):
+    total = check_int(warmup, "warmup", minimum=0) + check_int(steps, "steps")
+    for step, idx in enumerate(_batches(x.shape[0], batch, total, gen)):
+        if warmup and step == warmup:
+            with torch.no_grad():
+                mu = torch.cat([model.encode(x[i : i + 512])[0] for i in range(0, x.shape[0], 512)])
+                centres, _, _ = kmeans(mu, model.clusters, generator=gen)
+                model.means.copy_(centres.to(model.means.dtype))
         xb = random_shift(x[idx], shift, generator=gen) if shift else x[idx]
-        loss = model.loss(xb, lam=None if lam is None else lam(step), generator=gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.detach().item())
+        lam_now = None if lam is None else lam(step)
+        if step < warmup:
+            loss = model.vae_loss(xb, lam=lam_now, generator=gen)
+        else:
+            loss = model.loss(xb, lam=lam_now, generator=gen)
+        losses.append(_step(opt, loss))
     model.eval()
     return losses
 
@@ -142,12 +159,8 @@ def fit_glo(
     )
     losses = []
     for idx in _batches(x.shape[0], batch, check_int(steps, "steps"), gen):
-        loss = glo.loss(x[idx], idx)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        losses.append(_step(opt, glo.loss(x[idx], idx)))
         glo.project_()
-        losses.append(loss.detach().item())
     return losses
 
 
@@ -169,10 +182,7 @@ def fit_glann(
     losses = []
     for idx in _batches(codes.shape[0], batch, check_int(steps, "steps"), gen):
         loss = glann.imle_loss(codes[idx], pool=pool, generator=gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.detach().item())
+        losses.append(_step(opt, loss))
     return losses
 
 

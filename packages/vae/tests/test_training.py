@@ -1,0 +1,47 @@
+"""Training smoke tests on real digits (spec §4.10), small budgets; marked slow."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kexue.vae import GLANN, GLO, digits_generator, fit_glann, fit_glo, project_codes
+
+pytest.importorskip("sklearn")
+from kexue.vae.data import load_digits_split, scale
+
+
+@pytest.fixture(scope="module")
+def train_x() -> torch.Tensor:
+    return scale(load_digits_split().x_train[:300])
+
+
+@pytest.mark.slow
+def test_glo_reconstructs_better_than_the_mean_image(train_x: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    glo = GLO(digits_generator(16, (128,)), train_x.shape[0], 16)
+    fit_glo(glo, train_x, steps=400, batch=64, seed=0)
+    rec = glo.reconstruct(torch.arange(train_x.shape[0]))
+    err = (rec - train_x).pow(2).sum((1, 2, 3)).mean()
+    mean_err = (train_x.mean(0, keepdim=True) - train_x).pow(2).sum((1, 2, 3)).mean()
+    assert err < 0.5 * mean_err, (float(err), float(mean_err))
+
+
+@pytest.mark.slow
+def test_code_space_imle_samples_lie_nearer_the_codes_than_random_unit_vectors(
+    train_x: torch.Tensor,
+) -> None:
+    torch.manual_seed(0)
+    glo = GLO(digits_generator(8, (64,)), train_x.shape[0], 8)
+    fit_glo(glo, train_x, steps=200, batch=64, seed=0)
+    glann = GLANN(glo, hidden=(64,))
+    fit_glann(glann, steps=300, batch=64, pool=256, seed=1)
+    codes = glo.codes.detach()
+    g = torch.Generator().manual_seed(2)
+    mapped = glann.mapped(300, generator=g).detach()
+    random = project_codes(torch.randn(300, 8, generator=g))
+
+    def nearest(a: torch.Tensor) -> float:
+        return float(torch.cdist(a, codes).min(1).values.mean())
+
+    assert nearest(mapped) < 0.7 * nearest(random), (nearest(mapped), nearest(random))

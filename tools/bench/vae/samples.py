@@ -1,0 +1,218 @@
+"""Sample quality on digits: FD / KID / PRDC over a digits classifier's features (spec §5.4).
+
+Reference = the 360 held-out test digits; 360 candidates per model; features of the *metric* net
+(``DigitsFeatureNet``, seed 0, widths (32, 64)) scaled so that the reference's mean feature norm is 1;
+FD, KID (100 subsets of 300, cubic kernel, unbiased) and PRDC (k = 5) from
+``kexue.gan_losses.metrics``; "nearest train" = mean pixel distance of a candidate to its nearest
+training image (memorisation check). Rows, each over 3 seeds (mean ± sd):
+
+- real oracle: 360 training digits (a fresh draw per seed);
+- Gaussian VAE (learned variance): decoder means at z ~ N(0, I);
+- clustering VAE (package recipe): z = μ_y + ε, y uniform;
+- GLO + fitted Gaussian (the GLO of the GLANN row, sampled without IMLE);
+- GLANN, clean: GLO with a perceptual distance over an *independent* classifier (seed 1, widths
+  (16, 32)), IMLE from noise to the codes;
+- GLANN, Lap1: the same with GLO's Laplacian-pyramid L1 instead;
+- GLANN, leaky: the perceptual distance uses the *metric* net itself — the author's objection
+  that FID and GLANN's loss share a network, measured;
+- a small MLP GAN (hinge loss of ``kexue.gan_losses``, G-EMA), as a comparator.
+
+    python -m tools.bench.vae.samples --quick     # smoke (numbers are noise)
+    python -m tools.bench.vae.samples [--write]   # full (≈ 15 min on 2 busy cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from kexue.vae import nearest_train_distance, sample_quality
+from tools.bench._common import (
+    benchmarks_header,
+    benchmarks_md,
+    block_markers,
+    machine_line,
+    markdown_table,
+    publish,
+    run_facts,
+)
+from tools.bench._common import versions as _versions
+from tools.workloads.vae_digits import (
+    CLUSTER_RECIPE,
+    Digits,
+    digits,
+    loss_net,
+    metric_net,
+    train_clustering,
+    train_gan,
+    train_glann,
+    train_vae,
+)
+
+START, END = block_markers("bench:samples")
+METRICS = ("fd", "kid", "precision", "recall", "density", "coverage", "nearest_train")
+
+
+def _budget(quick: bool) -> dict[str, int]:
+    if quick:
+        return {
+            "vae": 100,
+            "cluster": 50,
+            "warmup": 50,
+            "glo": 60,
+            "imle": 40,
+            "nets": 100,
+            "gan": 50,
+            "seeds": 1,
+        }
+    r = CLUSTER_RECIPE
+    return {
+        "vae": 3000,
+        "cluster": r.steps,
+        "warmup": r.warmup,
+        "glo": 2000,
+        "imle": 1500,
+        "nets": 1500,
+        "gan": 3000,
+        "seeds": 3,
+    }
+
+
+def _candidates(
+    data: Digits, seed: int, b: dict[str, int], nets: dict[str, Any]
+) -> dict[str, Callable[[], torch.Tensor]]:
+    n = data.x_test.shape[0]
+    gen = torch.Generator().manual_seed(100 + seed)
+
+    def oracle() -> torch.Tensor:
+        return data.x_train[torch.randperm(data.x_train.shape[0], generator=gen)[:n]]
+
+    def vae() -> torch.Tensor:
+        return train_vae(data, "gaussian_learned", seed, steps=b["vae"]).sample(n, generator=gen)
+
+    def cluster() -> torch.Tensor:
+        model = train_clustering(data, CLUSTER_RECIPE, seed, steps=b["cluster"], warmup=b["warmup"])
+        return model.sample(n, generator=gen)
+
+    glanns: dict[str, Any] = {}
+
+    def glann(kind: str) -> Callable[[], torch.Tensor]:
+        def make() -> torch.Tensor:
+            net = {"clean": nets["loss"], "lap1": None, "leaky": nets["metric"]}[kind]
+            glanns[kind] = train_glann(
+                data, seed, net=net, glo_steps=b["glo"], imle_steps=b["imle"]
+            )
+            return glanns[kind].sample(n, generator=gen)
+
+        return make
+
+    def gan() -> torch.Tensor:
+        return train_gan(data, seed, steps=b["gan"])(n, generator=gen)
+
+    def glo_gauss() -> torch.Tensor:
+        return glanns["clean"].glo.sample_gaussian(n, generator=gen)
+
+    return {
+        "real oracle (train digits)": oracle,
+        "Gaussian VAE (learned variance)": vae,
+        "clustering VAE, z = μ_y + ε": cluster,
+        "GLANN, clean (independent classifier loss)": glann("clean"),
+        "GLO + fitted Gaussian (same GLO)": glo_gauss,
+        "GLANN, Lap1": glann("lap1"),
+        "GLANN, leaky (metric net as loss)": glann("leaky"),
+        "GAN (MLP, hinge, G-EMA; kexue.gan_losses)": gan,
+    }
+
+
+def measure(quick: bool) -> tuple[dict[str, list[dict[str, float]]], dict[str, float]]:
+    data = digits()
+    b = _budget(quick)
+    nets = {"metric": metric_net(data, steps=b["nets"]), "loss": loss_net(data, steps=b["nets"])}
+    accuracy = {
+        k: float((net(data.x_test).argmax(1) == data.y_test).double().mean())
+        for k, net in nets.items()
+    }
+    out: dict[str, list[dict[str, float]]] = {}
+    for seed in range(b["seeds"]):
+        for name, make in _candidates(data, seed, b, nets).items():
+            t0 = time.perf_counter()
+            x = make().clamp(0, 1)
+            q = sample_quality(
+                nets["metric"], data.x_test, x, generator=torch.Generator().manual_seed(seed)
+            )
+            q["nearest_train"] = nearest_train_distance(x, data.x_train)
+            q["s"] = time.perf_counter() - t0
+            out.setdefault(name, []).append(q)
+            print(seed, name, {k: round(v, 4) for k, v in q.items()}, file=sys.stderr, flush=True)
+    return out, accuracy
+
+
+def _cell(values: list[float], scale: float = 1.0, digits_: int = 2) -> str:
+    v = [scale * x for x in values]
+    if len(v) == 1:
+        return f"{v[0]:.{digits_}f}"
+    return f"{statistics.mean(v):.{digits_}f} ± {statistics.stdev(v):.{digits_}f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run (numbers are noise)")
+    ap.add_argument("--write", action="store_true", help="rewrite the block of BENCHMARKS.md")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    out, accuracy = measure(args.quick)
+    headers = [
+        "candidates (360)",
+        "FD ×100",
+        "KID ×1e3",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "nearest train",
+        "s / seed",
+    ]
+    rows = [
+        [name, _cell([q["fd"] for q in qs], 100.0), _cell([q["kid"] for q in qs], 1e3),
+         *(_cell([q[k] for q in qs]) for k in ("precision", "recall", "density", "coverage", "nearest_train")),
+         f"{statistics.mean(q['s'] for q in qs):.0f}"]
+        for name, qs in out.items()
+    ]  # fmt: skip
+    cmd = "python -m tools.bench.vae.samples" + (" --quick" if args.quick else "")
+    facts = run_facts(
+        cmd, mode="quick" if args.quick else "full", machine=machine_line(),
+        versions=_versions("torch", "kexue-vae", "kexue-gan-losses"),
+    )  # fmt: skip
+    text = "\n".join(
+        [
+            "## Samples (spec §5.4)",
+            "",
+            *facts,
+            f"- Wall time: {time.perf_counter() - t0:.0f} s; seeds: {len(next(iter(out.values())))}",
+            f"- Test accuracy of the metric net {accuracy['metric']:.3f}, of the independent loss net "
+            f"{accuracy['loss']:.3f}",
+            "",
+            markdown_table(headers, rows),
+            "",
+        ]
+    )
+    publish(
+        text,
+        benchmarks_md("vae"),
+        START,
+        END,
+        write=args.write,
+        header=benchmarks_header("kexue-vae"),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
