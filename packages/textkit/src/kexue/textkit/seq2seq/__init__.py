@@ -29,6 +29,7 @@ from .cln import (
 )
 from .decoding import (
     AutoRegressiveDecoder,
+    LogitsProcessors,
     UniLMDecoder,
     top_k_filter,
     top_p_filter,
@@ -71,6 +72,7 @@ __all__ = [
     "ConditionalLayerNorm",
     "KVCache",
     "LoadReport",
+    "LogitsProcessors",
     "MLMLog",
     "PassageVoter",
     "SentencePieceTokenizer",

@@ -96,8 +96,15 @@ def beam_search_loop(
     min_ends: int,
     length_penalty: float | None,
     prefix_allowed_fn: Callable[[int, Tensor], Sequence[int] | Tensor] | None,
-) -> list[Tensor]:
-    """See :meth:`AutoRegressiveDecoder.beam_search`."""
+    num_return: int = 1,
+) -> list[Tensor] | list[list[Tensor]]:
+    """See :meth:`AutoRegressiveDecoder.beam_search`; ``num_return > 1`` (pooled mode only)
+    returns the best ``num_return`` hypotheses of each item, best first."""
+    if num_return > 1 and (length_penalty is None or num_return > topk):
+        raise ValueError(
+            f"num_return_sequences={num_return} needs length_penalty (pooled hypotheses) and "
+            f"<= topk={topk}"
+        )
     b = inputs[0].shape[0]
     device = inputs[0].device
     owner = torch.arange(b, device=device)  # item of each live row
@@ -137,6 +144,7 @@ def beam_search_loop(
                     done_items,
                     gen_len,
                     length_penalty,
+                    num_return,
                 )
             if not bool(keep.all()):
                 if length_penalty is None:  # k shrinks by the finished beams dropped
@@ -159,11 +167,14 @@ def beam_search_loop(
                 pool[item].append(
                     (float(scores[r]) / max(gen_len, 1) ** length_penalty, output_ids[r])
                 )
-    if length_penalty is not None:
-        for item in range(b):
-            if results[item] is None and pool[item]:
-                results[item] = max(pool[item], key=lambda t: t[0])[1]
     empty = dec.first_output_ids(1, device)[0]  # every candidate was forbidden (prefix hook)
+    if length_penalty is not None:
+        ranked = [[ids for _, ids in sorted(p, key=lambda t: -t[0])] for p in pool]
+        if num_return > 1:
+            return [r[:num_return] or [empty] for r in ranked]
+        for item in range(b):
+            if results[item] is None and ranked[item]:
+                results[item] = ranked[item][0]
     return [empty if r is None else r for r in results]
 
 
@@ -203,20 +214,23 @@ def _pool_finish(
     done_items: list[int],
     gen_len: int,
     alpha: float,
+    num_return: int = 1,
 ) -> Tensor:
     """Length-penalty mode: finished beams go to a per-item pool scored score/len^alpha; an item
-    stops when its best pooled score is >= its best live beam's normalised score (HF's
-    ``early_stopping=False`` test) or no live beam is left."""
+    stops when its ``num_return``-th best pooled score is >= its best live beam's normalised
+    score (HF's ``early_stopping=False`` test) or no live beam is left."""
     norm = gen_len**alpha
     for r in finished.nonzero(as_tuple=True)[0].tolist():
         pool[int(owner[r])].append((float(scores[r]) / norm, output_ids[r]))
     keep = ~finished
     for item in owner.unique().tolist():
+        if len(pool[item]) < num_return and bool((keep & (owner == item)).any()):
+            continue
         if not pool[item]:
             continue
         live = keep & (owner == item)
-        best_pool = max(p[0] for p in pool[item])
-        if not bool(live.any()) or best_pool >= float(scores[live].max()) / norm:
+        nth = sorted((p[0] for p in pool[item]), reverse=True)[min(num_return, len(pool[item])) - 1]
+        if not bool(live.any()) or nth >= float(scores[live].max()) / norm:
             results[item] = max(pool[item], key=lambda t: t[0])[1]
             done_items.append(item)
             keep &= owner != item

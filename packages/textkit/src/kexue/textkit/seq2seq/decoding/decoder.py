@@ -25,14 +25,13 @@
   renormalise, sample (``torch.Generator``); finished samples move out; ``n`` sequences returned.
 - ``greedy``: argmax each step with the same stop rule (= ``beam_search(topk=1)``; not in
   bert4keras). Greedy here equals HF ``generate(do_sample=False, num_beams=1)`` except that HF
-  stops at the first end token (no ``min_ends``) and counts ``min_new_tokens`` without the
-  start token.
+  stops at the first end token (no ``min_ends``). HF's repetition penalty, no-repeat n-grams,
+  bad words and min new tokens are opt-in (``processors=``, :mod:`.logits_process`).
 
-Everything is batched over independent inputs: ``inputs`` is a list of tensors with a leading
-batch axis ``B`` and each method returns one result per input, equal to decoding it alone. A
-``states`` object (e.g. a :class:`~kexue.textkit.seq2seq.transformer.KVCache`) is reordered with the rows
-(``reorder(index)`` method, tensors along dim 0, containers recursively), so cached decoding
-(:class:`UniLMDecoder`) gives the same outputs as full recomputation.
+Everything is batched over independent inputs (a list of tensors with a leading batch axis
+``B``; one result per input, equal to decoding it alone). A ``states`` object (e.g. a
+:class:`~kexue.textkit.seq2seq.transformer.KVCache`) is reordered with the rows, so cached
+decoding (:class:`UniLMDecoder`) gives the same outputs as full recomputation.
 
 References: bert4keras ``snippets.AutoRegressiveDecoder``; https://kexue.fm/archives/7115;
 nucleus sampling arXiv:1904.09751.
@@ -50,6 +49,7 @@ from ..transformer import KVCache
 from ._hook_check import _HookCheck
 from .beam import beam_search_loop, reorder
 from .filters import _invalid_rows, _top_k_core, _top_p_core
+from .logits_process import LogitsProcessors
 from .unilm_logits import unilm_next_logits
 
 __all__ = ["AutoRegressiveDecoder", "UniLMDecoder"]
@@ -73,6 +73,8 @@ class AutoRegressiveDecoder:
         rtype: what ``predict`` returns: ``"probas"`` (default, bert4keras) or ``"logits"``.
         vocab_size: if given, ``end_id`` is checked against it at once (else on the first step).
         predict_fn: ``(inputs, output_ids, states) -> scores`` or ``(scores, states)``.
+        processors: opt-in HF constraints (:class:`~.logits_process.LogitsProcessors`:
+            repetition penalty, no-repeat n-grams, bad words, min new tokens); None = off.
 
     ``predict`` gets ``inputs`` (a list of ``(N, ...)`` tensors, one row per live sequence),
     ``output_ids`` ``(N, t)`` and ``states``, and returns ``(N, V)`` scores of the next token.
@@ -90,6 +92,7 @@ class AutoRegressiveDecoder:
         rtype: str = "probas",
         vocab_size: int | None = None,
         predict_fn: Predict | None = None,
+        processors: LogitsProcessors | None = None,
     ) -> None:
         if maxlen < 1:
             raise ValueError(f"maxlen must be >= 1, got {maxlen}")
@@ -102,7 +105,7 @@ class AutoRegressiveDecoder:
             raise ValueError("end_id must name at least one token")
         self.start_id, self.end_ids = start_id, ends
         self.maxlen, self.minlen, self.rtype = maxlen, minlen, rtype
-        self.predict_fn = predict_fn
+        self.predict_fn, self.processors = predict_fn, processors
         self.vocab_size = vocab_size
         if vocab_size is not None:
             self._check_ids(vocab_size)
@@ -157,6 +160,13 @@ class AutoRegressiveDecoder:
             self._check_ids(pred.shape[1])
             self.vocab_size = pred.shape[1]
         pred = pred.float() if pred.dtype in (torch.float16, torch.bfloat16) else pred
+        if self.processors is not None:  # HF domains: raw logits, or log-softmax for beams
+            z = pred if self.rtype == "logits" else torch.log(pred + 1e-12)
+            if rtype == "logits":
+                return self._process(
+                    inputs, output_ids, torch.log_softmax(z / temperature, -1)
+                ), states
+            return torch.softmax(self._process(inputs, output_ids, z) / temperature, -1), states
         if self.rtype == "logits":
             probas = torch.softmax(pred / temperature, dim=-1)
         elif temperature != 1:
@@ -167,6 +177,16 @@ class AutoRegressiveDecoder:
         if rtype == "probas":
             return probas, states
         return torch.log(probas + 1e-12), states
+
+    def context_prefix(self, inputs: list[Tensor]) -> tuple[Tensor, Tensor] | None:
+        """``(ids, valid)`` the decoder's source contributes to a ``context="all"`` processor
+        context (None: unknown; :class:`UniLMDecoder` returns its right-padded source)."""
+        return None
+
+    def _process(self, inputs: list[Tensor], output_ids: Tensor, z: Tensor) -> Tensor:
+        proc = self.processors
+        prefix = self.context_prefix(inputs) if proc.context == "all" else None  # type: ignore[union-attr]
+        return proc.apply(z, output_ids, prefix, self.first_len, self.end_ids)  # type: ignore[union-attr]
 
     @staticmethod
     def _check_inputs(inputs: Sequence[Tensor]) -> list[Tensor]:
@@ -261,7 +281,8 @@ class AutoRegressiveDecoder:
         min_ends: int = 1,
         length_penalty: float | None = None,
         prefix_allowed_fn: Callable[[int, Tensor], Sequence[int] | Tensor] | None = None,
-    ) -> list[Tensor]:
+        num_return_sequences: int = 1,
+    ) -> list[Tensor] | list[list[Tensor]]:
         """Beam search with bert4keras's stop rule (module docstring); one result per input.
 
         Arguments:
@@ -274,6 +295,8 @@ class AutoRegressiveDecoder:
                 as it ends); ``α`` = HF-style pooled finished hypotheses scored ``score/len^α``.
             prefix_allowed_fn: ``(item, output_ids (t,)) -> allowed token ids (or a (V,) bool
                 mask)``; other tokens get score ``-inf``.
+            num_return_sequences: ``r > 1`` returns the best ``r ≤ topk`` pooled hypotheses per
+                input (a list of lists; needs ``length_penalty``).
 
         Returns:
             ``B`` 1-D long tensors.
@@ -291,6 +314,7 @@ class AutoRegressiveDecoder:
             min_ends=min_ends,
             length_penalty=length_penalty,
             prefix_allowed_fn=prefix_allowed_fn,
+            num_return=num_return_sequences,
         )
 
     def random_sample(
@@ -395,6 +419,7 @@ class UniLMDecoder(AutoRegressiveDecoder):
         start_id, end_id, maxlen, minlen: as :class:`AutoRegressiveDecoder`.
         use_cache: incremental decoding with a KV cache.
         seq2seq: UniLM segments (True) or causal LM (False).
+        processors: opt-in HF constraints (see :class:`AutoRegressiveDecoder`).
     """
 
     def __init__(
@@ -407,6 +432,7 @@ class UniLMDecoder(AutoRegressiveDecoder):
         minlen: int = 1,
         use_cache: bool = True,
         seq2seq: bool = True,
+        processors: LogitsProcessors | None = None,
     ) -> None:
         super().__init__(
             start_id=start_id,
@@ -415,6 +441,7 @@ class UniLMDecoder(AutoRegressiveDecoder):
             minlen=minlen,
             rtype="logits",
             vocab_size=model.vocab_size,
+            processors=processors,
         )
         self.model, self.use_cache, self.seq2seq = model, use_cache, seq2seq
 
@@ -433,6 +460,11 @@ class UniLMDecoder(AutoRegressiveDecoder):
                 f"got {lengths.tolist()}"
             )
         return inputs
+
+    def context_prefix(self, inputs: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """The right-padded source and its validity (for ``context="all"`` processors)."""
+        source, lengths = inputs[0], inputs[1]
+        return source, torch.arange(source.shape[1], device=source.device) < lengths[:, None]
 
     @torch.no_grad()
     def predict(self, inputs: list[Tensor], output_ids: Tensor, states: Any) -> Any:
