@@ -106,7 +106,12 @@ def exact_sqdist(
 def nearest_code_exact(
     x: Tensor, codebook: Tensor, *, metric: str, chunk_size: int | None
 ) -> tuple[Tensor, Tensor]:
-    """The reference assignment (unchecked inputs): certified scores, exact re-rank, fp64 distances."""
+    """The reference assignment (unchecked inputs): certified scores, exact re-rank, fp64 distances.
+
+    Not differentiable (indices are discrete; the distances are for statistics): inputs that
+    require grad are detached.
+    """
+    x, codebook = x.detach(), codebook.detach()
     n, d = x.shape
     k = codebook.shape[0]
     device = x.device

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ._masking import resolve_mask
 from .functional import perplexity
 from .quantizer import QuantizerOutput
 
@@ -228,10 +229,14 @@ class FSQ(nn.Module):
 
     # -- forward ---------------------------------------------------------------------------------
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> QuantizerOutput:
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, lens: Tensor | None = None
+    ) -> QuantizerOutput:
         """Quantise x: (..., D). ``mask``: optional bool (...), True = valid; padded positions get
-        index −1 and ``quantized`` = the input there, and are left out of the stats."""
+        index −1 and ``quantized`` = the input there, and are left out of the stats. ``lens``:
+        (B,) integer lengths instead of ``mask`` for x (B, T, D) (valid iff t < lens[b])."""
         _check_input(x, self.dim, mask)
+        mask = resolve_mask(x, mask, lens)
         z = self.project_in(x)
         codes, indices = self._quantize_heads(z)
         quantized = self.project_out(codes.flatten(-2).to(z.dtype))

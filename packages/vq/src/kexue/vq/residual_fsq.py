@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ._masking import resolve_mask
 from .fsq import FSQ, _check_input, _index_stats, _stat_dtype
 from .quantizer import QuantizerOutput
 
@@ -92,10 +93,14 @@ class ResidualFSQ(nn.Module):
         out = self.project_out(codes.to(weight.dtype if weight is not None else torch.float32))
         return out.masked_fill((idx < 0).all(dim=-1, keepdim=True), 0.0)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> QuantizerOutput:
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, lens: Tensor | None = None
+    ) -> QuantizerOutput:
         """Quantise x: (..., D). ``mask``: optional bool (...), True = valid; padded positions get
-        index −1 in every stage and ``quantized`` = the input there, and are left out of the stats."""
+        index −1 in every stage and ``quantized`` = the input there, and are left out of the stats.
+        ``lens``: (B,) integer lengths instead of ``mask`` for x (B, T, D)."""
         _check_input(x, self.dim, mask)
+        mask = resolve_mask(x, mask, lens)
         z = self.project_in(x)
         work = _stat_dtype(z)
         with torch.autocast(z.device.type, enabled=False):

@@ -309,6 +309,7 @@ def nearest_code_triton(
         of Numerical Algorithms*, §3.1 (the γ_n dot-product bound).
     """
     _check(x, codebook, metric, codebook_sqnorm, precision)
+    x, codebook = x.detach(), codebook.detach()
     n, d = x.shape
     device = x.device
     if n == 0:
