@@ -1,4 +1,5 @@
-"""flows demo section: NICE, RealNVP, Glow and i-ResNet from ``kexue.flows`` on scikit-learn digits.
+"""flows demo section: NICE, RealNVP, Glow (affine and spline couplings) and i-ResNet from
+``kexue.flows`` on scikit-learn digits, and NSF vs an affine MAF on 2-D toy densities.
 
 Each model (the builders of ``kexue.flows.models``, small sizes) trains briefly on the 8×8
 digits (17 grey levels, dequantised y = (x + u)/17), then the section shows sample grids at
@@ -29,7 +30,9 @@ from tools.workloads.flows_digits import (
     train,
     uniform_bpd,
 )
+from tools.workloads.flows_digits_splines import SPLINE_MODELS, build_spline_model
 
+from ._flows_toys import TOY_STEPS, density_figure, run_toys, toy_table
 from ._report import Context, Section, figure_html, html_table, run_jobs, text_table
 from .pages.flows import (
     bpd_table,
@@ -40,7 +43,7 @@ from .pages.flows import (
 
 __all__ = ["CONFIGS", "MODELS", "TEMPERATURES", "run"]
 
-MODELS: tuple[str, ...] = ("NICE", "RealNVP", "Glow", "i-ResNet")
+MODELS: tuple[str, ...] = ("NICE", "RealNVP", "Glow", "Glow (spline)", "i-ResNet")
 TEMPERATURES: tuple[float, ...] = (0.5, 0.8, 1.0)
 GRID = (4, 8)  # rows × columns of samples per panel
 
@@ -84,7 +87,10 @@ class RunResult:
 
 def _train_job(spec: RunSpec, tick: Callable[[int], None]) -> RunResult:
     train_x, test_x = load_digits_split()
-    model = build(spec.model, spec.sizes, seed=spec.seed)
+    if spec.model in SPLINE_MODELS:
+        model = build_spline_model(spec.model, seed=spec.seed)
+    else:
+        model = build(spec.model, spec.sizes, seed=spec.seed)
     res = train([model], train_x, sizes=spec.sizes, seed=spec.seed, tick=tick)[0]
     bpd = evaluate(model, test_x, draws=spec.sizes.eval_draws, seed=spec.seed + 1)
     n = GRID[0] * GRID[1]
@@ -155,7 +161,9 @@ def run(ctx: Context) -> Section:
         "independent per-pixel Gaussian": independent_gaussian_bpd(train_x, test_x),
     }
     section = Section(
-        "flows", f"kexue-flows {flows_version}: NICE, RealNVP, Glow, i-ResNet on digits"
+        "flows",
+        f"kexue-flows {flows_version}: NICE, RealNVP, Glow (affine, spline), i-ResNet on digits; "
+        "NSF on 2-D toys",
     )
     section.add_html(intro_html(sizes, len(train_x), len(test_x)))
     section.add_html(
@@ -173,4 +181,29 @@ def run(ctx: Context) -> Section:
     section.text.append(caption + "\n" + text_table(headers, rows))
     section.add_html(reading_html(sizes))
     section.results = _results(ctx, sizes, wall, baselines, runs)
+    _add_toys(ctx, section)
     return section
+
+
+def _add_toys(ctx: Context, section: Section) -> None:
+    """The 2-D density grid (data, NSF, affine MAF) and its NLL table."""
+    runs, wall = run_toys(ctx.mode, ctx.seed)
+    steps = TOY_STEPS[ctx.mode]
+    section.add_html(
+        figure_html(
+            density_figure(runs),
+            alt="2-D toy densities: data, NSF and affine MAF",
+            caption=(
+                f"2-D toys: histogram of the data, then exp(log p) of a neural spline flow "
+                f"(autoregressive) and of an affine MAF after {steps} steps, on [−4, 4]²."
+            ),
+        )
+    )
+    headers, rows, caption = toy_table(runs, steps)
+    section.add_html(html_table(headers, rows, caption=caption))
+    section.text.append(caption + "\n" + text_table(headers, rows))
+    section.results["toys"] = {
+        "steps": steps,
+        "wall_s": round(wall, 2),
+        "runs": [{"dataset": r.dataset, "nll": r.nll, "step_ms": r.step_ms} for r in runs],
+    }

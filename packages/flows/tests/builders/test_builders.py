@@ -369,7 +369,7 @@ def test_builder_bad_arguments() -> None:
     with pytest.raises(ValueError, match="permutation"):
         glow((3, 8, 8), levels=1, steps=1, permutation="shuffle")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="coupling"):
-        glow((3, 8, 8), levels=1, steps=1, coupling="spline")  # type: ignore[arg-type]
+        glow((3, 8, 8), levels=1, steps=1, coupling="cubic")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="steps"):
         glow((3, 8, 8), levels=1, steps=0)
     with pytest.raises(ValueError, match="preset"):

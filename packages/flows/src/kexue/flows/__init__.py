@@ -30,6 +30,7 @@ from .bits import (
     reduce_bits,
     resolve_levels,
 )
+from .builders.autoregressive import maf, nsf
 from .builders.glow import glow
 from .builders.nice import nice
 from .builders.realnvp import realnvp
@@ -51,6 +52,14 @@ from .functional import (
     join_h,
     split_h,
 )
+from .interop import (
+    FlowDistribution,
+    LayerTransform,
+    as_torch_distribution,
+    as_transform,
+    as_zuko,
+)
+from .layers.autoregressive import MaskedAutoregressive
 from .layers.conv1x1 import (
     FoldedActNormConv,
     Invertible1x1Conv,
@@ -63,6 +72,7 @@ from .layers.coupling import (
     checkerboard_mask,
 )
 from .layers.logit import LogitTransform
+from .layers.made import MADE, MaskedLinear, made_degrees
 from .layers.normalization import (
     ActNorm,
     AffineBatchNorm,
@@ -87,6 +97,8 @@ from .layers.scale_maps import (
     get_scale_map,
     log_scale_derivative,
 )
+from .layers.spline_coupling import SplineCoupling
+from .mixture import GaussianMixture
 from .nets import (
     MLP,
     Conv2dZeros,
@@ -131,6 +143,7 @@ from .residual.spectral import (
 from .splines import RQSpline, rq_knots, rq_spline, spline_raw_sizes
 
 __all__ = [
+    "MADE",
     "MLP",
     "SCALE_MAPS",
     "ActNorm",
@@ -148,8 +161,10 @@ __all__ = [
     "Flatten",
     "Flow",
     "FlowConfig",
+    "FlowDistribution",
     "FlowLayer",
     "FoldedActNormConv",
+    "GaussianMixture",
     "GaussianPrior",
     "HLayout",
     "IResBlock",
@@ -158,12 +173,15 @@ __all__ = [
     "InverseInfo",
     "InverseNotConverged",
     "Invertible1x1Conv",
+    "LayerTransform",
     "LearnedTop",
     "Level",
     "LinearZeros",
     "LipSwish",
     "Logistic",
     "LogitTransform",
+    "MaskedAutoregressive",
+    "MaskedLinear",
     "MultiScaleFlow",
     "ParitySplit",
     "Permutation",
@@ -173,12 +191,16 @@ __all__ = [
     "Reshape",
     "SpectralNormConv2d",
     "SpectralNormLinear",
+    "SplineCoupling",
     "Split",
     "Squeeze",
     "StandardNormal",
     "Unsqueeze",
     "__version__",
     "apply_scale_map",
+    "as_torch_distribution",
+    "as_transform",
+    "as_zuko",
     "bits_per_dim",
     "channel_mask",
     "channel_merge",
@@ -201,10 +223,13 @@ __all__ = [
     "join_h",
     "log_scale_derivative",
     "logdet_dtype",
+    "made_degrees",
+    "maf",
     "make_activation",
     "mlp_residual",
     "neumann_logdet",
     "nice",
+    "nsf",
     "parity_merge",
     "parity_split",
     "realnvp",

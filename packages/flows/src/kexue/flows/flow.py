@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from kexue.flows.base import FlowLayer, logdet_dtype, zero_logdet
 from kexue.flows.bits import bits_per_dim, resolve_levels
 from kexue.flows.bits import dequantize as _dequantize
+from kexue.flows.nets import LinearZeros
 from kexue.flows.priors import ConditionalGaussian, GaussianPrior, Prior, _check_temperature
 
 __all__ = ["Flow", "FlowConfig", "Level", "MultiScaleFlow", "Split"]
@@ -133,15 +134,21 @@ class Flow(_BitsPerDim):
     Arguments:
         transform: the invertible :class:`FlowLayer` f (e.g. a ``Compose``).
         prior: the base distribution (a :class:`~kexue.flows.priors.Prior`).
+        context_embedding: optional module applied once per call to the context; its output
+            is what every layer and the prior receive (nflows ``embedding_net``); default None.
 
     ``forward(x, context) -> (z, logdet)``, ``inverse(z, context) -> (x, logdet_inv)``,
-    ``log_prob(x, context) -> (B,)``, ``sample(n, temperature=...)``, ``bpd(x, ...)``.
+    ``log_prob(x, context) -> (B,)``, ``sample(n, temperature=..., context=...)``,
+    ``bpd(x, ...)``. A conditional flow takes a context ``(B, C)`` in every call (``sample``:
+    one row per sample).
 
     References:
         Dinh et al., NICE arXiv:1410.8516; nflows ``Flow``; https://kexue.fm/archives/5776
     """
 
-    def __init__(self, transform: FlowLayer, prior: Prior) -> None:
+    def __init__(
+        self, transform: FlowLayer, prior: Prior, *, context_embedding: nn.Module | None = None
+    ) -> None:
         super().__init__()
         if not isinstance(transform, FlowLayer):
             raise ValueError(f"transform must be a FlowLayer, got {type(transform).__name__}")
@@ -149,17 +156,24 @@ class Flow(_BitsPerDim):
             raise ValueError(f"prior must be a Prior, got {type(prior).__name__}")
         self.transform = transform
         self.prior = prior
+        self.context_embedding = context_embedding
+
+    def _embed(self, context: Tensor | None) -> Tensor | None:
+        if context is None or self.context_embedding is None:
+            return context
+        return self.context_embedding(context)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(z, logdet) = f(x)``."""
-        return self.transform(x, context)
+        return self.transform(x, self._embed(context))
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(x, logdet_inv) = f⁻¹(z)``."""
-        return self.transform.inverse(z, context)
+        return self.transform.inverse(z, self._embed(context))
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """``log p_Z(f(x)) + logdet`` per sample, shape (B,)."""
+        context = self._embed(context)
         z, logdet = self.transform(x, context)
         return self.prior.log_prob(z, context) + logdet
 
@@ -171,7 +185,11 @@ class Flow(_BitsPerDim):
         context: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """``f⁻¹(z)`` with ``z`` from the prior at ``temperature`` (z = μ + σ·T·ε)."""
+        """``f⁻¹(z)`` with ``z`` from the prior at ``temperature`` (z = μ + σ·T·ε).
+
+        A conditional flow needs ``context`` of shape ``(n, C)``: one row per sample.
+        """
+        context = self._embed(context)
         z = self.prior.sample(n, temperature=temperature, context=context, generator=generator)
         return self.transform.inverse(z, context)[0]
 
@@ -186,6 +204,9 @@ class Split(nn.Module):
     Arguments:
         channels: C, the channels of the input (must be even).
         prior: ``"conditional"`` (default, Glow) or ``"normal"`` (RealNVP).
+        context_features: size of a context vector (B, C_ctx) whose zero-initialised linear map
+            is added to (μ, log σ) at every position (a conditional flow's split prior, like
+            openai/glow's class-conditional ``ycond``); default 0.
 
     References:
         Kingma & Dhariwal, Glow arXiv:1807.03039 (openai/glow ``split2d``); Dinh et al., RealNVP
@@ -193,7 +214,11 @@ class Split(nn.Module):
     """
 
     def __init__(
-        self, channels: int, *, prior: Literal["conditional", "normal"] = "conditional"
+        self,
+        channels: int,
+        *,
+        prior: Literal["conditional", "normal"] = "conditional",
+        context_features: int = 0,
     ) -> None:
         super().__init__()
         if channels < 2 or channels % 2:
@@ -204,6 +229,8 @@ class Split(nn.Module):
         self.prior_kind = prior
         half = channels // 2
         self.prior = ConditionalGaussian(half, half) if prior == "conditional" else None
+        self.context_features = context_features
+        self.cond = LinearZeros(context_features, channels) if context_features else None
 
     def _check_h(self, h: Tensor) -> None:
         if h.dim() != 4 or h.shape[1] != self.channels:
@@ -221,18 +248,26 @@ class Split(nn.Module):
                 f"{name} must have the shape of h_keep {tuple(h_keep.shape)}, got {tuple(z.shape)}"
             )
 
-    def params(self, h_keep: Tensor) -> tuple[Tensor, Tensor]:
-        """Prior mean and log-scale of z given the kept half, each (B, C/2, H, W)."""
+    def params(self, h_keep: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Prior mean and log-scale of z given the kept half (and context), each (B, C/2, H, W)."""
         if self.prior is None:
-            zero = torch.zeros_like(h_keep)
-            return zero, zero
-        return self.prior.params(h_keep, h_keep.shape[0])
+            mean = log_scale = torch.zeros_like(h_keep)
+        else:
+            mean, log_scale = self.prior.params(h_keep, h_keep.shape[0])
+        if self.cond is None:
+            return mean, log_scale
+        want = (h_keep.shape[0], self.context_features)
+        if context is None or tuple(context.shape) != want:
+            got = None if context is None else tuple(context.shape)
+            raise ValueError(f"context must have shape {want} for this split, got {got}")
+        c = self.cond(context.to(h_keep.dtype))[:, :, None, None]
+        return mean + c[:, 0::2], log_scale + c[:, 1::2]
 
-    def forward(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, h: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """``(h_keep, z, log p(z | h_keep))`` with log p of shape (B,)."""
         self._check_h(h)
         h_keep, z = h.chunk(2, dim=1)
-        mean, log_scale = self.params(h_keep)
+        mean, log_scale = self.params(h_keep, context)
         acc = logdet_dtype(h)
         e = (z.to(acc) - mean.to(acc)) * torch.exp(-log_scale.to(acc))
         lp = -0.5 * e.square() - log_scale.to(acc) - _HALF_LOG_2PI
@@ -243,17 +278,23 @@ class Split(nn.Module):
         self._check_pair(h_keep, z, "z")
         return torch.cat([h_keep, z], dim=1)
 
-    def eps(self, z: Tensor, h_keep: Tensor) -> Tensor:
+    def eps(self, z: Tensor, h_keep: Tensor, context: Tensor | None = None) -> Tensor:
         """``ε = (z − μ(h_keep))/σ(h_keep)``."""
         self._check_pair(h_keep, z, "z")
-        mean, log_scale = self.params(h_keep)
+        mean, log_scale = self.params(h_keep, context)
         return (z - mean) * torch.exp(-log_scale)
 
-    def from_eps(self, eps: Tensor, h_keep: Tensor, temperature: float = 1.0) -> Tensor:
+    def from_eps(
+        self,
+        eps: Tensor,
+        h_keep: Tensor,
+        temperature: float = 1.0,
+        context: Tensor | None = None,
+    ) -> Tensor:
         """``z = μ(h_keep) + σ(h_keep)·T·ε``."""
         _check_temperature(temperature)
         self._check_pair(h_keep, eps, "eps")
-        mean, log_scale = self.params(h_keep)
+        mean, log_scale = self.params(h_keep, context)
         return mean + torch.exp(log_scale) * (temperature * eps)
 
     def sample(
@@ -262,12 +303,13 @@ class Split(nn.Module):
         *,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        context: Tensor | None = None,
     ) -> Tensor:
         """``z = μ + σ·T·ε``, ε ~ N(0, I) of h_keep's shape."""
         eps = torch.randn(
             h_keep.shape, generator=generator, device=h_keep.device, dtype=h_keep.dtype
         )
-        return self.from_eps(eps, h_keep, temperature)
+        return self.from_eps(eps, h_keep, temperature, context)
 
 
 class Level(nn.Module):
@@ -337,7 +379,7 @@ class MultiScaleFlow(_BitsPerDim):
             h, ld = level.transform(h, context)
             logdet = logdet + ld
             if level.split is not None:
-                h, z, lp = level.split(h)
+                h, z, lp = level.split(h, context)
                 z_list.append(z)
                 keeps.append(h)
                 log_p = log_p + lp
@@ -381,7 +423,7 @@ class MultiScaleFlow(_BitsPerDim):
             raise ValueError("eps needs a Gaussian top_prior")
         z_list, keeps, _, _ = self._encode(x, context)
         splits = [lv.split for lv in self.levels if lv.split is not None]
-        out = [s.eps(z, h) for s, z, h in zip(splits, z_list[:-1], keeps)]
+        out = [s.eps(z, h, context) for s, z, h in zip(splits, z_list[:-1], keeps)]
         out.append(self.top_prior.eps(z_list[-1], context))
         return out
 
@@ -399,7 +441,9 @@ class MultiScaleFlow(_BitsPerDim):
             raise ValueError("from_eps needs a Gaussian top_prior")
         h = self.top_prior.from_eps(eps_list[-1], context, temperature)
         return self._decode(
-            h, lambda split, h_keep, k: split.from_eps(eps_list[k], h_keep, temperature), context
+            h,
+            lambda split, h_keep, k: split.from_eps(eps_list[k], h_keep, temperature, context),
+            context,
         )
 
     def _decode(
@@ -431,7 +475,7 @@ class MultiScaleFlow(_BitsPerDim):
         return self._decode(
             h,
             lambda split, h_keep, k: split.sample(
-                h_keep, temperature=temperature, generator=generator
+                h_keep, temperature=temperature, generator=generator, context=context
             ),
             context,
         )

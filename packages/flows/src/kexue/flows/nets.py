@@ -7,8 +7,8 @@
 - :class:`ResNet`: a small (weight-normalised) residual conv net, RealNVP style.
 
 Every net takes ``forward(x, context=None)``; with ``context_features`` / ``context_channels``
-set, the context is concatenated to ``x`` along dim 1 (for the conv nets it must have the same
-spatial size as ``x``).
+set, the context is concatenated to ``x`` along dim 1 (for the conv nets it has the same
+spatial size as ``x``, or is a vector (B, C) broadcast over the positions).
 
 References:
     - Kingma & Dhariwal, Glow, arXiv:1807.03039 (openai/glow ``tfops.py``: conv2d_zeros,
@@ -74,6 +74,8 @@ def _concat_context(x: Tensor, context: Tensor | None, extra: int, *, spatial: b
         return x
     if context is None:
         raise ValueError(f"context is required: this net expects {extra} context features/channels")
+    if spatial and context.dim() == 2 and tuple(context.shape) == (x.shape[0], extra):
+        context = context[:, :, None, None].expand(-1, -1, *x.shape[2:])  # a vector, broadcast
     expected = (x.shape[0], extra, *x.shape[2:]) if spatial else (x.shape[0], extra)
     if tuple(context.shape) != expected:
         raise ValueError(

@@ -22,8 +22,9 @@ from kexue.flows.layers.coupling import AdditiveCoupling, AffineCoupling
 from kexue.flows.layers.normalization import ActNorm
 from kexue.flows.layers.permutation import Permutation
 from kexue.flows.layers.reshape import Squeeze
+from kexue.flows.layers.spline_coupling import SplineCoupling
 from kexue.flows.nets import ConvNet
-from kexue.flows.priors import LearnedTop, StandardNormal
+from kexue.flows.priors import LearnedTop, Prior, StandardNormal
 
 __all__ = ["glow"]
 
@@ -34,7 +35,7 @@ def glow(
     levels: int = 3,
     steps: int = 32,
     hidden: int = 512,
-    coupling: Literal["affine", "additive"] | None = None,
+    coupling: Literal["affine", "additive", "spline"] | None = None,
     permutation: Literal["lu", "conv", "reverse", "random"] | None = None,
     split_prior: Literal["conditional", "normal"] = "conditional",
     scale_map: str = "sigmoid2",
@@ -42,6 +43,9 @@ def glow(
     learn_top: bool | None = None,
     net_actnorm: bool = False,
     padding: Literal["zeros", "edge_channel", "pad_one"] = "zeros",
+    bins: int = 8,
+    bound: float = 5.0,
+    context_dim: int = 0,
     preset: Preset = "paper",
     generator: torch.Generator | None = None,
 ) -> MultiScaleFlow:
@@ -64,7 +68,10 @@ def glow(
         levels: L; default 3 [Glow CIFAR-10].
         steps: K steps per level; default 32 [Glow CIFAR-10].
         hidden: coupling-net width; default 512 [Glow].
-        coupling: ``"affine"`` or ``"additive"``; default by preset.
+        coupling: ``"affine"``, ``"additive"`` or ``"spline"`` (a rational-quadratic
+            :class:`~kexue.flows.layers.spline_coupling.SplineCoupling`, K = ``bins`` on
+            [−``bound``, ``bound``]; the ActNorm before it standardises its input); default by
+            preset.
         permutation: ``"lu"``, ``"conv"`` (plain 1×1), ``"reverse"`` or ``"random"``; default by
             preset.
         split_prior: ``"conditional"`` (learned, default) or ``"normal"``.
@@ -76,6 +83,12 @@ def glow(
             (openai/glow) or ``"pad_one"`` (rosinality).
         learn_top: learned top prior (openai ``learntop``); default by preset (True for
             ``paper``; False for ``su_compat``, whose loss is Σ½z² on the top latent).
+        bins: spline bins K (``coupling="spline"``); default 8 [NSF].
+        bound: spline interval B (``coupling="spline"``); default 5.0 [zuko].
+        context_dim: size of a context vector (B, context_dim) for a conditional Glow: it is
+            broadcast over the positions and concatenated to every coupling net's input, and a
+            zero-initialised linear map of it shifts every split prior and the learned top
+            (ActNorm stays unconditional); default 0.
         preset: ``"paper"`` or ``"su_compat"``.
         generator: RNG of the 1×1-conv rotations and random permutations.
 
@@ -93,8 +106,8 @@ def glow(
     permutation = permutation or ("random" if su else "lu")
     actnorm_init = actnorm_init or ("zero" if su else "data")
     learn_top = (not su) if learn_top is None else learn_top
-    if coupling not in ("affine", "additive"):
-        raise ValueError(f"coupling must be 'affine' or 'additive', got {coupling!r}")
+    if coupling not in ("affine", "additive", "spline"):
+        raise ValueError(f"coupling must be 'affine', 'additive' or 'spline', got {coupling!r}")
     if permutation not in ("lu", "conv", "reverse", "random"):
         raise ValueError(
             f"permutation must be 'lu', 'conv', 'reverse' or 'random', got {permutation!r}"
@@ -112,13 +125,35 @@ def glow(
         half = channels // 2
         if coupling == "affine":
             cpl: FlowLayer = AffineCoupling(
-                ConvNet(half, channels, hidden=hidden, actnorm=net_actnorm, padding=padding),
+                ConvNet(
+                    half,
+                    channels,
+                    hidden=hidden,
+                    actnorm=net_actnorm,
+                    padding=padding,
+                    context_channels=context_dim,
+                ),
                 scale_map=scale_map,
                 split="channel",
             )
+        elif coupling == "spline":
+            cpl = SplineCoupling(
+                ConvNet(
+                    half, half * (3 * bins - 1), hidden=hidden, actnorm=net_actnorm,
+                    padding=padding, context_channels=context_dim,
+                ),
+                bins=bins, bound=bound, split="channel",
+            )  # fmt: skip
         else:
             cpl = AdditiveCoupling(
-                ConvNet(half, half, hidden=hidden, actnorm=net_actnorm, padding=padding),
+                ConvNet(
+                    half,
+                    half,
+                    hidden=hidden,
+                    actnorm=net_actnorm,
+                    padding=padding,
+                    context_channels=context_dim,
+                ),
                 split="channel",
             )
         return [norm, perm, cpl]
@@ -132,9 +167,14 @@ def glow(
         if level == levels - 1:
             out.append(Level(Compose(layers)))
         else:
-            out.append(Level(Compose(layers), Split(c, prior=split_prior)))
+            out.append(
+                Level(Compose(layers), Split(c, prior=split_prior, context_features=context_dim))
+            )
             c //= 2
-    top = LearnedTop((c, h, w)) if learn_top else StandardNormal((c, h, w))
+    if learn_top:
+        top: Prior = LearnedTop((c, h, w), context_features=context_dim)
+    else:
+        top = StandardNormal((c, h, w))
     model = MultiScaleFlow(out, top)
     model.config = (
         FlowConfig(
