@@ -172,3 +172,28 @@ def test_resolve_levels_and_reduce_bits() -> None:
     flow = Flow(Compose(), StandardNormal(2))
     with pytest.raises(ValueError, match="n_bits"):
         flow.bpd(torch.zeros(1, 2), dequantize=False)
+
+
+def test_dequantize_stays_below_the_top_of_the_range() -> None:
+    """issue 18 probe: x + u rounded up to n, so y = hi exactly, outside the documented [lo, hi).
+
+    With 2^20 levels the fp32 ulp at n − 1 is 1/8, so x + u rounds to n for about 1 draw in 16.
+    """
+    n = 2**20
+    x = torch.full((4096,), n - 1)
+    y = dequantize(x, n_levels=n, generator=torch.Generator().manual_seed(0))
+    assert y.max() < 1.0 and y.min() >= (n - 1) / n - 1e-6
+    y = dequantize(
+        x, n_levels=n, data_range=(-1.0, 1.0), generator=torch.Generator().manual_seed(1)
+    )
+    assert y.max() < 1.0
+    y8 = dequantize(torch.full((4096,), 255), n_levels=256, dtype=torch.bfloat16)
+    assert y8.dtype == torch.bfloat16 and y8.max() < 1.0
+
+
+def test_bpd_of_an_empty_batch() -> None:
+    """issue 18 probe: bpd and log_prob of an empty batch crashed (y[0], reshape of 0 elements)."""
+    flow = Flow(Compose(LogitTransform(0.05)), StandardNormal(3))
+    bpd = flow.bpd(torch.zeros(0, 3, dtype=torch.long), n_bits=3)
+    assert bpd.shape == (0,)
+    assert flow.log_prob(torch.zeros(0, 3)).shape == (0,)

@@ -258,3 +258,45 @@ def test_flow_config_noise() -> None:
     up = FlowConfig("paper").add_noise(x, generator=_gen(8))
     assert ((up - x) >= 0).all() and ((up - x) <= 1 / 256).all()
     assert torch.equal(FlowConfig("paper", noise="none").add_noise(x), x)
+
+
+# ------------------------------------------------------------------- issue 18 probes: entry points
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_flow_rejects_non_finite_input_at_every_entry_point(bad: float) -> None:
+    flow = Flow(Compose(_Affine((3,), 1), Permutation(3)), StandardNormal(3))
+    x = torch.randn(2, 3, generator=_gen(20))
+    x[1, 2] = bad
+    for call in (flow.log_prob, flow, flow.inverse):
+        with pytest.raises(ValueError, match=r"contains NaN or inf \(shape \(2, 3\)\)"):
+            call(x)
+    model = _model()
+    xi = torch.randn(2, 2, 8, 8, generator=_gen(21))
+    xi[0, 1, 3, 3] = bad
+    for call in (model.log_prob, model, model.eps):
+        with pytest.raises(ValueError, match="x contains NaN or inf"):
+            call(xi)
+    z_list, _ = model(torch.randn(2, 2, 8, 8, generator=_gen(22)))
+    z_list[1] = z_list[1].clone()
+    z_list[1][0, 0, 0, 0] = bad
+    with pytest.raises(ValueError, match=r"z_list\[1\] contains NaN or inf"):
+        model.inverse(z_list)
+
+
+def test_flow_empty_batch_end_to_end() -> None:
+    flow = Flow(Compose(_Affine((3,), 1), Permutation(3)), StandardNormal(3))
+    assert flow.log_prob(torch.zeros(0, 3)).shape == (0,)
+    assert flow.sample(0).shape == (0, 3)
+    assert flow.bpd(torch.zeros(0, 3), n_bits=5, dequantize=False).shape == (0,)
+    model = _model()
+    lp = model.log_prob(torch.zeros(0, 2, 8, 8))
+    assert lp.shape == (0,) and lp.dtype == torch.float32
+    assert model.bpd(torch.zeros(0, 2, 8, 8, dtype=torch.long), n_bits=5).shape == (0,)
+    assert model.sample(0).shape == (0, 2, 8, 8)
+    z_list, logdet = model(torch.zeros(0, 2, 8, 8))
+    assert logdet.shape == (0,) and model.inverse(z_list)[0].shape == (0, 2, 8, 8)
+    # an empty batch contributes nothing to a mean-free sum of the loss and its gradient
+    loss = -model.log_prob(torch.zeros(0, 2, 8, 8)).sum()
+    loss.backward()
+    assert all(p.grad is None or (p.grad == 0).all() for p in model.parameters())

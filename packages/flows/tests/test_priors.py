@@ -162,8 +162,21 @@ def test_prior_bad_input() -> None:
     with pytest.raises(ValueError, match="temperature"):
         StandardNormal(3).sample(2, temperature=-1.0)
     with pytest.raises(ValueError, match="n"):
-        Logistic(3).sample(0)
+        Logistic(3).sample(-1)
+    with pytest.raises(ValueError, match="n"):
+        StandardNormal(3).sample(True)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="shape"):
         StandardNormal((3, 0))
     with pytest.raises(ValueError, match="shape"):
         LearnedTop((3, 4))
+
+
+@pytest.mark.parametrize(
+    "prior", [StandardNormal((3, 2, 2)), Logistic((3, 2, 2)), LearnedTop((3, 2, 2))]
+)
+def test_prior_empty_batch(prior: torch.nn.Module) -> None:
+    """issue 18 probe: sample(0) and log_prob of an empty batch give empty results."""
+    z = prior.sample(0)
+    assert z.shape == (0, 3, 2, 2)
+    lp = prior.log_prob(z)
+    assert lp.shape == (0,) and lp.dtype == torch.float32

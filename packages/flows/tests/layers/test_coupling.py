@@ -330,8 +330,7 @@ def test_layer_bad_inputs() -> None:
     layer = _make("affine", "channel", (2, 4, 2, 2))
     with pytest.raises(ValueError, match="x needs an even size"):
         layer(torch.randn(2, 5, 2, 2, dtype=torch.float64))
-    with pytest.raises(ValueError, match="NaN"):
-        layer(torch.full((2, 4, 2, 2), float("nan"), dtype=torch.float64))
+    # NaN/inf are rejected once at the Flow's entry points (test_flow.py), not per layer
     with pytest.raises(ValueError, match="y needs an even size"):
         layer.inverse(torch.randn(2, 3, 2, 2, dtype=torch.float64))
     bad = AffineCoupling(nn.Conv2d(2, 2, 1), backend="torch")
@@ -369,3 +368,18 @@ def test_parity_split_round_trip_property(
     x2, ld_inv = layer.inverse(y)
     torch.testing.assert_close(x2, x, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(ld, -ld_inv, rtol=0, atol=1e-10)
+
+
+def test_flow_of_couplings_rejects_nan_once_at_entry() -> None:
+    """issue 18 probe: NaN was rejected only inside couplings, and not at all on CUDA; the Flow
+    entry point now checks once on every device, and a bare coupling does not sync per layer."""
+    from kexue.flows.flow import Flow
+    from kexue.flows.priors import StandardNormal
+
+    layer = _make("affine", "channel", (2, 4, 2, 2))
+    flow = Flow(layer, StandardNormal((4, 2, 2))).double()
+    x = torch.randn(2, 4, 2, 2, dtype=torch.float64)
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        flow.log_prob(x)
+    assert torch.isnan(layer(x)[0]).any()  # the layer itself trusts its caller

@@ -58,3 +58,25 @@ def test_logit_bad_input() -> None:
         LogitTransform(0.05)(torch.tensor([[0.5, 1.5]]))
     with pytest.raises(ValueError, match="x"):
         LogitTransform(0.05)(torch.tensor([[0.5, float("nan")]]))
+
+
+def test_logit_alpha_zero_rejects_the_range_ends() -> None:
+    """issue 18 probe: the plain logit (alpha=0) mapped the accepted inputs 0 and 1 to ∓inf."""
+    layer = LogitTransform(0.0)
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="open range"):
+            layer(torch.tensor([[0.5, bad]]))
+    x = torch.tensor([[1e-6, 0.5, 1 - 1e-6]], dtype=torch.float64)
+    z, ld = layer(x)
+    assert torch.isfinite(z).all() and torch.isfinite(ld).all()
+    torch.testing.assert_close(layer.inverse(z)[0], x, atol=1e-12, rtol=0)
+    # alpha > 0 keeps accepting the closed range, with finite outputs
+    z, ld = LogitTransform(1e-6)(torch.tensor([[0.0, 1.0]]))
+    assert torch.isfinite(z).all() and torch.isfinite(ld).all()
+
+
+def test_logit_empty_batch() -> None:
+    z, ld = LogitTransform(0.05)(torch.zeros(0, 3))
+    assert z.shape == (0, 3) and ld.shape == (0,)
+    x, ld = LogitTransform(0.05).inverse(torch.zeros(0, 3))
+    assert x.shape == (0, 3) and ld.shape == (0,)

@@ -83,3 +83,27 @@ def test_permutation_and_parity_property(b: int, half: int, mode: str, seed: int
     check_exact_roundtrip(ParitySplit(), x)
     check_exact_roundtrip(Interleave(), x)
     assert torch.equal(Interleave()(ParitySplit()(x)[0])[0], x)
+
+
+def test_permutation_load_state_dict_validates() -> None:
+    """issue 18 probe: a state dict whose perm is not a permutation loaded silently."""
+    layer = Permutation(4, mode="random", generator=gen(9))
+    good = {k: v.clone() for k, v in layer.state_dict().items()}
+    bad_perm = {"perm": torch.tensor([0, 0, 1, 2]), "inv_perm": torch.tensor([0, 1, 2, 3])}
+    bad_inv = {"perm": torch.tensor([1, 0, 3, 2]), "inv_perm": torch.tensor([0, 1, 2, 3])}
+    bad_dtype = {"perm": torch.tensor([1.0, 0, 3, 2]), "inv_perm": torch.tensor([1, 0, 3, 2])}
+    for sd, match in (
+        (bad_perm, "permutation of range"),
+        (bad_inv, "inverse"),
+        (bad_dtype, "integer"),
+    ):
+        with pytest.raises(RuntimeError, match=match):
+            layer.load_state_dict(sd)
+        assert torch.equal(layer.perm, good["perm"])  # the failed load changed nothing usable
+    ok = {"perm": torch.tensor([1, 0, 3, 2]), "inv_perm": torch.tensor([1, 0, 3, 2])}
+    layer.load_state_dict(ok)
+    assert torch.equal(layer.perm, ok["perm"])
+    x = torch.randn(2, 4, generator=gen(1))
+    assert torch.equal(layer.inverse(layer(x)[0])[0], x)
+    with pytest.raises(RuntimeError, match="shape"):  # wrong size: ours and torch's messages
+        layer.load_state_dict({"perm": torch.arange(5), "inv_perm": torch.arange(5)})

@@ -97,7 +97,8 @@ def dequantize(
         dtype: floating dtype of the result; default float32 (or x_int's if floating).
 
     Returns:
-        Continuous y of x_int's shape.
+        Continuous y of x_int's shape, in [lo, hi) (values that round to hi are set to the
+        largest representable value below it).
 
     References:
         Theis et al., arXiv:1511.01844; Kingma & Dhariwal, Glow, arXiv:1807.03039.
@@ -116,7 +117,11 @@ def dequantize(
             "dequantize=False"
         )
     u = torch.rand(x.shape, generator=generator, device=x.device, dtype=dtype)
-    return lo + (hi - lo) * (x + u) / n
+    y = lo + (hi - lo) * (x + u) / n
+    # x + u rounds up to n when u is within an ulp of 1 (fp32: 255 + u = 256 for u > 1 − 2⁻¹⁷),
+    # which would give y = hi; the largest value below hi keeps y in the documented [lo, hi).
+    top = torch.nextafter(torch.tensor(hi, dtype=dtype), torch.tensor(lo, dtype=dtype))
+    return torch.minimum(y, top.to(x.device))
 
 
 def bits_per_dim(

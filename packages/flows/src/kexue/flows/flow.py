@@ -92,6 +92,17 @@ _BPD_DOC = """Bits per dimension, spec §1.2: ``−(log p_Y(y) − D·ln(n/w))/(
 """
 
 
+def _check_finite(x: Tensor, name: str) -> None:
+    """Reject NaN/inf input at a flow's entry point: once per call, on every device (one sync).
+
+    ``aminmax`` propagates NaN and is cheaper than ``isfinite(x).all()``; empty tensors pass.
+    """
+    if x.numel() and x.is_floating_point():
+        lo, hi = x.detach().aminmax()
+        if not bool(torch.isfinite(lo) & torch.isfinite(hi)):
+            raise ValueError(f"{name} contains NaN or inf (shape {tuple(x.shape)})")
+
+
 class _BitsPerDim(nn.Module):
     """Base of the flow models: :meth:`bpd` from the model's ``log_prob``, parameters and buffers."""
 
@@ -123,7 +134,8 @@ class _BitsPerDim(nn.Module):
         else:
             y = x
         log_p = self.log_prob(y, context)
-        return bits_per_dim(log_p, num_dims=y[0].numel(), n_levels=n, data_range=data_range)
+        num_dims = math.prod(y.shape[1:])  # not y[0]: an empty batch has no first sample
+        return bits_per_dim(log_p, num_dims=num_dims, n_levels=n, data_range=data_range)
 
     bpd.__doc__ = _BPD_DOC
 
@@ -165,14 +177,17 @@ class Flow(_BitsPerDim):
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(z, logdet) = f(x)``."""
+        _check_finite(x, "x")
         return self.transform(x, self._embed(context))
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(x, logdet_inv) = f⁻¹(z)``."""
+        _check_finite(z, "z")
         return self.transform.inverse(z, self._embed(context))
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """``log p_Z(f(x)) + logdet`` per sample, shape (B,)."""
+        _check_finite(x, "x")
         context = self._embed(context)
         z, logdet = self.transform(x, context)
         return self.prior.log_prob(z, context) + logdet
@@ -271,7 +286,7 @@ class Split(nn.Module):
         acc = logdet_dtype(h)
         e = (z.to(acc) - mean.to(acc)) * torch.exp(-log_scale.to(acc))
         lp = -0.5 * e.square() - log_scale.to(acc) - _HALF_LOG_2PI
-        return h_keep, z, lp.reshape(h.shape[0], -1).sum(dim=1)
+        return h_keep, z, lp.flatten(1).sum(dim=1)
 
     def inverse(self, h_keep: Tensor, z: Tensor) -> Tensor:
         """Concatenate the kept half and z back into h (exact)."""
@@ -370,6 +385,7 @@ class MultiScaleFlow(_BitsPerDim):
     def _encode(
         self, x: Tensor, context: Tensor | None
     ) -> tuple[list[Tensor], list[Tensor], Tensor, Tensor]:
+        _check_finite(x, "x")  # every public encoder (forward, log_prob, eps, bpd) runs this once
         h = x
         z_list: list[Tensor] = []
         keeps: list[Tensor] = []
@@ -401,6 +417,8 @@ class MultiScaleFlow(_BitsPerDim):
     ) -> tuple[Tensor, Tensor]:
         """Reconstruct ``x`` from ``z_list`` (exact): ``(x, logdet_inv)``."""
         self._check_list(z_list, "z_list")
+        for i, z in enumerate(z_list):
+            _check_finite(z, f"z_list[{i}]")
         h = z_list[-1]
         k = len(z_list) - 2
         logdet = zero_logdet(h)

@@ -50,8 +50,8 @@ def _check_temperature(temperature: float) -> None:
 
 
 def _check_n(n: int) -> None:
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be an int >= 0, got {n!r}")
 
 
 class Prior(nn.Module):
@@ -111,7 +111,7 @@ class GaussianPrior(Prior):
         zz, mean, log_scale = z.to(acc), mean.to(acc), log_scale.to(acc)
         e = (zz - mean) * torch.exp(-log_scale)
         lp = -0.5 * e.square() - log_scale - _HALF_LOG_2PI
-        return lp.expand_as(zz).reshape(zz.shape[0], -1).sum(dim=1)
+        return lp.expand_as(zz).flatten(1).sum(dim=1)  # flatten: an empty batch works too
 
     def eps(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         """Standardised noise ``ε = (z − μ)/σ``, same shape as ``z``."""
@@ -328,7 +328,7 @@ class Logistic(Prior):
                 f"z must have shape (B, {', '.join(map(str, self.shape))}), got {tuple(z.shape)}"
             )
         zz = z.to(logdet_dtype(z))
-        return (-F.softplus(zz) - F.softplus(-zz)).reshape(z.shape[0], -1).sum(dim=1)
+        return (-F.softplus(zz) - F.softplus(-zz)).flatten(1).sum(dim=1)
 
     def sample(
         self,

@@ -26,11 +26,12 @@ class LogitTransform(FlowLayer):
 
     Arguments:
         alpha: α ∈ [0, 0.5); default 0.05 [RealNVP §4.1, Residual Flows CIFAR]; 1e-6 for MNIST
-            [Residual Flows]. α = 0 is the plain logit.
+            [Residual Flows]. α = 0 is the plain logit, defined on the open range (lo, hi) only:
+            inputs exactly at lo or hi (logit ±∞) are rejected.
         data_range: (lo, hi) of the input data; default (0, 1).
 
     Raises:
-        ValueError: inputs outside the data range (or NaN).
+        ValueError: inputs outside the data range (or NaN); with α = 0 also inputs at its ends.
 
     References:
         Dinh et al., RealNVP arXiv:1605.08803; Chen et al., Residual Flows arXiv:1906.02735
@@ -47,6 +48,22 @@ class LogitTransform(FlowLayer):
         self.alpha = float(alpha)
         self.lo, self.hi = lo, hi
 
+    def _check_range(self, x: Tensor) -> None:
+        if self.alpha > 0:
+            ok = (x >= self.lo) & (x <= self.hi)
+            where = f"data_range [{self.lo}, {self.hi}]"
+        else:  # the plain logit maps lo and hi to ∓inf
+            ok = (x > self.lo) & (x < self.hi)
+            where = (
+                f"the open range ({self.lo}, {self.hi}) with alpha=0 (logit(0), logit(1) are "
+                "∓inf; use alpha > 0, e.g. 1e-6, for data that reach the ends)"
+            )
+        if not bool(ok.all()):
+            raise ValueError(
+                f"x must lie in {where} (and not be NaN), got min {x.min().item()}, "
+                f"max {x.max().item()}"
+            )
+
     def _logdet_elem(self, s: Tensor) -> Tensor:
         const = math.log1p(-2 * self.alpha) - math.log(self.hi - self.lo)
         return const - torch.log(s) - torch.log1p(-s)
@@ -55,15 +72,12 @@ class LogitTransform(FlowLayer):
         """``z = logit(α + (1 − 2α)·(x − lo)/(hi − lo))``."""
         if x.dim() < 2:
             raise ValueError(f"x must have shape (B, ...), got {tuple(x.shape)}")
-        if not bool(((x >= self.lo) & (x <= self.hi)).all()):
-            raise ValueError(
-                f"x must lie in data_range [{self.lo}, {self.hi}] (and not be NaN), got "
-                f"min {x.min().item()}, max {x.max().item()}"
-            )
+        if x.numel():
+            self._check_range(x)
         acc = logdet_dtype(x)
         s = self.alpha + (1 - 2 * self.alpha) * (x - self.lo) / (self.hi - self.lo)
         z = torch.log(s) - torch.log1p(-s)
-        ld = self._logdet_elem(s.to(acc)).reshape(x.shape[0], -1).sum(dim=1)
+        ld = self._logdet_elem(s.to(acc)).flatten(1).sum(dim=1)
         return z, ld
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -78,7 +92,7 @@ class LogitTransform(FlowLayer):
             y.to(acc)
         )
         const = math.log1p(-2 * self.alpha) - math.log(self.hi - self.lo)
-        ld = -(const - log_s1s).reshape(y.shape[0], -1).sum(dim=1)
+        ld = -(const - log_s1s).flatten(1).sum(dim=1)
         return x, ld
 
     def extra_repr(self) -> str:

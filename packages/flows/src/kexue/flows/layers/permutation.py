@@ -8,7 +8,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -17,6 +17,17 @@ from kexue.flows.base import FlowLayer, zero_logdet
 from kexue.flows.layers.reshape import _check_dim_size
 
 __all__ = ["Permutation"]
+
+
+def _not_a_permutation(p: Tensor, features: int) -> str | None:
+    """Why ``p`` is not a permutation of ``range(features)``, or None if it is one."""
+    if p.is_floating_point() or p.is_complex() or p.dtype == torch.bool:
+        return f"must be an integer tensor, got dtype {p.dtype}"
+    if tuple(p.shape) != (features,):
+        return f"must have shape ({features},), got {tuple(p.shape)}"
+    if not torch.equal(torch.sort(p.cpu().long()).values, torch.arange(features)):
+        return f"must be a permutation of range({features}), got {p.tolist()}"
+    return None
 
 
 class Permutation(FlowLayer):
@@ -32,7 +43,8 @@ class Permutation(FlowLayer):
         generator: randomness for ``mode="random"``.
 
     The permutation and its inverse are saved as buffers, so a ``state_dict`` round trip
-    restores a random permutation exactly.
+    restores a random permutation exactly. Loading checks them: ``perm`` must be a permutation of
+    ``range(features)`` and ``inv_perm`` its inverse, else ``load_state_dict`` raises.
 
     References:
         Dinh et al., NICE arXiv:1410.8516; Kingma & Dhariwal, Glow arXiv:1807.03039;
@@ -64,12 +76,8 @@ class Permutation(FlowLayer):
             if perm is None:
                 raise ValueError("perm is required for mode='fixed'")
             p = torch.as_tensor(perm, dtype=torch.long).flatten()
-            if p.numel() != features or not torch.equal(
-                torch.sort(p).values, torch.arange(features)
-            ):
-                raise ValueError(
-                    f"perm must be a permutation of range({features}), got {p.tolist()}"
-                )
+            if bad := _not_a_permutation(p, features):
+                raise ValueError(f"perm {bad}")
         else:
             raise ValueError(f"mode must be 'reverse', 'random' or 'fixed', got {mode!r}")
         if perm is not None and mode != "fixed":
@@ -79,6 +87,24 @@ class Permutation(FlowLayer):
         self.dim = dim
         self.register_buffer("perm", p.to(torch.long))
         self.register_buffer("inv_perm", torch.argsort(p).to(torch.long))
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        error_msgs: list[str] = args[-1]
+        perm, inv = state_dict.get(prefix + "perm"), state_dict.get(prefix + "inv_perm")
+        bad = None
+        if isinstance(perm, Tensor) and (why := _not_a_permutation(perm, self.features)):
+            bad = f"{prefix}perm {why}"
+        elif isinstance(perm, Tensor) and isinstance(inv, Tensor):
+            if tuple(inv.shape) != (self.features,) or not torch.equal(
+                inv.cpu().long(), torch.argsort(perm.cpu().long())
+            ):
+                bad = f"{prefix}inv_perm is not the inverse of {prefix}perm"
+        if bad is not None:  # load_state_dict raises with it; the buffers are left unchanged
+            error_msgs.append(bad)
+            return
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _permute(self, x: Tensor, idx: Tensor, name: str) -> tuple[Tensor, Tensor]:
         _check_dim_size(x, self.dim, self.features, name, even=False)
