@@ -12,7 +12,7 @@ from torch.distributions import Independent, Normal, TransformedDistribution, co
 from kexue.flows.base import Compose
 from kexue.flows.builders.autoregressive import nsf
 from kexue.flows.flow import Flow
-from kexue.flows.interop import as_torch_distribution, as_transform, as_zuko
+from kexue.flows.interop import as_torch_distribution, as_transform, as_zuko, from_zuko
 from kexue.flows.layers.autoregressive import MaskedAutoregressive
 from kexue.flows.mixture import GaussianMixture
 from kexue.flows.priors import StandardNormal
@@ -113,3 +113,20 @@ def test_zuko_flow_from_the_lazy_adapter() -> None:
     torch.manual_seed(1)
     s = zflow(c).rsample((2,))
     assert s.shape == (2, 4, 3)
+
+
+def test_zuko_transform_as_a_kexue_layer() -> None:
+    zuko = pytest.importorskip("zuko")
+    torch.manual_seed(0)
+    zflow = zuko.flows.NSF(3, context=2, transforms=2, hidden_features=(16, 16)).double()
+    with torch.no_grad():
+        for p in zflow.parameters():
+            p.add_(torch.randn(p.shape, generator=gen(1), dtype=p.dtype) * 0.2)
+    flow = Flow(Compose(*(from_zuko(t) for t in zflow.transform.transforms)), StandardNormal(3))
+    c = torch.randn(5, 2, generator=gen(2), dtype=torch.float64)
+    x = torch.randn(5, 3, generator=gen(3), dtype=torch.float64)
+    torch.testing.assert_close(flow.log_prob(x, c), zflow(c).log_prob(x), atol=1e-10, rtol=0)
+    y, ld = flow.transform(x, c)
+    x_rec, ld_inv = flow.transform.inverse(y, c)
+    torch.testing.assert_close(x_rec, x, atol=1e-8, rtol=0)
+    torch.testing.assert_close(ld_inv, -ld, atol=1e-8, rtol=0)

@@ -55,9 +55,11 @@ from .functional import (
 from .interop import (
     FlowDistribution,
     LayerTransform,
+    ZukoLayer,
     as_torch_distribution,
     as_transform,
     as_zuko,
+    from_zuko,
 )
 from .layers.autoregressive import MaskedAutoregressive
 from .layers.conv1x1 import (
@@ -196,6 +198,7 @@ __all__ = [
     "Squeeze",
     "StandardNormal",
     "Unsqueeze",
+    "ZukoLayer",
     "__version__",
     "apply_scale_map",
     "as_torch_distribution",
@@ -213,6 +216,7 @@ __all__ = [
     "exact_logdet",
     "exact_series_logdet",
     "fold_actnorm_conv",
+    "from_zuko",
     "frozen_spectral_norm",
     "fused_coupling",
     "get_scale_map",

@@ -8,6 +8,8 @@
   ``domain = codomain = independent(real, event_dim)``, ``bijective = True``, ``cache_size=0``.
 - :func:`as_zuko` returns a lazy module whose ``forward(c)`` builds that Transform for context
   ``c`` (zuko's ``LazyTransform`` protocol, duck-typed: zuko is not a dependency).
+- :func:`from_zuko` wraps a zuko lazy transform (``forward(c)`` returns a Transform) as a kexue
+  :class:`~kexue.flows.base.FlowLayer` through ``call_and_ladj`` (duck-typed, zuko not imported).
 - :func:`as_torch_distribution` wraps a :class:`~kexue.flows.flow.Flow` as a
   ``torch.distributions.Distribution`` with ``log_prob``, ``sample`` / ``rsample``,
   ``rsample_and_log_prob``, ``batch_shape`` (the context's leading shape, as zuko expands the base
@@ -34,7 +36,15 @@ from torch.distributions import Distribution, Transform, constraints
 from kexue.flows.base import FlowLayer
 from kexue.flows.flow import Flow
 
-__all__ = ["FlowDistribution", "LayerTransform", "as_torch_distribution", "as_transform", "as_zuko"]
+__all__ = [
+    "FlowDistribution",
+    "LayerTransform",
+    "ZukoLayer",
+    "as_torch_distribution",
+    "as_transform",
+    "as_zuko",
+    "from_zuko",
+]
 
 
 def _flatten(x: Tensor, event_dim: int) -> tuple[Tensor, Size]:
@@ -150,6 +160,54 @@ def as_zuko(layer: FlowLayer, *, event_dim: int = 1) -> nn.Module:
         zuko ``LazyTransform``.
     """
     return _LazyLayer(layer, event_dim)
+
+
+class ZukoLayer(FlowLayer):
+    """A zuko lazy transform (``forward(c)`` → ``torch.distributions.Transform``) as a kexue layer.
+
+    ``forward(x, context)`` = ``lazy(context).call_and_ladj(x)``; ``inverse`` uses ``.inv``. The
+    ladj must be per sample (zuko's transforms are event-dim 1 on vectors), shape ``(B,)``.
+
+    Arguments:
+        lazy: the zuko ``LazyTransform`` (its parameters become this layer's).
+
+    References:
+        zuko ``LazyTransform``, ``Transform.call_and_ladj``.
+    """
+
+    def __init__(self, lazy: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(lazy, nn.Module):
+            raise ValueError(f"lazy must be an nn.Module, got {type(lazy).__name__}")
+        self.lazy = lazy
+
+    def _run(self, x: Tensor, context: Tensor | None, inverse: bool) -> tuple[Tensor, Tensor]:
+        t = self.lazy(context) if context is not None else self.lazy()
+        t = t.inv if inverse else t
+        if hasattr(t, "call_and_ladj"):
+            y, ladj = t.call_and_ladj(x)
+        else:
+            y = t(x)
+            ladj = t.log_abs_det_jacobian(x, y)
+        if ladj.shape != x.shape[:1]:
+            raise ValueError(
+                f"the zuko transform's ladj must be per sample {tuple(x.shape[:1])}, got "
+                f"{tuple(ladj.shape)}"
+            )
+        return y, ladj
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``lazy(context)(x)`` and its per-sample ladj."""
+        return self._run(x, context, inverse=False)
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``lazy(context).inv(y)`` and its per-sample ladj."""
+        return self._run(y, context, inverse=True)
+
+
+def from_zuko(lazy: nn.Module) -> ZukoLayer:
+    """A zuko lazy transform as a kexue :class:`FlowLayer`; see :class:`ZukoLayer`."""
+    return ZukoLayer(lazy)
 
 
 class FlowDistribution(Distribution):
