@@ -45,3 +45,33 @@ def test_code_space_imle_samples_lie_nearer_the_codes_than_random_unit_vectors(
         return float(torch.cdist(a, codes).min(1).values.mean())
 
     assert nearest(mapped) < 0.7 * nearest(random), (nearest(mapped), nearest(random))
+
+
+@pytest.mark.slow
+def test_learned_variance_vae_is_below_3_40_bpd_within_2000_steps() -> None:
+    from kexue.vae import GaussianVAE, bits_per_dim, dequantize, fit_vae
+
+    split = load_digits_split()
+    torch.manual_seed(0)
+    vae = GaussianVAE(latent=16, hidden=(256, 256))
+    fit_vae(vae, split.x_train, steps=2000, seed=0)
+    y = dequantize(split.x_test, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        bpd = bits_per_dim(vae.elbo(y, generator=torch.Generator().manual_seed(2))).mean()
+    assert 2.0 < float(bpd) < 3.40, float(bpd)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_clustering_recipe_beats_chance_by_far_on_digits(seed: int) -> None:
+    from kexue.vae import ClusteringVAE, fit_cluster_vae, hungarian_accuracy
+
+    split = load_digits_split()
+    torch.manual_seed(seed)
+    model = ClusteringVAE.from_preset("digits")
+    fit_cluster_vae(
+        model, scale(split.x_train), warmup=1000, steps=500, warmup_shift=1, cluster_lam=10.0,
+        seed=seed,
+    )  # fmt: skip
+    acc = hungarian_accuracy(model.cluster(scale(split.x_test)), split.y_test)
+    assert acc > 0.6, acc

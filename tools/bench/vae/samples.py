@@ -24,10 +24,12 @@ training image (memorisation check). Rows, each over 3 seeds (mean ± sd):
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import torch
@@ -130,7 +132,24 @@ def _candidates(
     }
 
 
-def measure(quick: bool) -> tuple[dict[str, list[dict[str, float]]], dict[str, float]]:
+def _seed_job(task: tuple[int, dict[str, int], dict[str, Any]]) -> dict[str, dict[str, float]]:
+    seed, b, nets = task
+    torch.set_num_threads(1)
+    data = digits()
+    out = {}
+    for name, make in _candidates(data, seed, b, nets).items():
+        t0 = time.perf_counter()
+        x = make().clamp(0, 1)
+        gen = torch.Generator().manual_seed(seed)
+        q = sample_quality(nets["metric"], data.x_test, x, generator=gen)
+        q["nearest_train"] = nearest_train_distance(x, data.x_train)
+        q["s"] = time.perf_counter() - t0
+        out[name] = q
+        print(seed, name, {k: round(v, 4) for k, v in q.items()}, file=sys.stderr, flush=True)
+    return out
+
+
+def measure(quick: bool, jobs: int) -> tuple[dict[str, list[dict[str, float]]], dict[str, float]]:
     data = digits()
     b = _budget(quick)
     nets = {"metric": metric_net(data, steps=b["nets"]), "loss": loss_net(data, steps=b["nets"])}
@@ -138,18 +157,17 @@ def measure(quick: bool) -> tuple[dict[str, list[dict[str, float]]], dict[str, f
         k: float((net(data.x_test).argmax(1) == data.y_test).double().mean())
         for k, net in nets.items()
     }
+    tasks = [(seed, b, nets) for seed in range(b["seeds"])]
+    if jobs > 1:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            per_seed = list(pool.map(_seed_job, tasks))
+    else:
+        per_seed = [_seed_job(t) for t in tasks]
     out: dict[str, list[dict[str, float]]] = {}
-    for seed in range(b["seeds"]):
-        for name, make in _candidates(data, seed, b, nets).items():
-            t0 = time.perf_counter()
-            x = make().clamp(0, 1)
-            q = sample_quality(
-                nets["metric"], data.x_test, x, generator=torch.Generator().manual_seed(seed)
-            )
-            q["nearest_train"] = nearest_train_distance(x, data.x_train)
-            q["s"] = time.perf_counter() - t0
+    for res in per_seed:
+        for name, q in res.items():
             out.setdefault(name, []).append(q)
-            print(seed, name, {k: round(v, 4) for k, v in q.items()}, file=sys.stderr, flush=True)
     return out, accuracy
 
 
@@ -164,10 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run (numbers are noise)")
     ap.add_argument("--write", action="store_true", help="rewrite the block of BENCHMARKS.md")
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes, one seed each")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    out, accuracy = measure(args.quick)
+    out, accuracy = measure(args.quick, args.jobs)
     headers = [
         "candidates (360)",
         "FD ×100",

@@ -98,6 +98,8 @@ def fit_cluster_vae(
     shift: int = 0,
     lam: LamSchedule | None = None,
     warmup: int = 0,
+    warmup_shift: int = 0,
+    cluster_lam: float | None = None,
 ) -> list[float]:
     """Train a :class:`ClusteringVAE` with Adam (the author's recipe: batch 100, lr 1e-3).
 
@@ -109,6 +111,9 @@ def fit_cluster_vae(
         warmup: steps of plain VAE training first (KL to N(0, I), λ as above), after which the
             class means are set by k-means (10 inits) on the encoder means of ``x`` — the
             pretraining of VaDE / DEC (spec §2.5); 0 = the post's recipe (means start at zero).
+        warmup_shift: random translations of up to this many pixels during the warm-up only.
+        cluster_lam: λ of the clustering phase (after the warm-up; default: as ``lam``). A lower
+            λ weights the KL_y terms more, pulling the codes to their class means.
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -122,8 +127,11 @@ def fit_cluster_vae(
                 mu = torch.cat([model.encode(x[i : i + 512])[0] for i in range(0, x.shape[0], 512)])
                 centres, _, _ = kmeans(mu, model.clusters, generator=gen)
                 model.means.copy_(centres.to(model.means.dtype))
-        xb = random_shift(x[idx], shift, generator=gen) if shift else x[idx]
+        s = warmup_shift if step < warmup else shift
+        xb = random_shift(x[idx], s, generator=gen) if s else x[idx]
         lam_now = None if lam is None else lam(step)
+        if step >= warmup and cluster_lam is not None:
+            lam_now = cluster_lam
         if step < warmup:
             loss = model.vae_loss(xb, lam=lam_now, generator=gen)
         else:
