@@ -1,4 +1,4 @@
-"""``mask=`` / ``lens=`` for the sequence quantisers (private): one valid-position mask, checked once.
+"""``mask=`` / ``lens=`` and argument checks of the 0.2 quantisers (LFQ, SimVQ; private).
 
 ``mask`` is bool with x's shape without D (True = valid); ``lens`` (B,) integer lengths of a
 (B, T, D) input give mask = arange(T) < lens[:, None]. The two are exclusive.
@@ -9,7 +9,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["check_float_input", "resolve_mask", "row_weights"]
+__all__ = ["check_count", "check_float_input", "pad_outputs", "resolve_mask", "row_weights"]
+
+
+def check_count(name: str, value: object) -> int:
+    """``value`` as an int >= 1, or a ValueError naming ``name`` (bools rejected)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
 
 
 def check_float_input(x: Tensor, dim: int) -> None:
@@ -55,3 +62,13 @@ def row_weights(mask: Tensor | None, rows: int, like: Tensor) -> tuple[Tensor, T
     else:
         w = mask.reshape(rows).to(like.dtype)
     return w, w.sum().clamp_min(1.0)
+
+
+def pad_outputs(
+    out: Tensor, indices: Tensor, x: Tensor, mask: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """Padded positions (mask False): output = the input x unchanged, every index −1."""
+    if mask is None:
+        return out, indices
+    valid = mask.unsqueeze(-1)
+    return torch.where(valid, out, x), indices.masked_fill(~valid, -1)

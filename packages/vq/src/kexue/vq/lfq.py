@@ -20,7 +20,7 @@ from ._lfq_entropy import (
     sample_entropy,
     sigmoid,
 )
-from ._masking import check_float_input, resolve_mask, row_weights
+from ._masking import check_count, check_float_input, pad_outputs, resolve_mask, row_weights
 from .fsq import _index_stats, _stat_dtype
 from .quantizer import QuantizerOutput
 
@@ -158,9 +158,8 @@ class LFQ(nn.Module):
         chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
     ) -> None:
         super().__init__()
-        for name, value in (("bits", bits), ("num_codebooks", num_codebooks)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_count("bits", bits)
+        check_count("num_codebooks", num_codebooks)
         if bits > 62:
             raise ValueError(f"bits must be <= 62 (int64 indices), got {bits}")
         codebook_dims = bits * num_codebooks
@@ -279,9 +278,7 @@ class LFQ(nn.Module):
             quantized = codes + (zc - zc.detach())
             losses = self.losses_of(zc, codes, mask)
         out = self.project_out(quantized.flatten(-2).to(z.dtype))
-        if mask is not None:
-            out = torch.where(mask.unsqueeze(-1), out, x)
-            indices = indices.masked_fill(~mask.unsqueeze(-1), -1)
+        out, indices = pad_outputs(out, indices, x, mask)
         stats = _index_stats(indices, self.num_codes)
         if self.num_codebooks == 1:
             indices = indices.squeeze(-1)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._masking import check_float_input, resolve_mask
+from ._masking import check_count, check_float_input, pad_outputs, resolve_mask
 from .fsq import _index_stats, _stat_dtype
 from .lfq import LFQ
 from .quantizer import QuantizerOutput
@@ -64,12 +64,7 @@ class ResidualLFQ(nn.Module):
         **lfq_kwargs: Any,
     ) -> None:
         super().__init__()
-        if (
-            isinstance(num_quantizers, bool)
-            or not isinstance(num_quantizers, int)
-            or num_quantizers < 1
-        ):
-            raise ValueError(f"num_quantizers must be an int >= 1, got {num_quantizers!r}")
+        check_count("num_quantizers", num_quantizers)
         for key in ("dim", "num_codebooks", "codebook_scale", "soft_clamp"):
             if key in lfq_kwargs:
                 raise ValueError(f"ResidualLFQ sets {key} of its stages; got {key}= in lfq_kwargs")
@@ -132,10 +127,7 @@ class ResidualLFQ(nn.Module):
                 residual = residual - codes.squeeze(-2)
             quantized = total + (y - y.detach())
         out = self.project_out(quantized.to(z.dtype))
-        indices = torch.stack(stage_indices, dim=-1)
-        if mask is not None:
-            out = torch.where(mask.unsqueeze(-1), out, x)
-            indices = indices.masked_fill(~mask.unsqueeze(-1), -1)
+        out, indices = pad_outputs(out, torch.stack(stage_indices, dim=-1), x, mask)
         losses = {
             key: torch.stack([sl[key] for sl in stage_losses]).sum()
             for key in ("entropy", "commitment", "total")

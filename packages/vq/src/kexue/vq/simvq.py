@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ._layout import check_input, check_layout, flatten, unflatten
-from ._masking import resolve_mask, row_weights
+from ._masking import check_count, resolve_mask, row_weights
 from .fsq import _stat_dtype
 from .functional import nearest_code, perplexity, usage
 from .quantizer import QuantizerOutput
@@ -84,8 +84,7 @@ class SimVQ(nn.Module):
         super().__init__()
         frozen_dim = dim if frozen_dim is None else frozen_dim
         for name, value in (("num_codes", num_codes), ("dim", dim), ("frozen_dim", frozen_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            check_count(name, value)
         for name, value in (("beta", beta), ("codebook_weight", codebook_weight)):
             if not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
