@@ -40,7 +40,8 @@ def test_gan_losses_section_writes_report(tmp_path: Path) -> None:
 
     page = (out / "index.html").read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
-    assert page.count('src="data:image/png;base64,') == 4
+    # Table 1 scatter, Table 1b scatter + curves, the third stage's two figures, the digit grids
+    assert page.count('src="data:image/png;base64,') == 6
     assert "<link" not in page and "<script" not in page and "http://" not in page
     for name in gan_losses.LOSSES:
         assert f"<tr><td>{name}</td>" in page.replace("&amp;", "&")
@@ -58,6 +59,12 @@ def test_gan_losses_section_writes_report(tmp_path: Path) -> None:
         m = r["raw_g"]
         assert 0 <= m["modes_covered"] <= m["modes_total"] == len(m["hq_counts_per_mode"])
         assert 0.0 <= m["hq_fraction"] <= 1.0
+    published = section["published_recipes"]
+    assert [r["loss"] for r in published] == list(gan_losses.LOSSES)
+    assert published[2]["recipe"].startswith("5:1, Adam(0.0001")  # WGAN-GP's own recipe
+    plan = gan_losses.PLANS["smoke"]
+    assert [r["loss"] for r in section["digits"]] == list(plan.digits_losses)
+    assert all("fd" in r["scores"] for r in section["digits"])
     smoke = gan_losses.CONFIGS["smoke"]
     third = section["third_stage"]["rows"]
     assert len(third) == 4 * len(smoke.third_stage_mixtures)

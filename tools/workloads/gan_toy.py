@@ -22,15 +22,18 @@ import kexue.gan_losses as gl
 from kexue.keras_compat import EMA
 
 __all__ = [
+    "GAN_QP",
     "LOSSES",
     "MIXTURES",
     "Config",
     "Critic",
     "GANLoss",
     "Mixture",
+    "Recipe",
     "RunResult",
     "hq_percent",
     "make_generator",
+    "make_optimizers",
     "metrics_json",
     "mode_metrics",
     "modes_covered",
@@ -66,6 +69,8 @@ class Config:
     trace_samples: int = 1000
     ema_decay: float = 0.999  # post 6575 / spec §2.16
     d_weight_decay: float = 1e-2  # "light L2 weight decay on D" (post 6583), coupled L2 in Adam
+    recipe: str = "same"  # "same": the fields above for every loss; "published": each loss's Recipe
+    budget_cpu_s: float | None = None  # stop a run after this much process CPU time (1 thread)
     third_stage_loss: str = "GAN-QP (L1)"
     third_stage_mixtures: tuple[str, ...] = ("ring8",)
     third_stage_seeds: int = 3  # seeds seed, seed + 1, ...: single runs are chaotic
@@ -150,11 +155,43 @@ GLoss = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """A loss's published training recipe: critic steps per G step, optimiser, lr, betas."""
+
+    d_steps: int
+    lr: float
+    betas: tuple[float, float] = (0.5, 0.999)
+    optimizer: str = "adam"  # or "rmsprop" (betas unused)
+    source: str = ""
+
+    def describe(self) -> str:
+        opt = (
+            f"Adam({self.lr:g}, β = {self.betas})"
+            if self.optimizer == "adam"
+            else f"RMSprop({self.lr:g})"
+        )
+        return f"{self.d_steps}:1, {opt}"
+
+
+@dataclass(frozen=True)
 class GANLoss:
     name: str
     settings: str  # the published defaults used, shown in the table
     d_loss: DLoss
     g_loss: GLoss
+    recipe: Recipe = Recipe(1, 2e-4)
+
+
+# Published recipes (critic steps per G step, optimiser); the networks stay the same for all.
+DCGAN = Recipe(1, 2e-4, (0.5, 0.999), source="DCGAN, Radford et al. 2015 (arXiv 1511.06434)")
+SNGAN = Recipe(5, 2e-4, (0.0, 0.9), source="SNGAN / mimicry CIFAR, Miyato et al. 2018")
+WGAN_GP = Recipe(5, 1e-4, (0.5, 0.9), source="WGAN-GP toy and MNIST scripts, Gulrajani et al. 2017")
+WGAN_DIV = Recipe(1, 2e-4, (0.5, 0.999), source="the author's WGAN-div code (post 6139)")
+RSGAN = Recipe(
+    1, 1e-4, (0.5, 0.999), source="AlexiaJM/RelativisticGAN code, Jolicoeur-Martineau 2018"
+)
+GAN_QP = Recipe(2, 2e-4, (0.5, 0.999), source="bojone/gan-qp (post 6163)")
+R1 = Recipe(1, 1e-4, optimizer="rmsprop", source="GAN_stability, Mescheder et al. 2018")
 
 
 def _d_sgan(d: nn.Module, xr: Tensor, xf: Tensor, _: torch.Generator) -> Tensor:
@@ -218,13 +255,13 @@ def _d_sgan_r1(d: nn.Module, xr: Tensor, xf: Tensor, _: torch.Generator) -> Tens
 LOSSES: dict[str, GANLoss] = {
     loss.name: loss
     for loss in (
-        GANLoss("NS-SGAN", "non-saturating G", _d_sgan, _g_sgan),
-        GANLoss("Hinge", "margin 1", _d_hinge, _g_hinge),
-        GANLoss("WGAN-GP", "λ = 10", _d_wgan_gp, _g_wgan),
-        GANLoss("WGAN-div", "k = 2, p = 6", _d_wgan_div, _g_wgan),
-        GANLoss("RSGAN", "paired r_i − f_i", _d_rsgan, _g_rsgan),
-        GANLoss("GAN-QP (L1)", "λ = 10, L1", _d_gan_qp, _g_gan_qp),
-        GANLoss("SGAN + R1", "γ = 10", _d_sgan_r1, _g_sgan),
+        GANLoss("NS-SGAN", "non-saturating G", _d_sgan, _g_sgan, DCGAN),
+        GANLoss("Hinge", "margin 1", _d_hinge, _g_hinge, SNGAN),
+        GANLoss("WGAN-GP", "λ = 10", _d_wgan_gp, _g_wgan, WGAN_GP),
+        GANLoss("WGAN-div", "k = 2, p = 6", _d_wgan_div, _g_wgan, WGAN_DIV),
+        GANLoss("RSGAN", "paired r_i − f_i", _d_rsgan, _g_rsgan, RSGAN),
+        GANLoss("GAN-QP (L1)", "λ = 10, L1", _d_gan_qp, _g_gan_qp, GAN_QP),
+        GANLoss("SGAN + R1", "γ = 10", _d_sgan_r1, _g_sgan, R1),
     )
 }
 
@@ -283,6 +320,8 @@ class RunResult:
     trace_raw_hq: list[float]
     trace_ema_hq: list[float]
     diverged_at: int | None  # step of the first non-finite loss, if any
+    g_steps: int = 0  # generator steps done (the budget may stop a run early)
+    cpu_s: float = 0.0  # process CPU time of the training loop
 
 
 def _step(
@@ -298,7 +337,8 @@ def _step(
     ``gens`` are the data, latent and penalty streams; returns the last (D loss, G loss).
     """
     (g_net, d_net), (opt_g, opt_d), (data_gen, z_gen, penalty_gen) = nets, opts, gens
-    for _ in range(cfg.d_steps):
+    d_steps = loss.recipe.d_steps if cfg.recipe == "published" else cfg.d_steps
+    for _ in range(d_steps):
         x_real = mixture.sample(cfg.batch, data_gen)
         with torch.no_grad():
             x_fake = g_net(torch.randn(cfg.batch, cfg.z_dim, generator=z_gen))
@@ -338,10 +378,8 @@ def train(
     """
     torch.manual_seed(seed)  # same initial weights for every loss
     g_net, d_net = make_generator(cfg.z_dim, cfg.hidden), Critic(cfg.hidden)
-    opt_g = torch.optim.Adam(g_net.parameters(), lr=cfg.lr, betas=cfg.betas)
-    opt_d = torch.optim.Adam(
-        d_net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=d_weight_decay
-    )
+    recipe = loss.recipe if cfg.recipe == "published" else Recipe(cfg.d_steps, cfg.lr, cfg.betas)
+    opt_g, opt_d = make_optimizers(recipe, g_net, d_net, d_weight_decay)
     ema = EMA(g_net, decay=cfg.ema_decay) if ema_factory is None else ema_factory(g_net)
     streams = [torch.Generator().manual_seed(1000 * seed + k) for k in range(1, 5)]
     eval_gen = streams[3]
@@ -352,8 +390,17 @@ def train(
     trace_raw: list[float] = []
     trace_ema: list[float] = []
     diverged_at = None
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
+    eval_cpu = 0.0  # CPU time of the training curves, not charged to the budget
+
+    def spent() -> float:
+        return time.process_time() - c0 - eval_cpu
+
+    step = 0
     for step in range(1, cfg.steps + 1):
+        if cfg.budget_cpu_s is not None and spent() >= cfg.budget_cpu_s:
+            step -= 1
+            break
         d_loss, g_loss = _step(loss, mixture, cfg, (g_net, d_net), (opt_g, opt_d), streams[:3])
         ema.update(g_net)
 
@@ -362,12 +409,15 @@ def train(
         if not (math.isfinite(d_loss.item()) and math.isfinite(g_loss.item())):
             diverged_at = step
             break
-        if step % cfg.trace_every == 0 or step == cfg.steps:
+        last = step == cfg.steps or (cfg.budget_cpu_s is not None and spent() >= cfg.budget_cpu_s)
+        if step % cfg.trace_every == 0 or last:
+            e0 = time.process_time()
             with torch.no_grad():
                 trace_steps.append(step)
                 trace_raw.append(mode_metrics(g_net(z_trace), mixture)["hq_fraction"])
                 trace_ema.append(mode_metrics(ema.module(z_trace), mixture)["hq_fraction"])
-    wall_s = time.perf_counter() - t0
+            eval_cpu += time.process_time() - e0
+    wall_s, cpu_s = time.perf_counter() - t0, spent()
     with torch.no_grad():
         raw_samples, ema_samples = g_net(z_eval), ema.module(z_eval)
     return RunResult(
@@ -383,6 +433,25 @@ def train(
         trace_raw_hq=trace_raw,
         trace_ema_hq=trace_ema,
         diverged_at=diverged_at,
+        g_steps=step,
+        cpu_s=cpu_s,
+    )
+
+
+def make_optimizers(
+    recipe: Recipe, g_net: nn.Module, d_net: nn.Module, d_weight_decay: float = 0.0
+) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """G and D optimisers of a recipe (coupled L2 ``d_weight_decay`` on D only)."""
+    if recipe.optimizer == "rmsprop":
+        return (
+            torch.optim.RMSprop(g_net.parameters(), lr=recipe.lr),
+            torch.optim.RMSprop(d_net.parameters(), lr=recipe.lr, weight_decay=d_weight_decay),
+        )
+    return (
+        torch.optim.Adam(g_net.parameters(), lr=recipe.lr, betas=recipe.betas),
+        torch.optim.Adam(
+            d_net.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=d_weight_decay
+        ),
     )
 
 

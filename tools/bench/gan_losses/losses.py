@@ -244,6 +244,7 @@ def _classic_cases(gl: Any) -> list[Case]:
             needs_real=False,
             saturating=True,
         ),
+        d_case("sgan D (real label 0.9)", "classic", gl.sgan_discriminator_loss, real_label=0.9),
         d_case("lsgan D", "classic", gl.lsgan_discriminator_loss),
         g_case("lsgan G", "classic", gl.lsgan_generator_loss, needs_real=False),
         d_case("hinge D", "classic", gl.hinge_discriminator_loss),
@@ -261,6 +262,9 @@ def _torchgan_anchors(tgf: Any) -> dict[str, Callable[[Tensor, Tensor], Tensor]]
         "sgan D": lambda r, f: tgf.minimax_discriminator_loss(r, f),
         "sgan G (non-saturating)": lambda r, f: tgf.minimax_generator_loss(f, nonsaturating=True),
         "sgan G (saturating)": lambda r, f: tgf.minimax_generator_loss(f, nonsaturating=False),
+        "sgan D (real label 0.9)": lambda r, f: tgf.minimax_discriminator_loss(
+            r, f, label_smoothing=0.1
+        ),
         "lsgan D": lambda r, f: tgf.least_squares_discriminator_loss(r, f),
         "lsgan G": lambda r, f: tgf.least_squares_generator_loss(f),
         "wgan D": lambda r, f: tgf.wasserstein_discriminator_loss(r, f),
@@ -483,6 +487,7 @@ def _penalty_cases(gl: Any, tgf: Any | None) -> list[Case]:
 
     oracles = _penalty_oracles(gl)
     return [
+        *_extra_penalty_cases(gl, tgf),
         _gradient_penalty_case(gl, tgf, oracles["gp"]),
         Case("wgan_gp_penalty (critic form, interpolates)", "penalty", gp_critic),
         Case("R1 (γ=10)", "penalty", r1, oracle=oracles["r1"]),
@@ -491,6 +496,47 @@ def _penalty_cases(gl: Any, tgf: Any | None) -> list[Case]:
         Case("WGAN-div (k=2, p=6)", "penalty", wdiv, oracle=oracles["wdiv"]),
         Case("score penalty (energy)", "penalty", score),
         Case("orthogonal regulariser (BigGAN, all weights)", "regulariser", ortho),
+    ]
+
+
+def _extra_penalty_cases(gl: Any, tgf: Any | None) -> list[Case]:
+    """0.2 additions: DRAGAN (torchgan's whole-batch-norm form as the anchor), lazy R1, LeCam,
+    and a DiffAugment'ed hinge D step."""
+    from kexue.gan_losses.augment import DiffAugment
+
+    def dragan(w: World) -> Tensor:
+        return gl.dragan_penalty(w.d, w.x_real, generator=w.gen)
+
+    def lazy_r1(w: World) -> Tensor:
+        xr = _leaf(w.x_real)
+        return gl.lazy_r1_penalty(w.d(xr), xr, interval=16)
+
+    anchors = gl.LeCamAnchors(start_step=0)
+
+    def lecam(w: World) -> Tensor:
+        r, f = w.d(w.x_real), w.d(w.x_fake)
+        return gl.hinge_discriminator_loss(r, f) + gl.lecam_regularization(
+            r, f, anchors, weight=0.3
+        )
+
+    aug = DiffAugment("color,translation,cutout")
+
+    def diffaug(w: World) -> Tensor:
+        return gl.hinge_discriminator_loss(w.d(aug(w.x_real)), w.d(aug(w.x_fake)))
+
+    case = Case("DRAGAN (λ=10, k=1)", "penalty", dragan)
+    if tgf is not None:
+
+        def tg_dragan(w: World) -> Tensor:
+            xp = gl.dragan_points(w.x_real, generator=w.gen)
+            return 10.0 * tgf.dragan_gradient_penalty(xp, w.d(xp))
+
+        case.anchor = tg_dragan
+    return [
+        case,
+        Case("lazy R1 (γ=10, ×16 on a due step)", "penalty", lazy_r1),
+        Case("hinge D + LeCam (λ=0.3)", "regulariser", lecam),
+        Case("hinge D on DiffAugment (color,translation,cutout)", "augment", diffaug),
     ]
 
 
