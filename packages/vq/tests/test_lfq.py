@@ -317,3 +317,16 @@ def test_parity_with_lucidrains(bits: int, codebooks: int) -> None:
     torch.testing.assert_close(
         out.losses["codebook_entropy"], breakdown.batch_entropy, rtol=1e-5, atol=0
     )
+
+
+@pytest.mark.parametrize("num_codes", [8, 2**25])  # bincount path and the torch.unique path
+def test_index_stats_brute_force(num_codes: int) -> None:
+    from kexue.vq._masking import index_stats
+
+    idx = torch.tensor([[0, 5], [0, -1], [3, 5], [-1, -1], [0, 7]])
+    stats = index_stats(idx, num_codes)
+    # head 0: counts {0: 3, 3: 1}; head 1: {5: 2, 7: 1}
+    ppl0 = torch.exp(-(torch.tensor([0.75, 0.25]) * torch.tensor([0.75, 0.25]).log()).sum())
+    ppl1 = torch.exp(-(torch.tensor([2 / 3, 1 / 3]) * torch.tensor([2 / 3, 1 / 3]).log()).sum())
+    torch.testing.assert_close(stats["perplexity"], (ppl0 + ppl1) / 2)
+    torch.testing.assert_close(stats["usage"], torch.tensor(2 / num_codes))

@@ -9,7 +9,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["check_count", "check_float_input", "pad_outputs", "resolve_mask", "row_weights"]
+from .functional import perplexity
+
+__all__ = [
+    "check_count",
+    "check_float_input",
+    "index_stats",
+    "pad_outputs",
+    "resolve_mask",
+    "row_weights",
+]
+
+#: Above this many codes the usage stats count distinct indices with a sort instead of bins.
+MAX_BINNED_CODES = 2**24
 
 
 def check_count(name: str, value: object) -> int:
@@ -72,3 +84,35 @@ def pad_outputs(
         return out, indices
     valid = mask.unsqueeze(-1)
     return torch.where(valid, out, x), indices.masked_fill(~valid, -1)
+
+
+@torch.no_grad()
+def index_stats(indices: Tensor, num_codes: int) -> dict[str, Tensor]:
+    """Perplexity and usage of indices (..., C) per head (−1 skipped), averaged over heads.
+
+    One ``bincount`` over all heads (head c shifted by c·(K + 1), −1 landing in a dropped bin);
+    above :data:`MAX_BINNED_CODES` codes, distinct values by ``torch.unique`` instead.
+    """
+    flat = indices.reshape(-1, indices.shape[-1])
+    heads = flat.shape[-1]
+    if num_codes <= MAX_BINNED_CODES:
+        shift = torch.arange(heads, device=flat.device) * (num_codes + 1)
+        bins = torch.bincount((flat + 1 + shift).reshape(-1), minlength=heads * (num_codes + 1))
+        counts = bins.view(heads, num_codes + 1)[:, 1:].to(torch.float64)
+        ppl, use = perplexity(counts), (counts > 0).sum(-1) / num_codes
+    else:
+        ppl_list, use_list = [], []
+        for c in range(heads):
+            col = flat[:, c]
+            _, n = torch.unique(col[col >= 0], return_counts=True)
+            ppl_list.append(
+                perplexity(n.to(torch.float64))
+                if n.numel()
+                else flat.new_zeros((), dtype=torch.float64)
+            )
+            use_list.append(torch.tensor(n.numel() / num_codes, dtype=torch.float64))
+        ppl, use = torch.stack(ppl_list), torch.stack(use_list)
+    return {
+        "perplexity": ppl.mean().to(torch.float32),
+        "usage": use.mean().to(torch.float32).to(indices.device),
+    }

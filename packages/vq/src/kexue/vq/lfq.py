@@ -20,8 +20,15 @@ from ._lfq_entropy import (
     sample_entropy,
     sigmoid,
 )
-from ._masking import check_count, check_float_input, pad_outputs, resolve_mask, row_weights
-from .fsq import _index_stats, _stat_dtype
+from ._masking import (
+    check_count,
+    check_float_input,
+    index_stats,
+    pad_outputs,
+    resolve_mask,
+    row_weights,
+)
+from .fsq import _stat_dtype
 from .quantizer import QuantizerOutput
 
 __all__ = ["LFQ", "MAX_EXACT_ENTROPY_BITS", "lfq_entropies"]
@@ -279,7 +286,7 @@ class LFQ(nn.Module):
             losses = self.losses_of(zc, codes, mask)
         out = self.project_out(quantized.flatten(-2).to(z.dtype))
         out, indices = pad_outputs(out, indices, x, mask)
-        stats = _index_stats(indices, self.num_codes)
+        stats = index_stats(indices, self.num_codes)
         if self.num_codebooks == 1:
             indices = indices.squeeze(-1)
         return QuantizerOutput(out, indices, losses["total"], losses, stats)

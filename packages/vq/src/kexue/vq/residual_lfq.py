@@ -10,8 +10,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._masking import check_count, check_float_input, pad_outputs, resolve_mask
-from .fsq import _index_stats, _stat_dtype
+from ._masking import (
+    check_count,
+    check_float_input,
+    index_stats,
+    pad_outputs,
+    resolve_mask,
+)
+from .fsq import _stat_dtype
 from .lfq import LFQ
 from .quantizer import QuantizerOutput
 
@@ -134,5 +140,5 @@ class ResidualLFQ(nn.Module):
         }
         for key in ("per_sample_entropy", "codebook_entropy"):
             losses[key] = torch.stack([sl[key] for sl in stage_losses])
-        stats = _index_stats(indices, self.num_codes)
+        stats = index_stats(indices, self.num_codes)
         return QuantizerOutput(out, indices, losses["total"], losses, stats)

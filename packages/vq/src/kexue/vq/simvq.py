@@ -13,9 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from ._layout import check_input, check_layout, flatten, unflatten
-from ._masking import check_count, resolve_mask, row_weights
+from ._masking import check_count, index_stats, resolve_mask, row_weights
 from .fsq import _stat_dtype
-from .functional import nearest_code, perplexity, usage
+from .functional import nearest_code
 from .quantizer import QuantizerOutput
 
 __all__ = ["SimVQ"]
@@ -149,9 +149,7 @@ class SimVQ(nn.Module):
             valid = mask.reshape(-1, 1)
             out = torch.where(valid, out, flat)
             idx = idx.masked_fill(~valid.squeeze(-1), -1)
-        with torch.no_grad():
-            counts = torch.bincount(idx + 1, minlength=self.num_codes + 1)[1:].to(torch.float32)
-            stats = {"perplexity": perplexity(counts), "usage": usage(counts)}
+        stats = index_stats(idx.unsqueeze(-1), self.num_codes)
         quantized_out = unflatten(out, index_shape, self.layout)
         return QuantizerOutput(
             quantized_out, idx.reshape(index_shape), losses["total"], losses, stats
