@@ -67,11 +67,36 @@ def _masked_rank_run(rank: int) -> dict:
     return {k: v.clone() for k, v in vq.state_dict().items()}
 
 
+def _collectives_per_step(dropout: QuantizerDropout | None) -> int:
+    """Collectives one training step of a 3-stage ResidualVQ issues (counted by patching dist)."""
+    torch.manual_seed(0)
+    rvq = ResidualVQ(3, 8, D, decay=0.8, dropout=dropout, backend="torch")
+    x = torch.randn(PER_RANK, T, D)
+    rvq(x)  # first step: the initial codebook broadcast
+    calls = []
+    names = ("all_reduce", "broadcast", "all_gather", "barrier")
+    real = {name: getattr(dist, name) for name in names}
+    for name in names:
+        setattr(
+            dist, name, lambda *a, _f=real[name], _n=name, **k: (calls.append(_n), _f(*a, **k))[1]
+        )
+    try:
+        rvq(x)
+    finally:
+        for name in names:
+            setattr(dist, name, real[name])
+    return len(calls)
+
+
 def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
         result = {"states": _run(_make(), rank), "masked_rank": _masked_rank_run(rank)}
+        result["collectives"] = [
+            _collectives_per_step(None),
+            _collectives_per_step(QuantizerDropout(1.0, seed=rank)),
+        ]
         torch.save(result, Path(out_dir) / f"rank{rank}.pt")
         dist.barrier()
     finally:
@@ -103,6 +128,13 @@ def test_masked_stateful_quantisers_equal_one_process(results: list[dict]) -> No
             if value.is_floating_point()
         )
         assert moved, name  # not vacuous
+
+
+@pytest.mark.slow
+def test_dropout_issues_no_collective(results: list[dict]) -> None:
+    for r in results:
+        plain, dropped = r["collectives"]
+        assert plain == dropped == 3  # one EMA all-reduce per stage, none for the dropout draw
 
 
 @pytest.mark.slow

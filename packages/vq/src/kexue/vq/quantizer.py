@@ -102,8 +102,9 @@ class VectorQuantizer(_CodebookInitMixin):
         restart: a :class:`~kexue.vq.restart.DeadCodeRestart` policy, or None.
         projection_norm: LayerNorm after ``project_in`` (needs a projection).
         sync: ``"auto"`` (all-reduce when ``torch.distributed`` has > 1 rank), True or False.
-        precision: assignment precision passed to ``nearest_code`` (``"auto"``, ``"fp32"``,
-            ``"rerank"``); the low-precision operands are used only on the Triton path.
+        precision: assignment precision passed to ``nearest_code`` (``"auto"`` = ``"fp32"``,
+            ``"fp32"``, ``"rerank"`` = bf16 operands on the Triton path); every mode and backend
+            returns the same (exact) indices, the kernel being certified.
         backend: ``"auto"``, ``"triton"`` or ``"torch"``.
         deterministic: deterministic accumulation of EMA counts and sums.
         estimator: ``"ste"`` (default) or ``"rotation"`` (the rotation trick, Fifty et al. 2024,
