@@ -145,3 +145,43 @@ def test_parity_with_lucidrains() -> None:
     assert torch.equal(idx, out.indices)
     torch.testing.assert_close(out.loss, loss, rtol=1e-6, atol=0)
     torch.testing.assert_close(out.quantized, q, rtol=1e-6, atol=1e-6)
+
+
+def test_rotation_estimator_forward_is_the_code_and_gradient_the_closed_form() -> None:
+    g = torch.Generator().manual_seed(6)
+    vq = SimVQ(16, 5, estimator="rotation", generator=g).double()
+    x = torch.randn(7, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    out = vq(x)
+    e = vq.codebook[out.indices].detach()
+    assert torch.equal(out.quantized, e)
+    gout = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    (out.quantized * gout).sum().backward()
+    z = x.detach()
+    u = z / z.norm(dim=-1, keepdim=True)
+    q = e / e.norm(dim=-1, keepdim=True)
+    r = (u + q) / (u + q).norm(dim=-1, keepdim=True)
+    lam = e.norm(dim=-1, keepdim=True) / z.norm(dim=-1, keepdim=True)
+    dot = lambda a, b: (a * b).sum(-1, keepdim=True)  # noqa: E731
+    expected = lam * (gout - 2 * r * dot(r, gout) + 2 * u * dot(q, gout))
+    torch.testing.assert_close(x.grad, expected, rtol=1e-12, atol=1e-12)
+    assert float(out.stats["rotation_fallback"]) == 0.0
+    with pytest.raises(ValueError, match="estimator"):
+        SimVQ(4, 4, estimator="gumbel")  # type: ignore[arg-type]
+
+
+def test_rotation_parity_with_lucidrains() -> None:
+    vqp = pytest.importorskip("vector_quantize_pytorch")
+    torch.manual_seed(0)
+    theirs = vqp.SimVQ(dim=8, codebook_size=64, rotation_trick=True)
+    ours = SimVQ(64, 8, estimator="rotation")
+    ours.frozen_codebook.copy_(theirs.frozen_codebook)
+    ours.project.weight.data.copy_(theirs.code_transform.weight)
+    x = torch.randn(2, 30, 8)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    q, idx, loss = theirs(xa)
+    out = ours(xb)
+    assert torch.equal(idx, out.indices)
+    gout = torch.randn(2, 30, 8)
+    (q * gout).sum().backward()
+    (out.quantized * gout).sum().backward()
+    torch.testing.assert_close(xb.grad, xa.grad, rtol=1e-4, atol=1e-5)

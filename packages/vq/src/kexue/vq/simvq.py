@@ -17,6 +17,7 @@ from ._masking import check_count, index_stats, resolve_mask, row_weights
 from .fsq import _stat_dtype
 from .functional import nearest_code
 from .quantizer import QuantizerOutput
+from .rotation import ESTIMATORS, rotation_trick
 
 __all__ = ["SimVQ"]
 
@@ -27,7 +28,8 @@ class SimVQ(nn.Module):
     Forward, for z flattened to (N, D): C is computed once per call (K·d′·D FLOPs; cached in eval
     mode until W changes), k*(i) = argmin_k ‖z_i − c_k‖² through :func:`~kexue.vq.nearest_code`
     (exact, no N×K tensor — lucidrains uses ``torch.cdist``), z_q = sg(c_k*) + (z − sg(z)) (the
-    forward value is the code exactly, the gradient passes straight through), and
+    forward value is the code exactly, the gradient passes straight through; or the rotation
+    trick with ``estimator="rotation"``), and
 
         loss = codebook_weight·mean‖sg(z) − c_k*‖² + beta·mean‖z − sg(c_k*)‖².
 
@@ -45,6 +47,10 @@ class SimVQ(nn.Module):
         beta: commitment weight, 0.25.
         codebook_weight: weight of the codebook term, 1.0.
         layout: ``"channels_last"`` (x (..., D)) or ``"channels_first"`` (x (B, D, *spatial)).
+        estimator: ``"ste"`` (default) or ``"rotation"`` (the rotation trick of
+            :mod:`kexue.vq.rotation`: forward value still the code bit for bit, gradient λRᵀg;
+            lucidrains' SimVQ default). ``stats["rotation_fallback"]`` counts rows that fell
+            back to the STE.
         generator: optional generator for the frozen codebook draw.
 
     Forward: ``forward(x, mask=None, lens=None)``. ``mask`` bool with x's shape without D (True =
@@ -79,6 +85,7 @@ class SimVQ(nn.Module):
         beta: float = 0.25,
         codebook_weight: float = 1.0,
         layout: Literal["channels_last", "channels_first"] = "channels_last",
+        estimator: Literal["ste", "rotation"] = "ste",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -89,6 +96,9 @@ class SimVQ(nn.Module):
             if not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         check_layout(layout)
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        self.estimator = estimator
         self.num_codes, self.dim, self.frozen_dim = num_codes, dim, frozen_dim
         self.beta, self.codebook_weight = float(beta), float(codebook_weight)
         self.layout = layout
@@ -141,7 +151,10 @@ class SimVQ(nn.Module):
             denom = total * self.dim
             commit = ((z - codes.detach()).pow(2).sum(-1) * weights).sum() / denom
             code_loss = ((z.detach() - codes).pow(2).sum(-1) * weights).sum() / denom
-            quantized = codes.detach() + (z - z.detach())
+            if self.estimator == "rotation":
+                quantized, fallback = rotation_trick(z, codes)
+            else:
+                quantized, fallback = codes.detach() + (z - z.detach()), None
         losses = {"codebook": self.codebook_weight * code_loss, "commitment": self.beta * commit}
         losses["total"] = losses["codebook"] + losses["commitment"]
         out = quantized.to(x.dtype)
@@ -150,6 +163,9 @@ class SimVQ(nn.Module):
             out = torch.where(valid, out, flat)
             idx = idx.masked_fill(~valid.squeeze(-1), -1)
         stats = index_stats(idx.unsqueeze(-1), self.num_codes)
+        if fallback is not None:
+            valid_fallback = fallback if mask is None else fallback & mask.reshape(-1)
+            stats["rotation_fallback"] = valid_fallback.sum().to(torch.float32)
         quantized_out = unflatten(out, index_shape, self.layout)
         return QuantizerOutput(
             quantized_out, idx.reshape(index_shape), losses["total"], losses, stats
