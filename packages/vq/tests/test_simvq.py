@@ -181,6 +181,7 @@ def test_rotation_parity_with_lucidrains() -> None:
     q, idx, loss = theirs(xa)
     out = ours(xb)
     assert torch.equal(idx, out.indices)
+    torch.testing.assert_close(out.loss, loss, rtol=1e-6, atol=0)
     gout = torch.randn(2, 30, 8)
     (q * gout).sum().backward()
     (out.quantized * gout).sum().backward()
