@@ -181,9 +181,13 @@ class MADE(nn.Module):
                 bound = 1.0 / max(m.in_features, 1) ** 0.5  # nn.Linear's default range
                 u = torch.rand(m.weight.shape, generator=generator, dtype=m.weight.dtype)
                 m.weight.copy_((2 * u - 1) * bound)
-                m.bias.zero_()
+                # random biases, as nn.Linear: with zero biases every ReLU of a unit that sees
+                # one feature hinges at 0 (for D = 2 the first layer is then a single kink)
+                u = torch.rand(m.bias.shape, generator=generator, dtype=m.bias.dtype)
+                m.bias.copy_((2 * u - 1) * bound)
             if zero_init:
                 layers[-1].weight.zero_()
+                layers[-1].bias.zero_()
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """``x``: (B, D); ``context``: (B, C) when configured → ``(B, D, P)``."""
