@@ -1,6 +1,7 @@
 """kexue.flows: normalising flows with exact likelihood.
 
-NICE, RealNVP, Glow, i-ResNet and Residual Flows behind one layer contract: every layer maps
+NICE, RealNVP, Glow, i-ResNet, Residual Flows, neural spline flows and MAF / IAF (optionally
+conditional) behind one layer contract: every layer maps
 ``forward(x, context=None) -> (y, logdet)`` and ``inverse(y, context=None) -> (x, logdet_inv)`` with a
 per-sample ``logdet`` of shape ``(B,)`` (+log|det J|; losses are -log p). The fused Triton coupling
 kernel sits behind :func:`fused_coupling` (``backend=`` / ``KEXUE_FLOWS_BACKEND``). Posts:
@@ -8,10 +9,11 @@ https://kexue.fm/archives/5776, https://kexue.fm/archives/5807, https://kexue.fm
 See the package README.
 
 Layout: :mod:`.flow` (``Flow``, ``MultiScaleFlow``, ``FlowConfig``), :mod:`.layers` (coupling,
-normalisation, 1×1 conv, permutation, reshape, logit, scale maps), :mod:`.residual` (i-ResBlock,
-spectral norm, log-det estimators), :mod:`.builders` (nice, realnvp, glow, residual), and at the
-top :mod:`.base` (the layer contract), :mod:`.functional` (reference ops), :mod:`.priors`,
-:mod:`.nets`, :mod:`.bits`; Triton kernels in ``_kernels/triton_<op>.py`` chosen by ``_dispatch``.
+normalisation, 1×1 conv, permutation, reshape, logit, scale maps, spline coupling, MADE,
+autoregressive), :mod:`.residual` (i-ResBlock, spectral norm, log-det estimators),
+:mod:`.builders` (nice, realnvp, glow, residual, autoregressive: maf / nsf), and at the top
+:mod:`.base` (the layer contract), :mod:`.functional` (reference ops), :mod:`.priors`,
+:mod:`.mixture`, :mod:`.interop` (``torch.distributions``), :mod:`.nets`, :mod:`.bits`; Triton kernels in ``_kernels/triton_<op>.py`` chosen by ``_dispatch``.
 """
 
 from __future__ import annotations
