@@ -284,8 +284,8 @@ def nearest_code_triton(
     bound on the rounding error of one score, so an unambiguous row's best code is the exact
     nearest code by a margin above τ_i; ambiguous rows (ties, duplicated codes, near ties: about
     0–0.2 % of Gaussian rows in ``"fp32"`` mode) are recomputed by the reference, which re-ranks all
-    their codes within its own bound in fp64. This costs one host sync per call (the count of
-    ambiguous rows).
+    their codes within its own bound in fp64. This costs two host syncs per call (the power-of-two
+    scale, L2 only, and the count of ambiguous rows).
 
     Arguments:
         x: (N, D) fp32/bf16/fp16 on CUDA (or CPU under ``TRITON_INTERPRET=1``); any strides.
@@ -318,7 +318,7 @@ def nearest_code_triton(
     # exact re-rank and the distances start again from the raw rows (fp64 normalisation)
     xk = F.normalize(x.float(), dim=1, eps=NORM_EPS) if metric == "cosine" else x
     idx, best, second, tau = certified_top2(xk, codebook, metric, precision, code_splits)
-    ambiguous = torch.nonzero(second - best <= 2.0 * tau).squeeze(1)  # the one host sync
+    ambiguous = torch.nonzero(second - best <= 2.0 * tau).squeeze(1)  # host sync
     if ambiguous.numel():
         amb_idx, _ = nearest_code_exact(
             x.index_select(0, ambiguous), codebook, metric=metric, chunk_size=None
