@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -128,8 +129,20 @@ def run(args: argparse.Namespace) -> str:
         "prdc ours": lambda: prdc(real, fake, k=5),
         "prdc ref": lambda: ref_prdc(real_np, fake_np, 5),
     }
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
+
+    def with_cpu(name: str, fn: Any) -> Any:
+        def call() -> Any:
+            c0 = time.process_time()
+            out = fn()
+            cpu[name].append(time.process_time() - c0)
+            return out
+
+        return call
+
     t0 = time.perf_counter()
-    times = interleaved(fns, warmup=1, reps=args.reps, device=torch.device("cpu"))
+    timed = {name: with_cpu(name, fn) for name, fn in fns.items()}
+    times = interleaved(timed, warmup=1, reps=args.reps, device=torch.device("cpu"))
     wall = time.perf_counter() - t0
     values = {name: fn() for name, fn in fns.items()}
     rows = []
@@ -144,9 +157,13 @@ def run(args: argparse.Namespace) -> str:
         else:
             shown_o, shown_r = f"{ours:.10g}", f"{ref:.10g}"
             agree = f"rel {abs(ours - ref) / max(abs(ref), 1e-300):.1e}"
+        cpu_o = statistics.median(cpu[f"{metric} ours"][1:])
+        cpu_r = statistics.median(cpu[f"{metric} ref"][1:])
         rows.append(
             [
                 metric.upper(),
+                f"{cpu_o:.3f}",
+                f"{cpu_r:.3f}",
                 f"{q_o[1]:.3f} ({q_o[0]:.3f}–{q_o[2]:.3f})",
                 f"{q_r[1]:.3f} ({q_r[0]:.3f}–{q_r[2]:.3f})",
                 f"{q_r[1] / q_o[1]:.2f}×",
@@ -176,13 +193,17 @@ def run(args: argparse.Namespace) -> str:
         "- References (paraphrased in the script): FD — pytorch-fid (`scipy.linalg.sqrtm`); KID — "
         "stylegan2-ada `compute_kid` on the same subset indices; PRDC — clovaai `compute_prdc` "
         "(sklearn distances).",
+        "- CPU s: process CPU time of one call (median over the timed runs, one thread), what an "
+        "idle core would take; the wall times are inflated by the other jobs on this machine.",
         "",
         markdown_table(
             [
                 "metric",
-                "ours s (p25–p75)",
-                "reference s (p25–p75)",
-                "ref / ours",
+                "ours CPU s",
+                "reference CPU s",
+                "ours wall s (p25–p75)",
+                "reference wall s (p25–p75)",
+                "ref / ours (wall)",
                 "ours value",
                 "reference value",
                 "agreement",
