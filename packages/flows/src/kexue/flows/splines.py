@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kexue.flows._dispatch import resolve_backend
 from kexue.flows.base import FlowLayer, logdet_dtype
 
 __all__ = ["RQSpline", "SplineParam", "SplineTails", "rq_knots", "rq_spline", "spline_raw_sizes"]
@@ -285,11 +286,13 @@ def rq_spline(
     param: SplineParam = "nflows",
     identity_init: bool = True,
     eps: float = 1e-3,
+    backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:
     """Elementwise monotonic rational-quadratic spline (or its inverse) and its log-derivative.
 
-    Reference implementation (pure PyTorch, autograd through every op); see the module docstring
-    for the formulas, the two parametrisations and the numerics.
+    The reference (pure PyTorch, autograd through every op) or the fused Triton kernel
+    (``_kernels/triton_spline.py``: one pass forward, one pass backward, bin search in registers);
+    see the module docstring for the formulas, the two parametrisations and the numerics.
 
     Arguments:
         x: (...) inputs (data side, or latent side when ``inverse=True``).
@@ -307,6 +310,9 @@ def rq_spline(
             values give the identity (default True); False is nflows' β = 1.
         eps: minimum bin width / height / derivative m for ``nflows`` (1e-3), minimum slope s for
             ``zuko`` (1e-3).
+        backend: ``"auto"`` (Triton on CUDA when importable; env ``KEXUE_FLOWS_BACKEND``),
+            ``"triton"`` or ``"torch"``. The kernel path materialises broadcast raw values as
+            contiguous (N, K) rows and has no double backward.
 
     Returns:
         ``(y, ladj)``: y like ``x`` (same dtype); ladj (...) = log|dy/dx| elementwise in fp32
@@ -324,6 +330,16 @@ def rq_spline(
         ``unconstrained_rational_quadratic_spline``; zuko ``MonotonicRQSTransform``.
     """
     _check(x, w, h, d, bound=bound, tails=tails, param=param, eps=eps)
+    if resolve_backend(backend, x, w, h, d) == "triton":
+        from kexue.flows._kernels.triton_spline import SplineFunction
+
+        cfg = {"inverse": bool(inverse), "bound": float(bound), "tails": tails, "param": param,
+               "identity_init": bool(identity_init), "eps": float(eps)}  # fmt: skip
+        rows = [
+            t.expand(*x.shape, t.shape[-1]).reshape(-1, t.shape[-1]).contiguous() for t in (w, h, d)
+        ]
+        out, ladj = SplineFunction.apply(x.reshape(-1).contiguous(), *rows, cfg)
+        return out.view(x.shape), ladj.view(x.shape)
     xk, yk, dk = rq_knots(
         w, h, d, bound=bound, tails=tails, param=param, identity_init=identity_init, eps=eps
     )
