@@ -243,3 +243,30 @@ def test_nonfinite_checkpoint_is_refused() -> None:
     with pytest.raises(ValueError, match="non-finite"):
         EMA(_model(), 0.9).load_state_dict(state["module"])  # a bare state dict too
     EMA(_model(), 0.9).load_state_dict(state, allow_nonfinite=True)
+
+
+@pytest.mark.gpu
+def test_no_cuda_sync_in_skip_paths() -> None:
+    """Spec A7: under ``set_sync_debug_mode("error")`` neither skip path synchronises."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    net = _model().cuda()
+    ema = EMA(net, 0.9, skip_nonfinite=True, warmup=EMAWarmup())
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    extend(opt, NonFinite("skip"), GradClip(max_norm=1.0, scope="global"))
+    x = torch.randn(5, 4, device="cuda")
+    before = [p.detach().clone() for p in net.parameters()]
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        net.zero_grad()
+        net(x).pow(2).mean().backward()
+        net[2].weight.grad[1, 3] = float("nan")
+        opt.step()
+        _poison(net)
+        ema.update()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    after = [p.detach() for p in net.parameters()]
+    assert all(torch.equal(a, b) for i, (a, b) in enumerate(zip(after, before)) if i != 2)
+    assert int(ema.state_dict()["nonfinite_total"]) == 1
