@@ -8,6 +8,8 @@ import copy
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kexue.vq import FSQ, GroupedVQ, ResidualFSQ, ResidualVQ, VectorQuantizer
 
@@ -170,3 +172,30 @@ def test_fsq_lens_equals_mask(cls) -> None:
     a, b = q(x, lens=LENS), q(x, mask=mask)
     assert torch.equal(a.indices, b.indices) and torch.equal(a.quantized, b.quantized)
     assert bool((a.indices[~mask] == -1).all()) and torch.equal(a.quantized[~mask], x[~mask])
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    b=st.integers(1, 4),
+    t=st.integers(1, 6),
+    d=st.integers(1, 5),
+    name=st.sampled_from(["plain", "cosine_ema", "residual"]),
+    seed=st.integers(0, 2**16),
+)
+def test_property_masked_equals_subset(b, t, d, name, seed) -> None:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, t, d, generator=g, dtype=torch.float64)
+    lens = torch.randint(1, t + 1, (b,), generator=g)
+    mask = torch.arange(t)[None, :] < lens[:, None]
+    torch.manual_seed(seed)
+    if name == "residual":
+        q = ResidualVQ(2, 5, d, decay=0.9).double()
+    else:
+        opts = {"decay": None} if name == "plain" else {"decay": 0.9, "metric": "cosine"}
+        q = VectorQuantizer(5, d, **opts).double()
+    sub = copy.deepcopy(q)
+    out, ref = q(x, lens=lens), sub(x[mask])
+    torch.testing.assert_close(out.loss, ref.loss, rtol=0, atol=1e-12)
+    assert torch.equal(out.indices[mask], ref.indices)
+    assert torch.equal(out.quantized[~mask], x[~mask])
+    _assert_state_equal(q, sub)
