@@ -92,15 +92,31 @@ def plan_attention(
     key_padding_mask: Tensor | None,
     position_ids: Tensor | None,
     cache: Any,
+    cond: Tensor | None,
+    vocab_size: int,
+    cond_dim: int | None,
     max_len: int,
+    num_segments: int | None = None,
     bidirectional: bool = False,
 ) -> AttentionPlan:
-    """Mask and positions of one forward (see the module docstring).
+    """Check the inputs (:func:`check_model_inputs`), then the mask and positions of one forward
+    (see the module docstring).
 
     ``bidirectional=True`` (BERT's encoder) lets every query see every valid key; otherwise
     segments give the UniLM mask and ``segments=None`` a causal one. Positions continue each
     row from the cache (``next_pos + arange(L)``) unless given.
     """
+    check_model_inputs(
+        tokens,
+        segments,
+        key_padding_mask,
+        position_ids,
+        cond,
+        cache,
+        vocab_size=vocab_size,
+        cond_dim=cond_dim,
+        num_segments=num_segments,
+    )
     b, n = tokens.shape
     dev = tokens.device
     past = cache.length if cache is not None else 0

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._attention import check_model_inputs, finish_cache, plan_attention, store_cache
+from ._attention import finish_cache, plan_attention, store_cache
 from .cln import ConditionalLayerNorm
 
 __all__ = ["KVCache", "UniLMTransformer", "seq2seq_loss"]
@@ -223,16 +223,6 @@ class UniLMTransformer(nn.Module):
         cache: KVCache | None = None,
     ) -> Tensor:
         """Final-normalised hidden states ``(B, L, dim)``; arguments as :meth:`forward`."""
-        check_model_inputs(
-            tokens,
-            segments,
-            key_padding_mask,
-            position_ids,
-            cond,
-            cache,
-            vocab_size=self.vocab_size,
-            cond_dim=self.cond_dim,
-        )
         plan = plan_attention(
             tokens,
             segments,
@@ -240,6 +230,9 @@ class UniLMTransformer(nn.Module):
             key_padding_mask=key_padding_mask,
             position_ids=position_ids,
             cache=cache,
+            cond=cond,
+            vocab_size=self.vocab_size,
+            cond_dim=self.cond_dim,
             max_len=self.max_len,
         )
         position_ids, mask, past = plan.position_ids, plan.mask, plan.past

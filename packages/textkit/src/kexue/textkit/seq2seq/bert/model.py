@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._attention import check_model_inputs, finish_cache, plan_attention, store_cache
+from .._attention import finish_cache, plan_attention, store_cache
 from ..cln import ConditionalLayerNorm
 from ..transformer import KVCache
 from .config import BertConfig
@@ -226,17 +226,6 @@ class BertUniLM(nn.Module):
             bidirectional: BERT's encoder mask (every valid key) instead of UniLM / causal.
         """
         cfg = self.config
-        check_model_inputs(
-            tokens,
-            segments,
-            key_padding_mask,
-            position_ids,
-            cond,
-            cache,
-            vocab_size=self.vocab_size,
-            cond_dim=self.cond_dim,
-            num_segments=cfg.type_vocab_size,
-        )
         plan = plan_attention(
             tokens,
             segments,
@@ -244,7 +233,11 @@ class BertUniLM(nn.Module):
             key_padding_mask=key_padding_mask,
             position_ids=position_ids,
             cache=cache,
+            cond=cond,
+            vocab_size=self.vocab_size,
+            cond_dim=self.cond_dim,
             max_len=cfg.max_position_embeddings,
+            num_segments=cfg.type_vocab_size,
             bidirectional=bidirectional,
         )
         emb = self.bert.embeddings
