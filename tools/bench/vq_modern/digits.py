@@ -33,18 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tools.bench._common import (
-    benchmarks_md,
-    block_markers,
-    importable,
-    machine_line,
-    markdown_table,
-    publish,
-    run_facts,
-    versions,
-)
+from tools.bench._common import machine_line, markdown_table, run_facts, versions
+from tools.bench.vq_modern._cli import bench_main
 
-START, END = block_markers("bench:vq-modern-digits")
 TOKENS, DIM, BITS = 4, 8, 8
 ANCHOR = {"VQ": 0.0129, "VQ + rotation": 0.0159, "FSQ": 0.0116, "LFQ": 0.0202}
 Quantise = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]
@@ -222,18 +213,13 @@ def results_markdown(args: argparse.Namespace, argv: list[str]) -> str:
     return "\n".join(["### Digits VQ-VAE at equal bits (5 seeds)", "", *facts, "", table, ""])
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--write", action="store_true", help="rewrite the BENCHMARKS.md block")
-    args = parser.parse_args(argv)
-    if not importable("vector_quantize_pytorch"):
-        print("vector-quantize-pytorch is not installed: nothing to compare", file=sys.stderr)
-        return 1
-    publish(results_markdown(args, argv), benchmarks_md("vq"), START, END, write=args.write)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return bench_main(__doc__, "bench:vq-modern-digits", argv, results_markdown, _arguments)
 
 
 if __name__ == "__main__":

@@ -17,24 +17,12 @@ Same inputs, same parameters (projections copied where there are any), fp32:
 
 from __future__ import annotations
 
-import argparse
-import sys
 from typing import Any
 
 import torch
 
-from tools.bench._common import (
-    benchmarks_md,
-    block_markers,
-    importable,
-    machine_line,
-    markdown_table,
-    publish,
-    run_facts,
-    versions,
-)
-
-START, END = block_markers("bench:vq-modern-parity")
+from tools.bench._common import machine_line, markdown_table, run_facts, versions
+from tools.bench.vq_modern._cli import bench_main
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -197,16 +185,7 @@ def results_markdown(argv: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--write", action="store_true", help="rewrite the BENCHMARKS.md block")
-    args = parser.parse_args(argv)
-    if not importable("vector_quantize_pytorch"):
-        print("vector-quantize-pytorch is not installed: nothing to compare", file=sys.stderr)
-        return 1
-    text = results_markdown(argv)
-    publish(text, benchmarks_md("vq"), START, END, write=args.write)
-    return 0
+    return bench_main(__doc__, "bench:vq-modern-parity", argv, lambda _args, a: results_markdown(a))
 
 
 if __name__ == "__main__":
