@@ -131,32 +131,7 @@ def nearest_code_exact(
     chunk_size = int(chunk_size)
     pair_batch = max(1, DEFAULT_CHUNK_BYTES // (d * 8 * 4))
 
-    # Scale everything by one power of two (exact) so that max|.| < 1: no overflow in squares.
-    if metric == "l2":
-        inf_norm = torch.linalg.vector_norm
-        amax = max(
-            float(inf_norm(x.detach(), ord=math.inf)),
-            float(inf_norm(codebook.detach(), ord=math.inf)),
-        )
-        # Ordinary magnitudes need no rescaling (squares cannot overflow or underflow): skip the
-        # extra passes over x and the codebook.
-        scale = 1.0 if 2.0**-40 < amax < 2.0**40 else pow2_scale(amax)
-    else:
-        scale = 1.0  # unit vectors
-    # Score side: codebook (normalised,) scaled, then translated by its mean (removes the
-    # cancellation of a large common offset; the subtraction is exact for nearby values).
-    e = codebook.to(cdtype)
-    if metric == "cosine":
-        e = F.normalize(e, dim=1, eps=NORM_EPS)
-    if scale != 1.0:
-        e = e * scale
-    center: Tensor | None = e.mean(dim=0)
-    e_c = e - center
-    if float(center.square().sum()) <= float((e_c * e_c).sum(dim=1).mean()):
-        # No large common offset to cancel: scoring the raw data saves a pass over every chunk.
-        center, e_c = None, e
-    e_sq = (e_c * e_c).sum(dim=1)  # (K,)
-    e_max = float(e_sq.max().sqrt())
+    scale, center, e_c, e_sq, e_max = _score_frame(x, codebook, metric, cdtype)
 
     def e64(rows: Tensor) -> Tensor:
         # fp64 copies of the selected codes only (a whole fp64 codebook would double the peak).
@@ -212,6 +187,39 @@ def nearest_code_exact(
             x[start:stop], codebook, row_idx, metric=metric, scale=scale
         )
     return idx_out, dist_out
+
+
+def _score_frame(
+    x: Tensor, codebook: Tensor, metric: str, cdtype: torch.dtype
+) -> tuple[float, Tensor | None, Tensor, Tensor, float]:
+    """(σ, μ or None, centred scaled codes ẽ, ‖ẽ‖², E) of the scores (module docstring)."""
+    # Scale everything by one power of two (exact) so that max|.| < 1: no overflow in squares.
+    if metric == "l2":
+        inf_norm = torch.linalg.vector_norm
+        amax = max(
+            float(inf_norm(x.detach(), ord=math.inf)),
+            float(inf_norm(codebook.detach(), ord=math.inf)),
+        )
+        # Ordinary magnitudes need no rescaling (squares cannot overflow or underflow): skip the
+        # extra passes over x and the codebook.
+        scale = 1.0 if 2.0**-40 < amax < 2.0**40 else pow2_scale(amax)
+    else:
+        scale = 1.0  # unit vectors
+    # Score side: codebook (normalised,) scaled, then translated by its mean (removes the
+    # cancellation of a large common offset; the subtraction is exact for nearby values).
+    e = codebook.to(cdtype)
+    if metric == "cosine":
+        e = F.normalize(e, dim=1, eps=NORM_EPS)
+    if scale != 1.0:
+        e = e * scale
+    center: Tensor | None = e.mean(dim=0)
+    e_c = e - center
+    if float(center.square().sum()) <= float((e_c * e_c).sum(dim=1).mean()):
+        # No large common offset to cancel: scoring the raw data saves a pass over every chunk.
+        center, e_c = None, e
+    e_sq = (e_c * e_c).sum(dim=1)  # (K,)
+    e_max = float(e_sq.max().sqrt())
+    return scale, center, e_c, e_sq, e_max
 
 
 def exact_rerank(
