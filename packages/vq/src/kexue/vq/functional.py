@@ -109,8 +109,8 @@ def nearest_code(
         x: (N, D) floating tensor, finite (N may be 0).
         codebook: (K, D) floating tensor, K >= 1.
         metric: ``"l2"`` (default) or ``"cosine"``.
-        codebook_sqnorm: optional precomputed (K,) ‖e_k‖², used by the Triton path (the reference
-            recomputes it on translated data for exactness).
+        codebook_sqnorm: optional (K,) ‖e_k‖²: validated for shape and kept for API
+            compatibility; both paths recompute the norms of the translated codes (exactness).
         chunk_size: rows per chunk of the reference path; default from a 32 MiB score budget.
         precision: ``"auto"`` (default, = ``"fp32"``), ``"fp32"`` (IEEE fp32 dot products) or
             ``"rerank"`` (bf16 dot products, u_in = 2⁻⁸).
@@ -166,8 +166,8 @@ def nearest_code_reference(
         metric: ``"l2"`` (default) or ``"cosine"`` (rows L2-normalised with eps 1e-12 first;
             the exact re-rank then maximises the fp64 cosine x̂·ê, so a zero row ties on every
             code and gets index 0).
-        codebook_sqnorm: optional (K,); validated and accepted for API parity with the Triton
-            path, not used (the reference recomputes norms of the translated codes).
+        codebook_sqnorm: optional (K,); validated and accepted for API parity with
+            :func:`nearest_code`, not used (the norms of the translated codes are recomputed).
         chunk_size: rows per chunk; default min(max(256, 4 MiB // (K·itemsize)),
             32 MiB // (K·(itemsize + 1))), at least 1.
 
