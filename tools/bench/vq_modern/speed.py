@@ -1,10 +1,10 @@
 """Step time and LFQ peak memory of kexue-vq's FSQ, LFQ and VQ (+ rotation) vs vector-quantize-pytorch.
 
 (a) Quantiser step = forward + backward of ``(quantized · g).sum() + loss`` in training mode, for
-    N ∈ {2^10, 2^14, 2^16} vectors, interleaved round robin (median of ``--reps`` calls after
-    3 warm-ups), one process, ``--threads`` torch threads (default 1):
+    N ∈ {2^10, 2^14, 2^16} vectors, interleaved round robin (median of ``--reps`` calls after a
+    warm-up; fewer, at least 5, where a cell would exceed ``--cell-budget-s``), one process, ``--threads`` torch threads (default 1):
     - FSQ [4, 4, 4, 4] (256 codes): ``FSQ(levels)`` vs vqp ``FSQ(levels)``;
-    - LFQ 8 and 12 bits: ``LFQ(b, commitment_weight=0.25)`` (exact entropies) vs vqp
+    - LFQ 8 bits, and 12 bits at N = 2^10 only (vqp's step takes minutes at 2^14 here): ``LFQ(b, commitment_weight=0.25)`` (exact entropies) vs vqp
       ``LFQ(codebook_size=2^b, commitment_loss_weight=0.25, frac_per_sample_entropy=1)``;
     - VQ K = 256, D = 8, EMA 0.99, β 0.25, STE and rotation trick: ``VectorQuantizer(256, 8,
       estimator=...)`` vs vqp ``VectorQuantize(dim=8, codebook_size=256, decay=0.99,
@@ -34,20 +34,16 @@ from typing import Any
 import torch
 
 from tools.bench._common import (
-    benchmarks_md,
-    block_markers,
-    importable,
     interleaved,
     json_from_child,
     machine_line,
     markdown_table,
     proc_status_bytes,
-    publish,
     run_facts,
     versions,
 )
+from tools.bench.vq_modern._cli import bench_main
 
-START, END = block_markers("bench:vq-modern-speed")
 MIB = 2**20
 
 
@@ -104,18 +100,25 @@ def step_fns(kind: str, bits: int, n: int) -> dict[str, Callable[[], None]]:
     return {"kexue": _step(ours, x, grad, True), "vqp": _step(theirs, x, grad, False)}
 
 
-def speed_rows(sizes: list[int], reps: int) -> list[list[Any]]:
+def timed(fns: dict[str, Callable[[], None]], reps: int, budget_s: float) -> dict[str, list[float]]:
+    """Interleaved times: ``reps`` calls each, fewer (at least 5) when one round of calls would
+    put the cell over ``budget_s`` seconds (vqp's N × 2^b LFQ steps take seconds each here)."""
+    probe = interleaved(fns, warmup=1, reps=1, device=torch.device("cpu"))
+    per_round = sum(t[0] for t in probe.values())
+    n = max(5, min(reps, int(budget_s / max(per_round, 1e-9))))
+    return interleaved(fns, warmup=1, reps=n, device=torch.device("cpu"))
+
+
+def speed_rows(sizes: list[int], reps: int, budget_s: float) -> list[list[Any]]:
     kinds = [("fsq", 0), ("lfq", 8), ("lfq", 12), ("vq", 0)]
     if has_rotation():
         kinds.append(("vq+rotation", 0))
     rows = []
     for kind, bits in kinds:
         for n in sizes:
-            if kind == "lfq" and bits == 12 and n > 2**14:
-                continue  # vqp: 2^16 × 2^12 fp32 tensors, 1 GiB each
-            times = interleaved(
-                step_fns(kind, bits, n), warmup=3, reps=reps, device=torch.device("cpu")
-            )
+            if kind == "lfq" and bits == 12 and n > 2**10:
+                continue  # vqp: N × 2^12 fp32 tensors; one step takes minutes at 2^14 here
+            times = timed(step_fns(kind, bits, n), reps, budget_s)
             ours, theirs = statistics.median(times["kexue"]), statistics.median(times["vqp"])
             name = {"fsq": "FSQ [4,4,4,4]", "lfq": f"LFQ {bits} bits"}.get(kind, kind.upper())
             name = "VQ K=256 D=8 + rotation" if kind == "vq+rotation" else name
@@ -127,6 +130,7 @@ def speed_rows(sizes: list[int], reps: int) -> list[list[Any]]:
                     f"{ours * 1e3:.2f}",
                     f"{theirs * 1e3:.2f}",
                     f"{theirs / ours:.1f}×",
+                    len(times["kexue"]),
                 ]
             )
             print(rows[-1], file=sys.stderr)
@@ -186,12 +190,14 @@ def results_markdown(args: argparse.Namespace, argv: list[str]) -> str:
     sizes = [2**10, 2**12] if args.quick else [2**10, 2**14, 2**16]
     facts = run_facts(
         f"python -m tools.bench.vq_modern.speed {' '.join(argv)}".strip(),
-        mode=f"CPU, fp32, {args.threads} thread(s), median of {args.reps} interleaved steps",
+        mode=f"CPU, fp32, {args.threads} thread(s), median of up to {args.reps} interleaved "
+        f"steps (fewer, at least 5, where a cell would exceed {args.cell_budget_s:.0f} s)",
         machine=machine_line(),
         versions=versions("kexue-vq", "vector-quantize-pytorch"),
     )
     speed = markdown_table(
-        ["quantiser", "N", "kexue ms", "vqp ms", "vqp / kexue"], speed_rows(sizes, args.reps)
+        ["quantiser", "N", "kexue ms", "vqp ms", "vqp / kexue", "calls each"],
+        speed_rows(sizes, args.reps, args.cell_budget_s),
     )
     mem = markdown_table(
         ["LFQ bits", "N", "kexue peak MiB", "vqp peak MiB", "vqp / kexue", "how"],
@@ -213,25 +219,26 @@ def results_markdown(args: argparse.Namespace, argv: list[str]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, few repetitions")
-    parser.add_argument("--write", action="store_true", help="rewrite the BENCHMARKS.md block")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--cell-budget-s", type=float, default=60.0)
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+
+
+def _before(args: argparse.Namespace) -> int | None:
+    """A ``--child`` job prints its JSON and ends the run; ``--quick`` caps the repetitions."""
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
-    if not importable("vector_quantize_pytorch"):
-        print("vector-quantize-pytorch is not installed: nothing to compare", file=sys.stderr)
-        return 1
     if args.quick:
         args.reps = min(args.reps, 5)
-    publish(results_markdown(args, argv), benchmarks_md("vq"), START, END, write=args.write)
-    return 0
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    return bench_main(__doc__, "bench:vq-modern-speed", argv, results_markdown, _arguments, _before)
 
 
 if __name__ == "__main__":
