@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ._masking import resolve_mask
+from ._masking import check_float_input, resolve_mask
 from .functional import perplexity
 from .quantizer import QuantizerOutput
 
@@ -235,7 +235,7 @@ class FSQ(nn.Module):
         """Quantise x: (..., D). ``mask``: optional bool (...), True = valid; padded positions get
         index −1 and ``quantized`` = the input there, and are left out of the stats. ``lens``:
         (B,) integer lengths instead of ``mask`` for x (B, T, D) (valid iff t < lens[b])."""
-        _check_input(x, self.dim, mask)
+        check_float_input(x, self.dim)
         mask = resolve_mask(x, mask, lens)
         z = self.project_in(x)
         codes, indices = self._quantize_heads(z)
@@ -261,22 +261,6 @@ class FSQ(nn.Module):
 
 def _stat_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
-def _check_input(x: Tensor, dim: int, mask: Tensor | None) -> None:
-    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
-        raise ValueError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
-    if x.dim() < 1 or x.shape[-1] != dim:
-        raise ValueError(f"x must have shape (..., {dim}), got {tuple(x.shape)}")
-    if mask is not None:
-        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-            raise ValueError(
-                f"mask must be a bool tensor, got {getattr(mask, 'dtype', type(mask))}"
-            )
-        if mask.shape != x.shape[:-1]:
-            raise ValueError(
-                f"mask must have shape {tuple(x.shape[:-1])} (x without D), got {tuple(mask.shape)}"
-            )
 
 
 @torch.no_grad()

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ._masking import resolve_mask
-from .fsq import FSQ, _check_input, _index_stats, _stat_dtype
+from ._masking import check_float_input, resolve_mask
+from .fsq import FSQ, _index_stats, _stat_dtype
 from .quantizer import QuantizerOutput
 
 __all__ = ["ResidualFSQ"]
@@ -99,7 +99,7 @@ class ResidualFSQ(nn.Module):
         """Quantise x: (..., D). ``mask``: optional bool (...), True = valid; padded positions get
         index −1 in every stage and ``quantized`` = the input there, and are left out of the stats.
         ``lens``: (B,) integer lengths instead of ``mask`` for x (B, T, D)."""
-        _check_input(x, self.dim, mask)
+        check_float_input(x, self.dim)
         mask = resolve_mask(x, mask, lens)
         z = self.project_in(x)
         work = _stat_dtype(z)
