@@ -1,0 +1,135 @@
+"""Glow training-step time, kexue vs normflows, on the digits set-up (a script, not a test).
+
+Needs: torch, scikit-learn, normflows, kexue-flows.
+
+Issue 18 target 6: kexue's Glow step (forward + backward + Adam, batch 64) at least on par with
+normflows' on this CPU. Both models are the ``tools.workloads.flows_digits`` builds used by the
+quality benchmark (L = 3, K = 8, hidden 64; 311,072 vs 301,312 parameters), trained in lockstep on
+the same batches and dequantisation noise with ``torch.optim.Adam(lr=1e-3)`` (torch's CPU default:
+the per-parameter loop), one torch thread, step order alternating. The first ``--warmup`` steps
+(ActNorm's data init, allocator warm-up) are not timed. Reported: median and p25–p75 ms per step
+and for each phase (forward, backward, Adam), and the ratio normflows/kexue (≥ 1.00 = kexue on par
+or faster).
+
+    python -m tools.bench.flows.glow_step --quick     # smoke check (12 steps)
+    python -m tools.bench.flows.glow_step             # full measurement
+    python -m tools.bench.flows.glow_step --write     # ... and rewrite BENCHMARKS.md's block
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from tools.bench._common import (
+    benchmarks_header,
+    benchmarks_md,
+    block_markers,
+    load_average,
+    machine_line,
+    markdown_table,
+    publish,
+    quartiles,
+    run_facts,
+)
+from tools.bench._common import versions as _versions
+from tools.workloads.flows_digits import (
+    Sizes,
+    bits_per_dim,
+    build,
+    count_parameters,
+    dequantize,
+    load_digits_split,
+)
+
+BENCHMARKS_MD = benchmarks_md("flows")
+START, END = block_markers("bench:glow-step")
+HEADER = benchmarks_header("kexue-flows")
+NAMES = ("Glow", "normflows Glow")
+PHASES = ("step", "forward", "backward", "adam")
+
+
+def measure(steps: int, warmup: int, seed: int) -> tuple[dict[str, dict[str, list[float]]], dict]:
+    """Per model and phase, the wall times of ``steps`` lockstep training steps after ``warmup``."""
+    torch.manual_seed(seed)
+    train_x, _ = load_digits_split()
+    sizes = Sizes()
+    models = [build(n, sizes, seed=seed) for n in NAMES]
+    opts = [torch.optim.Adam(m.module.parameters(), lr=sizes.lr) for m in models]
+    for m in models:
+        m.module.train()
+    gen = torch.Generator().manual_seed(seed)
+    times = {n: {p: [] for p in PHASES} for n in NAMES}
+    for step in range(warmup + steps):
+        idx = torch.randint(len(train_x), (sizes.batch,), generator=gen)
+        y = dequantize(train_x[idx], generator=gen)
+        order = (0, 1) if step % 2 == 0 else (1, 0)
+        for i in order:
+            t0 = time.perf_counter()
+            loss = bits_per_dim(models[i].log_prob(y)).mean()
+            t1 = time.perf_counter()
+            opts[i].zero_grad(set_to_none=True)
+            loss.backward()
+            t2 = time.perf_counter()
+            opts[i].step()
+            t3 = time.perf_counter()
+            if step >= warmup:
+                for p, dt in zip(PHASES, (t3 - t0, t1 - t0, t2 - t1, t3 - t2)):
+                    times[NAMES[i]][p].append(dt)
+    facts = {n: count_parameters(m.module) for n, m in zip(NAMES, models)}
+    facts.update({f"{n} tensors": len(list(m.module.parameters())) for n, m in zip(NAMES, models)})
+    return times, facts
+
+
+def table(times: dict[str, dict[str, list[float]]]) -> tuple[str, float]:
+    rows: list[list[Any]] = []
+    for name in NAMES:
+        row: list[Any] = [name]
+        for p in PHASES:
+            p25, med, p75 = quartiles(times[name][p])
+            row.append(f"{med * 1e3:.1f} ({p25 * 1e3:.1f}–{p75 * 1e3:.1f})")
+        rows.append(row)
+    ratio = statistics.median(times[NAMES[1]]["step"]) / statistics.median(times[NAMES[0]]["step"])
+    headers = ["model", *(f"{p} ms, median (p25–p75)" for p in PHASES)]
+    return markdown_table(headers, rows), ratio
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="12 timed steps")
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--write", action="store_true", help="rewrite the BENCHMARKS.md block")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    steps = 12 if args.quick else args.steps
+    t0 = time.perf_counter()
+    times, facts = measure(steps, args.warmup, args.seed)
+    text, ratio = table(times)
+    cmd = "python -m tools.bench.flows.glow_step" + (" --quick" if args.quick else "")
+    lines = run_facts(
+        cmd, mode=f"{steps} timed steps after {args.warmup} warm-up, batch 64, lockstep",
+        machine=machine_line(torch.device("cpu"), threads=1),
+        versions=_versions("torch", "kexue-flows", "normflows"),
+    )  # fmt: skip
+    lines.append(
+        f"- Load average at the end: {load_average()}; wall {time.perf_counter() - t0:.0f} s"
+    )
+    verdict = "met" if ratio >= 1.0 else "NOT met"
+    body = "\n".join(
+        ["### Glow training step: kexue vs normflows (digits, CPU)", "", *lines, "", text, "",
+         f"- normflows/kexue median step = {ratio:.2f}× — target ≥ 1.00 (kexue on par or "
+         f"faster): {verdict}",
+         f"- parameters: kexue {facts['Glow']:,} in {facts['Glow tensors']} tensors; normflows "
+         f"{facts['normflows Glow']:,} in {facts['normflows Glow tensors']} tensors", ""]
+    )  # fmt: skip
+    publish(body, BENCHMARKS_MD, START, END, write=args.write, header=HEADER)
+
+
+if __name__ == "__main__":
+    main()
