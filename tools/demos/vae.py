@@ -85,9 +85,9 @@ def run(ctx: Context) -> Section:
     caption = "clustering of the held-out digits (k-means on pixels: ACC 0.805)"
     section.add_html(html_table(headers, rows, caption=caption))
     section.text.append(caption + "\n" + text_table(headers, rows))
-    headers = ["samples (360)", "FD", "KID ×1e3", "precision", "recall", "coverage"]
+    headers = ["samples (360)", "FD ×100", "KID ×1e3", "precision", "recall", "coverage"]
     rows = [
-        [k, f"{q['fd']:.2f}", f"{1e3 * q['kid']:.2f} ± {1e3 * q['kid_sd']:.2f}",
+        [k, f"{100 * q['fd']:.2f}", f"{1e3 * q['kid']:.2f} ± {1e3 * q['kid_sd']:.2f}",
          f"{q['precision']:.2f}", f"{q['recall']:.2f}", f"{q['coverage']:.2f}"]
         for k, q in quality.items()
     ]  # fmt: skip
