@@ -15,6 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = sorted(p.parent.name for p in (ROOT / "packages").glob("*/pyproject.toml"))
 # Development-only distributions: never a runtime dependency, no demo section, not published.
 DEV_ONLY = {"testing": {"pytest"}}  # folder -> the runtime dependencies it may add
+# Runtime dependencies beyond torch / numpy / sentencepiece that one package needs (the design's
+# rule 7): textkit loads BERT checkpoints (safetensors) and tokenises WordPiece (tokenizers).
+EXTRA_RUNTIME = {"textkit": {"safetensors", "tokenizers"}}
 
 
 def _project(folder: str) -> dict:
@@ -50,6 +53,7 @@ def test_package_layout_and_naming(folder: str) -> None:
 def test_runtime_dependencies_are_minimal_and_floor_only(folder: str) -> None:
     deps = _project(folder)["project"]["dependencies"]
     allowed = {"torch", "numpy", "sentencepiece"} | DEV_ONLY.get(folder, set())
+    allowed |= EXTRA_RUNTIME.get(folder, set())
     for dep in deps:
         name = re.split(r"[<>=!~;\[ ]", dep, maxsplit=1)[0].lower()
         assert name in allowed or name.startswith("kexue-"), dep
