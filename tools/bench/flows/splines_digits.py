@@ -7,13 +7,15 @@ same batches and noise, test bpd over 4 dequantisation draws. The affine Glow is
 in the same run, so the comparison does not depend on the machine's load. Issue 18's target: the
 spline Glow at a test bpd ≤ the affine Glow's (2.3061 in the quality block).
 
-    OMP_NUM_THREADS=1 nice python -m tools.bench.flows.splines_digits --quick
-    OMP_NUM_THREADS=1 nice python -m tools.bench.flows.splines_digits --write
+    OMP_NUM_THREADS=1 python -m tools.bench.flows.splines_digits --quick
+    OMP_NUM_THREADS=1 python -m tools.bench.flows.splines_digits --write
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 import time
 from dataclasses import replace
@@ -93,17 +95,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def results_markdown(args: argparse.Namespace, argv: list[str], out: dict[str, Any]) -> str:
     s = out["sizes"]
     mode = "quick (smoke: numbers are not the benchmark)" if args.quick else "full"
+    run = {r["model"] for r in out["rows"]}
     glows = "; ".join(
         f"{n}: L={v[0]}, {v[1]} steps per level, width {v[2]}, {v[3]} bins"
         for n, v in SPLINE_GLOWS.items()
+        if n in run
     )
     lines = [
         "## Spline flows on scikit-learn digits",
         "",
         *run_facts(
-            f"OMP_NUM_THREADS=1 nice python -m tools.bench.flows.splines_digits {' '.join(argv)}",
+            f"OMP_NUM_THREADS=1 python -m tools.bench.flows.splines_digits {shlex.join(argv)}",
             mode=f"{mode}; wall time {out['wall_s']:.0f} s",
-            machine=machine_line(threads=torch.get_num_threads()),
+            machine=machine_line(threads=torch.get_num_threads())
+            + f", load average {os.getloadavg()[0]:.1f} at the end (other jobs: absolute ms are "
+            "inflated, compare the interleaved ratios)",
             versions=_versions("kexue-flows", "zuko", "scikit-learn"),
         ),
         f"- Protocol of the quality block: 80/20 split (random_state 0), y = (x + u)/17, {s.steps} "

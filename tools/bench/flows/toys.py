@@ -7,14 +7,15 @@ the median wall time of forward + backward + Adam, interleaved. The target: kexu
 within one standard deviation (over seeds) of the best anchor or better, and its step time no
 worse than zuko's. kexue's affine MAF (``--models``) can be added as a non-spline reference.
 
-    OMP_NUM_THREADS=1 nice python -m tools.bench.flows.toys --quick   # smoke (< 1 min)
-    OMP_NUM_THREADS=1 nice python -m tools.bench.flows.toys --write   # full, rewrites the block
+    OMP_NUM_THREADS=1 python -m tools.bench.flows.toys --quick   # smoke (< 1 min)
+    OMP_NUM_THREADS=1 python -m tools.bench.flows.toys --write   # full, rewrites the block
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -117,9 +118,11 @@ def results_markdown(args: argparse.Namespace, argv: list[str], out: dict[str, A
         "## 2-D toy densities: NSF vs zuko and normflows",
         "",
         *run_facts(
-            f"OMP_NUM_THREADS=1 nice python -m tools.bench.flows.toys {' '.join(argv)}",
+            f"OMP_NUM_THREADS=1 python -m tools.bench.flows.toys {' '.join(argv)}",
             mode=f"{mode}; wall time {out['wall_s']:.0f} s",
-            machine=machine_line(threads=torch.get_num_threads()),
+            machine=machine_line(threads=torch.get_num_threads())
+            + f", load average {os.getloadavg()[0]:.1f} (other jobs: absolute ms are inflated, "
+            "compare the interleaved ratios)",
             versions=_versions("kexue-flows", "zuko", "normflows", "scikit-learn"),
         ),
         f"- Budget: {args.steps} steps per run (the spec's 20k does not fit the shared 2-core "
@@ -130,7 +133,8 @@ def results_markdown(args: argparse.Namespace, argv: list[str], out: dict[str, A
         "- Models: kexue `nsf(2)` (3 MADE spline layers, hidden (64, 64), K 8, B 5), kexue "
         "`nsf(2, kind='coupling', hidden=(72, 72))` (3 parity spline couplings), kexue `maf(2)` "
         "(affine reference, when run), zuko `NSF(2)` defaults (3 transforms, (64, 64), K 8, B 5), normflows "
-        "`AutoregressiveRationalQuadraticSpline(2, 1, 48, num_bins=8, tail_bound=3)` × 3",
+        "`AutoregressiveRationalQuadraticSpline(2, 1, 48, num_bins=8, tail_bound=3)` × 3 (B = 3 "
+        "as the spec says: the checkerboard reaches ±4, where its splines are identity tails)",
         "",
     ]
     params = out["params"]
