@@ -131,6 +131,24 @@ def nearest_code(
     _check_assign_inputs(x, codebook, metric, codebook_sqnorm, chunk_size)
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
+    return _nearest_code(
+        x, codebook, metric=metric, codebook_sqnorm=codebook_sqnorm, chunk_size=chunk_size,
+        precision=precision, backend=backend,
+    )  # fmt: skip
+
+
+def _nearest_code(
+    x: Tensor,
+    codebook: Tensor,
+    *,
+    metric: str = "l2",
+    codebook_sqnorm: Tensor | None = None,
+    chunk_size: int | None = None,
+    precision: str = "auto",
+    backend: str = "auto",
+) -> tuple[Tensor, Tensor]:
+    """:func:`nearest_code` without the input checks (two host syncs and a pass over x), for
+    inputs this package already validated: the quantisers' rows and k-means' data."""
     fp64 = torch.float64 in (x.dtype, codebook.dtype)
     if backend == "auto" and fp64:
         backend = "torch"  # the kernels compute in fp32 at most: fp64 stays on the exact reference

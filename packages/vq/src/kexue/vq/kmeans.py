@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from . import _distributed
-from .functional import _counts_and_sums, nearest_code
+from .functional import _counts_and_sums, _nearest_code
 
 __all__ = ["kmeans"]
 
@@ -199,7 +199,7 @@ def kmeans(
 
     counts = torch.zeros(k, dtype=torch.float32, device=x.device)
     for step in range(max(iters, 1)):
-        idx, _ = nearest_code(x, centroids, backend=backend)
+        idx, _ = _nearest_code(x, centroids, backend=backend)
         counts, sums = _counts_and_sums(idx, x, k, backend=backend, deterministic=True)
         if distributed:
             _distributed.all_reduce_sum_(counts, sums)

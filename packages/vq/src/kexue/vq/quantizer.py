@@ -33,7 +33,7 @@ from ._layout import check_input, check_layout, flatten, unflatten
 from ._masking import resolve_mask
 from ._options import _DEFAULTS, QUANTIZER_PRESETS, _validate_options, _validate_sampling
 from .ema import _ema_codebook, _ema_update_
-from .functional import _counts_and_sums, nearest_code, perplexity, usage
+from .functional import _counts_and_sums, _nearest_code, perplexity, usage
 from .restart import DeadCodeRestart
 from .rotation import rotation_trick, straight_through
 from .sampling import gumbel_nearest
@@ -382,7 +382,7 @@ class VectorQuantizer(_CodebookInitMixin):
                 z, codebook, temperature=self.temperature, distance=self.sample_distance,
                 generator=generator,
             )  # fmt: skip
-        indices, _ = nearest_code(
+        indices, _ = _nearest_code(
             z, codebook, metric="l2", precision=self.precision, backend=self.backend
         )
         return indices
