@@ -83,13 +83,14 @@ def bpd_table(
 
 def intro_html(sizes: Sizes, n_train: int, n_test: int) -> str:
     return f"""
-<p>Four normalising flows built with <code>kexue.flows.models</code> — NICE (additive couplings,
+<p>Five normalising flows built with <code>kexue.flows.models</code> — NICE (additive couplings,
 {sizes.nice_depth}×{sizes.nice_hidden} MLPs, logistic prior;
 <a href="https://kexue.fm/archives/5776">post 5776</a>), RealNVP (2 scales, affine tanh·w
 couplings, checkerboard and channel masks, logit pre-processing), Glow (L = {sizes.glow_levels}
 levels × K = {sizes.glow_steps} steps of ActNorm → LU 1×1 conv → affine coupling, hidden
 {sizes.glow_hidden}, conditional split priors; <a href="https://kexue.fm/archives/5807">post
-5807</a>) and an i-ResNet ({sizes.iresnet_blocks} spectral-normalised residual blocks on the
+5807</a>), the same Glow with rational-quadratic spline couplings at a matched parameter count
+(4 steps per level, width 24, 8 bins; Durkan et al. 2019) and an i-ResNet ({sizes.iresnet_blocks} spectral-normalised residual blocks on the
 flattened image, log-det by power series + Hutchinson;
 <a href="https://kexue.fm/archives/6482">post 6482</a>) — trained by maximum likelihood on
 scikit-learn's 8×8 digits ({n_train} train / {n_test} test images, 17 grey levels). Pixels are
