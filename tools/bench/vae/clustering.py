@@ -33,19 +33,11 @@ from typing import Any
 import torch
 
 from kexue.vae import evaluate_clustering
-from tools.bench._common import (
-    benchmarks_header,
-    benchmarks_md,
-    block_markers,
-    machine_line,
-    markdown_table,
-    publish,
-    run_facts,
-)
-from tools.bench._common import versions as _versions
+from tools.bench._common import markdown_table
+from tools.bench.vae._shared import facts as run_facts_vae
+from tools.bench.vae._shared import publish_block
 from tools.workloads.vae_digits import AUTHOR_RECIPE, CLUSTER_RECIPE, digits, train_clustering
 
-START, END = block_markers("bench:clustering")
 ROWS = [
     ("1. post's loss, `digits` preset (zero-init means)", AUTHOR_RECIPE, 2),
     (
@@ -151,11 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         f"recipe: mean {statistics.mean(accs):.3f}, min {min(accs):.3f}: "
         + ("met." if min(accs) > KMEANS_ACC and statistics.mean(accs) >= 0.85 else "NOT met.")
     )
-    cmd = "python -m tools.bench.vae.clustering" + (" --quick" if args.quick else "")
-    facts = run_facts(
-        cmd, mode="quick" if args.quick else "full", machine=machine_line(),
-        versions=_versions("torch", "kexue-vae", "scikit-learn"),
-    )  # fmt: skip
+    facts = run_facts_vae("clustering", args.quick, "scikit-learn")
     r = CLUSTER_RECIPE
     text = "\n".join(
         [
@@ -177,14 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     )
-    publish(
-        text,
-        benchmarks_md("vae"),
-        START,
-        END,
-        write=args.write,
-        header=benchmarks_header("kexue-vae"),
-    )
+    publish_block(text, "clustering", write=args.write)
     return 0
 
 

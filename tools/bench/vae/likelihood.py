@@ -25,19 +25,11 @@ import torch
 
 from kexue.vae import dequantize, evaluate_likelihood
 from kexue.vae.data import binarize
-from tools.bench._common import (
-    benchmarks_header,
-    benchmarks_md,
-    block_markers,
-    machine_line,
-    markdown_table,
-    publish,
-    run_facts,
-)
-from tools.bench._common import versions as _versions
+from tools.bench._common import markdown_table
+from tools.bench.vae._shared import facts as run_facts_vae
+from tools.bench.vae._shared import publish_block
 from tools.workloads.vae_digits import digits, train_vae
 
-START, END = block_markers("bench:likelihood")
 # (label, decoder, λ, seeds)
 GAUSSIAN = [
     ("learned per-pixel variance", "gaussian_learned", 5.0, (0, 1)),
@@ -106,11 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     rows, brows, heads = measure(args.quick)
-    cmd = "python -m tools.bench.vae.likelihood" + (" --quick" if args.quick else "")
-    facts = run_facts(
-        cmd, mode="quick" if args.quick else "full", machine=machine_line(),
-        versions=_versions("torch", "kexue-vae", "kexue-gan-losses"),
-    )  # fmt: skip
+    facts = run_facts_vae("likelihood", args.quick, "kexue-gan-losses")
     headers = [
         "decoder",
         "seed",
@@ -156,14 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     )
-    publish(
-        text,
-        benchmarks_md("vae"),
-        START,
-        END,
-        write=args.write,
-        header=benchmarks_header("kexue-vae"),
-    )
+    publish_block(text, "likelihood", write=args.write)
     return 0
 
 

@@ -35,16 +35,9 @@ from typing import Any
 import torch
 
 from kexue.vae import nearest_train_distance, sample_quality
-from tools.bench._common import (
-    benchmarks_header,
-    benchmarks_md,
-    block_markers,
-    machine_line,
-    markdown_table,
-    publish,
-    run_facts,
-)
-from tools.bench._common import versions as _versions
+from tools.bench._common import markdown_table
+from tools.bench.vae._shared import facts as run_facts_vae
+from tools.bench.vae._shared import publish_block
 from tools.workloads.vae_digits import (
     CLUSTER_RECIPE,
     Digits,
@@ -57,7 +50,6 @@ from tools.workloads.vae_digits import (
     train_vae,
 )
 
-START, END = block_markers("bench:samples")
 METRICS = ("fd", "kid", "precision", "recall", "density", "coverage", "nearest_train")
 
 
@@ -204,11 +196,7 @@ def main(argv: list[str] | None = None) -> int:
          f"{statistics.mean(q['s'] for q in qs):.0f}"]
         for name, qs in out.items()
     ]  # fmt: skip
-    cmd = "python -m tools.bench.vae.samples" + (" --quick" if args.quick else "")
-    facts = run_facts(
-        cmd, mode="quick" if args.quick else "full", machine=machine_line(),
-        versions=_versions("torch", "kexue-vae", "kexue-gan-losses"),
-    )  # fmt: skip
+    facts = run_facts_vae("samples", args.quick, "kexue-gan-losses")
     text = "\n".join(
         [
             "## Samples (spec §5.4)",
@@ -222,14 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     )
-    publish(
-        text,
-        benchmarks_md("vae"),
-        START,
-        END,
-        write=args.write,
-        header=benchmarks_header("kexue-vae"),
-    )
+    publish_block(text, "samples", write=args.write)
     return 0
 
 
