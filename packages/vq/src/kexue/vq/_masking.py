@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .functional import perplexity
 
@@ -16,6 +16,7 @@ __all__ = [
     "check_float_input",
     "index_stats",
     "pad_outputs",
+    "project_codes",
     "resolve_mask",
     "row_weights",
 ]
@@ -116,3 +117,11 @@ def index_stats(indices: Tensor, num_codes: int) -> dict[str, Tensor]:
         "perplexity": ppl.mean().to(torch.float32),
         "usage": use.mean().to(torch.float32).to(indices.device),
     }
+
+
+def project_codes(project_out: nn.Module, codes: Tensor, indices: Tensor) -> Tensor:
+    """``project_out`` of looked-up codes (..., d) in its weight's dtype; the zero vector where every
+    index of a position (last axis of ``indices``) is −1."""
+    weight = getattr(project_out, "weight", None)
+    out = project_out(codes.to(weight.dtype) if weight is not None else codes)
+    return out.masked_fill((indices < 0).all(dim=-1, keepdim=True), 0.0)

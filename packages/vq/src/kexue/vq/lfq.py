@@ -25,6 +25,7 @@ from ._masking import (
     check_float_input,
     index_stats,
     pad_outputs,
+    project_codes,
     resolve_mask,
     row_weights,
 )
@@ -259,12 +260,9 @@ class LFQ(nn.Module):
             raise ValueError(
                 f"indices must have shape (..., {self.num_codebooks}), got {tuple(idx.shape)}"
             )
-        codes = self.indices_to_codes(idx.clamp_min(0)).flatten(-2)
-        weight = getattr(self.project_out, "weight", None)
-        if weight is not None:
-            codes = codes.to(weight.dtype)
-        out = self.project_out(codes)
-        return out.masked_fill((idx < 0).all(dim=-1, keepdim=True), 0.0)
+        return project_codes(
+            self.project_out, self.indices_to_codes(idx.clamp_min(0)).flatten(-2), idx
+        )
 
     # -- forward ---------------------------------------------------------------------------------
 

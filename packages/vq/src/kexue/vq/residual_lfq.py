@@ -15,6 +15,7 @@ from ._masking import (
     check_float_input,
     index_stats,
     pad_outputs,
+    project_codes,
     resolve_mask,
 )
 from .fsq import _stat_dtype
@@ -99,13 +100,11 @@ class ResidualLFQ(nn.Module):
                 f"indices must have shape (..., {self.num_quantizers}), got {tuple(indices.shape)}"
             )
         idx = indices.to(torch.int64)
-        total = torch.zeros(*idx.shape[:-1], self.bits)
+        total = torch.zeros(*idx.shape[:-1], self.bits, device=idx.device)
         for q, stage in enumerate(self.stages):
             codes = stage.indices_to_codes(idx[..., q].clamp_min(0))
             total = total + codes.masked_fill((idx[..., q] < 0).unsqueeze(-1), 0.0)
-        weight = getattr(self.project_out, "weight", None)
-        out = self.project_out(total.to(weight.dtype if weight is not None else torch.float32))
-        return out.masked_fill((idx < 0).all(dim=-1, keepdim=True), 0.0)
+        return project_codes(self.project_out, total, idx)
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, lens: Tensor | None = None
