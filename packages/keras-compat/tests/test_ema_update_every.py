@@ -153,3 +153,16 @@ def test_state_round_trip_resumes_exactly_and_old_states_load() -> None:
 def test_bad_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         EMA(_net(), 0.9, **kwargs)
+
+
+def test_cached_pairing_follows_replaced_tensors() -> None:
+    """The (shadow, live) pairing is cached by tensor identity: a replaced parameter is used."""
+    net = _net()
+    ema = EMA(net, 0.5)
+    ema.update()
+    before = ema.module[0].weight.detach().clone()
+    net[0].weight = nn.Parameter(torch.ones_like(net[0].weight))
+    ema.update()
+    torch.testing.assert_close(ema.module[0].weight, 0.5 * before + 0.5, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="structure"):
+        ema.update(nn.Linear(3, 5))

@@ -14,6 +14,7 @@ References:
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -185,6 +186,7 @@ class EMA(EMACheckpoint):
         self._last_call = 0  # call index of the last averaging update (or copy phase end)
         self._model = unwrap_model(model)
         self._backup: tuple[list[Tensor], list[Tensor]] | None = None
+        self._plan: tuple[tuple[int, ...], list[tuple[Tensor, Tensor, bool]]] | None = None
         self.module: nn.Module = copy.deepcopy(self._model)
         if self.device is not None or dtype is not None:
             self.module.to(device=self.device, dtype=dtype)  # floating tensors only for dtype
@@ -266,11 +268,17 @@ class EMA(EMACheckpoint):
     def _groups(
         self, source: nn.Module
     ) -> dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], list[Tensor]]]:
-        """(shadows, sources) of the averaged tensors by (device, dtype); copied ones are copied."""
+        """(shadows, sources) of the averaged tensors by (device, dtype); copied ones are copied.
+
+        The pairing (names, shapes, policies) is checked once per set of live tensors and cached
+        under their identities, so a step pays one walk over ``source``'s tensors, not the checks.
+        """
+        key = tuple(map(id, itertools.chain(source.parameters(), source.buffers())))
+        if self._plan is None or self._plan[0] != key:
+            plan = [(e, m, a) for _, e, m, a in self._pairs(source) if a is not None]
+            self._plan = (key, plan)  # type: ignore[assignment]
         groups: dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], list[Tensor]]] = {}
-        for _, e, m, averaged in self._pairs(source):
-            if averaged is None:
-                continue
+        for e, m, averaged in self._plan[1]:
             if e.dtype != m.dtype or e.device != m.device:
                 m = m.to(device=e.device, dtype=e.dtype)
             if averaged:
