@@ -50,27 +50,40 @@ BENCHMARKS_MD = benchmarks_md("flows")
 START, END = block_markers("bench:glow-step")
 HEADER = benchmarks_header("kexue-flows")
 NAMES = ("Glow", "normflows Glow")
+CL = " (channels-last)"
 PHASES = ("step", "forward", "backward", "adam")
 
 
-def measure(steps: int, warmup: int, seed: int) -> tuple[dict[str, dict[str, list[float]]], dict]:
-    """Per model and phase, the wall times of ``steps`` lockstep training steps after ``warmup``."""
+def measure(
+    steps: int, warmup: int, seed: int, channels_last: bool
+) -> tuple[dict[str, dict[str, list[float]]], dict]:
+    """Per model and phase, the wall times of ``steps`` lockstep training steps after ``warmup``.
+
+    With ``channels_last`` both models are also run as copies whose 4-D parameters and input are
+    ``torch.channels_last`` (same initial weights; the log-densities are identical).
+    """
     torch.manual_seed(seed)
     train_x, _ = load_digits_split()
     sizes = Sizes()
-    models = [build(n, sizes, seed=seed) for n in NAMES]
+    labels = list(NAMES) + ([n + CL for n in NAMES] if channels_last else [])
+    models = [build(n.removesuffix(CL), sizes, seed=seed) for n in labels]
+    for label, m in zip(labels, models):
+        if label.endswith(CL):
+            m.module.to(memory_format=torch.channels_last)
     opts = [torch.optim.Adam(m.module.parameters(), lr=sizes.lr) for m in models]
     for m in models:
         m.module.train()
     gen = torch.Generator().manual_seed(seed)
-    times = {n: {p: [] for p in PHASES} for n in NAMES}
+    times = {n: {p: [] for p in PHASES} for n in labels}
     for step in range(warmup + steps):
         idx = torch.randint(len(train_x), (sizes.batch,), generator=gen)
         y = dequantize(train_x[idx], generator=gen)
-        order = (0, 1) if step % 2 == 0 else (1, 0)
-        for i in order:
+        ycl = y.contiguous(memory_format=torch.channels_last)
+        r = step % len(models)
+        for i in list(range(len(models)))[r:] + list(range(len(models)))[:r]:
+            inp = ycl if labels[i].endswith(CL) else y
             t0 = time.perf_counter()
-            loss = bits_per_dim(models[i].log_prob(y)).mean()
+            loss = bits_per_dim(models[i].log_prob(inp)).mean()
             t1 = time.perf_counter()
             opts[i].zero_grad(set_to_none=True)
             loss.backward()
@@ -79,7 +92,7 @@ def measure(steps: int, warmup: int, seed: int) -> tuple[dict[str, dict[str, lis
             t3 = time.perf_counter()
             if step >= warmup:
                 for p, dt in zip(PHASES, (t3 - t0, t1 - t0, t2 - t1, t3 - t2)):
-                    times[NAMES[i]][p].append(dt)
+                    times[labels[i]][p].append(dt)
     facts = {n: count_parameters(m.module) for n, m in zip(NAMES, models)}
     facts.update({f"{n} tensors": len(list(m.module.parameters())) for n, m in zip(NAMES, models)})
     return times, facts
@@ -87,7 +100,7 @@ def measure(steps: int, warmup: int, seed: int) -> tuple[dict[str, dict[str, lis
 
 def table(times: dict[str, dict[str, list[float]]]) -> tuple[str, float]:
     rows: list[list[Any]] = []
-    for name in NAMES:
+    for name in times:
         row: list[Any] = [name]
         for p in PHASES:
             p25, med, p75 = quartiles(times[name][p])
@@ -98,22 +111,38 @@ def table(times: dict[str, dict[str, list[float]]]) -> tuple[str, float]:
     return markdown_table(headers, rows), ratio
 
 
+def cl_lines(times: dict[str, dict[str, list[float]]]) -> list[str]:
+    """Channels-last ratios, when measured."""
+    if NAMES[0] + CL not in times:
+        return []
+    med = {k: statistics.median(v["step"]) for k, v in times.items()}
+    k, n, kc, nc = (med[NAMES[0]], med[NAMES[1]], med[NAMES[0] + CL], med[NAMES[1] + CL])
+    return [
+        f"- channels-last speeds kexue up {k / kc:.2f}× and normflows {n / nc:.2f}×; both "
+        f"channels-last: normflows/kexue = {nc / kc:.2f}×; kexue channels-last vs normflows "
+        f"default: {n / kc:.2f}×"
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="12 timed steps")
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--channels-last", action="store_true", help="also time channels-last copies")
     ap.add_argument("--write", action="store_true", help="rewrite the BENCHMARKS.md block")
     args = ap.parse_args()
     torch.set_num_threads(1)
     steps = 12 if args.quick else args.steps
     t0 = time.perf_counter()
-    times, facts = measure(steps, args.warmup, args.seed)
+    times, facts = measure(steps, args.warmup, args.seed, args.channels_last)
     text, ratio = table(times)
     cmd = "python -m tools.bench.flows.glow_step" + (" --quick" if args.quick else "")
+    cmd += f" --steps {steps}" if not args.quick and steps != 150 else ""
+    cmd += " --channels-last" if args.channels_last else ""
     lines = run_facts(
-        cmd, mode=f"{steps} timed steps after {args.warmup} warm-up, batch 64, lockstep",
+        cmd, mode=f"{steps} timed steps after {args.warmup} warm-up, batch 64, lockstep, rotating",
         machine=machine_line(torch.device("cpu"), threads=1),
         versions=_versions("torch", "kexue-flows", "normflows"),
     )  # fmt: skip
@@ -126,7 +155,8 @@ def main() -> None:
          f"- normflows/kexue median step = {ratio:.2f}× — target ≥ 1.00 (kexue on par or "
          f"faster): {verdict}",
          f"- parameters: kexue {facts['Glow']:,} in {facts['Glow tensors']} tensors; normflows "
-         f"{facts['normflows Glow']:,} in {facts['normflows Glow tensors']} tensors", ""]
+         f"{facts['normflows Glow']:,} in {facts['normflows Glow tensors']} tensors",
+         *cl_lines(times), ""]
     )  # fmt: skip
     publish(body, BENCHMARKS_MD, START, END, write=args.write, header=HEADER)
 

@@ -16,7 +16,7 @@ spec §4 traffic model over the measured median: forward 4·(3K + 2) B per eleme
 3K − 1 raw values, write y and ladj: 104 B at K = 8), backward 4·(6K + 2) B (read x, raw values,
 dy, dladj; write dx and the raw gradients: 200 B at K = 8) — the bytes a fused kernel must move;
 eager and compiled code move more (spec §4: ≈ 2–3 KB forward at K = 8). "% copy" compares it with a
-single-thread memcpy ceiling measured in the same run.
+single-thread memcpy ceiling measured in the same run (the coupling benchmark's).
 
     python -m tools.bench.flows.spline --quick     # smoke check (2^14 elements)
     python -m tools.bench.flows.spline             # full measurement
@@ -46,6 +46,7 @@ from tools.bench._common import (
     run_facts,
 )
 from tools.bench._common import versions as _versions
+from tools.bench.flows.coupling import copy_ceiling
 
 BENCHMARKS_MD = benchmarks_md("flows")
 START, END = block_markers("bench:spline")
@@ -57,14 +58,6 @@ def model_bytes(k: int, backward: bool) -> int:
     """Spec §4 traffic per element (fp32): forward 4(3K + 2), plus backward 4(6K + 2)."""
     fwd = 4 * (3 * k + 2)
     return fwd + (4 * (6 * k + 2) if backward else 0)
-
-
-def copy_ceiling(reps: int) -> float:
-    """memcpy bandwidth in GB/s (read + write bytes over the median time), 64 MB of fp32."""
-    src = torch.randn(16 * 2**20)
-    dst = torch.empty_like(src)
-    times = interleaved({"copy": lambda: dst.copy_(src)}, warmup=2, reps=reps, device=src.device)
-    return 2 * src.numel() * 4 / statistics.median(times["copy"]) / 1e9
 
 
 def _core(x: torch.Tensor, w: torch.Tensor, h: torch.Tensor, d: torch.Tensor):
@@ -154,7 +147,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     n = 2**14 if args.quick else 2**20
     reps = 2 if args.quick else args.reps
-    ceiling = copy_ceiling(reps)
+    ceiling = copy_ceiling(device, reps)
     ops, notes = variants(device)
     rows: list[list[Any]] = []
     firsts: list[str] = []
