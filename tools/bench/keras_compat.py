@@ -32,6 +32,7 @@ shows the noise floor of the overhead column. Seeded; ``torch.set_num_threads(--
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import sys
@@ -238,6 +239,8 @@ def run_memory_probe(name: str, args: argparse.Namespace) -> dict[str, Any] | No
         str(args.threads),
     ]
     cmd += ["--device", args.device, "--quick"] if args.quick else ["--device", args.device]
+    if args.ema_depth:
+        cmd += ["--ema-depth", str(args.ema_depth)]
     return json_from_child(cmd, what=f"  memory probe for {name}")
 
 
@@ -494,6 +497,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only", choices=("ema", "step"), default=None, help="run one part only (default both)"
     )
+    parser.add_argument("--ema-depth", type=int, default=None, help="(a): Linear layers (override)")
+    parser.add_argument("--ema-reps", type=int, default=None, help="(a): timed updates (override)")
     parser.add_argument("--_memory-probe", dest="memory_probe", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -536,6 +541,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     sizes = SIZES["quick" if args.quick else "full"]
+    if args.ema_depth or args.ema_reps:
+        sizes = dataclasses.replace(
+            sizes,
+            ema_depth=args.ema_depth or sizes.ema_depth,
+            ema_reps=args.ema_reps or sizes.ema_reps,
+        )
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe, sizes.ema_width, sizes.ema_depth, device)))
         return 0
