@@ -57,7 +57,6 @@ def fair_part(
         "modes per seed",
         "modes",
         "HQ %",
-        "EMA-G HQ %",
     ]
     rows, json_rows = [], []
     for name, loss in LOSSES.items():
@@ -69,7 +68,6 @@ def fair_part(
             ", ".join(modes_covered(r.raw) for r in rs),
             _mean_sd([float(r.raw["modes_covered"]) for r in rs]),
             _mean_sd([100 * r.raw["hq_fraction"] for r in rs]),
-            _mean_sd([100 * r.ema["hq_fraction"] for r in rs]),
         ]
         rows.append(cells)
         json_rows.append(
@@ -87,8 +85,7 @@ def fair_part(
         )
     caption = (
         f"Table 1. Published recipes, equal CPU budget, seeds {seeds}: modes covered and HQ share "
-        f"of the raw G ({cfg.eval_samples} samples); EMA-G: its weight average (decay "
-        f"{cfg.ema_decay:g})."
+        f"of the raw G ({cfg.eval_samples} samples)."
     )
     section.add_html(html_table(headers, rows, caption=caption, numeric_from=2))
     section.text.append(caption + "\n" + text_table(headers, rows))
