@@ -28,7 +28,8 @@ identity tails, where the flow cannot act.
 Numerics (spec §2.3–2.4): inputs are clamped into [−B, B] *before* the spline arithmetic and the
 result selected with ``where``, so far-out inputs cannot leak NaN/inf gradients (flowjax#239); the
 bin index is a count of interior knots ≤ x, clamped to [0, K − 1] (right end closed); the inverse uses
-the root ξ = 2c/(−b − √(b² − 4ac)) with the discriminant clamped at 0 (nflows#87); the log-det is
+the root ξ = 2c/(−b − √(b² − 4ac)) with the discriminant clamped at 0 (nflows#87), solved from the
+nearer end of the bin (the mirrored quadratic in 1 − ξ near y_(k+1): no cancellation); the log-det is
 accumulated in fp32 (fp64 for fp64 inputs), bf16/fp16 storage computes in fp32.
 
 References:
@@ -261,12 +262,18 @@ def _rq_core(
         out = _clamp_st(out, bound)  # rounding never sends an inside point into the tails
         ladj = _log_derivative(xi, s, d0, d1)
     else:
-        eta = vc - y0
+        # Solve from the nearer end of the bin: the spline mirrored about the bin's centre has
+        # ξ' = 1 − ξ, η' = y_(k+1) − y and δ_k ↔ δ_(k+1). From the far end the terms of a and of
+        # b² − 4ac cancel (fp32 lost ~1e-3 in ξ, ladj by 10, near y_(k+1) at δ ratios ~1e4).
+        near_left = (vc - y0) <= 0.5 * dy
+        eta = torch.where(near_left, vc - y0, y1 - vc)
+        dn = torch.where(near_left, d0, d1)
         g = d0 + d1 - 2.0 * s
-        a = dy * (s - d0) + eta * g
-        b = dy * d0 - eta * g
+        a = dy * (s - dn) + eta * g
+        b = dy * dn - eta * g
         c = -s * eta
-        xi = _clamp_unit(_stable_root(a, b, c))
+        root = _stable_root(a, b, c)
+        xi = _clamp_unit(torch.where(near_left, root, 1.0 - root))
         out = _clamp_st(x0 + xi * dx, bound)
         ladj = -_log_derivative(xi, s, d0, d1)
     out = torch.where(inside, out, v)

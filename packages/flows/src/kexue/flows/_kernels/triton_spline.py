@@ -154,16 +154,19 @@ def _xi(vc, x0, x1, y0, y1, d0, d1, INVERSE: tl.constexpr):
     dy = y1 - y0
     s = dy / dx
     if INVERSE:
-        eta = vc - y0
+        near_left = (vc - y0) <= 0.5 * dy  # solve from the nearer end (mirrored bin: 1 − ξ)
+        eta = tl.where(near_left, vc - y0, y1 - vc)
+        dn = tl.where(near_left, d0, d1)
         g = d0 + d1 - 2.0 * s
-        a = dy * (s - d0) + eta * g
-        b = dy * d0 - eta * g
+        a = dy * (s - dn) + eta * g
+        b = dy * dn - eta * g
         c = -s * eta
         root = tl.sqrt(tl.maximum(b * b - 4.0 * a * c, 0.0))
         neg = b < 0
         xi = tl.where(
             neg, (root - b) / tl.where(neg, 2.0 * a, 1.0), 2.0 * c / tl.where(neg, -1.0, -b - root)
         )
+        xi = tl.where(near_left, xi, 1.0 - xi)
     else:
         xi = (vc - x0) / dx
     return tl.minimum(tl.maximum(xi, 0.0), 1.0), dx, dy, s
