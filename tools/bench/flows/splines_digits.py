@@ -117,8 +117,8 @@ def results_markdown(args: argparse.Namespace, argv: list[str], out: dict[str, A
         f"{s.eval_draws} dequantisation draws. The affine Glow (L=3, K=8, width 64) is retrained "
         "in this run",
         f"- Spline Glows (spline coupling nets emit 3K − 1 values per channel, so matched sizes "
-        f"are shallower or narrower): {glows}. Flat models: 3 MADE spline layers (64, 64), K 8, "
-        "B 5 (kexue `nsf(64)`, zuko `NSF(64)`)",
+        f"are shallower or narrower): {glows}. Flat models (those run): 3 MADE spline layers "
+        "(64, 64), K 8, B 5 (kexue `nsf(64)`, zuko `NSF(64)`: an outside reference)",
         "",
     ]
     table = [
