@@ -89,6 +89,48 @@ def _ms(values: list[float], fmt: str) -> str:
     return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
 
 
+_KEYS = ("fd", "kid", "precision", "recall", "density", "coverage", "confident", "class_entropy")
+_FMTS = {"fd": ".1f", "kid": ".0f", "class_entropy": ".2f"}
+_HEADERS = [
+    "loss",
+    "recipe (D steps : G step, optimiser — source)",
+    "G steps",
+    "FD ↓",
+    "KID ↓",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "confident",
+    "class entropy",
+    "diverged at",
+]
+
+
+def _table_rows(
+    names: list[str], results: list[dict[str, Any]], reference: dict[str, float]
+) -> list[list[str]]:
+    """One row per loss (mean ± sd over seeds) and the held-out real digits as the last row."""
+    rows = []
+    for n in names:
+        rs = [r for r in results if r["loss"] == n]
+        loss = DIGITS_LOSSES[n]
+        cells = [
+            n,
+            f"{loss.recipe.describe()} — {loss.recipe.source}",
+            _ms([float(r["g_steps"]) for r in rs], ".0f"),
+        ]
+        cells += [
+            _ms([r["scores"].get(k, float("nan")) for r in rs], _FMTS.get(k, ".3f")) for k in _KEYS
+        ]
+        div = [str(r["diverged_at"]) for r in rs if r["diverged_at"]]
+        cells.append(", ".join(div) if div else "—")
+        rows.append(cells)
+    ref_cells = ["real test digits (360)", "—", "—"]
+    ref_cells += [format(reference[k], _FMTS.get(k, ".3f")) for k in _KEYS] + ["—"]
+    return [*rows, ref_cells]
+
+
 def run(args: argparse.Namespace) -> tuple[str, list[dict[str, Any]]]:
     torch.set_num_threads(1)
     cfg = DigitsConfig(budget_cpu_s=args.budget)
@@ -112,39 +154,6 @@ def run(args: argparse.Namespace) -> tuple[str, list[dict[str, Any]]]:
             flush=True,
         )
     wall = time.perf_counter() - t0
-    rows = []
-    keys = ("fd", "kid", "precision", "recall", "density", "coverage", "confident", "class_entropy")
-    fmts = {"fd": ".1f", "kid": ".0f", "class_entropy": ".2f"}
-    for n in names:
-        rs = [r for r in results if r["loss"] == n]
-        loss = DIGITS_LOSSES[n]
-        cells = [
-            n,
-            f"{loss.recipe.describe()} — {loss.recipe.source}",
-            _ms([float(r["g_steps"]) for r in rs], ".0f"),
-        ]
-        cells += [
-            _ms([r["scores"].get(k, float("nan")) for r in rs], fmts.get(k, ".3f")) for k in keys
-        ]
-        div = [str(r["diverged_at"]) for r in rs if r["diverged_at"]]
-        cells.append(", ".join(div) if div else "—")
-        rows.append(cells)
-    ref_cells = ["real test digits (360)", "—", "—"]
-    ref_cells += [format(reference[k], fmts.get(k, ".3f")) for k in keys] + ["—"]
-    headers = [
-        "loss",
-        "recipe (D steps : G step, optimiser — source)",
-        "G steps",
-        "FD ↓",
-        "KID ↓",
-        "precision",
-        "recall",
-        "density",
-        "coverage",
-        "confident",
-        "class entropy",
-    ]
-    headers.append("diverged at")
     command = (
         f"OMP_NUM_THREADS=1 python -m tools.bench.gan_losses.digits --budget {args.budget:g} "
         f"--seeds {args.seeds} --jobs {args.jobs}" + (" --write" if args.write else "")
@@ -170,7 +179,7 @@ def run(args: argparse.Namespace) -> tuple[str, list[dict[str, Any]]]:
         "2.303). The last row scores the 360 held-out real digits the same way (FD there is "
         "inflated by the smaller N).",
         "",
-        markdown_table(headers, [*rows, ref_cells]),
+        markdown_table(_HEADERS, _table_rows(names, results, reference)),
         "",
     ]
     return "\n".join(lines), results

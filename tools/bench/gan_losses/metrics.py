@@ -108,6 +108,40 @@ def kid_indices(n_real: int, n_fake: int, m: int, subsets: int, seed: int) -> li
     return out
 
 
+def _rows(
+    values: dict[str, Any], times: dict[str, list[float]], cpu: dict[str, list[float]]
+) -> list[list[str]]:
+    """Table rows: CPU and wall medians of ours vs the reference formula, values, agreement."""
+    rows = []
+    for metric in ("fd", "kid", "prdc"):
+        ours, ref = values[f"{metric} ours"], values[f"{metric} ref"]
+        q_o, q_r = quartiles(times[f"{metric} ours"]), quartiles(times[f"{metric} ref"])
+        if metric == "prdc":
+            shown_o = " / ".join(f"{ours[key]:.4f}" for key in ours)
+            shown_r = " / ".join(f"{ref[key]:.4f}" for key in ref)
+            worst = max(abs(ours[key] - ref[key]) for key in ours)
+            agree = "identical" if worst == 0 else f"max abs {worst:.1e}"
+        else:
+            shown_o, shown_r = f"{ours:.10g}", f"{ref:.10g}"
+            agree = f"rel {abs(ours - ref) / max(abs(ref), 1e-300):.1e}"
+        cpu_o = statistics.median(cpu[f"{metric} ours"][1:])
+        cpu_r = statistics.median(cpu[f"{metric} ref"][1:])
+        rows.append(
+            [
+                metric.upper(),
+                f"{cpu_o:.3f}",
+                f"{cpu_r:.3f}",
+                f"{q_o[1]:.3f} ({q_o[0]:.3f}–{q_o[2]:.3f})",
+                f"{q_r[1]:.3f} ({q_r[0]:.3f}–{q_r[2]:.3f})",
+                f"{q_r[1] / q_o[1]:.2f}×",
+                shown_o,
+                shown_r,
+                agree,
+            ]
+        )
+    return rows
+
+
 def run(args: argparse.Namespace) -> str:
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
@@ -145,33 +179,7 @@ def run(args: argparse.Namespace) -> str:
     times = interleaved(timed, warmup=1, reps=args.reps, device=torch.device("cpu"))
     wall = time.perf_counter() - t0
     values = {name: fn() for name, fn in fns.items()}
-    rows = []
-    for metric in ("fd", "kid", "prdc"):
-        ours, ref = values[f"{metric} ours"], values[f"{metric} ref"]
-        q_o, q_r = quartiles(times[f"{metric} ours"]), quartiles(times[f"{metric} ref"])
-        if metric == "prdc":
-            shown_o = " / ".join(f"{ours[key]:.4f}" for key in ours)
-            shown_r = " / ".join(f"{ref[key]:.4f}" for key in ref)
-            worst = max(abs(ours[key] - ref[key]) for key in ours)
-            agree = "identical" if worst == 0 else f"max abs {worst:.1e}"
-        else:
-            shown_o, shown_r = f"{ours:.10g}", f"{ref:.10g}"
-            agree = f"rel {abs(ours - ref) / max(abs(ref), 1e-300):.1e}"
-        cpu_o = statistics.median(cpu[f"{metric} ours"][1:])
-        cpu_r = statistics.median(cpu[f"{metric} ref"][1:])
-        rows.append(
-            [
-                metric.upper(),
-                f"{cpu_o:.3f}",
-                f"{cpu_r:.3f}",
-                f"{q_o[1]:.3f} ({q_o[0]:.3f}–{q_o[2]:.3f})",
-                f"{q_r[1]:.3f} ({q_r[0]:.3f}–{q_r[2]:.3f})",
-                f"{q_r[1] / q_o[1]:.2f}×",
-                shown_o,
-                shown_r,
-                agree,
-            ]
-        )
+    rows = _rows(values, times, cpu)
     command = (
         "python -m tools.bench.gan_losses.metrics"
         + (f" --threads {args.threads}" if args.threads != 1 else "")
