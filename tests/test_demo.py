@@ -127,7 +127,8 @@ def test_keras_compat_section_writes_report(tmp_path: Path) -> None:
     assert rc == 0
     page = (out / "index.html").read_text(encoding="utf-8")
     n_mixtures = len(keras_compat.MIXTURE_KEYS["smoke"])
-    assert page.count('src="data:image/png;base64,') == 1 + n_mixtures  # scatter + curves
+    # scatter + curves per mixture + the post-hoc EMA figure (validation loss vs sigma_rel)
+    assert page.count('src="data:image/png;base64,') == 1 + n_mixtures + 1
     for name in keras_compat.LOSS_NAMES:
         assert f"<tr><td>{name}</td>" in page.replace("&amp;", "&")
 
