@@ -104,6 +104,34 @@ def _roundtrip(model: Any, tok: Any, folder: Path, *, with_hf: bool) -> dict[str
     return out
 
 
+def _steps_table(pre: dict[str, Any], rt: dict[str, Any], log: Any, rep: Any) -> list[list[str]]:
+    """The demo's step / result rows: pretraining, export round trip, HF check, fine-tuning, QA."""
+    return [
+        [
+            "WWM-MLM pretraining",
+            f"{pre['steps']} steps, {pre['seconds']:.1f} s, loss {pre['losses'][0]:.2f} → {pre['losses'][-1]:.2f}"
+            if pre["losses"]
+            else f"{pre['steps']} steps",
+        ],
+        ["whole words (discovered)", f"{pre['discovered_words']} words; e.g. {pre['example']}"],
+        [
+            "save_bert → load_bert",
+            f"bit-identical: {rt['bit_identical']}; files {', '.join(rt['files'])}",
+        ],
+        [
+            "transformers BertForMaskedLM",
+            "not run (quick mode, or transformers not installed)"
+            if "hf_max_abs_logit_diff" not in rt
+            else f"max |Δlogit| = {rt['hf_max_abs_logit_diff']:.2e}",
+        ],
+        ["UniLM fine-tuning", f"{log.steps} steps, {log.seconds:.1f} s"],
+        [
+            "held-out sentence QA",
+            f"EM {100 * rep.em:.1f} % on {rep.count} (answerable {100 * rep.em_answerable:.1f} %)",
+        ],
+    ]
+
+
 def build(ctx: Context) -> tuple[str, dict[str, Any]]:
     """Pretrain, export, reload, fine-tune as UniLM and answer, within the mode's budget."""
     from kexue.textkit.seq2seq.wordpiece import WordPieceTokenizer
@@ -140,30 +168,7 @@ def build(ctx: Context) -> tuple[str, dict[str, Any]]:
     finally:
         torch.set_num_threads(threads)
     wall = time.perf_counter() - t_start
-    steps = [
-        [
-            "WWM-MLM pretraining",
-            f"{pre['steps']} steps, {pre['seconds']:.1f} s, loss {pre['losses'][0]:.2f} → {pre['losses'][-1]:.2f}"
-            if pre["losses"]
-            else f"{pre['steps']} steps",
-        ],
-        ["whole words (discovered)", f"{pre['discovered_words']} words; e.g. {pre['example']}"],
-        [
-            "save_bert → load_bert",
-            f"bit-identical: {rt['bit_identical']}; files {', '.join(rt['files'])}",
-        ],
-        [
-            "transformers BertForMaskedLM",
-            "not run (quick mode, or transformers not installed)"
-            if "hf_max_abs_logit_diff" not in rt
-            else f"max |Δlogit| = {rt['hf_max_abs_logit_diff']:.2e}",
-        ],
-        ["UniLM fine-tuning", f"{log.steps} steps, {log.seconds:.1f} s"],
-        [
-            "held-out sentence QA",
-            f"EM {100 * rep.em:.1f} % on {rep.count} (answerable {100 * rep.em_answerable:.1f} %)",
-        ],
-    ]
+    steps = _steps_table(pre, rt, log, rep)
     rows = [
         [e.question, e.passage[:40], e.answer, p]
         for e, p in list(zip(qa.test, rep.predictions))[:6]

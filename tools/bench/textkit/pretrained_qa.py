@@ -89,7 +89,7 @@ def pretrain(
     }
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pretrain-seconds", type=float, default=600.0)
     ap.add_argument("--pt-steps", type=int, default=3000, help="schedule length (decay to 0)")
@@ -116,7 +116,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--save", type=Path, default=None, help="save_bert the pretrained model here")
     ap.add_argument("--init", type=Path, default=None, help="continue from a --save folder")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = _parser().parse_args()
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     out: dict[str, Any] = {
