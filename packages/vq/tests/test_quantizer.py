@@ -319,11 +319,14 @@ def test_lookup_demands_integer_indices_in_range() -> None:
     with pytest.raises(ValueError, match=r"got torch\.float32 of shape \(3,\)"):
         vq.lookup(torch.zeros(3))
     with pytest.raises(
-        ValueError, match=r"indices must lie in \[0, 4\) or be -1, got range \[0, 4\] \(shape \(2,\)\)"
+        ValueError,
+        match=r"indices must lie in \[0, 4\) or be -1, got range \[0, 4\] \(shape \(2,\)\)",
     ):
         vq.lookup(torch.tensor([0, 4]))
     with pytest.raises(ValueError, match=r"got range \[-2, 2\]"):
         vq.lookup(torch.tensor([-2, 2]))
     # -1 (padded position / dropped stage) is the zero vector
-    assert torch.equal(vq.lookup(torch.tensor([-1, 2])), torch.stack([torch.zeros(3), vq.codebook[2]]))
+    assert torch.equal(
+        vq.lookup(torch.tensor([-1, 2])), torch.stack([torch.zeros(3), vq.codebook[2]])
+    )
     assert torch.equal(vq.lookup(torch.tensor([1, 3], dtype=torch.int32)), vq.codebook[[1, 3]])
