@@ -438,6 +438,8 @@ def install_and_test(
         shutil.copytree(
             pkg.folder / "tests", tests, ignore=shutil.ignore_patterns(*IGNORED_PARTS, "*.pyc")
         )
+        # the README ships in the sdist; tests that run its examples read it beside tests/
+        shutil.copy2(pkg.folder / "README.md", Path(tmp) / "README.md")
         ini = Path(tmp) / "pytest.ini"
         ini.write_text(
             "[pytest]\n"
