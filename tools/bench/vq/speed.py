@@ -17,7 +17,7 @@
     in the backward) does not fit this shared 24 GiB machine: it is measured at N = 2^10 and 2^11
     and extrapolated linearly in N (its dense temporaries are N × 2^b), and the table says so.
 
-    python -m tools.bench.vq_modern.speed [--quick] [--write]
+    python -m tools.bench.vq.speed [--quick] [--write]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from tools.bench._common import (
     run_facts,
     versions,
 )
-from tools.bench.vq_modern._cli import bench_main
+from tools.bench.vq._cli import bench_main
 
 MIB = 2**20
 
@@ -163,7 +163,7 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
 def peak(impl: str, bits: int, n: int) -> float | None:
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
     job = json.dumps({"impl": impl, "bits": bits, "n": n})
-    cmd = [sys.executable, "-m", "tools.bench.vq_modern.speed", "--child", job]
+    cmd = [sys.executable, "-m", "tools.bench.vq.speed", "--child", job]
     res = json_from_child(cmd, what=f"{impl} LFQ b={bits} N={n}", env=env, timeout=600)
     return None if res is None else res["peak"] / MIB
 
@@ -189,7 +189,7 @@ def results_markdown(args: argparse.Namespace, argv: list[str]) -> str:
     torch.set_num_threads(args.threads)
     sizes = [2**10, 2**12] if args.quick else [2**10, 2**14, 2**16]
     facts = run_facts(
-        f"python -m tools.bench.vq_modern.speed {' '.join(argv)}".strip(),
+        f"python -m tools.bench.vq.speed {' '.join(argv)}".strip(),
         mode=f"CPU, fp32, {args.threads} thread(s), median of up to {args.reps} interleaved "
         f"steps (fewer, at least 5, where a cell would exceed {args.cell_budget_s:.0f} s)",
         machine=machine_line(),

@@ -15,7 +15,7 @@ autoencoder for every quantiser: 64 → 256 → T·d with T = 4 tokens of d = 8,
 Reported on the test split in eval mode: MSE (mean ± sd over seeds), PSNR of the mean MSE, usage
 (fraction of the K codes per stage seen on the test tokens) and perplexity.
 
-    OMP_NUM_THREADS=1 python -m tools.bench.vq_modern.digits [--steps 3000] [--seeds 5] [--write]
+    OMP_NUM_THREADS=1 python -m tools.bench.vq.digits [--steps 3000] [--seeds 5] [--write]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tools.bench._common import machine_line, markdown_table, run_facts, versions
-from tools.bench.vq_modern._cli import bench_main
+from tools.bench.vq._cli import bench_main
 
 TOKENS, DIM, BITS = 4, 8, 8
 ANCHOR = {"VQ": 0.0129, "VQ + rotation": 0.0159, "FSQ": 0.0116, "LFQ": 0.0202}
@@ -191,7 +191,7 @@ def results_markdown(args: argparse.Namespace, argv: list[str]) -> str:
                 )
         rows.append(row(kind, runs["kexue"], runs["vqp"]))
     facts = run_facts(
-        f"OMP_NUM_THREADS=1 python -m tools.bench.vq_modern.digits {' '.join(argv)}".strip(),
+        f"OMP_NUM_THREADS=1 python -m tools.bench.vq.digits {' '.join(argv)}".strip(),
         mode=f"CPU, fp32, 1 thread, {args.steps} Adam steps (lr 1e-3, batch 256), "
         f"seeds 0..{args.seeds - 1}; wall {time.perf_counter() - t0:.0f} s",
         machine=machine_line(),

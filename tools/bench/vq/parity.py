@@ -11,8 +11,8 @@ Same inputs, same parameters (projections copied where there are any), fp32:
 - residual FSQ / residual LFQ: indices equal, outputs max |Δ|;
 - SimVQ (vqp ``rotation_trick=False``): indices equal, loss relative error.
 
-    python -m tools.bench.vq_modern.parity            # print
-    python -m tools.bench.vq_modern.parity --write    # and rewrite its block of BENCHMARKS.md
+    python -m tools.bench.vq.parity            # print
+    python -m tools.bench.vq.parity --write    # and rewrite its block of BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from tools.bench._common import machine_line, markdown_table, run_facts, versions
-from tools.bench.vq_modern._cli import bench_main
+from tools.bench.vq._cli import bench_main
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -144,7 +144,7 @@ def results_markdown(argv: list[str]) -> str:
 
     torch.set_num_threads(1)
     facts = run_facts(
-        f"python -m tools.bench.vq_modern.parity {' '.join(argv)}".strip(),
+        f"python -m tools.bench.vq.parity {' '.join(argv)}".strip(),
         mode="CPU, fp32, 1 thread",
         machine=machine_line(),
         versions=versions("kexue-vq", "vector-quantize-pytorch"),

@@ -1,4 +1,4 @@
-"""The command line shared by the vq_modern benchmarks: ``--write``, the anchor check, publishing."""
+"""The command line shared by the vq benchmarks: ``--write``, the anchor check, publishing."""
 
 from __future__ import annotations
 

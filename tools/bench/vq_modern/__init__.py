@@ -1,1 +1,0 @@
-"""Benchmarks of kexue-vq 0.2 quantisers (FSQ, LFQ, SimVQ, residual) against vector-quantize-pytorch."""
