@@ -9,10 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Iterator
 from typing import IO, Any
 
-__all__ = ["atomic_file", "make_temp", "temp_prefix"]
+__all__ = ["atomic_file", "make_temp", "signals_deferred", "temp_prefix"]
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back while a temporary file is created and handed to its cleanup, so
+    an interrupt cannot land between the two (it is delivered when the block ends)."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX: nothing to hold back
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def temp_prefix(name: str) -> str:
@@ -53,8 +68,10 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -
         OSError: from creating, writing, closing or renaming the temporary file (which is removed).
     """
     folder, name = os.path.split(os.fspath(path))
-    fd, tmp = make_temp(folder or ".", name)
+    fd, tmp = -1, None
     try:
+        with signals_deferred():  # a pending interrupt arrives inside the try: tmp is removed
+            fd, tmp = make_temp(folder or ".", name)
         os.fchmod(fd, 0o666 & ~_umask())  # the permissions an ordinary open() would give
         with os.fdopen(fd, mode, **kwargs) as f:
             fd = -1
@@ -63,6 +80,7 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -
     except BaseException:
         if fd >= 0:
             os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise

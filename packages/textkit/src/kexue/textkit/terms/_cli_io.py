@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TextIO
 
-from ._atomic import atomic_file, make_temp
+from ._atomic import atomic_file, make_temp, signals_deferred
 
 __all__ = [
     "CliError",
@@ -178,9 +178,10 @@ def check_output(output: str | None) -> None:
             f"{output}: path too long ({len(os.fsencode(path))} bytes, the limit is {path_max})"
         )
     try:  # the real test of "writable" (root ignores mode bits; read-only mounts do not)
-        fd, probe = make_temp(folder, name)
-        os.close(fd)
-        os.unlink(probe)
+        with signals_deferred():  # an interrupt here must not leave the probe file behind
+            fd, probe = make_temp(folder, name)
+            os.close(fd)
+            os.unlink(probe)
     except OSError as err:
         raise CliError(f"{output}: cannot write in folder {folder} ({err.strerror})") from None
 
