@@ -2,10 +2,19 @@
 facts, optional anchors, memory from ``/proc``, interleaved timing, quartiles, markdown tables,
 where a package's BENCHMARKS.md and its marked blocks are, the facts that open a block, and
 rewriting one. The benchmarks run as modules from the repository root
-(``python -m tools.bench.<name>``) and import this as ``tools.bench._common``."""
+(``python -m tools.bench.<name>``) and import this as ``tools.bench._common``.
+
+A benchmark script names its block once, ``BLOCK = BenchBlock("flows", "bench:coupling",
+__spec__.name, anchors=("triton",))``, and takes the rest from it: ``BLOCK.parser(__doc__)`` (the
+standard ``--quick`` / ``--write`` / ``--threads`` / ``--benchmarks-md`` command line),
+``BLOCK.begin(args)`` (threads, device, the machine line on stderr), ``BLOCK.opening(...)`` (the
+heading and the Date / Command / Mode / Machine / Versions lines) and ``BLOCK.publish(text, args)``.
+The functions underneath (``benchmarks_md``, ``block_markers``, ``run_facts``, ``publish``, ...)
+stay public for scripts that need something else."""
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import importlib
 import json
@@ -15,12 +24,15 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "ROOT",
+    "BenchBlock",
+    "bench_arguments",
     "benchmarks_header",
     "benchmarks_md",
     "block_markers",
@@ -246,3 +258,144 @@ def publish(text: str, path: Path, start: str, end: str, *, write: bool, header:
     if write:
         write_block(path, start, end, text, header=header)
         print(f"wrote the {start} block of {path}", file=sys.stderr)
+
+
+def bench_arguments(
+    *,
+    benchmarks_md: Path | None = None,
+    quick_help: str = "small sizes, few repetitions (smoke check)",
+    threads: int | None = 2,
+    devices: Sequence[str] = (),
+    default_device: str | None = None,
+) -> argparse.ArgumentParser:
+    """An argparse parent (``parents=[...]``) with the options every benchmark shares: ``--quick``,
+    ``--write``, ``--benchmarks-md`` (when ``benchmarks_md`` is given: the file ``--write``
+    rewrites), ``--threads`` (when ``threads`` is not None: its default) and ``--device`` (when
+    ``devices`` names the choices; default ``default_device`` or the first choice)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--quick", action="store_true", help=quick_help)
+    parent.add_argument("--write", action="store_true", help="rewrite the BENCHMARKS.md block")
+    if benchmarks_md is not None:
+        parent.add_argument(
+            "--benchmarks-md",
+            type=Path,
+            default=benchmarks_md,
+            help=f"file --write rewrites (default {benchmarks_md.relative_to(ROOT)})",
+        )
+    if threads is not None:
+        parent.add_argument(
+            "--threads",
+            type=int,
+            default=threads,
+            help=f"torch.set_num_threads (default {threads})",
+        )
+    if devices:
+        parent.add_argument(
+            "--device", choices=tuple(devices), default=default_device or devices[0]
+        )
+    return parent
+
+
+@dataclass(frozen=True)
+class BenchBlock:
+    """One marked block of a package's BENCHMARKS.md, and the script that rewrites it.
+
+    Arguments:
+        package: the folder under ``packages/`` (``"flows"``); the distribution is
+            ``kexue-<package>``.
+        block: the marker name (``"bench:coupling"`` → ``<!-- bench:coupling:start -->``).
+        module: the script's module (pass ``__spec__.name``; a trailing ``.__main__`` is dropped),
+            quoted in the block's Command line.
+        anchors: distributions whose versions the block quotes before ``kexue-<package>`` (python
+            and torch always come first).
+    """
+
+    package: str
+    block: str
+    module: str
+    anchors: tuple[str, ...] = ()
+
+    @property
+    def dist(self) -> str:
+        return f"kexue-{self.package}"
+
+    @property
+    def md(self) -> Path:
+        """``packages/<package>/BENCHMARKS.md``."""
+        return benchmarks_md(self.package)
+
+    @property
+    def start(self) -> str:
+        return block_markers(self.block)[0]
+
+    @property
+    def end(self) -> str:
+        return block_markers(self.block)[1]
+
+    @property
+    def header(self) -> str:
+        """The opening of a BENCHMARKS.md that ``--write`` creates."""
+        return benchmarks_header(self.dist)
+
+    def versions(self) -> dict[str, str]:
+        """python, torch, the anchors and ``kexue-<package>``."""
+        return versions(*self.anchors, self.dist)
+
+    def command(self, argv: Sequence[str] = ()) -> str:
+        """``python -m <module> <argv>``: the command a reader re-runs."""
+        module = self.module.removesuffix(".__main__")
+        return " ".join(["python -m", module, *argv])
+
+    def parser(self, doc: str | None, **arguments: Any) -> argparse.ArgumentParser:
+        """A parser described by the first line of ``doc`` with :func:`bench_arguments` (their
+        keywords; ``--benchmarks-md`` defaults to this block's file); add the script's own
+        options to it."""
+        arguments.setdefault("benchmarks_md", self.md)
+        return argparse.ArgumentParser(
+            description=(doc or "").strip().split("\n", 1)[0],
+            parents=[bench_arguments(**arguments)],
+        )
+
+    def begin(self, args: argparse.Namespace) -> Any:
+        """Start a run: ``torch.set_num_threads(args.threads)`` (when the parser has
+        ``--threads``), print the machine line on stderr and return ``torch.device(args.device)``
+        (CPU without ``--device``); a CUDA device without CUDA is an error."""
+        import torch
+
+        if getattr(args, "threads", None) is not None:
+            torch.set_num_threads(args.threads)
+        device = torch.device(getattr(args, "device", "cpu"))
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise SystemExit(f"--device {device}: no CUDA device available")
+        print(f"machine: {machine_line(device)}", file=sys.stderr)
+        return device
+
+    def facts(
+        self,
+        argv: Sequence[str],
+        *,
+        mode: str,
+        device: Any = None,
+        threads: int | None = None,
+        load: bool = False,
+    ) -> list[str]:
+        """:func:`run_facts` for this block: the command from ``argv``, the machine line of
+        ``device`` (with ``threads``; with ``load``, the load averages at the end) and
+        :meth:`versions`."""
+        machine = machine_line(device, threads=threads)
+        if load:
+            machine += f"; load average (1/5/15 min) at the end {load_average()}"
+        return run_facts(self.command(argv), mode=mode, machine=machine, versions=self.versions())
+
+    def opening(self, heading: str, argv: Sequence[str], **facts: Any) -> list[str]:
+        """``[heading, "", *facts, ""]``: the first lines of the block (keywords as :meth:`facts`)."""
+        return [heading, "", *self.facts(argv, **facts), ""]
+
+    def publish(
+        self, text: str, args: argparse.Namespace | None = None, *, write: bool = False
+    ) -> None:
+        """Print ``text``; with ``args.write`` (or ``write``) put it in this block of
+        ``args.benchmarks_md`` (default :attr:`md`), creating the file with :attr:`header`."""
+        path = getattr(args, "benchmarks_md", None) or self.md
+        write = write or bool(getattr(args, "write", False))
+        publish(text, path, self.start, self.end, write=write, header=self.header)

@@ -40,28 +40,23 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from tools.bench._common import (
-    benchmarks_md,
-    block_markers,
+    BenchBlock,
     interleaved,
     json_from_child,
-    machine_line,
     markdown_table,
     proc_status_bytes,
-    publish,
     quartiles,
-    run_facts,
 )
-from tools.bench._common import versions as _versions
 
-BENCHMARKS_MD = benchmarks_md("keras-compat")
-START, END = block_markers("bench:results")
+BLOCK = BenchBlock(
+    "keras-compat", "bench:results", __spec__.name, anchors=("ema-pytorch", "torch-ema")
+)
 SEED = 0
 DECAY = 0.999
 POWER_SIGMA_REL = 0.10  # (b) of issue 19: the power-function EMA costs at most 10 % more
@@ -90,12 +85,8 @@ SIZES = {
 
 
 # --------------------------------------------------------------------------------------------------
-# Machine, versions, statistics
+# Results
 # --------------------------------------------------------------------------------------------------
-
-
-def versions() -> dict[str, str]:
-    return _versions("ema-pytorch", "torch-ema", "kexue-keras-compat")
 
 
 def _result(
@@ -481,18 +472,8 @@ def bench_steps(sizes: Sizes, device: torch.device) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="small models, few reps (smoke)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
-    parser.add_argument(
-        "--write", action="store_true", help="rewrite the results section of BENCHMARKS.md"
-    )
-    parser.add_argument(
-        "--benchmarks-md",
-        type=Path,
-        default=BENCHMARKS_MD,
-        help="file --write rewrites (default packages/keras-compat/BENCHMARKS.md)",
+    parser = BLOCK.parser(
+        __doc__, quick_help="small models, few reps (smoke)", devices=("cpu", "cuda")
     )
     parser.add_argument(
         "--only", choices=("ema", "step"), default=None, help="run one part only (default both)"
@@ -500,10 +481,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ema-depth", type=int, default=None, help="(a): Linear layers (override)")
     parser.add_argument("--ema-reps", type=int, default=None, help="(a): timed updates (override)")
     parser.add_argument("--_memory-probe", dest="memory_probe", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device available")
-    return args
+    return parser.parse_args(argv)
 
 
 def results_markdown(
@@ -516,17 +494,9 @@ def results_markdown(
     mode = (
         "quick (smoke check: small models, numbers are not the benchmark)" if args.quick else "full"
     )
-    lines = [
-        "## Results",
-        "",
-        *run_facts(
-            f"python -m tools.bench.keras_compat {' '.join(argv)}",
-            mode=f"{mode}; wall time {wall_s:.0f} s",
-            machine=f"{machine_line(device)}",
-            versions=versions(),
-        ),
-        "",
-    ]
+    lines = BLOCK.opening(
+        "## Results", argv, mode=f"{mode}; wall time {wall_s:.0f} s", device=device
+    )
     for part in parts:
         lines += [part["caption"], "", part["table"], ""]
         lines += [f"- skipped: {s}" for s in part["skipped"]]
@@ -538,8 +508,6 @@ def results_markdown(
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
     sizes = SIZES["quick" if args.quick else "full"]
     if args.ema_depth or args.ema_reps:
         sizes = dataclasses.replace(
@@ -548,10 +516,12 @@ def main(argv: list[str] | None = None) -> int:
             ema_reps=args.ema_reps or sizes.ema_reps,
         )
     if args.memory_probe:
+        torch.set_num_threads(args.threads)
+        device = torch.device(args.device)
         print(json.dumps(memory_probe(args.memory_probe, sizes.ema_width, sizes.ema_depth, device)))
         return 0
     t0 = time.perf_counter()
-    print(f"machine: {machine_line(device)}", file=sys.stderr)
+    device = BLOCK.begin(args)
     parts = []
     if args.only in (None, "ema"):
         parts.append(bench_ema(sizes, args, device))
@@ -560,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(bench_steps(sizes, device))
     wall_s = time.perf_counter() - t0
     text = results_markdown(args, argv, device, parts, wall_s)
-    publish(text, args.benchmarks_md, START, END, write=args.write)
+    BLOCK.publish(text, args)
     return 0
 
 
