@@ -4,7 +4,8 @@ Installed, it registers itself with pytest (entry point ``pytest11``); the suite
 (``run_ranks``, ``host_syncs``) without importing anything. The helpers below are for what a
 fixture cannot do: the ``__main__`` block of a distributed test file calls :func:`worker_main`, and a
 test that counts several blocks separately uses :func:`count_host_syncs`; layout tests build a
-package's import graph from its source with :mod:`kexue.testing.import_graph`.
+package's import graph from its source with :mod:`kexue.testing.import_graph`; a kernel-carrying
+package's ``tests/test_dispatch.py`` subclasses :class:`kexue.testing.dispatch.DispatchContract`.
 """
 
 from .__about__ import __version__
