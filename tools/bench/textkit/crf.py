@@ -29,36 +29,30 @@ identically to pytorch-crf.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import platform
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from tools.bench._common import (
-    benchmarks_md,
-    block_markers,
+    BenchBlock,
     cpu_model,
     importable,
     interleaved,
     json_from_child,
     markdown_table,
     proc_status_bytes,
-    publish,
     quartiles,
+    run_facts,
     usable_cores,
-    versions,
 )
-from tools.bench.textkit import HEADER
 
-BENCHMARKS_MD = benchmarks_md("textkit")
-START, END = block_markers("textkit_crf")
+BLOCK = BenchBlock("textkit", "textkit_crf", __spec__.name, anchors=("pytorch-crf",))
 SEED = 0
 SETTINGS = [(64, 128, 20), (32, 512, 50)]
 QUICK_SETTINGS = [(8, 32, 5)]
@@ -255,22 +249,24 @@ def headline(records: list[dict[str, Any]]) -> list[str]:
 
 def results_markdown(args: argparse.Namespace, argv: list[str], records: list, wall: float,
                      load: tuple[tuple[float, ...], tuple[float, ...]]) -> str:  # fmt: skip
-    vers = ", ".join(f"{k} {v}" for k, v in versions("kexue-textkit", "pytorch-crf").items())
     mode = "quick (smoke check, not the benchmark)" if args.quick else "full"
-    lines = [
-        "## CRF vs pytorch-crf (CPU)",
-        "",
-        f"- Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- Command: `python -m tools.bench.textkit.crf {' '.join(argv)}`".rstrip()
-        + f" (niceness {os.nice(0)})",
-        f"- Mode: {mode}; {args.reps} timed calls per variant after {args.warmup} warm-up "
-        f"calls, interleaved; wall time {wall:.0f} s",
-        f"- Machine: {platform.system()} {platform.machine()}, {cpu_model()}, {usable_cores()} "
+    machine = (
+        f"{platform.system()} {platform.machine()}, {cpu_model()}, {usable_cores()} "
         f"usable cores, torch threads {args.threads}; load average (1, 5, 15 min, "
         f"`/proc/loadavg`) {' '.join(f'{x:.2f}' for x in load[0])} at the start, "
         f"{' '.join(f'{x:.2f}' for x in load[1])} at the end (the machine was shared: absolute "
-        "times are noisy, the interleaved ratios less so)",
-        f"- Versions: {vers}",
+        "times are noisy, the interleaved ratios less so)"
+    )
+    lines = [
+        "## CRF vs pytorch-crf (CPU)",
+        "",
+        *run_facts(
+            BLOCK.command(argv),
+            mode=f"{mode} (niceness {os.nice(0)}); {args.reps} timed calls per variant after {args.warmup} warm-up "
+            f"calls, interleaved; wall time {wall:.0f} s",
+            machine=machine,
+            versions=BLOCK.versions(),
+        ),
         "",
         "Headline (targets: nll fwd+bwd ≥ 5×, Viterbi ≥ 3× pytorch-crf):",
         "",
@@ -290,13 +286,9 @@ def results_markdown(args: argparse.Namespace, argv: list[str], records: list, w
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="one tiny setting (smoke)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser = BLOCK.parser(__doc__, quick_help="one tiny setting (smoke)")
     parser.add_argument("--reps", type=int, default=10, help="timed calls per variant")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up calls per variant")
-    parser.add_argument("--write", action="store_true", help="rewrite the block in BENCHMARKS.md")
-    parser.add_argument("--benchmarks-md", type=Path, default=BENCHMARKS_MD)
     parser.add_argument("--_child", dest="child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.has_ref = importable("torchcrf")
@@ -317,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     records = run(args)
     text = results_markdown(args, argv, records, time.perf_counter() - t0,
                             (load0, os.getloadavg()))  # fmt: skip
-    publish(text, args.benchmarks_md, START, END, write=args.write, header=HEADER)
+    BLOCK.publish(text, args)
     return 0
 
 

@@ -44,20 +44,10 @@ from typing import Any
 
 import torch
 
-from tools.bench._common import (
-    benchmarks_md,
-    block_markers,
-    cpu_model,
-    markdown_table,
-    publish,
-    usable_cores,
-)
-from tools.bench._common import versions as _versions
-from tools.bench.textkit import HEADER
+from tools.bench._common import BenchBlock, cpu_model, markdown_table, usable_cores
 from tools.workloads.textkit_tagging import TYPES, TaggingSet, crf_kwargs, encode_view
 
-BENCHMARKS_MD = benchmarks_md("textkit")
-START, END = block_markers("textkit_tagging")
+BLOCK = BenchBlock("textkit", "textkit_tagging", __spec__.name, anchors=("snownlp",))
 CWS_FIELDS = ("precision", "recall", "f1", "oov_recall", "iv_recall", "oov_rate")
 SETTINGS = ("lr", "batch_size", "epochs", "max_seconds", "dim", "blocks", "max_len", "seed")
 SETTINGS += ("min_count", "train_fraction")
@@ -65,8 +55,7 @@ NER_TARGET, CWS_TARGET, TIME_TARGET_S = 0.85, 0.93, 15 * 60
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--threads", type=int, default=2)
+    p = BLOCK.parser(__doc__, quick_help="tiny smoke run (numbers meaningless)")
     p.add_argument("--ner-models", default="cnn-crf,cnn-softmax,bilstm-crf")
     p.add_argument("--cws-models", default="cnn-crf")
     p.add_argument("--dim", type=int, default=128, help="embedding / channel width (CNN, LSTM)")
@@ -79,7 +68,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-count", type=int, default=2, help="characters rarer than this → UNK")
     p.add_argument("--train-fraction", type=float, default=1.0, help="use a prefix of train")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="tiny smoke run (numbers meaningless)")
     p.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     p.add_argument(
         "--from-json",
@@ -89,7 +77,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="render (and --write) the results of earlier runs instead of training",
     )
     p.add_argument("--note", action="append", default=[], help="a line added to the block")
-    p.add_argument("--write", action="store_true", help=f"rewrite the block in {BENCHMARKS_MD}")
     args = p.parse_args(argv)
     if args.quick:
         args.train_fraction, args.epochs, args.max_seconds = 0.02, 1, 20.0
@@ -201,7 +188,6 @@ def run_one(name: str, view: str, data: dict[str, list[Any]], args: argparse.Nam
 
 def _render_head(runs: list[dict[str, Any]], wall: float) -> list[str]:
     """Title, date, machine, versions, commands, data and training set-up."""
-    v = _versions("kexue-textkit", "snownlp")
     cfg = runs[0]["settings"]
     threads = sorted({r["threads"] for r in runs})
     machine = (
@@ -216,7 +202,7 @@ def _render_head(runs: list[dict[str, Any]], wall: float) -> list[str]:
         f"- Date: {dt.datetime.fromtimestamp(max(r['end_time'] for r in runs), dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {machine}. Shared with other jobs while measured: the 1-minute load "
         "average before → after each run is in the tables (2.0 = both cores busy).",
-        "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        "- Versions: " + ", ".join(f"{k} {val}" for k, val in BLOCK.versions().items()),
         "- Command"
         + (f"s ({len(commands)} processes run at the same time)" if len(commands) > 1 else "")
         + ":",
@@ -356,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.json.write_text(json.dumps(runs, indent=1), encoding="utf-8")
         wall = time.perf_counter() - t0
     text = render(runs, args, wall)
-    publish(text, BENCHMARKS_MD, START, END, write=args.write, header=HEADER)
+    BLOCK.publish(text, args)
     return 0
 
 

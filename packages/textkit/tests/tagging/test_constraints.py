@@ -20,22 +20,22 @@ def _pairs(c: Constraints, labels: list[str]) -> set[tuple[str, str]]:
     return {(labels[i], labels[j]) for i, j in c.allowed.nonzero().tolist()}
 
 
-def test_bio():
-    c = allowed_transitions("BIO", BIO)
+@pytest.mark.parametrize(
+    ("scheme", "starts", "into", "inside"),
+    [
+        # BIO: a span starts with B (from anywhere); I continues B or I of its own type
+        ("BIO", [1, 1, 0, 1, 0], ("O", "B-PER", "B-LOC"), ("I-PER", "I-PER", "I-LOC", "I-LOC")),
+        # IOB1: I starts a span; B only separates two adjacent spans of one type
+        ("IOB1", [1, 0, 1, 0, 1], ("O", "I-PER", "I-LOC"), ("B-PER", "B-PER", "B-LOC", "B-LOC")),
+    ],
+)
+def test_bio_and_iob1(scheme, starts, into, inside):
+    c = allowed_transitions(scheme, BIO)
     assert c.num_tags == 5
-    assert c.allowed_start.tolist() == [True, True, False, True, False]
+    assert c.allowed_start.tolist() == [bool(s) for s in starts]
     assert c.allowed_end.all()
-    want = {(a, b) for a in BIO for b in ("O", "B-PER", "B-LOC")}
-    want |= {("B-PER", "I-PER"), ("I-PER", "I-PER"), ("B-LOC", "I-LOC"), ("I-LOC", "I-LOC")}
-    assert _pairs(c, BIO) == want
-
-
-def test_iob1():
-    c = allowed_transitions("IOB1", BIO)
-    assert c.allowed_start.tolist() == [True, False, True, False, True]
-    assert c.allowed_end.all()
-    want = {(a, b) for a in BIO for b in ("O", "I-PER", "I-LOC")}
-    want |= {("B-PER", "B-PER"), ("I-PER", "B-PER"), ("B-LOC", "B-LOC"), ("I-LOC", "B-LOC")}
+    want = {(a, b) for a in BIO for b in into}
+    want |= set(zip(("B-PER", "I-PER", "B-LOC", "I-LOC"), inside))
     assert _pairs(c, BIO) == want
 
 

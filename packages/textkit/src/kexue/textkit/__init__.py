@@ -22,10 +22,10 @@ other name lives in its room (``from kexue.textkit.tagging import entity_scores`
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .__about__ import __version__
+from ._lazy import lazy_attributes
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from . import data, losses, seq2seq, tagging, tasks, terms
@@ -90,16 +90,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in SUBPACKAGES:
-        return importlib.import_module(f"{__name__}.{name}")
-    room = _HEADLINES.get(name)
-    if room is not None:
-        value = getattr(importlib.import_module(f"{__name__}.{room}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(globals(), _HEADLINES, SUBPACKAGES)

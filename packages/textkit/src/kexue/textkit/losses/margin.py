@@ -330,14 +330,10 @@ def arcface_loss(
     step of cos m + m·sin m − 1 (≈ 0.117 at m = 0.5) at θ = π − m. Finite value and gradient for
     every cos ∈ [−1, 1], including θ = π.
 
-    Arguments:
-        cos, target, reduction: as :func:`am_softmax_loss`.
+    Arguments (``cos``, ``target``, ``reduction`` and the returned loss as :func:`am_softmax_loss`):
         s: scale (default 64 [paper]).
         m: angular margin in radians, in [0, π/2) (default 0.5 [paper]).
         easy_margin: margin only where cos θ_t > 0 (insightface option; default False).
-
-    Returns:
-        The loss, a scalar or ``(B,)``.
 
     References:
         Deng et al. 2019, arXiv:1801.07698.
@@ -360,14 +356,10 @@ def sphereface_loss(
     The paper scales by the feature norm ‖x‖; with normalised features (as everywhere in this
     module) a fixed scale s replaces it (default 30, a textkit decision [unverified]).
 
-    Arguments:
-        cos, target, reduction: as :func:`am_softmax_loss`.
+    Arguments (``cos``, ``target``, ``reduction`` and the returned loss as :func:`am_softmax_loss`):
         s: scale (default 30).
         m: integer angular multiplier (default 4 [paper]).
         lam: annealing weight λ: ψ ← (λ·cos θ + ψ)/(1 + λ) (default 0).
-
-    Returns:
-        The loss, a scalar or ``(B,)``.
 
     References:
         Liu et al. 2017, arXiv:1704.08063.
@@ -383,13 +375,9 @@ def simpler_a_softmax_loss(
     cos mθ is the Chebyshev polynomial T_m(cos θ) (for m = 4: 8c⁴ − 8c² + 1, as in the post's
     code). Unlike SphereFace's ψ this is not monotone for θ > π/m; it is the post's definition.
 
-    Arguments:
-        cos, target, reduction: as :func:`am_softmax_loss`.
+    Arguments (``cos``, ``target``, ``reduction`` and the returned loss as :func:`am_softmax_loss`):
         s: scale (default 30 [unverified, post code]).
         m: integer angular multiplier (default 4 [unverified, post code]).
-
-    Returns:
-        The loss, a scalar or ``(B,)``.
 
     References:
         https://kexue.fm/archives/5743

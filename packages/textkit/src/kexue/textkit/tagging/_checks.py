@@ -6,6 +6,9 @@ host (the longest length, the transition spread of ``algorithm="auto"``) in one
 :class:`DeviceChecks`, reads them back with **one** device→host synchronisation, raises the first
 failed requirement as a ``ValueError``, and calls a private core that trusts its inputs. Shape and
 dtype checks need no synchronisation and run eagerly.
+
+The argument checks and the per-sequence reductions that the CRF (functional and module) and the
+taggers share live here too: :func:`check_positive_int`, :func:`check_reduction`, :func:`reduce`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,46 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["DeviceChecks", "require_prefix_mask"]
+__all__ = [
+    "REDUCTIONS",
+    "DeviceChecks",
+    "check_positive_int",
+    "check_reduction",
+    "reduce",
+    "require_prefix_mask",
+]
+
+REDUCTIONS = ("none", "sum", "mean", "token_mean")
+
+
+def check_positive_int(name: str, value: object, *, allow_none: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an int ≥ 1 (bools refused);
+    ``allow_none``: None passes too."""
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        kind = "None or a positive int" if allow_none else "a positive int"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+
+def check_reduction(reduction: str) -> str:
+    """Return ``reduction`` if it is one of :data:`REDUCTIONS`, else raise ``ValueError``."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+def reduce(values: Tensor, mask: Tensor, reduction: str) -> Tensor:
+    """Apply a checked ``reduction`` to (B,) per-sequence values: ``"none"`` (B,), ``"sum"``,
+    ``"mean"`` over sequences, ``"token_mean"`` = sum / number of true ``mask`` (B, T) entries
+    (at least 1, so an empty batch gives 0, not NaN)."""
+    if reduction == "none":
+        return values
+    if reduction == "sum":
+        return values.sum()
+    if reduction == "mean":
+        return values.mean()
+    return values.sum() / mask.sum().clamp_min(1)
 
 
 class DeviceChecks:

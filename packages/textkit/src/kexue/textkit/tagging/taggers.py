@@ -30,7 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import DeviceChecks, require_prefix_mask
+from ._checks import (
+    DeviceChecks,
+    check_positive_int,
+    check_reduction,
+    reduce,
+    require_prefix_mask,
+)
 from .crf.module import CRF
 
 __all__ = [
@@ -43,12 +49,6 @@ __all__ = [
 ]
 
 Head = Literal["crf", "softmax"]
-_REDUCTIONS = ("none", "sum", "mean", "token_mean")
-
-
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _check_dropout(name: str, value: float) -> None:
@@ -58,8 +58,8 @@ def _check_dropout(name: str, value: float) -> None:
 
 def _check_embedding(vocab_size: int, dim: int, dropout: float, padding_idx: int) -> None:
     """The checks of an encoder's embedding front-end (Embedding → Dropout)."""
-    _check_positive("vocab_size", vocab_size)
-    _check_positive("dim", dim)
+    check_positive_int("vocab_size", vocab_size)
+    check_positive_int("dim", dim)
     _check_dropout("dropout", dropout)
     if not 0 <= padding_idx < vocab_size:
         raise ValueError(f"padding_idx must be in [0, {vocab_size}), got {padding_idx}")
@@ -121,9 +121,9 @@ class GatedConvBlock(nn.Module):
         self, dim: int, *, kernel_size: int = 3, dilation: int = 1, dropout: float = 0.0
     ) -> None:
         super().__init__()
-        _check_positive("dim", dim)
-        _check_positive("kernel_size", kernel_size)
-        _check_positive("dilation", dilation)
+        check_positive_int("dim", dim)
+        check_positive_int("kernel_size", kernel_size)
+        check_positive_int("dilation", dilation)
         _check_dropout("dropout", dropout)
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd for 'same' padding, got {kernel_size}")
@@ -186,7 +186,7 @@ class CharCNNEncoder(nn.Module):
     ) -> None:
         super().__init__()
         _check_embedding(vocab_size, dim, dropout, padding_idx)
-        _check_positive("num_blocks", num_blocks)
+        check_positive_int("num_blocks", num_blocks)
         if dilations is None:
             dilations = [2 ** (i % 3) for i in range(num_blocks)]
         dilations = list(dilations)
@@ -247,8 +247,8 @@ class BiLSTMEncoder(nn.Module):
     ) -> None:
         super().__init__()
         _check_embedding(vocab_size, dim, dropout, padding_idx)
-        _check_positive("hidden", hidden)
-        _check_positive("num_layers", num_layers)
+        check_positive_int("hidden", hidden)
+        check_positive_int("num_layers", num_layers)
         self.padding_idx = padding_idx
         self.output_dim = 2 * hidden
         self.embedding = nn.Embedding(vocab_size, dim, padding_idx=padding_idx)
@@ -306,7 +306,7 @@ class SequenceTagger(nn.Module):
         crf_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        _check_positive("num_tags", num_tags)
+        check_positive_int("num_tags", num_tags)
         if head not in ("crf", "softmax"):
             raise ValueError(f"head must be 'crf' or 'softmax', got {head!r}")
         features = getattr(encoder, "output_dim", None)
@@ -369,8 +369,7 @@ class SequenceTagger(nn.Module):
             )
         if tags.dtype.is_floating_point or tags.dtype == torch.bool:
             raise ValueError(f"tags must be an integer tensor, got {tags.dtype}")
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        check_reduction(reduction)
         in_range = (tags >= 0) & (tags < self.num_tags)
         checks.require(
             (in_range | ~mask).all(), f"tags must be in [0, {self.num_tags}) at unmasked positions"
@@ -383,14 +382,7 @@ class SequenceTagger(nn.Module):
             return self.crf._nll_core(emissions, tags, mask, reduction, facts, params)
         safe = tags.masked_fill(~mask, 0)
         token_nll = F.cross_entropy(emissions.transpose(1, 2), safe, reduction="none")
-        per_seq = (token_nll * mask.to(token_nll.dtype)).sum(1)
-        if reduction == "none":
-            return per_seq
-        if reduction == "sum":
-            return per_seq.sum()
-        if reduction == "mean":
-            return per_seq.mean()
-        return per_seq.sum() / mask.sum().clamp_min(1)
+        return reduce((token_nll * mask.to(token_nll.dtype)).sum(1), mask, reduction)
 
     @torch.no_grad()
     def decode(self, char_ids: Tensor, mask: Tensor | None = None, *, pad_tag: int = 0) -> Tensor:
@@ -413,20 +405,18 @@ def cnn_crf_tagger(
     vocab_size: int,
     num_tags: int,
     *,
-    dim: int = 128,
-    num_blocks: int = 4,
-    kernel_size: int = 3,
-    dilations: Sequence[int] | None = None,
-    dropout: float = 0.25,
-    block_dropout: float = 0.0,
     head: Head = "crf",
     crf_kwargs: dict[str, Any] | None = None,
-    padding_idx: int = 0,
+    **encoder_options: Any,
 ) -> SequenceTagger:
     """A :class:`CharCNNEncoder` tagger with a CRF (default) or softmax head.
 
-    Arguments are those of :class:`CharCNNEncoder` and :class:`SequenceTagger` (defaults: d = 128,
-    4 blocks, kernel 3, dilations 1, 2, 4, 1, …, embedding dropout 0.25 from the couplet post).
+    Arguments:
+        vocab_size, num_tags: as :class:`CharCNNEncoder` and :class:`SequenceTagger`.
+        head, crf_kwargs: as :class:`SequenceTagger`.
+        encoder_options: keyword options of :class:`CharCNNEncoder`, whose defaults apply
+            (``dim`` 128, ``num_blocks`` 4, ``kernel_size`` 3, ``dilations`` 1, 2, 4, 1, …,
+            ``dropout`` 0.25 from the couplet post, ``block_dropout`` 0.0, ``padding_idx`` 0).
 
     Returns:
         A :class:`SequenceTagger`.
@@ -440,16 +430,7 @@ def cnn_crf_tagger(
     References:
         https://kexue.fm/archives/6270.
     """
-    encoder = CharCNNEncoder(
-        vocab_size,
-        dim=dim,
-        num_blocks=num_blocks,
-        kernel_size=kernel_size,
-        dilations=dilations,
-        dropout=dropout,
-        block_dropout=block_dropout,
-        padding_idx=padding_idx,
-    )
+    encoder = CharCNNEncoder(vocab_size, **encoder_options)
     return SequenceTagger(encoder, num_tags, head=head, crf_kwargs=crf_kwargs)
 
 
@@ -457,30 +438,18 @@ def bilstm_crf_tagger(
     vocab_size: int,
     num_tags: int,
     *,
-    dim: int = 128,
-    hidden: int = 128,
-    num_layers: int = 1,
-    dropout: float = 0.25,
     head: Head = "crf",
     crf_kwargs: dict[str, Any] | None = None,
-    padding_idx: int = 0,
+    **encoder_options: Any,
 ) -> SequenceTagger:
     """A :class:`BiLSTMEncoder` tagger with a CRF (default) or softmax head (the baseline).
 
-    Arguments are those of :class:`BiLSTMEncoder` and :class:`SequenceTagger`.
-
-    Returns:
-        A :class:`SequenceTagger`.
+    Arguments and return value as :func:`cnn_crf_tagger`, with ``encoder_options`` those of
+    :class:`BiLSTMEncoder` (``dim`` 128, ``hidden`` 128, ``num_layers`` 1, ``dropout`` 0.25,
+    ``padding_idx`` 0).
 
     References:
         Huang, Xu & Yu, arXiv 1508.01991.
     """
-    encoder = BiLSTMEncoder(
-        vocab_size,
-        dim=dim,
-        hidden=hidden,
-        num_layers=num_layers,
-        dropout=dropout,
-        padding_idx=padding_idx,
-    )
+    encoder = BiLSTMEncoder(vocab_size, **encoder_options)
     return SequenceTagger(encoder, num_tags, head=head, crf_kwargs=crf_kwargs)

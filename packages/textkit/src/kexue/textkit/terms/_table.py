@@ -22,6 +22,7 @@ import numpy as np
 
 from . import _arrays as _A
 from ._atomic import atomic_file
+from ._checks import check_at_least
 
 __all__ = ["NgramCounts"]
 
@@ -51,8 +52,7 @@ class NgramCounts:
         keys: Sequence[np.ndarray],
         counts: Sequence[np.ndarray],
     ) -> None:
-        if order < 1:
-            raise ValueError(f"order must be >= 1, got {order}")
+        check_at_least(1, order=order)
         if len(keys) != order or len(counts) != order:
             raise ValueError(
                 f"keys and counts need {order} arrays each, got {len(keys)}, {len(counts)}"

@@ -23,6 +23,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from ._checks import check_at_least
+
 __all__ = ["WorkerPool"]
 
 _SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -75,8 +77,7 @@ class WorkerPool:
     """
 
     def __init__(self, workers: int) -> None:
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
+        check_at_least(1, workers=workers)
         import multiprocessing as mp  # here, not at import: kexue-terms starts faster
 
         method = "fork" if "fork" in mp.get_all_start_methods() else None

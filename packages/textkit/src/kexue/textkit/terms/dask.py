@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._checks import check_at_least
 from .ngrams import DEFAULT_FRAGMENT_PATTERN, NgramCounts, count_ngrams
 
 __all__ = ["count_ngrams_dask", "file_byte_ranges"]
@@ -61,8 +62,7 @@ def file_byte_ranges(
         The ranges (absolute paths), file by file, in order; a line belongs to the range holding
         its first byte.
     """
-    if chunk_bytes < 1:
-        raise ValueError(f"chunk_bytes: expected >= 1, got {chunk_bytes}")
+    check_at_least(1, chunk_bytes=chunk_bytes)
     ranges = []
     for p in paths:
         path = Path(p)
@@ -151,12 +151,8 @@ def count_ngrams_dask(
     dask = _import_dask()
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    if order < 1:
-        raise ValueError(f"order: expected >= 1, got {order}")
-    if min_count < 1:
-        raise ValueError(f"min_count: expected >= 1, got {min_count}")
-    if merge_fan_in < 2:
-        raise ValueError(f"merge_fan_in: expected >= 2, got {merge_fan_in}")
+    check_at_least(1, order=order, min_count=min_count)
+    check_at_least(2, merge_fan_in=merge_fan_in)
     ranges = file_byte_ranges(paths, chunk_bytes=chunk_bytes)
     if not ranges:
         return count_ngrams([], order=order, min_count=min_count, pattern=pattern)

@@ -34,6 +34,7 @@ import numpy as np
 
 from . import _arrays as _A
 from . import _pieces as _P
+from ._checks import check_at_least
 from ._redundancy import remove_redundancy
 from ._workers import WorkerPool
 from .ngrams import (
@@ -232,8 +233,7 @@ def _spans_at_nul(text: str, k: int) -> list[tuple[int, int]]:
 def _check_b(order: int, min_count: int) -> None:
     if not 2 <= order <= 4:
         raise ValueError(f"order must be in 2..4, got {order}")
-    if min_count < 1:
-        raise ValueError(f"min_count must be >= 1, got {min_count}")
+    check_at_least(1, min_count=min_count)
 
 
 def discover_ngrams(
@@ -273,8 +273,7 @@ def discover_ngrams(
         https://kexue.fm/archives/6920 (bojone/word-discovery).
     """
     _check_b(order, min_count)
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+    check_at_least(1, threads=threads)
     if isinstance(texts, str):
         texts = [texts]
     chunks = list(_chunks(texts, chunk_chars))

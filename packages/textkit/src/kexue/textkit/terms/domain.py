@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._checks import check_at_least
 from .expand import cooccurrence_vectors, expand_seeds
 from .termfilter import DEFAULT_STOP_CHARS, is_good_term
 
@@ -261,10 +262,8 @@ def mine_domain_terms(
         raise ValueError("domain_texts: expected an iterable of str")
     if not any(texts):
         raise ValueError("domain_texts: empty corpus")
-    if min_count < 1:
-        raise ValueError(f"min_count: expected >= 1, got {min_count}")
-    if top is not None and top < 1:
-        raise ValueError(f"top: expected >= 1 or None, got {top}")
+    check_at_least(1, min_count=min_count)
+    check_at_least(1, allow_none=True, top=top)
     if isinstance(background, (str, os.PathLike)):
         background = NgramCounts.load(background)
     if counts is None:

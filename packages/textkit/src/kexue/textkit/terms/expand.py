@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._checks import check_at_least
 from .termfilter import is_good_term
 
 __all__ = ["ExpandedTerm", "cooccurrence_vectors", "expand_seeds"]
@@ -93,11 +94,8 @@ def cooccurrence_vectors(
         Levy, Goldberg & Dagan 2015, TACL 3; Levy & Goldberg 2014, NeurIPS; Halko, Martinsson &
         Tropp 2011, arXiv:0909.4061.
     """
-    if window < 1 or dim < 1 or min_count < 1 or max_vocab < 2:
-        raise ValueError(
-            f"window/dim/min_count/max_vocab: expected >= 1 (max_vocab >= 2), got "
-            f"{window}/{dim}/{min_count}/{max_vocab}"
-        )
+    check_at_least(1, window=window, dim=dim, min_count=min_count)
+    check_at_least(2, max_vocab=max_vocab)
     docs = [list(d) for d in docs]
     freq: dict[str, int] = {}
     for d in docs:

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import _arrays as _A
 from ._arrays import DEFAULT_FRAGMENT_PATTERN
+from ._checks import check_at_least
 from ._table import NgramCounts
 from ._workers import WorkerPool
 
@@ -135,17 +136,6 @@ class _Accumulator:
         return self.total.prune(self.min_count)
 
 
-def _check_common(order: int, min_count: int, workers: int, chunk_chars: int) -> None:
-    if order < 1:
-        raise ValueError(f"order must be >= 1, got {order}")
-    if min_count < 1:
-        raise ValueError(f"min_count must be >= 1, got {min_count}")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if chunk_chars < 1:
-        raise ValueError(f"chunk_chars must be >= 1, got {chunk_chars}")
-
-
 def _empty_vocab(pattern: str) -> np.ndarray:
     return _A.default_vocab() if pattern == DEFAULT_FRAGMENT_PATTERN else np.zeros(0, np.uint32)
 
@@ -174,7 +164,7 @@ def count_ngrams(
     Returns:
         An :class:`NgramCounts`.
     """
-    _check_common(order, min_count, workers, chunk_chars)
+    check_at_least(1, order=order, min_count=min_count, workers=workers, chunk_chars=chunk_chars)
     if isinstance(texts, str):
         texts = [texts]
     acc = _Accumulator(order, min_count, None)
@@ -258,9 +248,8 @@ def count_ngrams_files(
     Returns:
         An :class:`NgramCounts`.
     """
-    _check_common(order, min_count, workers, chunk_chars)
-    if prune_every is not None and prune_every < 1:
-        raise ValueError(f"prune_every must be >= 1 or None, got {prune_every}")
+    check_at_least(1, order=order, min_count=min_count, workers=workers, chunk_chars=chunk_chars)
+    check_at_least(1, allow_none=True, prune_every=prune_every)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     plist = [Path(p) for p in paths]

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._checks import DeviceChecks
+from .._checks import DeviceChecks, check_positive_int, check_reduction, reduce
 from ..constraints import constrained_scores
 from ._chain import backtrace, chain
 from ._check import Prepared, check_inputs
@@ -54,15 +54,6 @@ __all__ = [
     "viterbi_decode",
     "viterbi_nbest",
 ]
-
-REDUCTIONS = ("none", "sum", "mean", "token_mean")
-
-
-def check_reduction(reduction: str) -> str:
-    """Return ``reduction`` if valid, else raise ``ValueError``."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    return reduction
 
 
 def _entry(emissions: Tensor, transitions: Tensor, mask: Tensor | None, start: Tensor | None,
@@ -113,17 +104,6 @@ def score_core(h: Tensor, tags: Tensor, mask: Tensor, a: Tensor, start: Tensor |
         last = mask.sum(1, keepdim=True) - 1
         score = score + end[tags.gather(1, last).squeeze(1)]
     return score
-
-
-def reduce(values: Tensor, mask: Tensor, reduction: str) -> Tensor:
-    """Apply a checked ``reduction`` to (B,) per-sequence values."""
-    if reduction == "none":
-        return values
-    if reduction == "sum":
-        return values.sum()
-    if reduction == "mean":
-        return values.mean()
-    return values.sum() / mask.sum()
 
 
 def log_z_core(x: Prepared, facts: dict, algorithm: str) -> Tensor:
@@ -378,8 +358,7 @@ def viterbi_nbest(
         https://kexue.fm/archives/5542; bert4torch CRF ``decode(nbest=...)``; Rush 2020
         (k-max semiring).
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    check_positive_int("k", k)
     x, facts = _entry(emissions, transitions, mask, start, end)
     x = _constrained(x, allowed_start, allowed_end, allowed_transitions)
     return nbest_core(x, facts, k, pad_tag)

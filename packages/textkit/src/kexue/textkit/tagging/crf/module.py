@@ -19,12 +19,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import DeviceChecks
+from .._checks import DeviceChecks, check_positive_int, check_reduction
 from ..constraints import Constraints, constrained_scores
 from ._check import Prepared, check_inputs, require_finite_params
 from ._dispatch import LOG_PARTITION_ALGORITHMS, check_algorithm, register_spread
 from .functional import (
-    check_reduction,
     decode_core,
     log_z_core,
     marginals_core,
@@ -85,8 +84,7 @@ class CRF(nn.Module):
         batch_first: bool = True,
     ) -> None:
         super().__init__()
-        if not isinstance(num_tags, int) or num_tags < 1:
-            raise ValueError(f"num_tags must be a positive int, got {num_tags!r}")
+        check_positive_int("num_tags", num_tags)
         if not lr_multiplier > 0:
             raise ValueError(f"lr_multiplier must be > 0, got {lr_multiplier}")
         check_algorithm(algorithm, LOG_PARTITION_ALGORITHMS)
@@ -278,9 +276,7 @@ class CRF(nn.Module):
             ``(tags, scores)``: (B, T) and (B,), or (B, nbest, T) and (B, nbest); time-major
             layout (``batch_first=False``): (T, B) and (T, B, nbest).
         """
-        if nbest is not None and (isinstance(nbest, bool) or not isinstance(nbest, int)
-                                  or nbest < 1):  # fmt: skip
-            raise ValueError(f"nbest must be None or a positive int, got {nbest!r}")
+        check_positive_int("nbest", nbest, allow_none=True)
         # the −1e4 constraints, if any, always apply when decoding
         x, facts = self._checked(emissions, mask, constrained=True, lengths=nbest is None)
         if nbest is None:
