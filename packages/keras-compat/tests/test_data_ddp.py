@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from kexue.keras_compat.data import DataGenerator, ShardedIterable, ShuffleBuffer
 from kexue.keras_compat.data_padding import sequence_padding
+from kexue.testing import gloo_group
 
 WORLD = 2
 N = 47
@@ -34,9 +34,7 @@ class _Batches(DataGenerator):
 
 
 def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
-    try:
-        torch.set_num_threads(1)
+    with gloo_group(rank, world, init_method):
         plain = DataLoader(ShardedIterable(range(N)), batch_size=None, num_workers=3)
         shuffled = DataLoader(
             ShuffleBuffer(ShardedIterable(lambda: iter(range(N))), 4, seed=0),
@@ -51,8 +49,6 @@ def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
             "generator": [int(v) for b in batches for v in np.asarray(b).ravel()],
         }
         torch.save(out, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from kexue.keras_compat.ema import EMA, EMAWarmup
+from kexue.testing import gloo_group
 
 WORLD = 2
 STEPS = 4
@@ -27,9 +27,7 @@ def _net() -> nn.Module:
 
 
 def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
-    try:
-        torch.set_num_threads(1)
+    with gloo_group(rank, world, init_method):
         model = DistributedDataParallel(_net())
         ema = EMA(model, 0.9, warmup=EMAWarmup(), buffers="average")
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -47,8 +45,6 @@ def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
         }
         torch.save(info, Path(out_dir) / f"info{rank}.pt")
         torch.save(ema.state_dict(), Path(out_dir) / f"ema{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow

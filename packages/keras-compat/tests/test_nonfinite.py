@@ -37,12 +37,18 @@ def _bitwise(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
 
 
 # ---------------------------------------------------------------- GradClip never spreads NaN
-def test_global_clip_with_one_nan_element_keeps_the_other_tensors_finite() -> None:
+def _clipped_step(scope: str, poison: float) -> nn.Module:
+    """One SGD step (lr 0.1) through ``GradClip(1.0, scope)`` with one poisoned gradient element."""
     net = _model()
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    extend(opt, GradClip(max_norm=1.0, scope="global"))
-    _backward(net, poison=float("nan"))
+    extend(opt, GradClip(max_norm=1.0, scope=scope))
+    _backward(net, poison=poison)
     opt.step()
+    return net
+
+
+def test_global_clip_with_one_nan_element_keeps_the_other_tensors_finite() -> None:
+    net = _clipped_step("global", float("nan"))
     finite = [bool(torch.isfinite(p).all()) for p in net.parameters()]
     assert finite == [True, True, False, True, True, True]  # only the poisoned tensor
     w = net[2].weight
@@ -67,11 +73,7 @@ def test_global_clip_coefficient_uses_the_finite_tensors_only() -> None:
 
 
 def test_tensor_clip_with_an_inf_gradient_does_not_make_nan() -> None:
-    net = _model()
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    extend(opt, GradClip(max_norm=1.0, scope="tensor"))
-    _backward(net, poison=float("inf"))
-    opt.step()
+    net = _clipped_step("tensor", float("inf"))
     g = net[2].weight.grad
     assert not bool(torch.isnan(g).any())  # inf·0 would be NaN
     assert float(g[1, 3]) == float("inf")

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from kexue.keras_compat.optim._chain import extend
 from kexue.keras_compat.optim.accumulate import accumulate
 from kexue.keras_compat.optim.transforms import GradClip, GradTransform
+from kexue.testing import gloo_group
 
 WORLD, BATCH, K, MAX_NORM = 2, 8, 2, 0.05
 
@@ -38,9 +38,7 @@ def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
-    try:
-        torch.set_num_threads(1)
+    with gloo_group(rank, world, init_method):
         out: dict[str, object] = {}
         # 1) clipping in the step pre-hook sees the all-reduced gradient
         model = DistributedDataParallel(_mlp())
@@ -70,8 +68,6 @@ def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
             out[f"{mode}_first_micro_grad"] = intermediate
             out[f"{mode}_steps"] = acc.optimizer_steps
         torch.save(out, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")

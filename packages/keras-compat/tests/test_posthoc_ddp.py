@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from kexue.keras_compat import EMA, PowerEMA
+from kexue.testing import gloo_group
 
 WORLD = 2
 STEPS = 6
@@ -23,9 +23,7 @@ def _net() -> nn.Module:
 
 
 def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
-    try:
-        torch.set_num_threads(1)
+    with gloo_group(rank, world, init_method):
         model = DistributedDataParallel(_net())
         phema = PowerEMA(
             model, (0.05, 0.10), snapshot_every=2, store=Path(out_dir) / f"snaps{rank}"
@@ -44,8 +42,6 @@ def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
             "live": {k: v.clone() for k, v in model.module.state_dict().items()},
         }
         torch.save(out, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kexue.testing import worker_main
+from kexue.testing import gloo_group, worker_main
 
 WORLD = 2
 
@@ -32,11 +32,12 @@ def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
 
     if Path(out_dir, "fail").exists():
         return  # rank 0 of the failing case: nothing to rendezvous with
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
-    x = torch.tensor([float(rank + 1)])
-    dist.all_reduce(x)
-    Path(out_dir, f"rank{rank}.txt").write_text(str(x.item()))
-    dist.destroy_process_group()
+    with gloo_group(rank, world, init_method):
+        x = torch.tensor([float(rank + 1)])
+        dist.all_reduce(x)
+        Path(out_dir, f"rank{rank}.txt").write_text(str(x.item()))
+        assert dist.is_initialized()
+    assert not dist.is_initialized()  # gloo_group destroyed the group
 
 
 if __name__ == "__main__":

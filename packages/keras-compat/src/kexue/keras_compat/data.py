@@ -78,6 +78,33 @@ def _check_seed(seed: int | None, generator: torch.Generator | None) -> None:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
 
 
+class _EpochRandomness:
+    """The seeded, per-epoch randomness of :class:`ShuffleBuffer` and :class:`DataGenerator`:
+    ``seed`` or ``generator`` (at most one), the epoch mixed into ``seed``, and a fresh NumPy
+    generator for every pass (:func:`_numpy_rng`)."""
+
+    seed: int | None
+    generator: torch.Generator | None
+    epoch: int
+
+    def _init_randomness(self, seed: int | None, generator: torch.Generator | None) -> None:
+        _check_seed(seed, generator)
+        self.seed = seed
+        self.generator = generator
+        self.epoch = 0
+        self._passes = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Sets the epoch mixed into ``seed`` (no effect without it; call it each epoch when
+        using ``DataLoader``)."""
+        self.epoch = int(epoch)
+
+    def _pass_rng(self) -> np.random.Generator:
+        rng = _numpy_rng(self.seed, self.generator, self.epoch, self._passes)
+        self._passes += 1
+        return rng
+
+
 class ShardedIterable(IterableDataset):
     """Shards an iterable over ``DataLoader`` workers and distributed ranks.
 
@@ -128,7 +155,7 @@ class ShardedIterable(IterableDataset):
         return itertools.islice(iter(data), index, None, count)
 
 
-class ShuffleBuffer(IterableDataset):
+class ShuffleBuffer(_EpochRandomness, IterableDataset):
     """Approximate shuffling of an unsized stream with a bounded buffer (bert4keras semantics).
 
     The buffer fills with the first ``size`` items; afterwards each incoming item enters the
@@ -159,22 +186,12 @@ class ShuffleBuffer(IterableDataset):
             raise ValueError(f"size must be a positive int, got {size!r}")
         if not isinstance(iterable, Iterable):
             raise ValueError(f"iterable must be iterable, got {type(iterable).__name__}")
-        _check_seed(seed, generator)
+        self._init_randomness(seed, generator)
         self.iterable = iterable
         self.size = size
-        self.seed = seed
-        self.generator = generator
-        self.epoch = 0
-        self._passes = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Sets the epoch mixed into the seed (no effect without ``seed``)."""
-        self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[Any]:
-        rng = _numpy_rng(self.seed, self.generator, self.epoch, self._passes)
-        self._passes += 1
-        return _buffer_shuffle(iter(self.iterable), self.size, rng)
+        return _buffer_shuffle(iter(self.iterable), self.size, self._pass_rng())
 
 
 def _buffer_shuffle(it: Iterator[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
@@ -212,7 +229,7 @@ def seed_worker(worker_id: int) -> None:
     _random.seed(seed)
 
 
-class DataGenerator(IterableDataset):
+class DataGenerator(_EpochRandomness, IterableDataset):
     """bert4keras ``DataGenerator`` batch template as a sharded ``IterableDataset``.
 
     Subclasses implement ``__iter__(self, random=False)`` yielding batches built from
@@ -266,7 +283,7 @@ class DataGenerator(IterableDataset):
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if buffer_size is not None and (not isinstance(buffer_size, int) or buffer_size < 1):
             raise ValueError(f"buffer_size must be a positive int or None, got {buffer_size!r}")
-        _check_seed(seed, generator)
+        self._init_randomness(seed, generator)
         _rank_world(rank, world_size)
         self.data = data
         self.batch_size = batch_size
@@ -276,28 +293,19 @@ class DataGenerator(IterableDataset):
         )
         self.buffer_size = buffer_size or batch_size * 1000
         self.shuffle = shuffle
-        self.seed = seed
-        self.generator = generator
         self.rank = rank
         self.world_size = world_size
-        self.epoch = 0
-        self._passes = 0
 
     def __len__(self) -> int:
         if self.steps is None:
             raise TypeError("DataGenerator over unsized data has no len()")
         return self.steps
 
-    def set_epoch(self, epoch: int) -> None:
-        """Sets the epoch mixed into ``seed`` (call it each epoch when using ``DataLoader``)."""
-        self.epoch = int(epoch)
-
     def sample(self, random: bool = False) -> Iterator[tuple[bool, Any]]:
         """Yields ``(is_end, item)`` over this process's shard, shuffled if ``random``."""
         random = random or self.shuffle
         if random:
-            rng = _numpy_rng(self.seed, self.generator, self.epoch, self._passes)
-            self._passes += 1
+            rng = self._pass_rng()
         if random and self._indexable:
             index, count = _shard(self.rank, self.world_size)
             positions = range(index, len(self.data), count)

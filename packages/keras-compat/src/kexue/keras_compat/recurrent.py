@@ -22,6 +22,9 @@ from torch import nn
 __all__ = ["RNN", "euler_step", "odeint", "rk4_step", "scan"]
 
 Tree = Any  # a tensor, or a (nested) tuple/list of tensors
+ODEFunc = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""The right-hand side ``f(t, y)`` of ``dy/dt = f(t, y)`` (:func:`euler_step`, :func:`rk4_step`,
+:func:`odeint`)."""
 
 
 def _map(fn: Callable[..., torch.Tensor], *trees: Tree) -> Tree:
@@ -119,7 +122,7 @@ def scan(
 
 
 def euler_step(
-    f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    f: ODEFunc,
     t: torch.Tensor,
     y: torch.Tensor,
     h: torch.Tensor | float,
@@ -129,7 +132,7 @@ def euler_step(
 
 
 def rk4_step(
-    f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    f: ODEFunc,
     t: torch.Tensor,
     y: torch.Tensor,
     h: torch.Tensor | float,
@@ -147,7 +150,7 @@ def rk4_step(
 
 
 def odeint(
-    f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    f: ODEFunc,
     y0: torch.Tensor,
     t: torch.Tensor,
     *,

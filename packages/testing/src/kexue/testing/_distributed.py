@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-__all__ = ["RANK_FLAG", "launch_ranks", "worker_main"]
+__all__ = ["RANK_FLAG", "gloo_group", "launch_ranks", "worker_main"]
 
 RANK_FLAG = "--kexue-rank"
 
@@ -116,3 +117,31 @@ def worker_main(worker: Callable[[int, int, str, str], object]) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+@contextlib.contextmanager
+def gloo_group(
+    rank: int, world: int, init_method: str, *, threads: int | None = 1
+) -> Iterator[None]:
+    """The body of a worker: a gloo process group for ``rank`` of ``world`` at ``init_method``
+    (the arguments :func:`worker_main` passes), destroyed on the way out, also when the body raises.
+
+    ``threads`` (default 1) sets ``torch.set_num_threads`` first: the ranks share the machine's
+    cores (None leaves it alone).
+
+    Example:
+        >>> def _worker(rank, world, init_method, out_dir):  # doctest: +SKIP
+        ...     with gloo_group(rank, world, init_method):
+        ...         x = torch.tensor([float(rank + 1)])
+        ...         dist.all_reduce(x)
+    """
+    import torch
+    import torch.distributed as dist
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()

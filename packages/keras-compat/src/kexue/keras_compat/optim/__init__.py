@@ -14,110 +14,36 @@
 
 from __future__ import annotations
 
-from ._chain import ChainHandle, Transform, extend
-from ._groups import (
-    NORM_LAYERS,
-    Rule,
-    SetLearningRate,
-    lr_scale_lambda,
-    param_groups,
-    scale_parametrization,
+# The room's public names are its modules' ``__all__``, listed once in each module (the star
+# imports take exactly those names; ``__all__ +=`` is the form type checkers follow).
+from . import (
+    _chain,
+    _groups,
+    _layer_decay,
+    bert4keras,
+    nonfinite,
+    schedules,
+    schedules_decay,
+    transforms,
 )
-from ._layer_decay import default_layer_depth, layer_decay_scales
-from .accumulate import Accumulator, accumulate
-from .bert4keras import (
-    extend_with_exponential_moving_average,
-    extend_with_exponential_moving_average_v2,
-    extend_with_gradient_accumulation,
-    extend_with_gradient_accumulation_v2,
-    extend_with_layer_adaptation,
-    extend_with_layer_adaptation_v2,
-    extend_with_lazy_optimization,
-    extend_with_lazy_optimization_v2,
-    extend_with_lookahead,
-    extend_with_lookahead_v2,
-    extend_with_parameter_wise_lr,
-    extend_with_parameter_wise_lr_v2,
-    extend_with_piecewise_linear_lr,
-    extend_with_piecewise_linear_lr_v2,
-    extend_with_weight_decay,
-    extend_with_weight_decay_v2,
-)
-from .nonfinite import NonFinite
-from .schedules import piecewise_linear
-from .schedules_decay import (
-    as_scheduler,
-    cosine_decay,
-    cosine_restarts,
-    join_schedules,
-    linear_decay,
-    polynomial_decay,
-    warmup_cosine,
-    warmup_linear,
-    warmup_polynomial,
-    with_warmup,
-)
-from .transforms import (
-    AGC,
-    DeltaScale,
-    GradClip,
-    GradTransform,
-    LayerAdaptation,
-    LazyRows,
-    Lookahead,
-    LRMultiplier,
-    WeightDecay,
-)
+from . import accumulate as _accumulate  # the module; the name ``accumulate`` is the function
+from ._chain import *  # noqa: F403
+from ._groups import *  # noqa: F403
+from ._layer_decay import *  # noqa: F403
+from .accumulate import *  # noqa: F403
+from .bert4keras import *  # noqa: F403
+from .nonfinite import *  # noqa: F403
+from .schedules import *  # noqa: F403
+from .schedules_decay import *  # noqa: F403
+from .transforms import *  # noqa: F403
 
-__all__ = [
-    "AGC",
-    "NORM_LAYERS",
-    "Accumulator",
-    "ChainHandle",
-    "DeltaScale",
-    "GradClip",
-    "GradTransform",
-    "LRMultiplier",
-    "LayerAdaptation",
-    "LazyRows",
-    "Lookahead",
-    "NonFinite",
-    "Rule",
-    "SetLearningRate",
-    "Transform",
-    "WeightDecay",
-    "accumulate",
-    "as_scheduler",
-    "cosine_decay",
-    "cosine_restarts",
-    "default_layer_depth",
-    "extend",
-    "extend_with_exponential_moving_average",
-    "extend_with_exponential_moving_average_v2",
-    "extend_with_gradient_accumulation",
-    "extend_with_gradient_accumulation_v2",
-    "extend_with_layer_adaptation",
-    "extend_with_layer_adaptation_v2",
-    "extend_with_lazy_optimization",
-    "extend_with_lazy_optimization_v2",
-    "extend_with_lookahead",
-    "extend_with_lookahead_v2",
-    "extend_with_parameter_wise_lr",
-    "extend_with_parameter_wise_lr_v2",
-    "extend_with_piecewise_linear_lr",
-    "extend_with_piecewise_linear_lr_v2",
-    "extend_with_weight_decay",
-    "extend_with_weight_decay_v2",
-    "join_schedules",
-    "layer_decay_scales",
-    "linear_decay",
-    "lr_scale_lambda",
-    "param_groups",
-    "piecewise_linear",
-    "polynomial_decay",
-    "scale_parametrization",
-    "warmup_cosine",
-    "warmup_linear",
-    "warmup_polynomial",
-    "with_warmup",
-]
+__all__: list[str] = []
+__all__ += _chain.__all__
+__all__ += _groups.__all__
+__all__ += _layer_decay.__all__
+__all__ += _accumulate.__all__
+__all__ += bert4keras.__all__
+__all__ += nonfinite.__all__
+__all__ += schedules.__all__
+__all__ += schedules_decay.__all__
+__all__ += transforms.__all__
