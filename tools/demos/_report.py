@@ -169,6 +169,14 @@ class Section:
         """Add a paragraph of plain text (escaped)."""
         self.blocks.append(f"<p>{html.escape(text)}</p>")
 
+    def add_table(
+        self, headers: list[str], rows: list[list[Any]], *, caption: str, numeric_from: int = 1
+    ) -> None:
+        """Add a table twice: as HTML (:func:`html_table`) to the page and, after its caption, as
+        markdown (:func:`text_table`) to the printed summary."""
+        self.blocks.append(html_table(headers, rows, caption=caption, numeric_from=numeric_from))
+        self.text.append(caption + "\n" + text_table(headers, rows))
+
 
 # --------------------------------------------------------------------------------------------------
 # Independent runs, in-process or in worker processes

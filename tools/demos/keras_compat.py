@@ -4,8 +4,8 @@ Post 6583 finds that GAN-QP, hinge and non-saturating SGAN orbit their equilibri
 converging, and calls an EMA of the generator's weights "the most powerful" cheap fix: it leaves
 training unchanged and averages the orbit towards its centre. This section trains two such losses
 on the gan-losses toy mixtures (same networks, data, budget and seed as the gan-losses section's
-Table 1, from ``tools/workloads/gan_toy.py``) and evaluates three generators of each run: the raw G, its EMA with
-a fixed decay (``EMA(g, decay)``) and its EMA with the timm / ema-pytorch warm-up
+Table 1, from ``tools/workloads/gan_toy.py``) and evaluates three generators of each run: the
+raw G, its EMA with a fixed decay (``EMA(g, decay)``) and its EMA with the timm / ema-pytorch warm-up
 (``EMA(g, decay, warmup=EMAWarmup())``). Both EMAs only read G's weights, so one training run gives
 all three.
 
@@ -25,16 +25,7 @@ from torch import Tensor, nn
 
 from kexue.keras_compat import EMA, EMAWarmup
 from kexue.keras_compat.__about__ import __version__ as keras_compat_version
-from tools.workloads.gan_toy import (
-    LOSSES,
-    MIXTURES,
-    Config,
-    RunResult,
-    hq_percent,
-    mode_metrics,
-    modes_covered,
-    train,
-)
+from tools.workloads import gan_toy
 
 from ._keras_compat_posthoc import CONFIGS as POSTHOC_CONFIGS
 from ._keras_compat_posthoc import posthoc_digits, posthoc_html
@@ -42,10 +33,8 @@ from ._report import (
     Context,
     Section,
     figure_html,
-    html_table,
     run_jobs,
     scatter_panels,
-    text_table,
 )
 from .gan_losses import CONFIGS
 from .pages.keras_compat import (
@@ -76,7 +65,7 @@ class RunSpec:
 
     loss: str
     mixture: str
-    cfg: Config
+    cfg: gan_toy.Config
     seed: int
 
 
@@ -84,7 +73,7 @@ class RunSpec:
 class EMARun:
     """A training run with the raw G and the fixed-decay EMA (``result``) plus the warm-up EMA."""
 
-    result: RunResult
+    result: gan_toy.RunResult
     warm: dict[str, Any]  # metrics of the warm-up EMA G on the evaluation latents
     warm_samples: Tensor
     warm_trace_hq: list[float]  # at result.trace_steps
@@ -109,7 +98,7 @@ class _TwoEMAs:
 
 
 def _train_job(spec: RunSpec, tick: Callable[[int], None]) -> EMARun:
-    cfg, mixture = spec.cfg, MIXTURES[spec.mixture]
+    cfg, mixture = spec.cfg, gan_toy.MIXTURES[spec.mixture]
     made: list[_TwoEMAs] = []
     # The evaluation latents of train(): its 4th stream, seeded 1000·seed + 4 (checked below).
     z_eval = torch.randn(
@@ -128,10 +117,15 @@ def _train_job(spec: RunSpec, tick: Callable[[int], None]) -> EMARun:
         if step % cfg.trace_every == 0 or step == cfg.steps:
             with torch.no_grad():
                 samples = made[0].warm.module(z_trace)
-            warm_trace[step] = mode_metrics(samples, mixture)["hq_fraction"]
+            warm_trace[step] = gan_toy.mode_metrics(samples, mixture)["hq_fraction"]
 
-    result = train(
-        LOSSES[spec.loss], mixture, cfg, seed=spec.seed, on_step=on_step, ema_factory=factory
+    result = gan_toy.train(
+        gan_toy.LOSSES[spec.loss],
+        mixture,
+        cfg,
+        seed=spec.seed,
+        on_step=on_step,
+        ema_factory=factory,
     )
     emas = made[0]
     with torch.no_grad():
@@ -140,7 +134,7 @@ def _train_job(spec: RunSpec, tick: Callable[[int], None]) -> EMARun:
         warm_samples = emas.warm.module(z_eval)
     return EMARun(
         result=result,
-        warm=mode_metrics(warm_samples, mixture),
+        warm=gan_toy.mode_metrics(warm_samples, mixture),
         warm_samples=warm_samples,
         warm_trace_hq=[warm_trace[s] for s in result.trace_steps],
         warm_final_decay=emas.warm.get_decay(emas.warm.num_updates),
@@ -148,9 +142,10 @@ def _train_job(spec: RunSpec, tick: Callable[[int], None]) -> EMARun:
 
 
 def _describe(spec: RunSpec, r: EMARun) -> str:
+    hq = gan_toy.hq_percent
     return (
-        f"  {spec.mixture:>6} / {spec.loss}: raw {modes_covered(r.result.raw)} modes, HQ "
-        f"{hq_percent(r.result.raw)}%; EMA HQ {hq_percent(r.result.ema)}%; warm-up EMA HQ {hq_percent(r.warm)}% "
+        f"  {spec.mixture:>6} / {spec.loss}: raw {gan_toy.modes_covered(r.result.raw)} modes, HQ "
+        f"{hq(r.result.raw)}%; EMA HQ {hq(r.result.ema)}%; warm-up EMA HQ {hq(r.warm)}% "
         f"({r.result.wall_s:.1f} s)"
     )
 
@@ -210,8 +205,7 @@ def run(ctx: Context) -> Section:
         f"γ = {WARMUP.gamma:g}, p = {WARMUP.power:.3g}), {cfg.steps} generator steps, seed "
         f"{ctx.seed}, {cfg.eval_samples} evaluation samples."
     )
-    section.add_html(html_table(headers, rows, caption=caption, numeric_from=2))
-    section.text.append(caption + "\n" + text_table(headers, rows))
+    section.add_table(headers, rows, caption=caption, numeric_from=2)
     section.add_html(
         figure_html(
             scatter_panels(grid, size=2.3),
