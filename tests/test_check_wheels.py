@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import check_wheels
+from tools import check_wheels
 
 
 def _fake_package(tmp_path: Path, deps: list[str], source: str) -> check_wheels.Package:

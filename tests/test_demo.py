@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,15 +17,10 @@ pytest.importorskip("matplotlib")
 pytest.importorskip("kexue.gan_losses")
 pytest.importorskip("kexue.keras_compat")  # both sections use its EMA
 
-# tools/ is a package run from the repository root (python -m tools.demo); pytest's importlib
-# mode does not put the root on sys.path, so the test does.
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from kexue.gan_losses import GeneratorEMA  # noqa: E402
-from tools import demo  # noqa: E402
-from tools.demos import gan_losses  # noqa: E402
+# tools/ is imported as a package from the repository root (tests/conftest.py puts it on sys.path).
+from kexue.gan_losses import GeneratorEMA
+from tools import demo
+from tools.demos import gan_losses
 
 
 def _smoke_report(tmp_path: Path, section: str) -> tuple[str, dict]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -94,11 +93,8 @@ def test_every_package_is_wired_into_hatch_readme_and_demo() -> None:
     for folder in sorted(set(FOLDERS) - set(DEV_ONLY)):
         assert f"packages/{folder}/README.md" in readme
         assert f"pip install kexue-{folder}" in readme
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        from demos import SECTIONS
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    from tools.demos import SECTIONS
+
     for folder in sorted(set(FOLDERS) - set(DEV_ONLY)):
         assert folder.replace("-", "_") in SECTIONS, f"no demo section for {folder}"
 
