@@ -19,7 +19,7 @@ def test_conv2dzeros_zero_at_init_and_logscale() -> None:
     out = layer(x)
     assert out.shape == (2, 4, 5, 5) and torch.equal(out, torch.zeros_like(out))
     with torch.no_grad():
-        layer.conv.conv.bias.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+        layer.bias.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
         layer.logs.fill_(0.1)
     expected = torch.tensor([1.0, 2.0, 3.0, 4.0]).view(1, 4, 1, 1) * torch.exp(torch.tensor(0.3))
     torch.testing.assert_close(layer(x), expected.expand(2, 4, 5, 5), atol=1e-6, rtol=0)

@@ -134,7 +134,7 @@ def test_learned_top() -> None:
         prior.log_prob(z), StandardNormal((2, 3, 3)).double().log_prob(z), atol=1e-12, rtol=0
     )
     with torch.no_grad():
-        prior.conv.conv.conv.bias.copy_(torch.tensor([0.5, -0.2, 1.0, 0.3], dtype=torch.float64))
+        prior.bias_logs[0].copy_(torch.tensor([0.5, -0.2, 1.0, 0.3], dtype=torch.float64))
     mean = torch.tensor([0.5, 1.0], dtype=torch.float64).view(1, 2, 1, 1).expand_as(z)
     log_scale = torch.tensor([-0.2, 0.3], dtype=torch.float64).view(1, 2, 1, 1).expand_as(z)
     torch.testing.assert_close(

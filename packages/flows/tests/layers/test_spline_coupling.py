@@ -54,13 +54,15 @@ CASES = [
 ]
 
 
-def _coupling(split: str, shape: tuple[int, ...], c_in: int, c_out: int, ctx: int = 0):
+def _coupling(
+    split: str, shape: tuple[int, ...], c_in: int, c_out: int, ctx: int = 0, **kw: object
+) -> SplineCoupling:
     image = len(shape) == 4
     mask = None
     if split == "mask":
         mask = torch.tensor([1, 0, 0, 1, 0])
     net = _Net(c_in, c_out, image, ctx).double()
-    return SplineCoupling(net, bins=K, bound=2.5, split=split, mask=mask)
+    return SplineCoupling(net, bins=K, bound=2.5, split=split, mask=mask, **kw).double()  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("split", "shape", "c_in", "c_out"), CASES)
@@ -70,6 +72,41 @@ def test_round_trip_and_logdet_fp64(split: str, shape, c_in: int, c_out: int) ->
     x.view(-1)[1] = -4.0  # a tail point
     check_invertible(layer, x, atol=1e-10)
     check_logdet_vs_jacobian(layer, x[:1], atol=1e-10)
+
+
+@pytest.mark.parametrize(("split", "shape", "c_in", "c_out"), [CASES[0], CASES[1], CASES[3]])
+def test_unconditional_spline_on_the_kept_part(split: str, shape, c_in: int, c_out: int) -> None:
+    layer = _coupling(split, shape, c_in, c_out, unconditional=True, features=shape[1])
+    plain = _coupling(split, shape, c_in, c_out)
+    x = torch.randn(shape, generator=gen(5), dtype=torch.float64) * 1.5
+    y0, ld0 = layer(x)  # zero raw values: φ is the identity, the layer equals the plain coupling
+    y1, ld1 = plain(x)
+    torch.testing.assert_close(y0, y1, atol=1e-12, rtol=0)
+    torch.testing.assert_close(ld0, ld1, atol=1e-12, rtol=0)
+    phi = layer.identity_spline
+    assert phi is not None
+    with torch.no_grad():
+        for p in phi.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen(6), dtype=torch.float64))
+    check_invertible(layer, x, atol=1e-10)
+    check_logdet_vs_jacobian(layer, x[:2], atol=1e-10)
+    y, ld = layer(x)
+    x_a, x_b, _ = layer._split(x)
+    y_a_ref, ld_a = phi(x_a)
+    torch.testing.assert_close(layer._split(y)[0], y_a_ref, atol=0, rtol=0)  # y_a = φ(x_a)
+    torch.testing.assert_close(layer._split(y)[1], plain._split(y1)[1], atol=1e-12, rtol=0)
+    torch.testing.assert_close(ld, ld1 + ld_a, atol=1e-12, rtol=0)  # the net still reads x_a
+    ld.sum().backward()
+    assert all(float(p.grad.abs().max()) > 0 for p in phi.parameters())  # type: ignore[union-attr]
+
+
+def test_unconditional_needs_features_and_a_channel_or_parity_split() -> None:
+    with pytest.raises(ValueError, match="features"):
+        SplineCoupling(nn.Identity(), unconditional=True)
+    with pytest.raises(ValueError, match="split"):
+        SplineCoupling(
+            nn.Identity(), unconditional=True, features=4, split="mask", mask=torch.ones(4)
+        )
 
 
 def test_feature_major_layout_matches_the_elementwise_spline() -> None:

@@ -14,12 +14,13 @@ References:
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Compose", "FlowLayer", "Inverse", "logdet_dtype", "zero_logdet"]
+__all__ = ["Compose", "FlowLayer", "Inverse", "logdet_dtype", "pack_legacy_keys", "zero_logdet"]
 
 
 def logdet_dtype(x: Tensor) -> torch.dtype:
@@ -47,6 +48,33 @@ def zero_logdet(x: Tensor) -> Tensor:
     if x.dim() < 1:
         raise ValueError(f"x must have a batch dimension, got shape {tuple(x.shape)}")
     return torch.zeros(x.shape[0], dtype=logdet_dtype(x), device=x.device)
+
+
+def pack_legacy_keys(
+    state_dict: dict[str, Any],
+    prefix: str,
+    new: str,
+    old: tuple[str, ...],
+    pack: Callable[..., Tensor],
+) -> None:
+    """Rewrite an old checkpoint's separate tensors ``old`` into one packed tensor ``new``.
+
+    Called from a module's ``_load_from_state_dict`` (in place, before the keys are matched):
+    when ``prefix + new`` is absent and every ``prefix + old[i]`` is present, the old entries
+    are popped and ``pack(*old_tensors)`` is stored under ``prefix + new``. kexue-flows 0.2.1
+    packed ActNorm's (bias, log-scale), Conv2dZeros' (bias, log-scale) and the LU 1×1 conv's
+    (L, U, log|s|) into one parameter each (fewer tensors for the optimiser, same values).
+
+    Arguments:
+        state_dict: the dict being loaded (modified in place).
+        prefix: the module's key prefix.
+        new: the packed parameter's name.
+        old: the old names, in the order ``pack`` takes them.
+        pack: builds the packed tensor from the old ones.
+    """
+    keys = [prefix + k for k in old]
+    if prefix + new not in state_dict and all(k in state_dict for k in keys):
+        state_dict[prefix + new] = pack(*(state_dict.pop(k) for k in keys))
 
 
 class FlowLayer(nn.Module, abc.ABC):

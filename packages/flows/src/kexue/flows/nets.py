@@ -19,11 +19,13 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from kexue.flows.base import pack_legacy_keys
 
 __all__ = ["MLP", "Conv2dZeros", "ConvNet", "LinearZeros", "ResNet", "make_activation"]
 
@@ -104,7 +106,13 @@ class _PaddedConv2d(nn.Module):
     """A 'same' conv with a selectable padding convention (zeros, edge_channel, pad_one)."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, padding: Padding
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        padding: Padding,
+        *,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         if padding not in _PADDINGS:
@@ -117,12 +125,17 @@ class _PaddedConv2d(nn.Module):
         # Zero padding is the conv's own (no padded copy of the input: ~2x faster on CPU at
         # Glow sizes); the other conventions pad explicitly.
         own = self.pad if padding == "zeros" else 0
-        self.conv = nn.Conv2d(in_channels + extra, out_channels, kernel_size, padding=own)
+        self.conv = nn.Conv2d(
+            in_channels + extra, out_channels, kernel_size, padding=own, bias=bias
+        )
 
-    def forward(self, x: Tensor) -> Tensor:
-        if self.padding == "zeros":
+    def forward(self, x: Tensor, bias: Tensor | None = None) -> Tensor:
+        """The conv of ``x``; ``bias`` (C_out,) is used when the conv was built without one."""
+        if self.padding != "zeros":
+            x = _pad(x, self.pad, self.padding)
+        if bias is None:
             return self.conv(x)
-        return self.conv(_pad(x, self.pad, self.padding))
+        return F.conv2d(x, self.conv.weight, bias, padding=self.conv.padding)
 
 
 class Conv2dZeros(nn.Module):
@@ -130,6 +143,9 @@ class Conv2dZeros(nn.Module):
 
     ``out = conv(x) · exp(logscale_factor · logs)`` with the conv weight, bias and ``logs``
     (one per output channel) all zero at init, so the output is exactly 0 until trained.
+    The bias and ``logs`` are stored as one (2, C_out) parameter ``bias_logs`` (one tensor fewer
+    for the optimiser; ``bias`` and ``logs`` are views of it, and checkpoints of kexue-flows
+    ≤ 0.2.0 with separate ``conv.conv.bias`` / ``logs`` load unchanged).
 
     Arguments:
         in_channels: input channels C_in.
@@ -159,10 +175,32 @@ class Conv2dZeros(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.logscale_factor = float(logscale_factor)
-        self.conv = _PaddedConv2d(in_channels, out_channels, kernel_size, padding)
+        self.conv = _PaddedConv2d(in_channels, out_channels, kernel_size, padding, bias=False)
         nn.init.zeros_(self.conv.conv.weight)
-        nn.init.zeros_(self.conv.conv.bias)
-        self.logs = nn.Parameter(torch.zeros(out_channels, 1, 1))
+        self.bias_logs = nn.Parameter(torch.zeros(2, out_channels))
+
+    @property
+    def bias(self) -> Tensor:
+        """The conv bias, a (C_out,) view of ``bias_logs[0]``."""
+        return self.bias_logs[0]
+
+    @property
+    def logs(self) -> Tensor:
+        """The stored output log-scale, a (C_out, 1, 1) view of ``bias_logs[1]``."""
+        return self.bias_logs[1].view(-1, 1, 1)
+
+    def output_scale(self) -> Tensor:
+        """``exp(logscale_factor · logs)``, shape (C_out,)."""
+        return torch.exp(self.bias_logs[1] * self.logscale_factor)
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        pack_legacy_keys(
+            state_dict, prefix, "bias_logs", ("conv.conv.bias", "logs"),
+            lambda b, logs: torch.stack([b, logs.reshape(-1)]),
+        )  # fmt: skip
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
         """``conv(x) · exp(logscale_factor · logs)``; ``x``: (B, C_in, H, W)."""
@@ -170,7 +208,9 @@ class Conv2dZeros(nn.Module):
             raise ValueError(
                 f"x must have shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
-        return self.conv(x) * torch.exp(self.logs * self.logscale_factor)
+        b, logs = self.bias_logs.unbind(0)
+        scale = torch.exp(logs * self.logscale_factor)
+        return self.conv(x, b) * scale.view(-1, 1, 1)
 
 
 class LinearZeros(nn.Module):

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kexue.flows.base import logdet_dtype
+from kexue.flows.base import logdet_dtype, pack_legacy_keys
 from kexue.flows.nets import Conv2dZeros, LinearZeros
 
 __all__ = [
@@ -267,9 +268,13 @@ class ConditionalGaussian(GaussianPrior):
 class LearnedTop(GaussianPrior):
     """Glow's ``learntop`` prior: a zero-initialised conv applied to zeros → per-position N(μ, σ).
 
-    ``h = Conv2dZeros(zeros(1, 2C, H, W))`` (so only its bias and log-scale matter);
-    μ = h[:, 0::2], log σ = h[:, 1::2]. With ``context_features > 0`` a zero-initialised linear
-    map of a class vector (B, context_features) is added to h (Glow's ``ycond``). N(0, I) at init.
+    openai/glow computes ``h = Conv2dZeros(zeros(1, 2C, H, W))``; a zero-padded conv of zeros is
+    its bias at every position, so only the bias and log-scale matter and they are stored
+    directly: ``h = bias · exp(3·logs)`` (one (2, 2C) parameter ``bias_logs``, the same values
+    as the conv without a weight that never receives a gradient; checkpoints of kexue-flows
+    ≤ 0.2.0, which held that conv, load unchanged). μ = h[:, 0::2], log σ = h[:, 1::2]. With
+    ``context_features > 0`` a zero-initialised linear map of a class vector
+    (B, context_features) is added to h (Glow's ``ycond``). N(0, I) at init.
 
     Arguments:
         shape: event shape ``(C, H, W)``.
@@ -279,21 +284,33 @@ class LearnedTop(GaussianPrior):
         Kingma & Dhariwal, Glow, arXiv:1807.03039 (openai/glow ``prior``, ``learntop``).
     """
 
+    logscale_factor = 3.0  # openai/glow conv2d_zeros
+
     def __init__(self, shape: Sequence[int], *, context_features: int = 0) -> None:
         super().__init__()
         self.shape = _shape(shape)
         if len(self.shape) != 3:
             raise ValueError(f"shape must be (C, H, W), got {shape!r}")
         c = self.shape[0]
-        self.conv = Conv2dZeros(2 * c, 2 * c)
+        self.bias_logs = nn.Parameter(torch.zeros(2, 2 * c))
         self.context_features = context_features
         self.cond = LinearZeros(context_features, 2 * c) if context_features else None
 
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        pack_legacy_keys(
+            state_dict, prefix, "bias_logs", ("conv.conv.conv.bias", "conv.logs"),
+            lambda b, logs: torch.stack([b, logs.reshape(-1)]),
+        )  # fmt: skip
+        state_dict.pop(prefix + "conv.conv.conv.weight", None)  # zero forever: unused
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def params(self, context: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
-        ref = self.conv.logs
-        h = self.conv(
-            torch.zeros(1, 2 * self.shape[0], *self.shape[1:], device=ref.device, dtype=ref.dtype)
-        )
+        ref = self.bias_logs
+        b, logs = ref.unbind(0)
+        h = (b * torch.exp(logs * self.logscale_factor)).view(1, -1, 1, 1)
+        h = h.expand(1, -1, *self.shape[1:])
         if self.cond is not None:
             if context is None or context.shape != (n, self.context_features):
                 got = None if context is None else tuple(context.shape)

@@ -13,12 +13,13 @@ References:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kexue.flows.base import FlowLayer, logdet_dtype
+from kexue.flows.base import FlowLayer, logdet_dtype, pack_legacy_keys
 from kexue.flows.layers.normalization import ActNorm
 
 __all__ = ["FoldedActNormConv", "Invertible1x1Conv", "fold_actnorm_conv"]
@@ -50,6 +51,11 @@ def _random_rotation(channels: int, generator: torch.Generator | None) -> Tensor
     return q * torch.sign(torch.diagonal(r))[None, :]  # Haar-distributed orthogonal matrix
 
 
+def _pack_lu(lower: Tensor, upper: Tensor, log_s: Tensor) -> Tensor:
+    """One C×C tensor: strict lower of ``lower``, strict upper of ``upper``, ``log_s`` diagonal."""
+    return torch.tril(lower, -1) + torch.triu(upper, 1) + torch.diag(log_s)
+
+
 class Invertible1x1Conv(FlowLayer):
     r"""Invertible 1×1 convolution ``y = W·x`` per position, plain or LU-parametrised.
 
@@ -63,7 +69,10 @@ class Invertible1x1Conv(FlowLayer):
       The inverse solves the triangular factors in float64.
 
     W starts as the Q factor of a Gaussian matrix (a random rotation, |det W| = 1) unless
-    ``weight`` is given.
+    ``weight`` is given. The LU form stores L, U and ``log_s`` in ONE C×C parameter ``lu_packed``
+    (strict lower triangle = L, strict upper = U, diagonal = ``log_s``, the LAPACK packing), so
+    the optimiser sees one tensor instead of three; ``lower``, ``upper`` and ``log_s`` are
+    views, and checkpoints of kexue-flows ≤ 0.2.0 (separate tensors) load unchanged.
 
     Arguments:
         channels: C.
@@ -111,17 +120,39 @@ class Invertible1x1Conv(FlowLayer):
         self.register_buffer("sign_s", torch.sign(s).to(dtype))
         self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1).to(dtype))
         self.register_buffer("eye", torch.eye(channels, dtype=dtype))
-        self.lower = nn.Parameter(torch.tril(lower, -1).to(dtype))
-        self.upper = nn.Parameter(torch.triu(upper, 1).to(dtype))
-        self.log_s = nn.Parameter(torch.log(s.abs()).to(dtype))
+        self.lu_packed = nn.Parameter(_pack_lu(lower, upper, torch.log(s.abs())).to(dtype))
+
+    @property
+    def lower(self) -> Tensor:
+        """L's strict lower triangle, (C, C) (L = this + I)."""
+        return torch.tril(self.lu_packed, -1)
+
+    @property
+    def upper(self) -> Tensor:
+        """U's strict upper triangle, (C, C)."""
+        return torch.triu(self.lu_packed, 1)
+
+    @property
+    def log_s(self) -> Tensor:
+        """``log|s|``, the log-magnitudes of U's diagonal, a (C,) view of the packed diagonal."""
+        return torch.diagonal(self.lu_packed)
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        if self.lu:
+            pack_legacy_keys(state_dict, prefix, "lu_packed", ("lower", "upper", "log_s"), _pack_lu)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return f"{self.channels}, lu={self.lu}"
 
     def _factors(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
-        lower = self.lower.to(dtype) * self.lower_mask.to(dtype) + self.eye.to(dtype)
-        diag = self.sign_s.to(dtype) * self.log_s.to(dtype).exp()
-        upper = self.upper.to(dtype) * self.lower_mask.T.to(dtype) + torch.diag(diag)
+        packed = self.lu_packed.to(dtype)
+        mask = self.lower_mask.to(dtype)
+        lower = packed * mask + self.eye.to(dtype)
+        diag = self.sign_s.to(dtype) * torch.diagonal(packed).exp()
+        upper = packed * mask.T + torch.diag(diag)
         return self.perm.to(dtype), lower, upper
 
     @property
@@ -129,7 +160,7 @@ class Invertible1x1Conv(FlowLayer):
         """The current C×C matrix W (differentiable w.r.t. the parameters)."""
         if not self.lu:
             return self.weight_param
-        p, lower, upper = self._factors(self.log_s.dtype)
+        p, lower, upper = self._factors(self.lu_packed.dtype)
         return p @ lower @ upper
 
     def log_abs_det(self) -> Tensor:

@@ -13,13 +13,13 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from kexue.flows.base import FlowLayer, logdet_dtype
+from kexue.flows.base import FlowLayer, logdet_dtype, pack_legacy_keys
 
 __all__ = ["ActNorm", "AffineBatchNorm", "DiagonalScale"]
 
@@ -83,7 +83,10 @@ class ActNorm(FlowLayer):
     multiplied back (openai/glow uses 3, i.e. a 3× learning rate on logs).
 
     A persistent ``initialized`` buffer records whether the init happened, so a ``state_dict``
-    round trip never re-initialises a trained layer.
+    round trip never re-initialises a trained layer. ``b`` and the stored log-scale are one
+    (2, C) parameter ``bias_logs`` (one tensor fewer for the optimiser); ``bias`` and
+    ``logs_param`` are views of its rows, and checkpoints of kexue-flows ≤ 0.2.0 (separate
+    ``bias`` / ``logs_param``) load unchanged.
 
     Arguments:
         channels: number of channels C (dim 1 of the input).
@@ -122,14 +125,31 @@ class ActNorm(FlowLayer):
         self.init = init
         self.sync = sync
         self.process_group = process_group
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.logs_param = nn.Parameter(torch.zeros(channels))
+        self.bias_logs = nn.Parameter(torch.zeros(2, channels))
         self.register_buffer("initialized", torch.tensor(init == "zero"))
+
+    @property
+    def bias(self) -> Tensor:
+        """The per-channel shift b, a (C,) view of ``bias_logs[0]``."""
+        return self.bias_logs[0]
+
+    @property
+    def logs_param(self) -> Tensor:
+        """The stored log-scale (``logs / logscale_factor``), a (C,) view of ``bias_logs[1]``."""
+        return self.bias_logs[1]
 
     @property
     def logs(self) -> Tensor:
         """Effective per-channel log-scale ``logscale_factor · stored``, shape (C,)."""
-        return self.logs_param * self.logscale_factor
+        return self.bias_logs[1] * self.logscale_factor
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        pack_legacy_keys(
+            state_dict, prefix, "bias_logs", ("bias", "logs_param"), lambda b, s: torch.stack([b, s])
+        )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return (
@@ -202,8 +222,10 @@ class ActNorm(FlowLayer):
         """
         _check_channels(x, self.channels)
         self._maybe_initialize(x)
-        y = (x + _per_channel(self.bias, x)) * _per_channel(self.logs.exp(), x)
-        return y, self.logdet_per_sample(x)
+        bias, stored = self.bias_logs.unbind(0)
+        logs = stored * self.logscale_factor  # once, for y and the log-determinant
+        y = (x + _per_channel(bias, x)) * _per_channel(logs.exp(), x)
+        return y, _constant_logdet(logs.sum() * _spatial(x), x)
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``x = y·exp(-logs) - b``; returns ``(x, -H·W·Σ logs)``."""

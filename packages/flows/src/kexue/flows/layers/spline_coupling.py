@@ -6,6 +6,9 @@ coupling (``channel``, ``parity``, ``checkerboard``, ``mask``; vectors and image
 element (channel) c of x_b owns the net's output channels ``c·P … c·P + P − 1``, so its spline
 parameters are contiguous (the nflows / zuko layout). With a zero-initialised last layer
 (``MLP(zero_init=True)``, ``ConvNet``'s ``Conv2dZeros``) the layer is the identity at init.
+``unconditional=True`` also sends the kept part through a learned unconditional spline,
+``y_a = RQS(x_a; φ)`` (nflows' ``apply_unconditional_transform``, spec §3.1), while the net
+still reads the untransformed x_a.
 
 References:
     - Durkan, Bekasov, Murray, Papamakarios, Neural Spline Flows, arXiv:1906.04032 §3.
@@ -15,11 +18,13 @@ References:
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from kexue.flows.base import logdet_dtype
 from kexue.flows.layers.coupling import _Coupling
 from kexue.flows.layers.elementwise import apply_transformer, check_transformer
+from kexue.flows.splines import RQSpline
 
 __all__ = ["SplineCoupling"]
 
@@ -40,9 +45,16 @@ class SplineCoupling(_Coupling):
         split: ``"channel"`` (default), ``"parity"``, ``"checkerboard"`` or ``"mask"``.
         parity: 0 or 1, which part is kept; alternate it between layers.
         mask: kept-positions mask (1 = kept) for ``split="mask"``.
+        unconditional: also transform the kept part x_a by an unconditional spline with learned
+            per-channel raw values (zero at init: the identity), as nflows'
+            ``apply_unconditional_transform`` (used in the NSF UCI runs); the net conditions on
+            the input x_a, so the inverse undoes this spline first. Needs ``features`` and a
+            ``"channel"`` or ``"parity"`` split; default False.
+        features: size of dim 1 of the input; required with ``unconditional=True``.
 
     Returns:
-        (from ``forward``) ``(y, logdet)`` with logdet (B,) = Σ_b log RQS'(x_b).
+        (from ``forward``) ``(y, logdet)`` with logdet (B,) = Σ_b log RQS'(x_b)
+        (+ Σ_a log RQS_φ'(x_a) when ``unconditional``).
 
     References:
         Durkan et al., Neural Spline Flows, arXiv:1906.04032.
@@ -58,6 +70,8 @@ class SplineCoupling(_Coupling):
         split: str = "channel",
         parity: int = 0,
         mask: Tensor | None = None,
+        unconditional: bool = False,
+        features: int | None = None,
     ) -> None:
         super().__init__(
             net, split=split, parity=parity, mask=mask, backend="auto", deterministic=True
@@ -66,6 +80,18 @@ class SplineCoupling(_Coupling):
         self.bins = bins
         self.bound = float(bound)
         self.param = param
+        self.identity_spline: RQSpline | None = None
+        if unconditional:
+            if split not in ("channel", "parity"):
+                raise ValueError(
+                    f"unconditional=True needs split='channel' or 'parity', got {split!r}"
+                )
+            if features is None or features < 2:
+                raise ValueError(f"features (dim 1 of x, >= 2) is required, got {features}")
+            kept = self._split(torch.empty(1, features))[0].shape[1]
+            self.identity_spline = RQSpline(
+                kept, bins=bins, bound=bound, param=param  # type: ignore[arg-type]
+            )
 
     def _spline_params(self, x: Tensor, x_b: Tensor, h: Tensor, idx: Tensor | None) -> Tensor:
         """Net output → ``x_b.shape + (P,)`` (feature-major per element)."""
@@ -88,6 +114,13 @@ class SplineCoupling(_Coupling):
         if self.split == "channel" and x.shape[1] < 2:
             raise ValueError(f"{name} needs dim 1 >= 2 for a coupling, got {tuple(x.shape)}")
         x_a, x_b, idx = self._split(x)
+        kept, ld_a = (x_a if idx is None else x), None
+        if self.identity_spline is not None:  # y_a = φ(x_a); the net reads x_a
+            if inverse:
+                x_a, ld_a = self.identity_spline.inverse(x_a)
+                kept = x_a
+            else:
+                kept, ld_a = self.identity_spline(x_a)
         h = self._run_net(x_a, context)
         params = self._spline_params(x, x_b, h, idx)
         y_b, ladj = apply_transformer(
@@ -100,4 +133,6 @@ class SplineCoupling(_Coupling):
             param=self.param,
         )
         logdet = ladj.to(logdet_dtype(x)).reshape(x.shape[0], -1).sum(dim=1)
-        return self._merge(x, x_a if idx is None else x, y_b.to(x.dtype), idx), logdet
+        if ld_a is not None:
+            logdet = logdet + ld_a.to(logdet.dtype)
+        return self._merge(x, kept, y_b.to(x.dtype), idx), logdet
