@@ -9,6 +9,7 @@ import random
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,10 +51,19 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
+Run = Callable[[list[str]], tuple[int, str, str]]
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Run:
+    """``run(argv) -> (exit code, stdout, stderr)`` of ``kexue-terms argv``, in-process."""
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        code = main(argv)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 def _tsv(text: str) -> tuple[list[str], list[list[str]]]:
@@ -62,13 +72,11 @@ def _tsv(text: str) -> tuple[list[str], list[list[str]]]:
 
 
 @pytest.mark.parametrize("algorithm", ["A", "B"])
-def test_discover_tsv_and_json(
-    files: dict[str, Path], capsys: pytest.CaptureFixture[str], algorithm: str
-) -> None:
+def test_discover_tsv_and_json(files: dict[str, Path], run: Run, algorithm: str) -> None:
     from kexue.textkit.terms.discovery import WordFinder, discover_ngrams
 
     argv = ["discover", str(files["domain"]), "--algorithm", algorithm, "--min-count", "5"]
-    code, out, err = _run([*argv, "--top", "30"], capsys)
+    code, out, err = run([*argv, "--top", "30"])
     assert code == 0 and "words discovered" in err
     header, rows = _tsv(out)
     assert header == ["word", "count"] and len(rows) == 30
@@ -80,22 +88,20 @@ def test_discover_tsv_and_json(
         ref = discover_ngrams(texts, min_count=5, min_pmi=(0, 3, 5, 7))
     expected = sorted(ref.items(), key=lambda wc: (-wc[1], wc[0]))[:30]
     assert [(w, int(c)) for w, c in rows] == expected
-    code, out, _ = _run([*argv, "--format", "json", "--min-length", "2"], capsys)
+    code, out, _ = run([*argv, "--format", "json", "--min-length", "2"])
     data = json.loads(out)
     assert code == 0 and all(len(r["word"]) >= 2 for r in data)
     assert data == [{"word": w, "count": c} for w, c in sorted(ref.items(), key=lambda wc: (-wc[1], wc[0])) if len(w) >= 2]  # fmt: skip
 
 
-def test_bad_encoding_names_file_and_line(
-    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bad_encoding_names_file_and_line(files: dict[str, Path], run: Run) -> None:
     for argv in (
         ["discover", str(files["domain"]), str(files["bad"])],
         ["mine", "--domain", str(files["bad"]), "--background", str(files["background"])],
         ["segment", "--lexicon", str(files["bad"]), str(files["domain"])],
         ["count", str(files["bad"]), "-o", str(files["bad"].with_suffix(".npz"))],
     ):
-        code, out, err = _run(argv, capsys)
+        code, out, err = run(argv)
         assert code == 2, argv
         assert out == ""
         assert err.startswith("kexue-terms: error: ") and "Traceback" not in err
@@ -103,30 +109,26 @@ def test_bad_encoding_names_file_and_line(
     assert not files["bad"].with_suffix(".npz").exists()
 
 
-def test_empty_file(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(["discover", str(files["empty"]), "--format", "json"], capsys)
+def test_empty_file(files: dict[str, Path], run: Run) -> None:
+    code, out, err = run(["discover", str(files["empty"]), "--format", "json"])
     assert code == 0 and json.loads(out) == [] and "holds no text" in err
-    code, out, err = _run(["discover", str(files["empty"]), "--quiet"], capsys)
+    code, out, err = run(["discover", str(files["empty"]), "--quiet"])
     assert code == 0 and out == "word\tcount\n" and err == ""
-    code, out, err = _run(
-        ["mine", "--domain", str(files["empty"]), "--background", str(files["background"])], capsys
+    code, out, err = run(
+        ["mine", "--domain", str(files["empty"]), "--background", str(files["background"])]
     )
     assert code == 2 and "no text in the domain corpus" in err
-    code, out, err = _run(
-        ["mine", "--domain", str(files["domain"]), "--background", str(files["empty"])], capsys
+    code, out, err = run(
+        ["mine", "--domain", str(files["domain"]), "--background", str(files["empty"])]
     )
     assert code == 2 and "no text in the background corpus" in err
 
 
-def test_mine_texts_and_count_table(
-    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_mine_texts_and_count_table(files: dict[str, Path], tmp_path: Path, run: Run) -> None:
     out_tsv = tmp_path / "terms.tsv"
-    code, out, _ = _run(
+    code, out, _ = run(
         ["mine", "--domain", str(files["domain"]), "--background", str(files["background"]),
-         "--top", "10", "-o", str(out_tsv), "-q"],
-        capsys,
-    )  # fmt: skip
+         "--top", "10", "-o", str(out_tsv), "-q"])  # fmt: skip
     assert code == 0 and out == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["terms.tsv"]  # no temp file left
     header, rows = _tsv(out_tsv.read_text(encoding="utf-8"))
@@ -135,34 +137,28 @@ def test_mine_texts_and_count_table(
     assert all(0 < float(r[1]) < 1 for r in rows)
     # The same ranking with the background given as a count table written by `count`.
     table = tmp_path / "bg.npz"
-    code, _, _ = _run(["count", str(files["background"]), "-o", str(table), "-q"], capsys)
+    code, _, _ = run(["count", str(files["background"]), "-o", str(table), "-q"])
     assert code == 0 and table.is_file()
-    code, out, _ = _run(
+    code, out, _ = run(
         ["mine", "--domain", str(files["domain"]), "--background", str(table), "--top", "10",
-         "--format", "json"],
-        capsys,
-    )  # fmt: skip
+         "--format", "json"])  # fmt: skip
     data = json.loads(out)
     assert [(d["term"], d["domain_count"]) for d in data] == [(r[0], int(r[2])) for r in rows]
     assert [d["score"] for d in data] == pytest.approx([float(r[1]) for r in rows], rel=1e-5)
     # blog_compat: NaN scores become JSON null and come last.
-    code, out, _ = _run(
+    code, out, _ = run(
         ["mine", "--domain", str(files["domain"]), "--background", str(files["background"]),
-         "--counts", "discovered", "--blog-compat", "--top", "100000", "--format", "json"],
-        capsys,
-    )  # fmt: skip
+         "--counts", "discovered", "--blog-compat", "--top", "100000", "--format", "json"])  # fmt: skip
     scores = [d["score"] for d in json.loads(out)]
     first_null = scores.index(None)
     assert all(s is None for s in scores[first_null:]) and first_null > 0
 
 
-def test_count_then_load(
-    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_count_then_load(files: dict[str, Path], tmp_path: Path, run: Run) -> None:
     from kexue.textkit.terms.ngrams import NgramCounts, count_ngrams
 
     table = tmp_path / "t.npz"
-    code, _, err = _run(["count", str(files["domain"]), "-o", str(table), "--order", "3"], capsys)
+    code, _, err = run(["count", str(files["domain"]), "-o", str(table), "--order", "3"])
     assert code == 0 and "written to" in err
     texts = files["domain"].read_text(encoding="utf-8").splitlines()
     assert NgramCounts.load(table) == count_ngrams(texts, order=3)
@@ -171,21 +167,20 @@ def test_count_then_load(
 def test_segment_with_discovered_lexicon(
     files: dict[str, Path],
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    run: Run,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from kexue.textkit.terms.segment import UnigramSegmenter
 
     for fmt in ("tsv", "json"):
         lex = tmp_path / f"lex.{fmt}"
-        code, _, _ = _run(
-            ["discover", str(files["domain"]), "--algorithm", "A", "--format", fmt, "-o", str(lex)],
-            capsys,
+        code, _, _ = run(
+            ["discover", str(files["domain"]), "--algorithm", "A", "--format", fmt, "-o", str(lex)]
         )
         assert code == 0
         text = tmp_path / "in.txt"
         text.write_text("在变压器旁，继电保护 装置\n\n输电线路。\n", encoding="utf-8")
-        code, out, _ = _run(["segment", "--lexicon", str(lex), str(text)], capsys)
+        code, out, _ = run(["segment", "--lexicon", str(lex), str(text)])
         assert code == 0
         lines = out.split("\n")
         assert lines[1] == "" and len(lines) == 4  # empty line kept, trailing newline
@@ -196,25 +191,19 @@ def test_segment_with_discovered_lexicon(
     for r in json.loads(lex.read_text(encoding="utf-8")):
         lexicon[r["word"]] = r["count"]
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("继电保护和变压器。".encode())))
-    code, out, _ = _run(["segment", "--lexicon", str(lex)], capsys)
+    code, out, _ = run(["segment", "--lexicon", str(lex)])
     assert (
         code == 0
         and out == " ".join(UnigramSegmenter(lexicon).segment("继电保护和变压器。")) + "\n"
     )
 
 
-def test_usage_errors(
-    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, err = _run(["discover", str(tmp_path / "missing.txt")], capsys)
+def test_usage_errors(files: dict[str, Path], tmp_path: Path, run: Run) -> None:
+    code, _, err = run(["discover", str(tmp_path / "missing.txt")])
     assert code == 2 and "missing.txt: no such file" in err
-    code, _, err = _run(
-        ["discover", str(files["domain"]), "--algorithm", "A", "--min-pmi", "1,2"], capsys
-    )
+    code, _, err = run(["discover", str(files["domain"]), "--algorithm", "A", "--min-pmi", "1,2"])
     assert code == 2 and "--min-pmi" in err
-    code, _, err = _run(
-        ["discover", str(files["domain"]), "-o", str(tmp_path / "no" / "x.tsv")], capsys
-    )
+    code, _, err = run(["discover", str(files["domain"]), "-o", str(tmp_path / "no" / "x.tsv")])
     assert code == 2 and "does not exist" in err
     with pytest.raises(SystemExit) as exc:
         main(["discover", str(files["domain"]), "--top", "0"])
@@ -226,7 +215,7 @@ def test_usage_errors(
 def test_failed_write_leaves_target_untouched(
     files: dict[str, Path],
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    run: Run,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     target = tmp_path / "out.tsv"
@@ -236,7 +225,7 @@ def test_failed_write_leaves_target_untouched(
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    code, out, err = _run(["discover", str(files["domain"]), "-o", str(target), "-q"], capsys)
+    code, out, err = run(["discover", str(files["domain"]), "-o", str(target), "-q"])
     assert code == 2 and out == ""
     assert err == f"kexue-terms: error: {target}: cannot write (disk full)\n"
     assert target.read_text(encoding="utf-8") == "old\n"

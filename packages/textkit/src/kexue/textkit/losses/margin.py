@@ -39,6 +39,7 @@ References:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -218,47 +219,41 @@ def margin_logits(
     References:
         https://kexue.fm/archives/5743; arXiv:1801.05599, 1801.09414, 1801.07698, 1704.08063.
     """
-    s, m = _check_kind_s_m(kind, s, m)
-    sparse = _check_cos_target(cos, target)
-    return _margin_logits_core(cos, target, sparse, kind, s, m, easy_margin, lam)
+    margin = _Margin(kind, *_check_kind_s_m(kind, s, m), easy_margin, lam)
+    return margin.logits(cos, target, _check_cos_target(cos, target))
 
 
-def _margin_logits_core(
-    cos: Tensor,
-    target: Tensor,
-    sparse: bool,
-    kind: str,
-    s: float,
-    m: float,
-    easy_margin: bool,
-    lam: float,
-) -> Tensor:
-    """Trusted core of :func:`margin_logits` (inputs already validated)."""
-    if sparse:
-        idx = target.long().unsqueeze(1)
-        cos_t = cos.gather(1, idx)
-        return (s * cos).scatter(1, idx, s * _psi(cos_t, kind, m, easy_margin, lam))
-    return s * (cos + target.to(cos.dtype) * (_psi(cos, kind, m, easy_margin, lam) - cos))
+@dataclass(frozen=True)
+class _Margin:
+    """Checked hyper-parameters of one margin loss (``kind``, scale ``s``, margin ``m``, the
+    ArcFace / SphereFace options); its methods are the trusted cores (inputs already validated,
+    ``sparse``: ``target`` holds class ids)."""
 
+    kind: str
+    s: float
+    m: float
+    easy_margin: bool = False
+    lam: float = 0.0
 
-def _margin_ce_core(
-    cos: Tensor,
-    target: Tensor,
-    sparse: bool,
-    kind: str,
-    s: float,
-    m: float,
-    reduction: str,
-    easy_margin: bool = False,
-    lam: float = 0.0,
-) -> Tensor:
-    """Trusted core: cross-entropy of the margin logits, reduced."""
-    logits = _margin_logits_core(cos, target, sparse, kind, s, m, easy_margin, lam)
-    if sparse:
-        per = F.cross_entropy(logits, target.long(), reduction="none")
-    else:
-        per = -(target.to(logits.dtype) * F.log_softmax(logits, dim=1)).sum(1)
-    return _reduce(per, reduction)
+    def logits(self, cos: Tensor, target: Tensor, sparse: bool) -> Tensor:
+        """Trusted core of :func:`margin_logits`."""
+        s = self.s
+        if sparse:
+            idx = target.long().unsqueeze(1)
+            return (s * cos).scatter(1, idx, s * self._psi(cos.gather(1, idx)))
+        return s * (cos + target.to(cos.dtype) * (self._psi(cos) - cos))
+
+    def loss(self, cos: Tensor, target: Tensor, sparse: bool, reduction: str) -> Tensor:
+        """Trusted core: cross-entropy of the margin logits, reduced."""
+        logits = self.logits(cos, target, sparse)
+        if sparse:
+            per = F.cross_entropy(logits, target.long(), reduction="none")
+        else:
+            per = -(target.to(logits.dtype) * F.log_softmax(logits, dim=1)).sum(1)
+        return _reduce(per, reduction)
+
+    def _psi(self, cos: Tensor) -> Tensor:
+        return _psi(cos, self.kind, self.m, self.easy_margin, self.lam)
 
 
 def _margin_ce(
@@ -273,9 +268,8 @@ def _margin_ce(
 ) -> Tensor:
     """Checked entry shared by the public losses: validate once, then the core."""
     _check_reduction(reduction)
-    s, m = _check_kind_s_m(kind, s, m)
-    sparse = _check_cos_target(cos, target)
-    return _margin_ce_core(cos, target, sparse, kind, s, m, reduction, easy_margin, lam)
+    margin = _Margin(kind, *_check_kind_s_m(kind, s, m), easy_margin, lam)
+    return margin.loss(cos, target, _check_cos_target(cos, target), reduction)
 
 
 def am_softmax_loss(
@@ -432,17 +426,8 @@ class MarginSoftmaxLoss(nn.Module):
         (e.g. :class:`~kexue.textkit.tasks.similarity.SentenceSimilarityModel`): no value
         checks and no host sync. Integer ``target`` = class ids ``(B,)``, float = ``(B, C)``
         distribution; anything else is undefined behaviour."""
-        return _margin_ce_core(
-            cos,
-            target,
-            not target.is_floating_point(),
-            self.kind,
-            self.s,
-            self.m,
-            self.reduction,
-            self.easy_margin,
-            self.lam,
-        )
+        margin = _Margin(self.kind, self.s, self.m, self.easy_margin, self.lam)
+        return margin.loss(cos, target, not target.is_floating_point(), self.reduction)
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}, s={self.s}, m={self.m}, reduction={self.reduction!r}"
