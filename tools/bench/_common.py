@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -314,6 +314,14 @@ class BenchBlock:
     block: str
     module: str
     anchors: tuple[str, ...] = ()
+    start: str = field(init=False)
+    """``<!-- <block>:start -->`` (see :func:`block_markers`); ``end`` likewise."""
+    end: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        start, end = block_markers(self.block)
+        object.__setattr__(self, "start", start)  # frozen: set once, here
+        object.__setattr__(self, "end", end)
 
     @property
     def dist(self) -> str:
@@ -323,14 +331,6 @@ class BenchBlock:
     def md(self) -> Path:
         """``packages/<package>/BENCHMARKS.md``."""
         return benchmarks_md(self.package)
-
-    @property
-    def start(self) -> str:
-        return block_markers(self.block)[0]
-
-    @property
-    def end(self) -> str:
-        return block_markers(self.block)[1]
 
     @property
     def header(self) -> str:
