@@ -470,11 +470,20 @@ def install_and_test(
 
 
 def main(argv: list[str] | None = None) -> int:
+    global WORK
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packages", nargs="*", help="package folders to check (default: all)")
-    ap.add_argument("--keep", action="store_true", help="keep build/check-wheels afterwards")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder's envs afterwards")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=WORK,
+        help="work folder for wheels and environments (default build/check-wheels); give each "
+        "concurrent check its own",
+    )
     ap.add_argument("--pytest-args", default="-q", help="extra pytest arguments (one string)")
     args = ap.parse_args(argv)
+    WORK = args.work.resolve()
 
     packages = discover(args.packages)
     if not packages:

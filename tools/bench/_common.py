@@ -275,24 +275,28 @@ def bench_arguments(
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--quick", action="store_true", help=quick_help)
     parent.add_argument("--write", action="store_true", help="rewrite the BENCHMARKS.md block")
-    if benchmarks_md is not None:
-        parent.add_argument(
-            "--benchmarks-md",
-            type=Path,
-            default=benchmarks_md,
-            help=f"file --write rewrites (default {benchmarks_md.relative_to(ROOT)})",
-        )
-    if threads is not None:
-        parent.add_argument(
-            "--threads",
-            type=int,
-            default=threads,
-            help=f"torch.set_num_threads (default {threads})",
-        )
-    if devices:
-        parent.add_argument(
-            "--device", choices=tuple(devices), default=default_device or devices[0]
-        )
+    optional: dict[str, dict[str, Any] | None] = {  # flag → add_argument keywords, None: absent
+        "--benchmarks-md": None
+        if benchmarks_md is None
+        else {
+            "type": Path,
+            "default": benchmarks_md,
+            "help": f"file --write rewrites (default {benchmarks_md.relative_to(ROOT)})",
+        },
+        "--threads": None
+        if threads is None
+        else {
+            "type": int,
+            "default": threads,
+            "help": f"torch.set_num_threads (default {threads})",
+        },
+        "--device": {"choices": tuple(devices), "default": default_device or devices[0]}
+        if devices
+        else None,
+    }
+    for flag, keywords in optional.items():
+        if keywords is not None:
+            parent.add_argument(flag, **keywords)
     return parent
 
 
