@@ -211,19 +211,20 @@ def run_jobs(
     items: Sequence[T],
     *,
     label: str,
-    units: Sequence[int],
+    units: Sequence[int] | int,
     describe: Callable[[T, R], str] | None = None,
 ) -> list[R]:
     """Run ``fn(item, tick)`` for every item and return the results in item order.
 
-    ``tick(n)`` advances the progress bar by ``n`` of the item's ``units``. With ``ctx.jobs > 1``
+    ``tick(n)`` advances the progress bar by ``n`` of the item's ``units`` (one number per item,
+    or one number for every item). With ``ctx.jobs > 1``
     the items run in that many ``spawn`` worker processes with one torch thread each; ``fn`` must
     then be a module-level function and items and results picklable. Each run must seed itself,
     so the results do not depend on ``ctx.jobs``. ``describe(item, result)`` gives a line printed
     as each run finishes.
     """
     progress = ctx.progress
-    progress.start(label, sum(units))
+    progress.start(label, units * len(items) if isinstance(units, int) else sum(units))
     results: list[Any] = [None] * len(items)
     if ctx.jobs <= 1 or len(items) <= 1:
         for i, item in enumerate(items):

@@ -180,7 +180,7 @@ def run(ctx: Context) -> Section:
         _train_job,
         specs,
         label=f"keras_compat: {len(specs)} runs",
-        units=[cfg.steps] * len(specs),
+        units=cfg.steps,
         describe=_describe,
     )
     section = Section(
