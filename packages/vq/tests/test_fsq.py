@@ -210,6 +210,36 @@ def test_residual_fsq_meets_the_error_bound_and_improves_per_stage(
     assert max(1 / ((L - 1) * L ** (q - 1)) for L in levels) == pytest.approx(measured, abs=1e-6)
 
 
+@pytest.mark.parametrize("q", [1, 2, 4])
+def test_residual_fsq_gradient_is_one_ste_whatever_the_number_of_stages(q: int) -> None:
+    """grad="stack": ∂out/∂y = I, so ∂out/∂x = diag(1 − (y/c)²), the soft clamp's derivative,
+    for every Q; grad="per_stage" (lucidrains) adds an I per stage whose scaled residual lies inside
+    the hard clamp: Q times as much for inputs where every stage is inside."""
+    levels = [5, 4, 8]
+    g = torch.Generator().manual_seed(q)
+    x = (torch.randn(256, 3, generator=g, dtype=torch.float64) * 0.7).requires_grad_()
+    w = torch.randn(256, 3, generator=g, dtype=torch.float64)
+    c = torch.tensor([L / (L - 1) for L in levels], dtype=torch.float64)
+    clamp_slope = 1 - (torch.tanh(x.detach() / c)) ** 2
+    stack = ResidualFSQ(levels, q)
+    (grad,) = torch.autograd.grad((stack(x).quantized * w).sum(), x)
+    torch.testing.assert_close(grad, w * clamp_slope, rtol=1e-12, atol=0)
+    per_stage = ResidualFSQ(levels, q, grad="per_stage")
+    out = per_stage(x)
+    (grad_ps,) = torch.autograd.grad((out.quantized * w).sum(), x)
+    assert torch.equal(out.quantized, stack(x).quantized)  # same forward values
+    # stage q is inside its hard clamp iff |r_q| ≤ L^(−q); count them per element
+    y = torch.tanh(x.detach() / c) * c
+    residual, inside = y, torch.zeros_like(y)
+    for stage in range(q):
+        scale = torch.tensor(levels, dtype=torch.float64) ** (-stage)
+        inside += (residual / scale).abs() <= 1
+        residual = residual - per_stage.fsq.quantize(residual / scale) * scale
+    torch.testing.assert_close(grad_ps, w * clamp_slope * inside, rtol=1e-12, atol=0)
+    if q > 1:
+        assert bool((inside == q).float().mean() > 0.5)  # most elements: Q times the stack's
+
+
 def test_residual_fsq_lookup_projection_and_mask() -> None:
     rfsq = ResidualFSQ([5, 5, 5], 3, dim=8)
     x = torch.randn(4, 6, 8)
@@ -239,8 +269,26 @@ def test_residual_fsq_lookup_projection_and_mask() -> None:
         (lambda: FSQ([5, 5]).indices_to_codes(torch.zeros(3)), "indices"),
         (lambda: ResidualFSQ([5, 5], 0), "num_quantizers"),
         (lambda: ResidualFSQ([5, 5], 2, dim=-1), "dim"),
+        (lambda: ResidualFSQ([5, 5], 2, grad="sum"), "grad"),
     ],
 )
 def test_bad_arguments_name_the_argument(build, name: str) -> None:
     with pytest.raises(ValueError, match=rf"^{name} "):
         build()
+
+
+def test_stats_are_computed_on_first_access_and_equal_the_eager_ones() -> None:
+    from kexue.vq._masking import IndexStats, index_stats
+
+    fsq = FSQ([5, 4, 3], num_codebooks=2)
+    x = torch.randn(6, 50, 6, generator=torch.Generator().manual_seed(3))
+    mask = torch.arange(50) < torch.tensor([50, 20, 0, 7, 50, 1]).unsqueeze(-1)
+    out = fsq(x, mask=mask)
+    assert isinstance(out.stats, IndexStats) and out.stats._values is None  # nothing computed yet
+    eager = index_stats(out.indices, fsq.num_codes)
+    assert set(out.stats) == {"perplexity", "usage"} and len(out.stats) == 2
+    assert dict(out.stats) == eager and out.stats == eager
+    assert out.stats._values is not None  # computed once, then kept
+    extra = IndexStats(out.indices, fsq.num_codes, {"rotation_fallback": torch.tensor(2.0)})
+    assert list(extra) == ["perplexity", "usage", "rotation_fallback"]
+    assert extra["rotation_fallback"].item() == 2.0 and extra._values is None

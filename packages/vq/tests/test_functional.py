@@ -226,13 +226,20 @@ def test_cosine_equals_argmax_cosine_similarity() -> None:
     assert torch.equal(idx, idx2)
 
 
-def test_codebook_sqnorm_is_validated_and_harmless() -> None:
+def test_codebook_sqnorm_is_deprecated_ignored_and_still_shape_checked() -> None:
     g = _gen(12)
     x, codebook = torch.randn(9, 4, generator=g), torch.randn(5, 4, generator=g)
-    idx, _ = nearest_code(x, codebook, codebook_sqnorm=(codebook**2).sum(1), backend="torch")
-    assert torch.equal(idx, brute_force(x, codebook)[0])
-    with pytest.raises(ValueError, match="codebook_sqnorm"):
-        nearest_code(x, codebook, codebook_sqnorm=torch.ones(4), backend="torch")
+    wrong = (codebook**2).sum(1) + 1e4 * torch.arange(5)  # would change the argmin if used
+    for lookup in (nearest_code, nearest_code_reference):
+        with pytest.warns(DeprecationWarning, match="codebook_sqnorm is deprecated") as rec:
+            idx, _ = lookup(x, codebook, codebook_sqnorm=wrong)
+        assert rec[0].filename == __file__  # points at the caller
+        assert torch.equal(idx, brute_force(x, codebook)[0])
+        with (
+            pytest.warns(DeprecationWarning, match="codebook_sqnorm"),
+            pytest.raises(ValueError, match=r"codebook_sqnorm must have shape \(K,\) = \(5,\)"),
+        ):
+            lookup(x, codebook, codebook_sqnorm=torch.ones(4))
 
 
 def test_bad_inputs_name_the_argument() -> None:
@@ -309,11 +316,12 @@ def test_dispatch_routes_to_the_kernel_modules(monkeypatch: pytest.MonkeyPatch) 
     assert calls == []
     assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
     sq = (codebook**2).sum(1)
-    nearest_code(x, codebook, backend="triton", metric="cosine", codebook_sqnorm=sq)
+    with pytest.warns(DeprecationWarning, match="codebook_sqnorm"):
+        nearest_code(x, codebook, backend="triton", metric="cosine", codebook_sqnorm=sq)
     code_counts_and_sums(idx, x, 2, backend="triton", deterministic=False)
     assert calls[0][0] == "assign" and calls[1] == ("epilogue", {"deterministic": False})
     assert calls[0][1]["metric"] == "cosine" and calls[0][1]["precision"] == "auto"
-    assert calls[0][1]["codebook_sqnorm"] is sq
+    assert "codebook_sqnorm" not in calls[0][1]  # deprecated: not passed on
     monkeypatch.setenv("KEXUE_VQ_BACKEND", "triton")  # the env var overrides "auto"
     nearest_code(x, codebook)
     assert len(calls) == 3

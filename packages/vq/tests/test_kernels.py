@@ -251,14 +251,16 @@ def test_non_contiguous_inputs_and_given_sqnorm(device) -> None:
         torch.testing.assert_close(idx, ref_idx, rtol=0, atol=0)
         torch.testing.assert_close(dist, (x - c[idx]).pow(2).sum(1), rtol=0, atol=1e-4)
     sq = c.pow(2).sum(1)
-    idx1, dist1 = nearest_code_triton(x, c, codebook_sqnorm=sq, precision="fp32")
+    with pytest.warns(DeprecationWarning, match="codebook_sqnorm"):
+        idx1, dist1 = nearest_code_triton(x, c, codebook_sqnorm=sq, precision="fp32")
     idx2, dist2 = nearest_code_triton(x, c, precision="fp32")
     torch.testing.assert_close(idx1, idx2, rtol=0, atol=0)
     torch.testing.assert_close(dist1, dist2, rtol=0, atol=1e-4)
-    # the kernel scores centred codes, so a given sqnorm is validated but cannot change the answer
+    # deprecated and ignored: the kernel scores centred codes, so a sqnorm cannot change the answer
     fake = sq.clone()
     fake[ref_idx[0]] += 1e4
-    idx3, _ = nearest_code_triton(x[:1], c, codebook_sqnorm=fake, precision="fp32")
+    with pytest.warns(DeprecationWarning, match="codebook_sqnorm"):
+        idx3, _ = nearest_code_triton(x[:1], c, codebook_sqnorm=fake, precision="fp32")
     assert idx3.item() == ref_idx[0].item()
 
 
@@ -289,7 +291,10 @@ def test_bad_inputs(device) -> None:
         nearest_code_triton(x, torch.randn(0, 3, device=device))
     with pytest.raises(ValueError, match="x must be fp32, bf16 or fp16"):
         nearest_code_triton(x.double(), c)
-    with pytest.raises(ValueError, match="codebook_sqnorm"):
+    with (
+        pytest.warns(DeprecationWarning, match="codebook_sqnorm"),
+        pytest.raises(ValueError, match="codebook_sqnorm"),
+    ):
         nearest_code_triton(x, c, codebook_sqnorm=torch.ones(4, device=device))
 
 

@@ -13,7 +13,7 @@ __all__ = ["bench_main"]
 
 def bench_main(
     doc: str,
-    block: str,
+    block: str | Callable[[argparse.Namespace], str],
     argv: list[str] | None,
     build: Callable[[argparse.Namespace, list[str]], str],
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
@@ -21,7 +21,8 @@ def bench_main(
 ) -> int:
     """Parse ``argv`` (``--write`` plus ``add_arguments``), run ``before`` (a non-None result ends
     the run with that code), check that vector-quantize-pytorch imports, then print ``build``'s
-    markdown and, with ``--write``, put it in the ``block`` of packages/vq/BENCHMARKS.md."""
+    markdown and, with ``--write``, put it in the ``block`` (a name, or a function of the parsed
+    arguments) of packages/vq/BENCHMARKS.md."""
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--write", action="store_true", help="rewrite the BENCHMARKS.md block")
@@ -33,6 +34,6 @@ def bench_main(
     if not importable("vector_quantize_pytorch"):
         print("vector-quantize-pytorch is not installed: nothing to compare", file=sys.stderr)
         return 1
-    start, end = block_markers(block)
+    start, end = block_markers(block if isinstance(block, str) else block(args))
     publish(build(args, argv), benchmarks_md("vq"), start, end, write=args.write)
     return 0

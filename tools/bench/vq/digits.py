@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import math
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -172,11 +174,12 @@ def row(kind: str, ours: list[dict], theirs: list[dict]) -> list[Any]:
     ]
 
 
-def results_markdown(args: argparse.Namespace, argv: list[str]) -> str:
-    torch.set_num_threads(1)
+def train_all(args: argparse.Namespace) -> dict[str, dict[str, list[dict]]]:
+    """{kind: {"kexue": runs, "vqp": runs}} for ``--kinds`` (default all), seeds interleaved."""
     data = digits()
-    rows, t0 = [], time.perf_counter()
-    for kind in kinds():
+    chosen = args.kinds.split(",") if args.kinds else kinds()
+    results, t0 = {}, time.perf_counter()
+    for kind in chosen:
         runs: dict[str, list[dict]] = {"kexue": [], "vqp": []}
         for seed in range(args.seeds):
             for impl in ("kexue", "vqp"):  # interleaved
@@ -188,12 +191,29 @@ def results_markdown(args: argparse.Namespace, argv: list[str]) -> str:
                     runs[impl][-1],
                     f"{time.perf_counter() - t0:.0f}s",
                     file=sys.stderr,
+                    flush=True,
                 )
-        rows.append(row(kind, runs["kexue"], runs["vqp"]))
+        results[kind] = runs
+        if args.save_json:  # after every kind, so a capped run keeps what it finished
+            Path(args.save_json).write_text(json.dumps(results), encoding="utf-8")
+    return results
+
+
+def results_markdown(args: argparse.Namespace, argv: list[str]) -> str:
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    if args.from_json:  # merge runs saved by parallel --save-json processes; no training
+        results: dict[str, dict[str, list[dict]]] = {}
+        for path in args.from_json:
+            results.update(json.loads(Path(path).read_text(encoding="utf-8")))
+        results = {k: results[k] for k in kinds() if k in results}
+    else:
+        results = train_all(args)
+    rows = [row(kind, r["kexue"], r["vqp"]) for kind, r in results.items()]
     facts = run_facts(
         f"OMP_NUM_THREADS=1 python -m tools.bench.vq.digits {' '.join(argv)}".strip(),
         mode=f"CPU, fp32, 1 thread, {args.steps} Adam steps (lr 1e-3, batch 256), "
-        f"seeds 0..{args.seeds - 1}; wall {time.perf_counter() - t0:.0f} s",
+        f"seeds 0..{args.seeds - 1}; wall {args.wall_s or time.perf_counter() - t0:.0f} s",
         machine=machine_line(),
         versions=versions("kexue-vq", "vector-quantize-pytorch", "scikit-learn"),
     )
@@ -210,16 +230,32 @@ def results_markdown(args: argparse.Namespace, argv: list[str]) -> str:
         ],
         rows,
     )
-    return "\n".join(["### Digits VQ-VAE at equal bits (5 seeds)", "", *facts, "", table, ""])
+    title = f"### Digits VQ-VAE at equal bits ({args.seeds} seed{'s' if args.seeds > 1 else ''})"
+    lines = [title, "", *facts]
+    if args.from_json:
+        lines.append(
+            "- Runs: trained by parallel processes with the same `--steps`/`--seeds`, one per "
+            "`--kinds` subset, each with `--save-json`; this command only tabulates them"
+        )
+    return "\n".join([*lines, "", table, ""])
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--kinds", help="comma-separated subset of the quantisers (default all)")
+    parser.add_argument("--save-json", help="also save the raw runs here (after every quantiser)")
+    parser.add_argument("--from-json", nargs="+", help="build the table from saved runs instead")
+    parser.add_argument("--wall-s", type=float, help="wall-clock seconds of the saved runs")
+
+
+def _block(args: argparse.Namespace) -> str:
+    """The 500-step table keeps its block; other schedules get their own."""
+    return "bench:vq-modern-digits" + ("" if args.steps == 500 else f"-{args.steps}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    return bench_main(__doc__, "bench:vq-modern-digits", argv, results_markdown, _arguments)
+    return bench_main(__doc__, _block, argv, results_markdown, _arguments)
 
 
 if __name__ == "__main__":

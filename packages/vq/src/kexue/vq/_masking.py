@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 import torch
 from torch import Tensor, nn
 
 from .functional import perplexity
 
 __all__ = [
+    "IndexStats",
     "check_count",
     "check_float_input",
     "index_stats",
@@ -117,6 +120,50 @@ def index_stats(indices: Tensor, num_codes: int) -> dict[str, Tensor]:
         "perplexity": ppl.mean().to(torch.float32),
         "usage": use.mean().to(torch.float32).to(indices.device),
     }
+
+
+class IndexStats(Mapping[str, Tensor]):
+    """The ``stats`` of a quantiser output: ``perplexity`` and ``usage`` of ``indices`` (as
+    :func:`index_stats`), computed on first access, plus any ``extra`` entries given eagerly.
+
+    A training step that never reads them pays nothing for them (no ``bincount``, and no host sync
+    on devices where ``bincount`` needs one). They describe ``indices`` as they were returned:
+    modifying that tensor in place before the first read changes them.
+    """
+
+    __slots__ = ("_extra", "_indices", "_num_codes", "_values")
+
+    def __init__(
+        self, indices: Tensor, num_codes: int, extra: dict[str, Tensor] | None = None
+    ) -> None:
+        self._indices: Tensor | None = indices
+        self._num_codes = num_codes
+        self._extra = dict(extra or {})
+        self._values: dict[str, Tensor] | None = None
+
+    def _resolved(self) -> dict[str, Tensor]:
+        if self._values is None:
+            assert self._indices is not None
+            self._values = {**index_stats(self._indices, self._num_codes), **self._extra}
+            self._indices = None
+        return self._values
+
+    def __getitem__(self, key: str) -> Tensor:
+        if key in self._extra:
+            return self._extra[key]
+        return self._resolved()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("perplexity", "usage", *(k for k in self._extra if k not in _STAT_KEYS)))
+
+    def __len__(self) -> int:
+        return len(_STAT_KEYS) + sum(k not in _STAT_KEYS for k in self._extra)
+
+    def __repr__(self) -> str:
+        return f"IndexStats({self._resolved()!r})"
+
+
+_STAT_KEYS = ("perplexity", "usage")
 
 
 def project_codes(project_out: nn.Module, codes: Tensor, indices: Tensor) -> Tensor:

@@ -28,6 +28,7 @@ argmin agrees. Every other ("ambiguous") row is settled by :func:`exact_rerank`:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -38,12 +39,33 @@ __all__ = [
     "CACHE_CHUNK_BYTES",
     "DEFAULT_CHUNK_BYTES",
     "NORM_EPS",
+    "check_codebook_sqnorm",
     "exact_rerank",
     "exact_sqdist",
     "nearest_code_exact",
     "pow2_scale",
     "score_tolerance",
 ]
+
+
+def check_codebook_sqnorm(codebook_sqnorm: Tensor | None, num_codes: int) -> None:
+    """The deprecated ``codebook_sqnorm=`` argument of the lookups: a DeprecationWarning (it has
+    been ignored since 0.2.0: exactness needs the norms of the translated codes, which every path
+    recomputes in O(K·D)), and still a ValueError for a wrong shape until it is removed in 0.3."""
+    if codebook_sqnorm is None:
+        return
+    warnings.warn(
+        "codebook_sqnorm is deprecated and ignored since kexue-vq 0.2.0 (the lookups recompute "
+        "the norms of the translated codes); it will be removed in 0.3",
+        DeprecationWarning,
+        stacklevel=4,  # the caller of nearest_code / nearest_code_reference / nearest_code_triton
+    )
+    if tuple(codebook_sqnorm.shape) != (num_codes,):
+        raise ValueError(
+            f"codebook_sqnorm must have shape (K,) = ({num_codes},), "
+            f"got {tuple(codebook_sqnorm.shape)}"
+        )
+
 
 DEFAULT_CHUNK_BYTES = 32 * 2**20
 """Byte budget of one chunk of scores in the reference (32 MiB, design decision of kexue-vq)."""

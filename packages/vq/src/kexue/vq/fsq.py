@@ -8,14 +8,15 @@ straight-through estimator; the code index is the mixed-radix number of the leve
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from ._masking import check_float_input, resolve_mask
-from .functional import perplexity
+from ._masking import IndexStats, check_float_input, resolve_mask
 from .quantizer import QuantizerOutput
 
 __all__ = ["FSQ", "FSQ_LEVELS", "MAX_IMPLICIT_CODES"]
@@ -37,13 +38,94 @@ _EPS = 1e-3  # ε of the bound's half-width h = (L − 1)(1 + ε)/2 [lucidrains 
 _BOUNDS = ("paper", "symmetric")
 
 
-def _round_ste(x: Tensor) -> Tensor:
-    """round(x) forward, identity gradient."""
-    return x + (x.round() - x).detach()
+Scalar = Tensor | float  # a per-level constant: a (d,) tensor, or a float when all L_i are equal
 
 
-def _floor_ste(x: Tensor) -> Tensor:
-    return x + (x.floor() - x).detach()
+class _Grid(NamedTuple):
+    """Per-level constants of the bound in one dtype/device (see :meth:`FSQ._grid`)."""
+
+    half_l: Scalar  # paper: h = (L − 1)(1 + ε)/2
+    offset: Scalar  # paper: ½ for even L, else 0
+    shift: Scalar  # paper: artanh(offset/h)
+    half: Scalar  # paper: ⌊L/2⌋
+    lm1: Scalar  # symmetric: L − 1
+    step: Scalar  # symmetric: 2/(L − 1)
+    slope: Scalar  # ∂codes/∂bounded value: h/⌊L/2⌋ (paper) or (2/(L−1))·(L−1)/2 (symmetric)
+    basis: Tensor  # B_i, in the dtype that sums the digits exactly (int64 above 2^53 codes)
+    base: Tensor  # 0-d: Σ ⌊L_i/2⌋·B_i (paper: index = Σ round(·)·B_i + base), 0 (symmetric)
+
+
+class _BoundRound(torch.autograd.Function):
+    """z (..., d) → (codes, indices): the bounded, rounded codes with a straight-through gradient,
+    and their int64 indices (no gradient). One op chain, no autograd graph inside; the backward is
+    the closed form slope·(1 − t²)·g (tanh) or slope·1[|z| ≤ 1]·g (hard clamp)."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, grid: _Grid, symmetric: bool, hard: bool) -> Any:
+        if hard:
+            t = z.clamp(-1.0, 1.0)
+        else:
+            t = torch.tanh(z) if symmetric else torch.add(z, grid.shift).tanh_()
+        if symmetric:  # ẑ = (2/(L−1))·⌊(L−1)(t + 1)/2 + ½⌋ − 1, digit = the floor
+            digits = (t + 1).mul_(grid.lm1).div_(2).add_(0.5).floor_()
+            codes = (digits * grid.step).sub_(1.0)
+        else:  # ẑ = round(h·t − o)/⌊L/2⌋, digit = round(·) + ⌊L/2⌋
+            digits = (t * grid.half_l).sub_(grid.offset).round_()
+            codes = digits / grid.half
+        indices = _sum_digits(digits, grid.basis, grid.base)
+        # intermediates kept as attributes (no double backward): the tanh or the clamp's inside mask
+        ctx.saved, ctx.slope, ctx.hard = ((z.abs() <= 1.0) if hard else t), grid.slope, hard
+        ctx.mark_non_differentiable(indices)
+        return codes, indices
+
+    @staticmethod
+    def backward(ctx: Any, grad_codes: Tensor, _grad_indices: Tensor) -> Any:
+        saved, slope = ctx.saved, ctx.slope
+        if ctx.hard:
+            grad = grad_codes * saved
+        else:  # g·(1 − t²)
+            grad = torch.ops.aten.tanh_backward(grad_codes, saved)
+        return grad.mul_(slope), None, None, None
+
+
+def _sum_digits(digits: Tensor, basis: Tensor, base: Tensor | None = None) -> Tensor:
+    """int64 indices (..., C) of integer-valued float digits (..., C·d): Σ_i digits_i·B_i (+ base)
+    per head of d = len(basis), exactly (``basis`` fp32 up to 2^24 codes, fp64 up to 2^53, else
+    int64)."""
+    heads = (*digits.shape[:-1], digits.shape[-1] // basis.shape[0])
+    flat = digits.reshape(-1, basis.shape[0])
+    if basis.dtype == torch.int64:
+        out = (flat.to(torch.int64) * basis).sum(dim=-1)
+        return (out if base is None else out + base).view(heads)
+    if flat.dtype != basis.dtype:
+        flat = flat.to(basis.dtype)
+    out = torch.mv(flat, basis) if base is None else torch.addmv(base, flat, basis)
+    return out.to(torch.int64).view(heads)
+
+
+def _build_grid(
+    levels: Tensor, bound: str, num_codes: int, dtype: torch.dtype, heads: int
+) -> _Grid:
+    """The constants of :class:`_Grid` for int64 ``levels`` (d,), computed in ``dtype``; the
+    element-wise ones repeated for ``heads`` heads side by side (C·d,)."""
+    basis = torch.cumprod(torch.cat([levels.new_ones(1), levels[:-1]]), 0)
+    base_value = (levels // 2 * basis).sum() if bound == "paper" else basis.new_zeros(())
+    levels = levels.repeat(heads)
+    lv = levels.to(dtype)
+    half_l = (lv - 1) * (1 + _EPS) / 2
+    offset = torch.where(levels % 2 == 0, 0.5, 0.0).to(dtype)
+    half = (levels // 2).to(dtype)
+    lm1, step = lv - 1, 2.0 / (lv - 1)
+    slope = step * lm1 / 2 if bound == "symmetric" else half_l / half
+    shift = torch.atanh(offset / half_l)
+    if num_codes <= 2**24:  # every partial sum of the digits is exact in fp32
+        index_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    else:
+        index_dtype = torch.float64 if num_codes <= 2**53 else torch.int64
+    consts: list[Scalar] = [half_l, offset, shift, half, lm1, step, slope]
+    if bool((levels == levels[0]).all()):
+        consts = [float(c[0]) for c in consts]
+    return _Grid(*consts, basis.to(index_dtype), base_value.to(index_dtype))
 
 
 def _check_levels(levels: Sequence[int], bound: str) -> list[int]:
@@ -138,6 +220,7 @@ class FSQ(nn.Module):
         self.register_buffer("levels", torch.tensor(lv, dtype=torch.int64), persistent=False)
         basis = [math.prod(lv[:i]) for i in range(len(lv))]
         self.register_buffer("basis", torch.tensor(basis, dtype=torch.int64), persistent=False)
+        self._grids: dict[tuple[torch.dtype, torch.device, int], _Grid] = {}
         self.has_projection = dim != codebook_dim
         self.project_in: nn.Module = (
             nn.Linear(dim, codebook_dim) if self.has_projection else nn.Identity()
@@ -154,20 +237,28 @@ class FSQ(nn.Module):
 
     # -- the grid --------------------------------------------------------------------------------
 
+    def _grid(self, dtype: torch.dtype, device: torch.device, heads: int = 1) -> _Grid:
+        """The bound's per-level constants in ``dtype`` on ``device``, built once and cached.
+
+        With equal levels they are Python floats (the exact ``dtype`` values): the element-wise
+        ops then run without broadcasting a (d,) tensor."""
+        key = (dtype, device, heads)
+        grid = self._grids.get(key)
+        if grid is None:
+            grid = _build_grid(self.levels.to(device), self.bound, self.num_codes, dtype, heads)
+            self._grids[key] = grid
+        return grid
+
+    def _bound_round(self, z: Tensor, heads: int = 1) -> tuple[Tensor, Tensor]:
+        """(codes (..., C·d), int64 indices (..., C)) of z (..., C·d), C = ``heads`` side by side,
+        in z's floating dtype; codes carry the STE gradient."""
+        grid = self._grid(z.dtype, z.device, heads)
+        symmetric = self.bound == "symmetric"
+        return _BoundRound.apply(z, grid, symmetric, self.hard_clamp)
+
     def quantize(self, z: Tensor) -> Tensor:
         """Bound and round z: (..., d) → normalised codes (..., d) in [−1, 1], STE gradient."""
-        lv = self.levels.to(z.dtype)
-        if self.bound == "symmetric":
-            t = z.clamp(-1.0, 1.0) if self.hard_clamp else torch.tanh(z)
-            return (2.0 / (lv - 1)) * _floor_ste((lv - 1) * (t + 1) / 2 + 0.5) - 1.0
-        half_l = (lv - 1) * (1 + _EPS) / 2
-        offset = torch.where(self.levels % 2 == 0, 0.5, 0.0).to(z.dtype)
-        if self.hard_clamp:
-            bounded = z.clamp(-1.0, 1.0) * half_l - offset
-        else:
-            shift = torch.atanh(offset / half_l)
-            bounded = torch.tanh(z + shift) * half_l - offset
-        return _round_ste(bounded) / (self.levels // 2).to(z.dtype)
+        return self._bound_round(z)[0]
 
     def _digits(self, codes: Tensor) -> Tensor:
         lv = self.levels.to(codes.dtype)
@@ -176,7 +267,7 @@ class FSQ(nn.Module):
         else:
             half = (self.levels // 2).to(codes.dtype)
             digits = codes * half + half
-        return digits.round().to(torch.int64)
+        return digits.round()
 
     def codes_to_indices(self, codes: Tensor) -> Tensor:
         """Normalised codes (..., d) → int64 indices (...), mixed radix, first dim least significant."""
@@ -184,7 +275,9 @@ class FSQ(nn.Module):
             raise ValueError(
                 f"codes must have shape (..., {self.codebook_dim}), got {tuple(codes.shape)}"
             )
-        return (self._digits(codes) * self.basis).sum(dim=-1)
+        digits = self._digits(codes)
+        work = torch.promote_types(digits.dtype, torch.float32)
+        return _sum_digits(digits, self._grid(work, digits.device).basis).squeeze(-1)
 
     def indices_to_codes(self, indices: Tensor) -> Tensor:
         """int64 indices (...) in [0, K) → normalised codes (..., d), fp32 (no projection)."""
@@ -236,48 +329,38 @@ class FSQ(nn.Module):
         index −1 and ``quantized`` = the input there, and are left out of the stats. ``lens``:
         (B,) integer lengths instead of ``mask`` for x (B, T, D) (valid iff t < lens[b])."""
         check_float_input(x, self.dim)
-        mask = resolve_mask(x, mask, lens)
-        z = self.project_in(x)
+        if mask is not None or lens is not None:
+            mask = resolve_mask(x, mask, lens)
+        z = self.project_in(x) if self.has_projection else x
         codes, indices = self._quantize_heads(z)
-        quantized = self.project_out(codes.flatten(-2).to(z.dtype))
+        quantized = codes if codes.dtype == z.dtype else codes.to(z.dtype)
+        if self.has_projection:
+            quantized = self.project_out(quantized)
         if mask is not None:
             quantized = torch.where(mask.unsqueeze(-1), quantized, x)
             indices = indices.masked_fill(~mask.unsqueeze(-1), -1)
-        stats = _index_stats(indices, self.num_codes)
+        stats = IndexStats(indices, self.num_codes)
         if self.num_codebooks == 1:
             indices = indices.squeeze(-1)
         zero = torch.zeros((), dtype=_stat_dtype(x), device=x.device)
         return QuantizerOutput(quantized, indices, zero, {}, stats)
 
     def _quantize_heads(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """z (..., C·d) → codes (..., C, d) in the compute dtype, indices (..., C) int64."""
+        """z (..., C·d) → codes (..., C·d) in the compute dtype, indices (..., C) int64."""
         work = _stat_dtype(z)
-        with torch.autocast(z.device.type, enabled=False):
-            zc = z.to(work).unflatten(-1, (self.num_codebooks, self.codebook_dim))
-            codes = self.quantize(zc)
-            indices = self.codes_to_indices(codes.detach())
-        return codes, indices
+        zw = z if z.dtype == work else z.to(work)
+        if torch.is_autocast_enabled(z.device.type):
+            with torch.autocast(z.device.type, enabled=False):
+                return self._bound_round(zw, self.num_codebooks)
+        return self._bound_round(zw, self.num_codebooks)
+
+
+def _no_autocast(x: Tensor) -> contextlib.AbstractContextManager[Any]:
+    """Autocast off for the exact quantisation step (a no-op context when it is off already)."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _stat_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
-@torch.no_grad()
-def _index_stats(indices: Tensor, num_codes: int) -> dict[str, Tensor]:
-    """Perplexity and usage per head of indices (..., C), −1 skipped, then the mean over heads."""
-    flat = indices.reshape(-1, indices.shape[-1])
-    ppl, use = [], []
-    for c in range(flat.shape[-1]):
-        col = flat[:, c]
-        _, counts = torch.unique(col[col >= 0], return_counts=True)
-        ppl.append(
-            perplexity(counts.to(torch.float64))
-            if counts.numel()
-            else torch.zeros((), dtype=torch.float64)
-        )
-        use.append(torch.tensor(counts.numel() / num_codes, dtype=torch.float64))
-    return {
-        "perplexity": torch.stack(ppl).mean().to(torch.float32),
-        "usage": torch.stack(use).mean().to(torch.float32).to(indices.device),
-    }

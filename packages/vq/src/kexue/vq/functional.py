@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from ._dispatch import resolve_backend
-from ._reference import DEFAULT_CHUNK_BYTES, nearest_code_exact
+from ._reference import DEFAULT_CHUNK_BYTES, check_codebook_sqnorm, nearest_code_exact
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -80,11 +80,7 @@ def _check_assign_inputs(
         raise ValueError("x contains NaN or inf")
     if not bool(torch.isfinite(codebook).all()):
         raise ValueError("codebook contains NaN or inf")
-    if codebook_sqnorm is not None and tuple(codebook_sqnorm.shape) != (codebook.shape[0],):
-        raise ValueError(
-            f"codebook_sqnorm must have shape (K,) = ({codebook.shape[0]},), "
-            f"got {_shape(codebook_sqnorm)}"
-        )
+    check_codebook_sqnorm(codebook_sqnorm, codebook.shape[0])
     if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
 
@@ -109,8 +105,9 @@ def nearest_code(
         x: (N, D) floating tensor, finite (N may be 0).
         codebook: (K, D) floating tensor, K >= 1.
         metric: ``"l2"`` (default) or ``"cosine"``.
-        codebook_sqnorm: optional (K,) ‖e_k‖²: validated for shape and kept for API
-            compatibility; both paths recompute the norms of the translated codes (exactness).
+        codebook_sqnorm: **deprecated** (DeprecationWarning; removed in 0.3): ignored since
+            0.2.0, both paths recompute the norms of the translated codes (exactness); a wrong
+            shape still raises.
         chunk_size: rows per chunk of the reference path; default from a 32 MiB score budget.
         precision: ``"auto"`` (default, = ``"fp32"``), ``"fp32"`` (IEEE fp32 dot products) or
             ``"rerank"`` (bf16 dot products, u_in = 2⁻⁸).
@@ -132,9 +129,8 @@ def nearest_code(
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
     return _nearest_code(
-        x, codebook, metric=metric, codebook_sqnorm=codebook_sqnorm, chunk_size=chunk_size,
-        precision=precision, backend=backend,
-    )  # fmt: skip
+        x, codebook, metric=metric, chunk_size=chunk_size, precision=precision, backend=backend
+    )
 
 
 def _nearest_code(
@@ -142,7 +138,6 @@ def _nearest_code(
     codebook: Tensor,
     *,
     metric: str = "l2",
-    codebook_sqnorm: Tensor | None = None,
     chunk_size: int | None = None,
     precision: str = "auto",
     backend: str = "auto",
@@ -155,9 +150,7 @@ def _nearest_code(
     if resolve_backend(backend, x, codebook) == "triton":
         from ._kernels.triton_assign import nearest_code_triton
 
-        return nearest_code_triton(
-            x, codebook, metric=metric, codebook_sqnorm=codebook_sqnorm, precision=precision
-        )
+        return nearest_code_triton(x, codebook, metric=metric, precision=precision)
     return nearest_code_exact(x, codebook, metric=metric, chunk_size=chunk_size)
 
 
@@ -184,8 +177,7 @@ def nearest_code_reference(
         metric: ``"l2"`` (default) or ``"cosine"`` (rows L2-normalised with eps 1e-12 first;
             the exact re-rank then maximises the fp64 cosine x̂·ê, so a zero row ties on every
             code and gets index 0).
-        codebook_sqnorm: optional (K,); validated and accepted for API parity with
-            :func:`nearest_code`, not used (the norms of the translated codes are recomputed).
+        codebook_sqnorm: **deprecated**, as in :func:`nearest_code` (warned, ignored).
         chunk_size: rows per chunk; default min(max(256, 4 MiB // (K·itemsize)),
             32 MiB // (K·(itemsize + 1))), at least 1.
 

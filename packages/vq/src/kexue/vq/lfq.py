@@ -21,9 +21,9 @@ from ._lfq_entropy import (
     sigmoid,
 )
 from ._masking import (
+    IndexStats,
     check_count,
     check_float_input,
-    index_stats,
     pad_outputs,
     project_codes,
     resolve_mask,
@@ -284,7 +284,7 @@ class LFQ(nn.Module):
             losses = self.losses_of(zc, codes, mask)
         out = self.project_out(quantized.flatten(-2).to(z.dtype))
         out, indices = pad_outputs(out, indices, x, mask)
-        stats = index_stats(indices, self.num_codes)
+        stats = IndexStats(indices, self.num_codes)
         if self.num_codebooks == 1:
             indices = indices.squeeze(-1)
         return QuantizerOutput(out, indices, losses["total"], losses, stats)

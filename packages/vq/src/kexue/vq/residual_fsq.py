@@ -10,11 +10,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ._masking import check_float_input, resolve_mask
-from .fsq import FSQ, _index_stats, _stat_dtype
+from ._masking import IndexStats, check_float_input, resolve_mask
+from .fsq import FSQ, _no_autocast, _stat_dtype
 from .quantizer import QuantizerOutput
 
 __all__ = ["ResidualFSQ"]
+
+_GRADS = ("stack", "per_stage")
 
 
 class ResidualFSQ(nn.Module):
@@ -25,6 +27,13 @@ class ResidualFSQ(nn.Module):
     r_{q+1} = r_q − sg(ẑ_q), and the output is Σ_q ẑ_q. Each stage errs by at most 1/(L−1) in its
     own units, so |y − Σ_q ẑ_q| ≤ 1/((L−1)·L^(Q−1)) per dimension (spec §2.2).
 
+    Gradient (``grad="stack"``, default): one straight-through estimator for the whole stack,
+    out = Σ_q ẑ_q + (y − sg(y)), so ∂out/∂y = I and ∂out/∂x = diag(1 − (y/c)²) (the soft clamp's
+    derivative) whatever Q. ``grad="per_stage"`` keeps an STE per stage as lucidrains does: each
+    stage whose scaled residual lies inside the hard clamp adds another I, so the encoder gradient
+    grows with Q (Q·I for small inputs; spec §2.7, "Gradient through the stack"). The forward
+    values are the same in both modes.
+
     The scale L^(−q) is lucidrains' (v1.31.0, ``levels ** -ind``); lucidrains#96 proposed
     (L−1)^(−q), which is not what the reference implements.
 
@@ -33,6 +42,8 @@ class ResidualFSQ(nn.Module):
         num_quantizers: Q >= 1 stages.
         dim: input feature size D; default ``len(levels)``; when different, ``project_in`` /
             ``project_out`` linear maps surround the whole residual stack.
+        grad: ``"stack"`` (default, one STE, encoder gradient independent of Q) or
+            ``"per_stage"`` (lucidrains' per-stage STE, for gradient parity).
 
     Returns (forward):
         :class:`QuantizerOutput` with indices (..., Q) int64, ``loss = 0``, empty ``losses``, stats
@@ -51,8 +62,18 @@ class ResidualFSQ(nn.Module):
     scales: Tensor
     clamp_value: Tensor
 
-    def __init__(self, levels: Sequence[int], num_quantizers: int, dim: int | None = None) -> None:
+    def __init__(
+        self,
+        levels: Sequence[int],
+        num_quantizers: int,
+        dim: int | None = None,
+        *,
+        grad: str = "stack",
+    ) -> None:
         super().__init__()
+        if grad not in _GRADS:
+            raise ValueError(f"grad must be one of {_GRADS}, got {grad!r}")
+        self.grad = grad
         if (
             isinstance(num_quantizers, bool)
             or not isinstance(num_quantizers, int)
@@ -103,23 +124,27 @@ class ResidualFSQ(nn.Module):
         mask = resolve_mask(x, mask, lens)
         z = self.project_in(x)
         work = _stat_dtype(z)
-        with torch.autocast(z.device.type, enabled=False):
+        per_stage = self.grad == "per_stage"
+        with _no_autocast(z):
             c = self.clamp_value.to(work)
-            residual = torch.tanh(z.to(work) / c) * c
+            y = torch.tanh(z.to(work) / c) * c
+            residual = y if per_stage else y.detach()
             total = torch.zeros_like(residual)
             stage_indices = []
             for q in range(self.num_quantizers):
                 scale = self.scales[q].to(work)
-                codes = self.fsq.quantize(residual / scale)
-                stage_indices.append(self.fsq.codes_to_indices(codes.detach()))
+                codes, indices = self.fsq._bound_round(residual / scale)
+                stage_indices.append(indices)
                 zq = codes * scale
                 residual = residual - zq.detach()
                 total = total + zq
-        indices = torch.stack(stage_indices, dim=-1)
+            if not per_stage:  # one straight-through estimator for the stack: ∂out/∂y = I
+                total = total + (y - y.detach())
+            indices = torch.cat(stage_indices, dim=-1)
         quantized = self.project_out(total.to(z.dtype))
         if mask is not None:
             quantized = torch.where(mask.unsqueeze(-1), quantized, x)
             indices = indices.masked_fill(~mask.unsqueeze(-1), -1)
-        stats = _index_stats(indices, self.num_codes)
+        stats = IndexStats(indices, self.num_codes)
         zero = torch.zeros((), dtype=_stat_dtype(x), device=x.device)
         return QuantizerOutput(quantized, indices, zero, {}, stats)

@@ -11,9 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from ._masking import (
+    IndexStats,
     check_count,
     check_float_input,
-    index_stats,
     pad_outputs,
     project_codes,
     resolve_mask,
@@ -139,5 +139,5 @@ class ResidualLFQ(nn.Module):
         }
         for key in ("per_sample_entropy", "codebook_entropy"):
             losses[key] = torch.stack([sl[key] for sl in stage_losses])
-        stats = index_stats(indices, self.num_codes)
+        stats = IndexStats(indices, self.num_codes)
         return QuantizerOutput(out, indices, losses["total"], losses, stats)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ._layout import check_input, check_layout, flatten, unflatten
-from ._masking import check_count, index_stats, resolve_mask, row_weights
+from ._masking import IndexStats, check_count, resolve_mask, row_weights
 from .fsq import _stat_dtype
 from .functional import nearest_code
 from .quantizer import QuantizerOutput
@@ -162,10 +162,11 @@ class SimVQ(nn.Module):
             valid = mask.reshape(-1, 1)
             out = torch.where(valid, out, flat)
             idx = idx.masked_fill(~valid.squeeze(-1), -1)
-        stats = index_stats(idx.unsqueeze(-1), self.num_codes)
+        extra = {}
         if fallback is not None:
             valid_fallback = fallback if mask is None else fallback & mask.reshape(-1)
-            stats["rotation_fallback"] = valid_fallback.sum().to(torch.float32)
+            extra["rotation_fallback"] = valid_fallback.sum().to(torch.float32)
+        stats = IndexStats(idx.unsqueeze(-1), self.num_codes, extra)
         quantized_out = unflatten(out, index_shape, self.layout)
         return QuantizerOutput(
             quantized_out, idx.reshape(index_shape), losses["total"], losses, stats

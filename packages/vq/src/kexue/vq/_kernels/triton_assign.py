@@ -52,6 +52,7 @@ import triton.language as tl
 from .._reference import (
     DEFAULT_CHUNK_BYTES,
     NORM_EPS,
+    check_codebook_sqnorm,
     exact_sqdist,
     nearest_code_exact,
     pow2_scale,
@@ -292,8 +293,8 @@ def nearest_code_triton(
         codebook: (K, D) fp32/bf16/fp16, same device as ``x``.
         metric: ``"l2"`` (default) or ``"cosine"`` (both sides L2-normalised with eps 1e-12 in
             fp32 first, as the reference; the distance is then that of the normalised vectors).
-        codebook_sqnorm: optional (K,) ‖e_k‖²: validated for shape only (the kernel needs the
-            norms of the centred codes, which it computes in O(K·D)).
+        codebook_sqnorm: **deprecated** (DeprecationWarning; removed in 0.3): ignored, the
+            kernel needs the norms of the centred codes, which it computes in O(K·D).
         precision: ``"auto"`` (default: ``"rerank"`` for bf16/fp16 inputs, ``"fp32"`` for fp32),
             ``"fp32"`` or ``"rerank"`` (bf16 operands: faster tensor-core GEMM, more re-ranked
             rows); both return the exact answer.
@@ -436,8 +437,4 @@ def _check(
             )
     if codebook.device != x.device:
         raise ValueError(f"codebook must be on x's device, got {codebook.device} and {x.device}")
-    if codebook_sqnorm is not None and tuple(codebook_sqnorm.shape) != (codebook.shape[0],):
-        raise ValueError(
-            f"codebook_sqnorm must have shape ({codebook.shape[0]},) for codebook "
-            f"{tuple(codebook.shape)}, got {tuple(codebook_sqnorm.shape)}"
-        )
+    check_codebook_sqnorm(codebook_sqnorm, codebook.shape[0])
