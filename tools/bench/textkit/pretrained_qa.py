@@ -14,7 +14,12 @@ BERT instead of the pre-LN ``UniLMTransformer``. Whole words for the masking com
 own word discovery (``discover_ngrams``, n-gram algorithm) and ``UnigramSegmenter`` on the
 training sentences only. ``--scratch`` fine-tunes the same model without pretraining (the
 ablation); ``--save DIR`` writes the pretrained checkpoint (``save_bert``) and ``--init DIR``
-continues pretraining from one (``load_bert``; a new sentence order). Prints one JSON line (and writes ``--json``).
+continues pretraining from one (``load_bert``; a new sentence order); ``--save-finetuned DIR``
+writes the fine-tuned model and ``--evaluate DIR`` only evaluates such a folder. Paragraph
+questions are answered four ways: the vote (abstractive, as ``tasks.paragraph_vote_answer``), the
+vote in bert4keras's extractive mode (``vote_extractive``: answers restricted to passage n-grams,
+the mode of its reading-comprehension example), and the two no-vote baselines (first / best).
+Prints one JSON line (and writes ``--json``).
 """
 
 from __future__ import annotations
@@ -116,6 +121,15 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--save", type=Path, default=None, help="save_bert the pretrained model here")
     ap.add_argument("--init", type=Path, default=None, help="continue from a --save folder")
+    ap.add_argument(
+        "--save-finetuned", type=Path, default=None, help="save_bert the fine-tuned model here"
+    )
+    ap.add_argument(
+        "--evaluate",
+        type=Path,
+        default=None,
+        help="only evaluate a --save-finetuned folder (no pretraining, no fine-tuning)",
+    )
     return ap
 
 
@@ -128,10 +142,20 @@ def main() -> None:
         "machine": machine_line(threads=args.threads),
         "load_at_start": load_average(),
         "versions": versions("torch", "tokenizers", "snownlp"),
-        "args": vars(args) | {k: str(getattr(args, k)) for k in ("json", "save", "init")},
+        "args": vars(args)
+        | {
+            k: str(getattr(args, k)) for k in ("json", "save", "init", "save_finetuned", "evaluate")
+        },
     }
     data = load_peoples_daily(max_len=64)
     texts = [s.chars for s in data["train"]]
+    qa = qa_examples(data, seed=args.seed, eval_n=args.eval_sentences, no_answer_ratio=1.0)
+    if args.evaluate is not None:
+        model, _ = load_bert(args.evaluate)
+        tok = WordPieceTokenizer.from_pretrained(args.evaluate)
+        out.update(_evaluate_qa(model.eval(), tok, data, qa.test, args, extractive=True))
+        print(json.dumps(out, ensure_ascii=False))
+        return
     if args.init is not None:  # continued pretraining of a saved checkpoint
         model, report = load_bert(args.init)
         tok = WordPieceTokenizer.from_pretrained(args.init)
@@ -148,7 +172,6 @@ def main() -> None:
         print(f"pretrain: {out['pretrain']}", file=sys.stderr)
         if args.save is not None:
             save_bert(model, args.save, tok)
-    qa = qa_examples(data, seed=args.seed, eval_n=args.eval_sentences, no_answer_ratio=1.0)
     items = encode_qa_items(tok, qa.train)
     log = train_seq2seq(
         model,
@@ -172,7 +195,9 @@ def main() -> None:
         "loss_last": log.losses[-1],
     }
     print(f"finetune: {out['finetune']}", file=sys.stderr)
-    out.update(_evaluate_qa(model, tok, data, qa.test, args))
+    if args.save_finetuned is not None:
+        save_bert(model, args.save_finetuned, tok)
+    out.update(_evaluate_qa(model, tok, data, qa.test, args, extractive=True))
     out["total_seconds"] = time.perf_counter() - t_start
     out["load_at_end"] = load_average()
     text = json.dumps(out, ensure_ascii=False)

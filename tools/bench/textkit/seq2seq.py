@@ -43,14 +43,23 @@ from typing import Any
 import torch
 
 from kexue.textkit.data.peoples_daily import load_peoples_daily
+from kexue.textkit.seq2seq.voting import unilm_passage_predict, vote_answer
 from kexue.textkit.tasks.generation import condition_hit_rates, sample_sentences, train_seq2seq
 from kexue.textkit.tasks.qa_data import (
     NO_ANSWER,
     EntityLexicon,
     build_paragraph_questions,
+    collate_seq2seq,
+    decode_answer,
+    encode_qa,
     entity_type_vector,
 )
-from kexue.textkit.tasks.qa_evaluation import evaluate_paragraph_qa, evaluate_qa
+from kexue.textkit.tasks.qa_evaluation import (
+    combine_sentence_answers,
+    evaluate_paragraph_qa,
+    evaluate_qa,
+    score_paragraph_predictions,
+)
 from tools.bench._common import (
     benchmarks_md,
     block_markers,
@@ -101,10 +110,40 @@ def _train(model: Any, items: list[Any], args: argparse.Namespace, **budget: Any
     )
 
 
+def extractive_vote(model: Any, tok: Any, passages: list[str], question: str) -> str:
+    """The vote in bert4keras's ``mode='extractive'`` (its reading-comprehension example's mode):
+    as :func:`~kexue.textkit.tasks.qa_evaluation.paragraph_vote_answer`, but every answer prefix
+    must be an n-gram of a surviving passage's (truncated) token ids, [SEP] always allowed."""
+    prompts = [
+        encode_qa(tok.encode, p, question, cls_id=tok.bos_id, sep_id=tok.eos_id, max_lens=MAX_LENS)[
+            0
+        ]
+        for p in passages
+    ]
+    batch = collate_seq2seq([(ids, [0] * len(ids)) for ids in prompts], pad_id=tok.pad_id)
+    ids = vote_answer(
+        unilm_passage_predict(model, batch.tokens, batch.mask.sum(1)),
+        num_passages=len(prompts),
+        end_id=tok.eos_id,
+        maxlen=MAX_LENS[2] + 1,
+        extractive=True,
+        passages=[ids[1 : ids.index(tok.eos_id)] for ids in prompts],  # [CLS] passage [SEP]
+    )
+    return decode_answer(tok.decode(ids))
+
+
 def _evaluate_qa(
-    model: Any, tok: Any, data: dict[str, list[Any]], test: list[Any], args: argparse.Namespace
+    model: Any,
+    tok: Any,
+    data: dict[str, list[Any]],
+    test: list[Any],
+    args: argparse.Namespace,
+    *,
+    extractive: bool = False,
 ) -> dict[str, Any]:
-    """Sentence-level exact match on ``test``; the three paragraph answers on held-out paragraphs."""
+    """Sentence-level exact match on ``test``; the three paragraph answers on held-out paragraphs
+    (and with ``extractive`` :func:`extractive_vote` and its no-vote control: the first sentence
+    whose own extractive answer is not 无答案, scored the same way)."""
     t0 = time.perf_counter()
     rep = evaluate_qa(model, tok, test, max_lens=MAX_LENS)
     t_sent = time.perf_counter() - t0
@@ -113,6 +152,22 @@ def _evaluate_qa(
     )
     t0 = time.perf_counter()
     prep = evaluate_paragraph_qa(model, tok, pquestions, max_lens=MAX_LENS)
+    if extractive:  # bert4keras's mode; "first_extractive" = its no-vote control
+        preds = {
+            "vote_extractive": [
+                extractive_vote(model, tok, q.passages, q.question) for q in pquestions
+            ],
+            "first_extractive": [
+                combine_sentence_answers(
+                    [(extractive_vote(model, tok, [p], q.question), 1.0) for p in q.passages],
+                    method="first",
+                )
+                for q in pquestions
+            ],
+        }
+        em, em_any = score_paragraph_predictions(preds, pquestions)
+        prep.em.update(em)
+        prep.em_any.update(em_any)
     t_par = time.perf_counter() - t0
     return {
         "sentence": {

@@ -200,6 +200,31 @@ def test_random_sample_is_seeded_and_respects_topk() -> None:
             assert s[-1] == end or len(s) == 6
 
 
+def test_draw_all_keeps_finished_rows_in_the_draw_and_returns_row_order() -> None:
+    """``draw="all"``: each step's multinomial sees all B·n rows (finished ones get a discarded
+    draw), so every row's samples equal the rows of a reference loop over the full matrix."""
+    v, end, n, steps = 6, 5, 4, 5
+    tables = _tables(2, v, seed=3, end=end, end_scale=3.0)
+    dec = AutoRegressiveDecoder(
+        start_id=START, end_id=end, maxlen=steps, predict_fn=_markov_predict(tables)
+    )
+    x = [torch.arange(2)[:, None]]
+    got = dec.random_sample(x, n, generator=torch.Generator().manual_seed(7), draw="all")
+    g = torch.Generator().manual_seed(7)
+    rows = [[START] for _ in range(2 * n)]
+    for _ in range(steps):  # reference: all rows drawn every step, as HF generate
+        p = torch.stack([tables[r // n, ids[-1]] for r, ids in enumerate(rows)])
+        tok = torch.multinomial(p, 1, generator=g)[:, 0].tolist()
+        for ids, t in zip(rows, tok):
+            if ids[-1] != end or len(ids) == 1:
+                ids.append(t)
+    want = [[ids[: ids.index(end, 1) + 1] if end in ids[1:] else ids for ids in rows]]
+    assert [s.tolist() for r in got for s in r] == want[0]
+    assert len({len(r) for r in want[0]}) > 1  # rows finished at different steps
+    with pytest.raises(ValueError, match="draw"):
+        dec.random_sample(x, 2, draw="some")
+
+
 def test_temperature_rules() -> None:
     probas = torch.tensor([[0.6, 0.3, 0.1]], dtype=torch.float64)
     dec = AutoRegressiveDecoder(
@@ -420,6 +445,7 @@ def test_invalid_hook_output_raises_instead_of_decoding_garbage(method: str) -> 
         ("probas", torch.tensor([0.5, -0.1, 0.6]), "negative probability"),
         ("probas", torch.tensor([0.0, 0.0, 0.0]), "no positive mass"),
         ("logits", torch.tensor([0.0, math.inf, 1.0]), "holds NaN or inf"),
+        ("logits", torch.tensor([0.0, math.nan, 1.0]), "holds NaN or inf"),
         ("logits", torch.full((3,), -math.inf), "logits all -inf"),
     ]
     for rtype, scores, what in cases:

@@ -111,3 +111,53 @@ def test_greedy_and_pooled_beam_equal_hf_generate(tmp_path, case) -> None:
             for a, b in zip(ours, beams, strict=True):  # HF right-pads the shorter one with 0
                 b = b[len(prompt) :].tolist()
                 assert a.tolist() + [0] * (len(b) - len(a)) == b, (case, prompt)
+
+
+SAMPLING = [(None, None, 1.0), (5, 0.9, 0.8), (None, 0.7, 1.3)]  # top-k, top-p, temperature
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [{}, CASES[0]])
+def test_sampling_with_num_return_sequences_equals_hf_generate(tmp_path, case) -> None:
+    """``random_sample(n, draw="all")`` draws from the same ``(B·n, V)`` matrices as HF's
+    ``generate(do_sample=True, num_return_sequences=n)`` (finished rows keep drawing), so with the
+    same global seed every sample equals HF's token for token, in HF's row order; the default
+    ``draw="live"`` drops finished rows, which shifts later rows' draws (module ``sample``)."""
+    transformers = pytest.importorskip("transformers")
+    model = _tiny()
+    save_bert(model, tmp_path)
+    hf = transformers.BertLMHeadModel.from_pretrained(tmp_path, is_decoder=True).eval()
+    end, prompt = 5, [2, 7, 8, 11, 7]  # a frequent end id: rows finish at different steps
+    inputs = [torch.tensor([prompt]), torch.tensor([len(prompt)])]
+    procs = LogitsProcessors(**case, context="all") if case else None
+    dec = UniLMDecoder(model, start_id=None, end_id=end, maxlen=12, seq2seq=False, processors=procs)
+    lengths, live_differs = set(), False
+    for topk, topp, temperature in SAMPLING:
+        for seed in range(3):
+            torch.manual_seed(seed)
+            with torch.no_grad():
+                ref = hf.generate(
+                    inputs[0],
+                    do_sample=True,
+                    num_return_sequences=4,
+                    max_new_tokens=12,
+                    eos_token_id=end,
+                    pad_token_id=0,
+                    top_k=topk or 0,
+                    top_p=topp or 1.0,
+                    temperature=temperature,
+                    **case,
+                )
+            want = [r[len(prompt) :].tolist() for r in ref]
+            want = [r[: r.index(end) + 1] if end in r else r for r in want]  # drop HF's pads
+            runs = {}
+            for draw in ("all", "live"):
+                torch.manual_seed(seed)
+                got = dec.random_sample(
+                    inputs, 4, topk=topk, topp=topp, temperature=temperature, draw=draw
+                )
+                runs[draw] = [g.tolist() for g in got[0]]
+            assert runs["all"] == want, (case, topk, topp, temperature, seed)
+            lengths |= {len(r) for r in want}
+            live_differs |= sorted(runs["live"]) != sorted(want)
+    assert len(lengths) > 3 and live_differs  # early-finished rows were exercised

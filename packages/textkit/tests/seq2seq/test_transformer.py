@@ -98,6 +98,36 @@ def test_kv_cache_equals_full_recomputation(positions: str, cond_dim: int | None
     torch.testing.assert_close(incremental[0], full[0], atol=1e-10, rtol=1e-10)
 
 
+@pytest.mark.parametrize("reserve", [0, 1, 8])
+@pytest.mark.parametrize("grad", [False, True])
+def test_kv_cache_buffers_grow_reorder_and_keep_autograd(reserve: int, grad: bool) -> None:
+    """Keys are written in place into buffers with ``reserve`` spare steps (doubling when full;
+    concatenated when they need gradients): any of them gives the uncached logits, also after
+    :meth:`KVCache.reorder` with repeated rows."""
+    m = _model()
+    g = torch.Generator().manual_seed(5)
+    seq = torch.randint(0, V, (2, 9), generator=g)
+    segs = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1, 1]] * 2)
+    cache = KVCache(reserve=reserve)
+    with torch.set_grad_enabled(grad):
+        steps = [m(seq[:, :3], segs[:, :3], cache=cache)]
+        for t in range(3, 6):
+            steps.append(m(seq[:, t : t + 1], segs[:, t : t + 1], cache=cache))
+        index = torch.tensor([1, 1, 0])
+        cache.reorder(index)
+        for t in range(6, 9):
+            steps.append(m(seq[index, t : t + 1], segs[index, t : t + 1], cache=cache))
+    full = m(seq, segs)
+    got = torch.cat(steps[:4], 1)
+    torch.testing.assert_close(got, full[:, :6], atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(torch.cat(steps[4:], 1), full[index, 6:], atol=1e-10, rtol=1e-10)
+    assert cache.length == 9 and all(k.shape == (3, 2, 9, 8) for k in cache.keys)
+    assert got.requires_grad == grad
+    if grad:
+        got.sum().backward()  # no in-place write broke the graph
+        assert m.blocks[0].qkv.weight.grad is not None
+
+
 def test_cln_model_equals_plain_model_at_init() -> None:
     torch.manual_seed(3)
     plain = UniLMTransformer(V, dim=16, depth=2, heads=2, max_len=16).double().eval()

@@ -22,61 +22,17 @@ spec §2.5 (loss).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._attention import finish_cache, plan_attention, store_cache
+from ._attention import KV, AttentionPlan, CachedStack, KVCache, attend
 from .cln import ConditionalLayerNorm
 
 __all__ = ["KVCache", "UniLMTransformer", "seq2seq_loss"]
-
-
-@dataclass
-class KVCache:
-    """Per-layer keys/values of the tokens seen so far, plus the mask bookkeeping.
-
-    Attributes:
-        keys, values: one ``(B, H, T, D_h)`` tensor per layer (rotary already applied to keys).
-        cum: ``(B, T)`` long, ``c = cumsum(segments)`` of the cached tokens (the UniLM mask
-            key), continued across calls.
-        valid: ``(B, T)`` bool, key-padding mask of the cached tokens.
-        next_pos: ``(B,)`` long, position id of each row's next token (= its number of valid
-            tokens so far), so right-padded prompts of different lengths continue correctly.
-
-    Create an empty one with ``KVCache()``; :meth:`UniLMTransformer.forward` appends to it in
-    place. :meth:`reorder` selects/reorders batch rows (beam search).
-    """
-
-    keys: list[Tensor] = field(default_factory=list)
-    values: list[Tensor] = field(default_factory=list)
-    cum: Tensor | None = None
-    valid: Tensor | None = None
-    next_pos: Tensor | None = None
-
-    @property
-    def length(self) -> int:
-        """Number of cached time steps ``T`` (0 when empty)."""
-        return 0 if self.cum is None else self.cum.shape[1]
-
-    @property
-    def batch_size(self) -> int | None:
-        """Rows in the cache (None when empty)."""
-        return None if self.cum is None else self.cum.shape[0]
-
-    def reorder(self, index: Tensor) -> KVCache:
-        """Keep rows ``index`` (``(N,)`` long; repeats allowed) in place, and return ``self``."""
-        if self.cum is None:
-            return self
-        self.keys = [k.index_select(0, index) for k in self.keys]
-        self.values = [v.index_select(0, index) for v in self.values]
-        self.cum = self.cum.index_select(0, index)
-        self.valid = self.valid.index_select(0, index)  # type: ignore[union-attr]
-        self.next_pos = self.next_pos.index_select(0, index)  # type: ignore[union-attr]
-        return self
 
 
 def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -103,27 +59,21 @@ class _Block(nn.Module):
         x: Tensor,
         mask: Tensor | None,
         cond: Tensor | None,
+        kv: KV | None,
         rot: tuple[Tensor, Tensor] | None,
-        past: tuple[Tensor, Tensor] | None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    ) -> Tensor:
         b, n, d = x.shape
         h = self.norm1(x) if cond is None else self.norm1(x, cond)
         q, k, v = self.qkv(h).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         if rot is not None:
             q, k = _rotate(q, *rot), _rotate(k, *rot)
-        if past is not None:
-            k = torch.cat((past[0], k), dim=2)
-            v = torch.cat((past[1], v), dim=2)
         p = self.dropout if self.training else 0.0
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        a = a.transpose(1, 2).reshape(b, n, d)
-        x = x + F.dropout(self.proj(a), p, self.training)
+        x = x + F.dropout(self.proj(attend(q, k, v, mask, kv, p)), p, self.training)
         h = self.norm2(x) if cond is None else self.norm2(x, cond)
-        x = x + F.dropout(self.ff2(F.gelu(self.ff1(h))), p, self.training)
-        return x, k, v
+        return x + F.dropout(self.ff2(F.gelu(self.ff1(h))), p, self.training)
 
 
-class UniLMTransformer(nn.Module):
+class UniLMTransformer(CachedStack):
     """Pre-LN Transformer with token + segment embeddings, UniLM masks, optional CLN, KV cache.
 
     Arguments:
@@ -211,49 +161,29 @@ class UniLMTransformer(nn.Module):
             if isinstance(m, ConditionalLayerNorm):
                 m.reset_condition_()
 
-    def forward_hidden(
-        self,
-        tokens: Tensor,
-        segments: Tensor | None = None,
-        *,
-        attn_mask: Tensor | None = None,
-        key_padding_mask: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        cond: Tensor | None = None,
-        cache: KVCache | None = None,
-    ) -> Tensor:
-        """Final-normalised hidden states ``(B, L, dim)``; arguments as :meth:`forward`."""
-        plan = plan_attention(
-            tokens,
-            segments,
-            attn_mask=attn_mask,
-            key_padding_mask=key_padding_mask,
-            position_ids=position_ids,
-            cache=cache,
-            cond=cond,
-            vocab_size=self.vocab_size,
-            cond_dim=self.cond_dim,
-            max_len=self.max_len,
-        )
-        position_ids, mask, past = plan.position_ids, plan.mask, plan.past
+    # -- the parts of CachedStack's forward (``forward_hidden`` / ``forward``, documented there:
+    # tokens, segments, attn_mask, key_padding_mask, position_ids, cond, cache, bidirectional) --
+    def _limits(self) -> tuple[int, int | None]:
+        return self.max_len, None
 
+    def _embed(
+        self, tokens: Tensor, segments: Tensor | None, plan: AttentionPlan, cond: Tensor | None
+    ) -> tuple[Tensor, Any]:
         x = self.token_embedding(tokens)
         if segments is not None:
             x = x + self.segment_embedding(segments.long())
         rot = None
         if self.position_embedding is not None:
-            x = x + self.position_embedding(position_ids)
+            x = x + self.position_embedding(plan.position_ids)
         else:
-            ang = position_ids[..., None].float() * self.inv_freq
+            ang = plan.position_ids[..., None].float() * self.inv_freq
             rot = (ang.cos()[:, None].to(x.dtype), ang.sin()[:, None].to(x.dtype))  # (B,1,L,D/2)
-        x = F.dropout(x, self.dropout, self.training)
-        for i, block in enumerate(self.blocks):
-            kv = (cache.keys[i], cache.values[i]) if past else None
-            x, k, v = block(x, mask, cond, rot, kv)
-            if cache is not None:
-                store_cache(cache, plan, i, k, v)
-        if cache is not None:
-            finish_cache(cache, plan)
+        return F.dropout(x, self.dropout, self.training), rot
+
+    def _blocks(self) -> Iterable[nn.Module]:
+        return self.blocks
+
+    def _final(self, x: Tensor, cond: Tensor | None) -> Tensor:
         return self.final_norm(x) if cond is None else self.final_norm(x, cond)
 
     def logits(self, hidden: Tensor, cond: Tensor | None = None) -> Tensor:
@@ -262,48 +192,6 @@ class UniLMTransformer(nn.Module):
         ``cond`` is accepted for the decoder protocol and unused (the final CLN is applied in
         :meth:`forward_hidden`)."""
         return F.linear(hidden, self.token_embedding.weight, self.output_bias)
-
-    def forward(
-        self,
-        tokens: Tensor,
-        segments: Tensor | None = None,
-        *,
-        attn_mask: Tensor | None = None,
-        key_padding_mask: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        cond: Tensor | None = None,
-        cache: KVCache | None = None,
-    ) -> Tensor:
-        """Next-token logits ``(B, L, V)`` for every position.
-
-        Arguments:
-            tokens: ``(B, L)`` token ids (with a cache: only the NEW tokens).
-            segments: ``(B, L)`` segment ids (0 source, 1 target) → UniLM mask and segment
-                embeddings; None → causal mask, no segment embedding.
-            attn_mask: explicit mask instead of the segment/causal one: bool (True = attend) or
-                additive, ``(L, T+L)``, ``(B, L, T+L)`` or ``(B, H, L, T+L)`` where ``T`` is the
-                cached length; a mismatch raises ``ValueError`` naming both shapes. A bool mask
-                is ANDed with the key-padding mask.
-            key_padding_mask: ``(B, L)`` bool, True = real token (right padding only; pads are
-                never attended to, also later through the cache).
-            position_ids: ``(B, L)`` positions (default: continue each row from the cache, i.e.
-                ``next_pos + arange(L)``, starting at 0).
-            cond: condition for the CLN layers, required iff ``cond_dim`` was set.
-            cache: a :class:`KVCache` to read and extend in place (None = no caching).
-
-        Returns:
-            Logits ``(B, L, V)``.
-        """
-        hidden = self.forward_hidden(
-            tokens,
-            segments,
-            attn_mask=attn_mask,
-            key_padding_mask=key_padding_mask,
-            position_ids=position_ids,
-            cond=cond,
-            cache=cache,
-        )
-        return self.logits(hidden)
 
 
 def seq2seq_loss(logits: Tensor, tokens: Tensor, segments: Tensor) -> Tensor:

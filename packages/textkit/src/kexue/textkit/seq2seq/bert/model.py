@@ -16,15 +16,15 @@ References: BERT arXiv:1810.04805; UniLM arXiv:1905.03197; https://kexue.fm/arch
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._attention import finish_cache, plan_attention, store_cache
+from .._attention import KV, AttentionPlan, CachedStack, attend
 from ..cln import ConditionalLayerNorm
-from ..transformer import KVCache
 from .config import BertConfig
 
 __all__ = ["BertUniLM"]
@@ -40,6 +40,10 @@ def _activation(name: str) -> Callable[[Tensor], Tensor]:
 
 def _norm(ln: nn.Module, x: Tensor, cond: Tensor | None) -> Tensor:
     return ln(x) if cond is None else ln(x, cond)
+
+
+def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    return F.dropout(x, p, True) if training and p > 0 else x
 
 
 class _Named(nn.Module):
@@ -75,34 +79,23 @@ class _Layer(nn.Module):
         self.p_attn, self.p_hidden = cfg.attention_probs_dropout_prob, cfg.hidden_dropout_prob
 
     def forward(
-        self,
-        x: Tensor,
-        mask: Tensor | None,
-        cond: Tensor | None,
-        past: tuple[Tensor, Tensor] | None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
+        self, x: Tensor, mask: Tensor | None, cond: Tensor | None, kv: KV | None, _: Any = None
+    ) -> Tensor:
         b, n, d = x.shape
         sa = self.attention.self
 
         def heads(t: Tensor) -> Tensor:
             return t.view(b, n, self.heads, d // self.heads).transpose(1, 2)
 
-        q, k, v = heads(sa.query(x)), heads(sa.key(x)), heads(sa.value(x))
-        if past is not None:
-            k = torch.cat((past[0], k), dim=2)
-            v = torch.cat((past[1], v), dim=2)
         p = self.p_attn if self.training else 0.0
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        a = a.transpose(1, 2).reshape(b, n, d)
+        a = attend(heads(sa.query(x)), heads(sa.key(x)), heads(sa.value(x)), mask, kv, p)
         out = self.attention.output
-        h = F.dropout(out.dense(a), self.p_hidden, self.training)
-        x = _norm(out.LayerNorm, x + h, cond)
+        x = _norm(out.LayerNorm, x + _dropout(out.dense(a), self.p_hidden, self.training), cond)
         h = self.output.dense(self.act(self.intermediate.dense(x)))
-        x = _norm(self.output.LayerNorm, x + F.dropout(h, self.p_hidden, self.training), cond)
-        return x, k, v
+        return _norm(self.output.LayerNorm, x + _dropout(h, self.p_hidden, self.training), cond)
 
 
-class BertUniLM(nn.Module):
+class BertUniLM(CachedStack):
     """BERT encoder + tied MLM head with HF parameter names, usable as a UniLM (spec §2.4).
 
     Arguments:
@@ -198,61 +191,24 @@ class BertUniLM(nn.Module):
         if self.cls is not None:
             self.cls.predictions.bias.zero_()
 
-    # -- forward ---------------------------------------------------------------------------------
-    def forward_hidden(
-        self,
-        tokens: Tensor,
-        segments: Tensor | None = None,
-        *,
-        attn_mask: Tensor | None = None,
-        key_padding_mask: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        cond: Tensor | None = None,
-        cache: KVCache | None = None,
-        bidirectional: bool = False,
-    ) -> Tensor:
-        """Last-layer hidden states ``(B, L, hidden_size)`` (HF's ``last_hidden_state``).
+    # -- the parts of CachedStack's forward (``forward_hidden`` / ``forward``: tokens, segments
+    # (token types + UniLM mask; None = type 0, causal), attn_mask, key_padding_mask, position_ids,
+    # cond, cache, bidirectional = BERT's encoder mask; ``forward_hidden`` gives HF's
+    # ``last_hidden_state``, ``forward`` the MLM logits at every position) ----------------------
+    def _limits(self) -> tuple[int, int | None]:
+        return self.config.max_position_embeddings, self.config.type_vocab_size
 
-        Arguments:
-            tokens: ``(B, L)`` ids (with a cache: only the NEW tokens).
-            segments: ``(B, L)`` segment ids: the token types, and (unless ``bidirectional``)
-                the UniLM mask ``cumsum(s)[j] <= cumsum(s)[i]``; None = type 0 and a causal mask.
-            attn_mask: explicit mask instead (bool True = attend, or additive), as
-                :meth:`UniLMTransformer.forward <kexue.textkit.seq2seq.transformer.UniLMTransformer.forward>`.
-            key_padding_mask: ``(B, L)`` bool, True = real token (right padding only).
-            position_ids: ``(B, L)`` positions (default: continue each row from the cache).
-            cond: the CLN condition, required iff ``cond_dim`` was set.
-            cache: a :class:`KVCache` read and extended in place.
-            bidirectional: BERT's encoder mask (every valid key) instead of UniLM / causal.
-        """
-        cfg = self.config
-        plan = plan_attention(
-            tokens,
-            segments,
-            attn_mask=attn_mask,
-            key_padding_mask=key_padding_mask,
-            position_ids=position_ids,
-            cache=cache,
-            cond=cond,
-            vocab_size=self.vocab_size,
-            cond_dim=self.cond_dim,
-            max_len=cfg.max_position_embeddings,
-            num_segments=cfg.type_vocab_size,
-            bidirectional=bidirectional,
-        )
+    def _embed(
+        self, tokens: Tensor, segments: Tensor | None, plan: AttentionPlan, cond: Tensor | None
+    ) -> tuple[Tensor, Any]:
         emb = self.bert.embeddings
         types = segments.long() if segments is not None else torch.zeros_like(tokens)
         x = emb.word_embeddings(tokens) + emb.token_type_embeddings(types)
-        x = x + emb.position_embeddings(plan.position_ids)
-        x = F.dropout(_norm(emb.LayerNorm, x, cond), cfg.hidden_dropout_prob, self.training)
-        for i, layer in enumerate(self.bert.encoder.layer):
-            kv = (cache.keys[i], cache.values[i]) if cache is not None and plan.past else None
-            x, k, v = layer(x, plan.mask, cond, kv)
-            if cache is not None:
-                store_cache(cache, plan, i, k, v)
-        if cache is not None:
-            finish_cache(cache, plan)
-        return x
+        x = _norm(emb.LayerNorm, x + emb.position_embeddings(plan.position_ids), cond)
+        return _dropout(x, self.config.hidden_dropout_prob, self.training), None
+
+    def _blocks(self) -> Iterable[nn.Module]:
+        return self.bert.encoder.layer
 
     def logits(self, hidden: Tensor, cond: Tensor | None = None) -> Tensor:
         """MLM head ``LN(act(Dense(h)))·E_wordᵀ + b`` → ``(..., V)``; ``cond`` for CLN models.
@@ -270,31 +226,6 @@ class BertUniLM(nn.Module):
         if not self.with_pool:
             raise ValueError("this model has no pooler (load or build it with with_pool=True)")
         return torch.tanh(self.bert.pooler.dense(hidden[:, 0]))
-
-    def forward(
-        self,
-        tokens: Tensor,
-        segments: Tensor | None = None,
-        *,
-        attn_mask: Tensor | None = None,
-        key_padding_mask: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        cond: Tensor | None = None,
-        cache: KVCache | None = None,
-        bidirectional: bool = False,
-    ) -> Tensor:
-        """MLM / next-token logits ``(B, L, V)`` at every position (see :meth:`forward_hidden`)."""
-        hidden = self.forward_hidden(
-            tokens,
-            segments,
-            attn_mask=attn_mask,
-            key_padding_mask=key_padding_mask,
-            position_ids=position_ids,
-            cond=cond,
-            cache=cache,
-            bidirectional=bidirectional,
-        )
-        return self.logits(hidden, cond)
 
     def num_parameters(self) -> int:
         """Number of parameters (the tied decoder counted once)."""

@@ -45,11 +45,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..transformer import KVCache
+from .._attention import KVCache
 from ._hook_check import _HookCheck
 from .beam import beam_search_loop, reorder
-from .filters import _invalid_rows, _top_k_core, _top_p_core
+from .filters import _invalid_rows
 from .logits_process import LogitsProcessors
+from .sample import random_sample_loop
 from .unilm_logits import unilm_next_logits
 
 __all__ = ["AutoRegressiveDecoder", "UniLMDecoder"]
@@ -140,15 +141,10 @@ class AutoRegressiveDecoder:
         if self.start_id is not None and not 0 <= self.start_id < vocab:
             raise ValueError(f"start_id {self.start_id} outside the vocabulary [0, {vocab})")
 
-    def step_scores(
-        self,
-        inputs: list[Tensor],
-        output_ids: Tensor,
-        states: Any,
-        temperature: float,
-        rtype: str,
+    def _call_hook(
+        self, inputs: list[Tensor], output_ids: Tensor, states: Any
     ) -> tuple[Tensor, Any]:
-        """Call the hook and convert to ``rtype`` (bert4keras ``wraps``): returns (scores, states)."""
+        """The hook's ``(N, V)`` scores (fp32 at least) and states, shape-checked."""
         out = self.predict(inputs, output_ids, states)
         pred, states = out if isinstance(out, tuple) else (out, None)
         if pred.dim() != 2 or pred.shape[0] != output_ids.shape[0]:
@@ -160,6 +156,18 @@ class AutoRegressiveDecoder:
             self._check_ids(pred.shape[1])
             self.vocab_size = pred.shape[1]
         pred = pred.float() if pred.dtype in (torch.float16, torch.bfloat16) else pred
+        return pred, states
+
+    def step_scores(
+        self,
+        inputs: list[Tensor],
+        output_ids: Tensor,
+        states: Any,
+        temperature: float,
+        rtype: str,
+    ) -> tuple[Tensor, Any]:
+        """Call the hook and convert to ``rtype`` (bert4keras ``wraps``): returns (scores, states)."""
+        pred, states = self._call_hook(inputs, output_ids, states)
         if self.processors is not None:  # HF domains: raw logits, or log-softmax for beams
             z = pred if self.rtype == "logits" else torch.log(pred + 1e-12)
             if rtype == "logits":
@@ -214,6 +222,22 @@ class AutoRegressiveDecoder:
         if min_ends < 1:
             raise ValueError(f"min_ends must be >= 1, got {min_ends}")
 
+    def _greedy_step(
+        self, inputs: list[Tensor], output_ids: Tensor, states: Any
+    ) -> tuple[Tensor, Tensor, Tensor, Any]:
+        """(scores, invalid rows, argmax tokens, states) of one greedy step. A logits hook is
+        argmaxed on its (processed) logits, as HF does: softmax is monotone, so no V-wide
+        softmax, and one reduction gives both the argmax and the validity (a NaN, a +inf or an
+        all ``-inf`` row has a non-finite maximum)."""
+        if self.rtype != "logits":
+            scores, states = self.step_scores(inputs, output_ids, states, 1.0, "probas")
+            return scores, _invalid_rows(scores), scores.argmax(dim=-1), states
+        z, states = self._call_hook(inputs, output_ids, states)
+        if self.processors is not None:
+            z = self._process(inputs, output_ids, z)
+        best, tokens = z.max(dim=-1)
+        return z, ~torch.isfinite(best), tokens, states
+
     # -- decoding methods ------------------------------------------------------------------------
     def greedy(
         self,
@@ -242,9 +266,7 @@ class AutoRegressiveDecoder:
         results: list[Tensor | None] = [None] * b
         check = _HookCheck()
         for step in range(self.maxlen):
-            scores, states = self.step_scores(inputs, output_ids, states, 1.0, "probas")
-            bad = _invalid_rows(scores)
-            tokens = scores.argmax(dim=-1)
+            scores, bad, tokens, states = self._greedy_step(inputs, output_ids, states)
             output_ids = torch.cat((output_ids, tokens[:, None]), dim=1)
             is_end = torch.isin(tokens, end_ids)
             end_counts = end_counts + is_end.long()
@@ -328,6 +350,7 @@ class AutoRegressiveDecoder:
         temperature: float = 1.0,
         min_ends: int = 1,
         generator: torch.Generator | None = None,
+        draw: str = "live",
     ) -> list[list[Tensor]]:
         """``n`` samples per input with optional top-k then top-p filtering (bert4keras order).
 
@@ -339,11 +362,16 @@ class AutoRegressiveDecoder:
             states: initial hook state.
             temperature: see the module docstring.
             min_ends: end tokens a finished sample must contain.
-            generator: source of randomness.
+            generator: source of randomness (None = torch's global generator).
+            draw: ``"live"`` (default, bert4keras) draws only for unfinished samples;
+                ``"all"`` keeps drawing (and discarding) a token for finished ones, as HF
+                ``generate`` does, so that a seed gives HF's samples token for token
+                (:mod:`.sample`), and returns them in row order.
 
         Returns:
-            For each input a list of ``n`` 1-D tensors: finished samples in the order they
-            finished, then the unfinished ones (as bert4keras).
+            For each input a list of ``n`` 1-D tensors: with ``draw="live"`` finished samples in
+            the order they finished, then the unfinished ones (as bert4keras); with
+            ``draw="all"`` in row order (HF's ``num_return_sequences`` grouping).
         """
         inputs = self._check_inputs(inputs)
         self._check_common(temperature, min_ends)
@@ -353,49 +381,20 @@ class AutoRegressiveDecoder:
             raise ValueError(f"topk must be >= 1, got {topk}")
         if topp is not None and not 0.0 < topp <= 1.0:
             raise ValueError(f"topp must lie in (0, 1], got {topp}")
-        b, device = inputs[0].shape[0], inputs[0].device
-        owner = torch.arange(b, device=device)
-        output_ids = self.first_output_ids(b, device)
-        end_ids = self.end_ids_tensor(device)
-        results: list[list[Tensor]] = [[] for _ in range(b)]
-        check = _HookCheck()
-        for step in range(self.maxlen):
-            raw, states = self.step_scores(inputs, output_ids, states, temperature, "probas")
-            # validated in the step's one host sync below; until then bad rows are replaced by
-            # a uniform row, so that multinomial never sees them
-            bad = _invalid_rows(raw)
-            probas = raw / raw.sum(dim=-1, keepdim=True)
-            if step == 0:  # replicate every input n times
-                index = torch.arange(b, device=device).repeat_interleave(n)
-                probas, owner, output_ids = probas[index], owner[index], output_ids[index]
-                raw, bad = raw[index], bad[index]
-                inputs = [x.index_select(0, index) for x in inputs]
-                states = reorder(states, index)
-            safe = probas.masked_fill(bad[:, None], 1.0)
-            if topk is not None:
-                safe = _top_k_core(safe, topk)
-            if topp is not None:
-                safe = _top_p_core(safe, topp)
-            tokens = torch.multinomial(safe, 1, generator=generator)
-            output_ids = torch.cat((output_ids, tokens), dim=1)
-            if output_ids.shape[1] < self.minlen:
-                check.defer(bad, step)  # no host sync in this step
-            else:
-                is_end = torch.isin(tokens[:, 0], end_ids)
-                done = is_end & (torch.isin(output_ids, end_ids).sum(1) >= min_ends)
-                if check.with_done(bad, raw, step, done):  # the step's one host sync
-                    for r in done.nonzero(as_tuple=True)[0].tolist():
-                        results[int(owner[r])].append(output_ids[r])
-                    index = (~done).nonzero(as_tuple=True)[0]
-                    owner, output_ids = owner[index], output_ids[index]
-                    if index.numel() == 0:
-                        break
-                    inputs = [x.index_select(0, index) for x in inputs]
-                    states = reorder(states, index)
-        check.finish(step)
-        for r, item in enumerate(owner.tolist()):
-            results[item].append(output_ids[r])
-        return results
+        if draw not in ("live", "all"):
+            raise ValueError(f"draw must be 'live' or 'all', got {draw!r}")
+        return random_sample_loop(
+            self,
+            inputs,
+            n,
+            topk=topk,
+            topp=topp,
+            states=states,
+            temperature=temperature,
+            min_ends=min_ends,
+            generator=generator,
+            draw=draw,
+        )
 
 
 class UniLMDecoder(AutoRegressiveDecoder):
@@ -474,15 +473,15 @@ class UniLMDecoder(AutoRegressiveDecoder):
         n, src_len = source.shape
         t = output_ids.shape[1]
         dev = source.device
-        valid = torch.arange(src_len, device=dev)[None, :] < lengths[:, None]
-        seg_src = torch.zeros_like(source) if self.seq2seq else None
         if not self.use_cache:
             logits = unilm_next_logits(
                 self.model, source, lengths, output_ids, seq2seq=self.seq2seq, cond=cond
             )
             return logits, None
-        if states is None:
-            states = KVCache()
+        if states is None:  # encode the source once, with room for the whole answer
+            states = KVCache(reserve=self.maxlen)
+            valid = torch.arange(src_len, device=dev)[None, :] < lengths[:, None]
+            seg_src = torch.zeros_like(source) if self.seq2seq else None
             hidden = self.model.forward_hidden(
                 source, seg_src, key_padding_mask=valid, cond=cond, cache=states
             )
