@@ -55,13 +55,16 @@ PHASES = ("step", "forward", "backward", "adam")
 
 
 def measure(
-    steps: int, warmup: int, seed: int, channels_last: bool
+    steps: int, warmup: int, seed: int, channels_last: bool, clock: str = "wall"
 ) -> tuple[dict[str, dict[str, list[float]]], dict]:
-    """Per model and phase, the wall times of ``steps`` lockstep training steps after ``warmup``.
+    """Per model and phase, the times of ``steps`` lockstep training steps after ``warmup``.
 
-    With ``channels_last`` both models are also run as copies whose 4-D parameters and input are
-    ``torch.channels_last`` (same initial weights; the log-densities are identical).
+    ``clock="wall"``: ``time.perf_counter``; ``"cpu"``: ``time.thread_time``, the CPU time of the
+    (single) torch thread, which time slices lost to other processes on a loaded machine do not
+    inflate. With ``channels_last`` both models are also run as copies whose 4-D parameters and
+    input are ``torch.channels_last`` (same initial weights; the log-densities are identical).
     """
+    now = time.thread_time if clock == "cpu" else time.perf_counter
     torch.manual_seed(seed)
     train_x, _ = load_digits_split()
     sizes = Sizes()
@@ -82,14 +85,14 @@ def measure(
         r = step % len(models)
         for i in list(range(len(models)))[r:] + list(range(len(models)))[:r]:
             inp = ycl if labels[i].endswith(CL) else y
-            t0 = time.perf_counter()
+            t0 = now()
             loss = bits_per_dim(models[i].log_prob(inp)).mean()
-            t1 = time.perf_counter()
+            t1 = now()
             opts[i].zero_grad(set_to_none=True)
             loss.backward()
-            t2 = time.perf_counter()
+            t2 = now()
             opts[i].step()
-            t3 = time.perf_counter()
+            t3 = now()
             if step >= warmup:
                 for p, dt in zip(PHASES, (t3 - t0, t1 - t0, t2 - t1, t3 - t2)):
                     times[labels[i]][p].append(dt)
@@ -131,18 +134,22 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--channels-last", action="store_true", help="also time channels-last copies")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall time (default) or the torch thread's CPU time (loaded machines)")
     ap.add_argument("--write", action="store_true", help="rewrite the BENCHMARKS.md block")
     args = ap.parse_args()
     torch.set_num_threads(1)
     steps = 12 if args.quick else args.steps
     t0 = time.perf_counter()
-    times, facts = measure(steps, args.warmup, args.seed, args.channels_last)
+    times, facts = measure(steps, args.warmup, args.seed, args.channels_last, args.clock)
     text, ratio = table(times)
     cmd = "python -m tools.bench.flows.glow_step" + (" --quick" if args.quick else "")
     cmd += f" --steps {steps}" if not args.quick and steps != 150 else ""
     cmd += " --channels-last" if args.channels_last else ""
+    cmd += " --clock cpu" if args.clock == "cpu" else ""
     lines = run_facts(
-        cmd, mode=f"{steps} timed steps after {args.warmup} warm-up, batch 64, lockstep, rotating",
+        cmd, mode=f"{steps} timed steps after {args.warmup} warm-up, batch 64, lockstep, rotating, "
+        f"{'thread CPU time' if args.clock == 'cpu' else 'wall time'}",
         machine=machine_line(torch.device("cpu"), threads=1),
         versions=_versions("torch", "kexue-flows", "normflows"),
     )  # fmt: skip

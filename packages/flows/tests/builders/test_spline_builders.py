@@ -10,6 +10,8 @@ from torch import nn
 
 from kexue.flows.builders.autoregressive import maf, nsf
 from kexue.flows.builders.glow import glow
+from kexue.flows.builders.nice import nice
+from kexue.flows.builders.realnvp import realnvp
 from kexue.flows.flow import Flow
 from kexue.flows.layers.spline_coupling import SplineCoupling
 from kexue.flows.mixture import GaussianMixture
@@ -19,6 +21,11 @@ BUILDS = {
     "iaf": lambda **kw: maf(3, transforms=2, hidden=(10, 10), direction="iaf", **kw),
     "nsf-ar": lambda **kw: nsf(3, transforms=2, hidden=(10, 10), bins=4, **kw),
     "nsf-coupling": lambda **kw: nsf(3, transforms=2, hidden=(10,), bins=4, kind="coupling", **kw),
+}
+
+# conditional vector flows: the above plus NICE (whose MLPs are not zero-initialised)
+CONDITIONAL = BUILDS | {
+    "nice": lambda **kw: nice(3, n_couplings=2, hidden=10, depth=1, **kw),
 }
 
 
@@ -41,10 +48,10 @@ def test_identity_at_init_and_round_trip(name: str) -> None:
     check_invertible(flow.transform, x, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", sorted(BUILDS))
+@pytest.mark.parametrize("name", sorted(CONDITIONAL))
 def test_conditional_flow_log_prob_sample_and_context_gradient(name: str) -> None:
     torch.manual_seed(0)
-    flow = BUILDS[name](context_dim=2, generator=gen(3)).double()
+    flow = CONDITIONAL[name](context_dim=2, generator=gen(3)).double()
     _perturb(flow, 4)
     x = torch.randn(4, 3, generator=gen(5), dtype=torch.float64)
     c = torch.randn(4, 2, generator=gen(6), dtype=torch.float64, requires_grad=True)
@@ -52,8 +59,11 @@ def test_conditional_flow_log_prob_sample_and_context_gradient(name: str) -> Non
     assert lp.shape == (4,) and torch.isfinite(lp).all()
     lp.sum().backward()
     assert c.grad is not None and c.grad.abs().sum() > 0
+    _check_context_gradient(lambda cc: flow.log_prob(x, cc).sum(), c.detach())
     s = flow.sample(4, context=c.detach(), generator=gen(7))
     assert s.shape == (4, 3)
+    other = flow.sample(4, context=c.detach() + 1.0, generator=gen(7))  # same noise
+    assert not torch.allclose(s, other)  # the context changes the samples
     check_invertible(flow.transform, x, atol=1e-10, context=c.detach())
     with pytest.raises(ValueError, match="context"):
         flow.log_prob(x)
@@ -107,19 +117,44 @@ def test_glow_with_spline_couplings() -> None:
     assert torch.isfinite(model.bpd((x * 17).long().clamp(max=16), n_levels=17, generator=g)).all()
 
 
-@pytest.mark.parametrize("coupling", ["affine", "spline"])
-def test_conditional_glow(coupling: str) -> None:
+def _check_context_gradient(f, c: torch.Tensor) -> None:  # type: ignore[no-untyped-def]
+    """Autograd ∂f/∂context equals central differences (fp64) in every context coordinate."""
+    c = c.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(f(c), c)
+    step = 1e-6
+    for i in range(c.shape[1]):
+        e = torch.zeros_like(c)
+        e[:, i] = step
+        with torch.no_grad():
+            fd = (f(c + e) - f(c - e)) / (2 * step)
+        torch.testing.assert_close(grad[:, i].sum(), fd, atol=1e-6, rtol=1e-6)
+
+
+MULTISCALE = {
+    "glow-affine": lambda g: glow((1, 4, 4), levels=2, steps=1, hidden=8, context_dim=3,
+                                  generator=g),
+    "glow-spline": lambda g: glow((1, 4, 4), levels=2, steps=1, hidden=8, coupling="spline",
+                                  bins=4, context_dim=3, generator=g),
+    "realnvp": lambda g: realnvp((1, 4, 4), scales=2, couplings=1, hidden=8, blocks=1,
+                                 context_dim=3),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(MULTISCALE))
+def test_conditional_multiscale(name: str) -> None:
     g = gen(0)
-    model = glow((1, 4, 4), levels=2, steps=1, hidden=8, coupling=coupling, bins=4,
-                 context_dim=3, generator=g).double()  # fmt: skip
+    torch.manual_seed(0)
+    model = MULTISCALE[name](g).double()
     x = torch.rand(6, 1, 4, 4, generator=g, dtype=torch.float64)
     c = torch.randn(6, 3, generator=g, dtype=torch.float64)
-    model(x, c)  # ActNorm data init
+    model(x, c)  # ActNorm data init / batch-norm statistics
     _perturb(model, 1, 0.05)
+    model.eval()  # RealNVP's batch norm inverts exactly with its running statistics
     c.requires_grad_(True)
     lp = model.log_prob(x, c)
     lp.sum().backward()
     assert c.grad is not None and c.grad.abs().sum() > 0
+    _check_context_gradient(lambda cc: model.log_prob(x, cc).sum(), c.detach())
     with torch.no_grad():
         z_list, _ = model(x, c)
         x_rec, _ = model.inverse(z_list, c)

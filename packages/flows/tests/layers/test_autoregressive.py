@@ -7,7 +7,10 @@ import pytest
 import torch
 from _flowcheck import check_invertible, check_logdet_vs_jacobian, gen
 
+from torch import nn
+
 from kexue.flows.layers.autoregressive import MaskedAutoregressive
+from kexue.flows.layers.spline_coupling import SplineCoupling
 
 CASES = [(t, d) for t in ("affine", "spline") for d in ("maf", "iaf")]
 
@@ -123,3 +126,53 @@ def test_parity_with_zuko_given_the_same_conditioner(transformer: str) -> None:
     torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=0)
     torch.testing.assert_close(logdet, ladj_ref, atol=1e-12, rtol=0)
     torch.testing.assert_close(ours.inverse(y, c)[0], t.inv(y_ref), atol=1e-10, rtol=0)
+
+
+def test_two_passes_equal_the_coupling_layer_with_the_same_parameters() -> None:
+    """Spec §5 row 11: a MADE over 2 feature blocks (zuko ``passes=2``) is a spline coupling
+    (with nflows' unconditional spline on the kept block): same y, logdet and inverse, and the
+    inverse is exact after 2 passes."""
+    d, k, width = 6, 4, 10
+    p = 3 * k - 1
+    ar = MaskedAutoregressive(
+        d, "spline", hidden=(width, width), passes=2, bins=k, bound=3.0, generator=gen(20)
+    ).double()
+    assert ar.made.degrees.tolist() == [1, 1, 1, 2, 2, 2] and ar.passes == 2
+    first, hidden2, last = (m for m in ar.made.net if isinstance(m, nn.Linear))
+    with torch.no_grad():
+        last.weight.copy_(torch.randn(last.weight.shape, generator=gen(21)).double() * 0.5)
+        last.bias.copy_(torch.randn(last.bias.shape, generator=gen(22)).double() * 0.5)
+    # the coupling's net: the MADE's weights where its masks let them act (block 1 → block 2)
+    net = nn.Sequential(
+        nn.Linear(3, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 3 * p)
+    ).double()
+    with torch.no_grad():
+        net[0].weight.copy_((first.weight * first.mask)[:, :3])
+        net[0].bias.copy_(first.bias)
+        net[2].weight.copy_(hidden2.weight * hidden2.mask)
+        net[2].bias.copy_(hidden2.bias)
+        net[4].weight.copy_((last.weight * last.mask)[3 * p :])  # block-2 rows, feature-major
+        net[4].bias.copy_(last.bias[3 * p :])
+    coupling = SplineCoupling(
+        net, bins=k, bound=3.0, split="channel", unconditional=True, features=d
+    ).double()
+    phi = coupling.identity_spline
+    assert phi is not None
+    raw = last.bias[: 3 * p].view(3, p).detach()  # block 1 sees no input: its bias only
+    assert torch.equal((last.weight * last.mask)[: 3 * p], torch.zeros(3 * p, width))
+    with torch.no_grad():
+        phi.widths.copy_(raw[:, :k])
+        phi.heights.copy_(raw[:, k : 2 * k])
+        phi.derivatives.copy_(raw[:, 2 * k :])
+    x = torch.randn(7, d, generator=gen(23), dtype=torch.float64) * 1.5
+    u, ld = ar(x)
+    y, ld_c = coupling(x)
+    torch.testing.assert_close(u, y, atol=1e-12, rtol=0)
+    torch.testing.assert_close(ld, ld_c, atol=1e-12, rtol=0)
+    x_ar, ldi = ar.inverse(u)  # 2 passes
+    x_c, ldi_c = coupling.inverse(y)
+    torch.testing.assert_close(x_ar, x, atol=1e-10, rtol=0)
+    torch.testing.assert_close(x_ar, x_c, atol=1e-12, rtol=0)
+    torch.testing.assert_close(ldi, ldi_c, atol=1e-12, rtol=0)
+    one_pass = MaskedAutoregressive(d, "spline", hidden=(width, width), passes=1, bins=k)
+    assert one_pass.made.degrees.tolist() == [1] * d  # passes=1: elementwise, no conditioning

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-__all__ = ["Preset", "check_image_shape", "check_preset", "positive"]
+__all__ = ["Preset", "check_context_dim", "check_image_shape", "check_preset", "positive"]
 
 Preset = Literal["paper", "su_compat"]
 
@@ -30,3 +30,8 @@ def positive(**values: int) -> None:
     for name, v in values.items():
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
+
+
+def check_context_dim(context_dim: int) -> None:
+    if not isinstance(context_dim, int) or context_dim < 0:
+        raise ValueError(f"context_dim must be an int >= 0, got {context_dim!r}")

@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 
 from kexue.flows.base import Compose, FlowLayer
-from kexue.flows.builders._checks import positive
+from kexue.flows.builders._checks import check_context_dim, positive
 from kexue.flows.flow import Flow
 from kexue.flows.layers.autoregressive import MaskedAutoregressive
 from kexue.flows.layers.spline_coupling import SplineCoupling
@@ -48,8 +48,7 @@ def _check(features: int, transforms: int, hidden: Sequence[int], context_dim: i
     widths = [hidden] if isinstance(hidden, int) else list(hidden)
     if not widths or any(not isinstance(w, int) or w < 1 for w in widths):
         raise ValueError(f"hidden must be positive widths, got {hidden!r}")
-    if not isinstance(context_dim, int) or context_dim < 0:
-        raise ValueError(f"context_dim must be an int >= 0, got {context_dim!r}")
+    check_context_dim(context_dim)
     return widths
 
 

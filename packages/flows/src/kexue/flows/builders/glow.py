@@ -15,7 +15,13 @@ from typing import Literal
 import torch
 
 from kexue.flows.base import Compose, FlowLayer
-from kexue.flows.builders._checks import Preset, check_image_shape, check_preset, positive
+from kexue.flows.builders._checks import (
+    Preset,
+    check_context_dim,
+    check_image_shape,
+    check_preset,
+    positive,
+)
 from kexue.flows.flow import FlowConfig, Level, MultiScaleFlow, Split
 from kexue.flows.layers.conv1x1 import Invertible1x1Conv
 from kexue.flows.layers.coupling import AdditiveCoupling, AffineCoupling
@@ -101,6 +107,7 @@ def glow(
     """
     check_preset(preset)
     positive(levels=levels, steps=steps, hidden=hidden)
+    check_context_dim(context_dim)
     su = preset == "su_compat"
     coupling = coupling or ("additive" if su else "affine")
     permutation = permutation or ("random" if su else "lu")

@@ -11,7 +11,7 @@ from typing import Literal
 import torch
 
 from kexue.flows.base import Compose, FlowLayer
-from kexue.flows.builders._checks import Preset, check_preset, positive
+from kexue.flows.builders._checks import Preset, check_context_dim, check_preset, positive
 from kexue.flows.flow import Flow, FlowConfig
 from kexue.flows.layers.coupling import AdditiveCoupling
 from kexue.flows.layers.normalization import DiagonalScale
@@ -30,6 +30,7 @@ def nice(
     depth: int = 5,
     prior: Literal["logistic", "normal"] | None = None,
     mixing: Literal["reverse", "random", "parity"] | None = None,
+    context_dim: int = 0,
     preset: Preset = "paper",
     generator: torch.Generator | None = None,
 ) -> Flow:
@@ -51,6 +52,9 @@ def nice(
         prior: ``"logistic"`` or ``"normal"``; default by preset (logistic / normal).
         mixing: ``"parity"`` (alternate the modified half), ``"reverse"`` or ``"random"``
             (permute the features before every coupling); default by preset (parity / reverse).
+        context_dim: size of a context vector (B, context_dim) for a conditional NICE: it is
+            concatenated to every coupling MLP's input (the scale and the prior stay
+            unconditional); ``log_prob(x, context)``, ``sample(n, context=...)``; default 0.
         preset: ``"paper"`` or ``"su_compat"``.
         generator: RNG of the random permutations and the Glorot scale init.
 
@@ -62,6 +66,7 @@ def nice(
     """
     check_preset(preset)
     positive(dim=dim, n_couplings=n_couplings, hidden=hidden, depth=depth)
+    check_context_dim(context_dim)
     if dim < 2:
         raise ValueError(f"dim must be >= 2 to split, got {dim}")
     su = preset == "su_compat"
@@ -78,8 +83,9 @@ def nice(
             layers.append(Permutation(dim, mode=mixing, generator=generator))
         kept = (dim + 1 - parity) // 2  # x[:, parity::2]
         net = MLP(
-            kept, dim - kept, hidden=hidden, depth=depth, out_activation="relu" if su else None
-        )
+            kept, dim - kept, hidden=hidden, depth=depth, out_activation="relu" if su else None,
+            context_features=context_dim,
+        )  # fmt: skip
         layers.append(
             AdditiveCoupling(net, split="parity", parity=parity, sign=-1.0 if su else 1.0)
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kexue.flows.base import Compose, FlowLayer
-from kexue.flows.builders._checks import Preset, check_image_shape, positive
+from kexue.flows.builders._checks import Preset, check_context_dim, check_image_shape, positive
 from kexue.flows.flow import FlowConfig, Level, MultiScaleFlow, Split
 from kexue.flows.layers.coupling import AffineCoupling
 from kexue.flows.layers.logit import LogitTransform
@@ -31,6 +31,7 @@ def realnvp(
     scale_map: str = "tanh_w",
     logit_alpha: float | None = 0.05,
     batch_norm: bool = True,
+    context_dim: int = 0,
     preset: Preset = "paper",
 ) -> MultiScaleFlow:
     """RealNVP multi-scale flow (chrischute/real-nvp layout).
@@ -52,6 +53,10 @@ def realnvp(
         scale_map: coupling scale map; default ``"tanh_w"`` [RealNVP].
         logit_alpha: α of the logit pre-processing, or None for none.
         batch_norm: add the batch-norm flow layer after each coupling; default True [RealNVP].
+        context_dim: size of a context vector (B, context_dim) for a conditional RealNVP: it is
+            broadcast over the positions into every coupling ResNet, and a zero-initialised
+            linear map of it shifts every split prior (the logit, batch-norm and squeeze layers
+            and the top N(0, I) stay unconditional); default 0.
         preset: only ``"paper"`` (RealNVP has no Su configuration).
 
     Returns:
@@ -63,12 +68,13 @@ def realnvp(
     if preset != "paper":
         raise ValueError(f"preset must be 'paper' for realnvp, got {preset!r}")
     positive(scales=scales, couplings=couplings, hidden=hidden, blocks=blocks)
+    check_context_dim(context_dim)
     c, h, w = check_image_shape(shape, 2 ** (scales - 1))
 
     def coupled(channels: int, *, split: str, parity: int) -> list[FlowLayer]:
         n_in = channels if split == "checkerboard" else channels // 2
         n_out = 2 * channels if split == "checkerboard" else channels
-        net = ResNet(n_in, n_out, hidden=hidden, blocks=blocks)
+        net = ResNet(n_in, n_out, hidden=hidden, blocks=blocks, context_channels=context_dim)
         layer = AffineCoupling(
             net,
             scale_map=scale_map,
@@ -94,7 +100,9 @@ def realnvp(
         c, h, w = 4 * c, h // 2, w // 2
         for i in range(couplings):
             layers += coupled(c, split="channel", parity=i % 2)
-        levels.append(Level(Compose(layers), Split(c, prior="normal")))
+        levels.append(
+            Level(Compose(layers), Split(c, prior="normal", context_features=context_dim))
+        )
         c //= 2
     model = MultiScaleFlow(levels, StandardNormal((c, h, w)))
     model.config = FlowConfig("paper")

@@ -3,7 +3,7 @@
 ``MaskedAutoregressive(direction="maf")`` maps data to latent in one pass,
 ``u_i = τ(x_i; θ_i(x_<i))`` with θ from a :class:`~kexue.flows.layers.made.MADE`; its inverse
 (sampling) takes D sequential passes from zeros, after pass i the first i features in the
-ordering are exact. ``direction="iaf"`` is the same layer inverted: the conditioner reads the
+ordering are exact (``passes=k`` groups the features into k blocks: k passes; 2 = a coupling). ``direction="iaf"`` is the same layer inverted: the conditioner reads the
 latent side, so sampling is one pass and density evaluation D passes. Spline + ``"maf"`` is
 NSF-AR (Durkan et al. 2019).
 
@@ -47,6 +47,10 @@ class MaskedAutoregressive(FlowLayer):
         context_features: size of a context vector fed (unmasked) to the MADE; default 0.
         order: rank of every feature; default ``range(D)`` (alternate with reversed orders
             between layers, as the builders do).
+        passes: zuko's ``passes``: the features form this many blocks of consecutive ranks and
+            the D-pass loops shrink to ``passes`` passes; ``2`` is a coupling layer (an
+            unconditional transform of the first block, the second conditioned on it); default
+            None (= D, fully autoregressive).
         bins: spline bins K; default 8 [zuko ``NSF``].
         bound: spline interval [−B, B]; default 5.0 [zuko].
         param: spline parametrisation, ``"nflows"`` (default) or ``"zuko"``.
@@ -74,6 +78,7 @@ class MaskedAutoregressive(FlowLayer):
         hidden: int | Sequence[int] = (64, 64),
         context_features: int = 0,
         order: Sequence[int] | Tensor | None = None,
+        passes: int | None = None,
         bins: int = 8,
         bound: float = 5.0,
         param: str = "nflows",
@@ -92,12 +97,14 @@ class MaskedAutoregressive(FlowLayer):
         self.bound = float(bound)
         self.param = param
         self.context_features = context_features
+        self.passes = features if passes is None else min(passes, features)
         self.made = MADE(
             features,
             hidden,
             transformer_params(transformer, bins),
             context_features=context_features,
             order=order,
+            passes=passes,
             random_degrees=random_degrees,
             activation=activation,
             generator=generator,
@@ -124,9 +131,9 @@ class MaskedAutoregressive(FlowLayer):
         return self._tau(x, self.made(x, context), inverse=False)
 
     def _passes(self, u: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        """x with τ(x; θ(x)) = u, by D passes from zeros (exact after the last one)."""
+        """x with τ(x; θ(x)) = u, by ``passes`` (D) passes from zeros (exact after the last)."""
         x = torch.zeros_like(u)
-        for _ in range(self.features):
+        for _ in range(self.passes):
             x, logdet = self._tau(u, self.made(x, context), inverse=True)
         return x, logdet
 

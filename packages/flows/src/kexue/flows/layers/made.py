@@ -61,6 +61,7 @@ def made_degrees(
     order: Sequence[int] | Tensor | None = None,
     random_degrees: bool = False,
     context: bool = False,
+    passes: int | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, list[Tensor]]:
     """Input degrees (D,) and the hidden degrees of every hidden layer.
@@ -75,6 +76,10 @@ def made_degrees(
         context: the net has context inputs: hidden degrees start at 0 instead of 1, so
             degree-0 units (which see only the context) reach every output, the first feature's
             included (nflows' [1, D − 1] leaves the first output context-free).
+        passes: group the features into blocks of ``ceil(D / passes)`` consecutive ranks that
+            share a degree (zuko's ``passes``): ``None`` (default) = D blocks, fully
+            autoregressive; ``2`` = a coupling (the first block is conditioned on nothing, the
+            second on the first); the inverse then needs ``passes`` passes.
         generator: RNG of the random degrees.
 
     Returns:
@@ -89,10 +94,14 @@ def made_degrees(
             order_t.sort().values, torch.arange(features)
         ):
             raise ValueError(f"order must be a permutation of 0..{features - 1}, got {order_t}")
+    if passes is not None:
+        if not isinstance(passes, int) or passes < 1:
+            raise ValueError(f"passes must be a positive int or None, got {passes!r}")
+        order_t = torch.div(order_t, -(-features // passes), rounding_mode="floor")
     deg_in = order_t + 1
-    top = max(features - 1, 0)
+    top = int(deg_in.max()) - 1 if features else 0  # hidden degrees lie in [lo, top]
     out: list[Tensor] = []
-    lo = 1 if features > 1 and not context else 0
+    lo = 1 if top >= 1 and not context else 0
     for width in hidden:
         if random_degrees and top >= 1:
             deg = torch.randint(lo, top + 1, (width,), generator=generator)
@@ -116,6 +125,7 @@ class MADE(nn.Module):
         out_per_feature: P, the parameters per feature (2 for affine, 3K − 1 for a spline).
         context_features: C, size of the context vector; default 0.
         order: rank of every feature; default ``range(D)``.
+        passes: feature blocks sharing a degree (:func:`made_degrees`); default None (D).
         random_degrees: random hidden degrees (nflows); default False (cycled).
         activation: hidden activation; default ``"relu"``.
         zero_init: zero the output layer, so every parameter starts at 0 (identity transforms);
@@ -134,6 +144,7 @@ class MADE(nn.Module):
         *,
         context_features: int = 0,
         order: Sequence[int] | Tensor | None = None,
+        passes: int | None = None,
         random_degrees: bool = False,
         activation: str | Callable[[], nn.Module] = "relu",
         zero_init: bool = True,
@@ -157,6 +168,7 @@ class MADE(nn.Module):
             order=order,
             random_degrees=random_degrees,
             context=context_features > 0,
+            passes=passes,
             generator=generator,
         )
         self.register_buffer("degrees", deg_in)
