@@ -6,7 +6,6 @@ import io
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -247,12 +246,8 @@ def test_progress_bar_draws_on_a_terminal() -> None:
     assert quiet.getvalue() == ""
 
 
-def test_console_script(files: dict[str, Path]) -> None:
-    exe = shutil.which("kexue-terms") or shutil.which(
-        "kexue-terms", path=str(Path(sys.executable).parent)
-    )
-    if exe is None:
-        pytest.skip("kexue-terms console script is not installed")
+def test_console_script(files: dict[str, Path], kexue_terms: str) -> None:
+    exe = kexue_terms
     ok = subprocess.run(
         [exe, "discover", str(files["domain"]), "--top", "3", "--format", "json"],
         capture_output=True, text=True, timeout=60, check=False,

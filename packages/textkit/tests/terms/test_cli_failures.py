@@ -11,10 +11,8 @@ import json
 import os
 import random
 import resource
-import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,19 +25,22 @@ from kexue.textkit.terms.ngrams import NgramCounts, count_ngrams
 COMMANDS = ["discover", "segment", "mine", "count"]
 
 
-def _exe() -> str:
-    exe = shutil.which("kexue-terms", path=str(Path(sys.executable).parent))
-    if exe is None:
-        pytest.skip("kexue-terms console script is not installed next to this interpreter")
-    return exe
+RunScript = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def _run(
-    args: list[str], *, timeout: float = 60, **kwargs: object
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [_exe(), *args], capture_output=True, text=True, timeout=timeout, check=False, **kwargs
-    )
+@pytest.fixture
+def run_script(kexue_terms: str) -> RunScript:
+    """``run_script(args, timeout=60, **subprocess_kwargs)``: the console script, finished."""
+
+    def run(
+        args: list[str], *, timeout: float = 60, **kwargs: object
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [kexue_terms, *args], capture_output=True, text=True, timeout=timeout, check=False,
+            **kwargs,
+        )  # fmt: skip
+
+    return run
 
 
 def _one_error_line(res: subprocess.CompletedProcess[str], *needles: str) -> str:
@@ -103,7 +104,11 @@ BAD_OUTPUTS: dict[str, tuple[Callable[[Path], str], str]] = {
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("case", sorted(BAD_OUTPUTS))
 def test_bad_output_is_reported_before_any_input_is_read(
-    data: dict[str, Path], tmp_path: Path, command: str, case: str
+    data: dict[str, Path],
+    tmp_path: Path,
+    command: str,
+    case: str,
+    run_script: RunScript,
 ) -> None:
     (tmp_path / "plain.txt").write_text("a file\n", encoding="utf-8")
     (tmp_path / "sub").mkdir()
@@ -111,13 +116,15 @@ def test_bad_output_is_reported_before_any_input_is_read(
     output = make(tmp_path)
     before = _listing(tmp_path)
     # the inputs do not exist: the error must be about the output, found first
-    res = _run(_argv(command, data, output, inputs=str(tmp_path / "missing-input.txt")))
+    res = run_script(_argv(command, data, output, inputs=str(tmp_path / "missing-input.txt")))
     _one_error_line(res, output, reason)
     assert _listing(tmp_path) == before and _listing(tmp_path / "sub") == []
 
 
 @pytest.mark.parametrize("command", ["discover", "segment"])
-def test_bad_output_never_waits_for_stdin(data: dict[str, Path], command: str) -> None:
+def test_bad_output_never_waits_for_stdin(
+    data: dict[str, Path], command: str, kexue_terms: str
+) -> None:
     """stdin stays open and empty: reading it first would hang until the timeout."""
     output = str(data["dir"] / "no" / "out.tsv")
     argv = (
@@ -126,7 +133,7 @@ def test_bad_output_never_waits_for_stdin(data: dict[str, Path], command: str) -
     if command == "segment":
         argv[argv.index(str(data["corpus"]))] = "-"
     with subprocess.Popen(
-        [_exe(), *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [kexue_terms, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     ) as proc:
         try:  # stdin stays open: wait for the exit without closing it
             proc.wait(timeout=30)
@@ -139,7 +146,7 @@ def test_bad_output_never_waits_for_stdin(data: dict[str, Path], command: str) -
     _one_error_line(res, output, "does not exist")
 
 
-def test_read_only_folder(data: dict[str, Path], tmp_path: Path) -> None:
+def test_read_only_folder(data: dict[str, Path], tmp_path: Path, run_script: RunScript) -> None:
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
@@ -153,7 +160,7 @@ def test_read_only_folder(data: dict[str, Path], tmp_path: Path) -> None:
             probe.unlink()
             pytest.skip("running as root: mode bits do not make a folder read-only")
         for command in COMMANDS:
-            res = _run(_argv(command, data, str(ro / "out")))
+            res = run_script(_argv(command, data, str(ro / "out")))
             _one_error_line(res, str(ro / "out"), "cannot write")
             assert _listing(ro) == []
     finally:
@@ -164,7 +171,11 @@ def test_read_only_folder(data: dict[str, Path], tmp_path: Path) -> None:
 @pytest.mark.parametrize("command", ["discover", "count"])
 @pytest.mark.parametrize("ignore_in_child", [True, False], ids=["SIGXFSZ-ignored", "default"])
 def test_full_disk_leaves_nothing(
-    data: dict[str, Path], tmp_path: Path, command: str, ignore_in_child: bool
+    data: dict[str, Path],
+    tmp_path: Path,
+    command: str,
+    ignore_in_child: bool,
+    run_script: RunScript,
 ) -> None:
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
@@ -175,10 +186,10 @@ def test_full_disk_leaves_nothing(
     argv = _argv(command, data, output)
     if command == "discover":
         argv += ["--min-count", "2"]
-    res = _run(argv, preexec_fn=limit)  # the CLI ignores SIGXFSZ itself: EFBIG, not a kill
+    res = run_script(argv, preexec_fn=limit)  # the CLI ignores SIGXFSZ itself: EFBIG, not a kill
     _one_error_line(res, output, "cannot write", "File too large")
     assert _listing(tmp_path) == []
-    ok = _run(argv)  # the same command without the limit writes the file
+    ok = run_script(argv)  # the same command without the limit writes the file
     assert ok.returncode == 0 and os.path.getsize(output) > 2048
 
 
@@ -217,10 +228,12 @@ def test_load_rejects_damaged_tables_naming_the_file(data: dict[str, Path], tmp_
         NgramCounts.load(tmp_path / "absent.npz")
 
 
-def test_mine_with_a_damaged_background_table(data: dict[str, Path], tmp_path: Path) -> None:
+def test_mine_with_a_damaged_background_table(
+    data: dict[str, Path], tmp_path: Path, run_script: RunScript
+) -> None:
     for name, path in _variants(data["table"], tmp_path).items():
         out = tmp_path / f"{name}.tsv"
-        res = _run([*_argv("mine", data, str(out))[:4], str(path), "-o", str(out)])
+        res = run_script([*_argv("mine", data, str(out))[:4], str(path), "-o", str(out)])
         _one_error_line(res, str(path), "not a kexue n-gram count table")
         assert not out.exists() and "Traceback" not in res.stderr
 
@@ -268,6 +281,8 @@ def test_bad_json_lexicon_names_the_file(
     assert main(["segment", "--lexicon", str(good), str(data["corpus"]), "-q"]) == 0
 
 
-def test_unreadable_input_is_one_line(data: dict[str, Path], tmp_path: Path) -> None:
-    res = _run(["discover", str(tmp_path), "-q"])  # a folder given as input
+def test_unreadable_input_is_one_line(
+    data: dict[str, Path], tmp_path: Path, run_script: RunScript
+) -> None:
+    res = run_script(["discover", str(tmp_path), "-q"])  # a folder given as input
     _one_error_line(res, str(tmp_path), "is a directory")

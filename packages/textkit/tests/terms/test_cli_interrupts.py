@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -29,13 +27,6 @@ import pytest
 
 DEADLINE_S = 2.0
 TRIALS = {"start-up": 6, "counting": 8, "writing": 6}  # 20 trials
-
-
-def _exe() -> str:
-    exe = shutil.which("kexue-terms", path=str(Path(sys.executable).parent))
-    if exe is None:
-        pytest.skip("kexue-terms console script is not installed next to this interpreter")
-    return exe
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +85,9 @@ def _writing(folder: Path) -> bool:
     return False
 
 
-def _trial(argv: list[str], out_dir: Path, phase: str, sig: int, delay: float) -> dict:
+def _trial(exe: str, argv: list[str], out_dir: Path, phase: str, sig: int, delay: float) -> dict:
     proc = subprocess.Popen(
-        [_exe(), *argv],
+        [exe, *argv],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,  # its own process group, as a shell job
@@ -168,7 +159,9 @@ def _argv(kind: str, corpus: Path, out: Path, workers: int) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("phase", list(TRIALS))
-def test_signals_end_the_command_in_time(corpus: Path, tmp_path: Path, phase: str) -> None:
+def test_signals_end_the_command_in_time(
+    corpus: Path, tmp_path: Path, phase: str, kexue_terms: str
+) -> None:
     rng = random.Random(f"kexue-terms interrupts {phase}")
     outcomes = []
     for i in range(TRIALS[phase]):
@@ -184,17 +177,19 @@ def test_signals_end_the_command_in_time(corpus: Path, tmp_path: Path, phase: st
         else:  # while the table is written (exact counts: a ~50 MB table), 1 or 2 workers
             argv = [*_argv("count", corpus, out, 1 + i % 2), "--prune-every", "0"]
             delay = rng.uniform(0.0, 0.01)
-        r = _trial(argv, out, phase, sig, delay)
+        r = _trial(kexue_terms, argv, out, phase, sig, delay)
         outcomes.append(_check(r, sig, phase))
     print(f"{phase}: {outcomes}")
     if phase != "start-up":
         assert outcomes == ["handled"] * TRIALS[phase]
 
 
-def test_count_runs_to_the_end_without_a_signal(corpus: Path, tmp_path: Path) -> None:
+def test_count_runs_to_the_end_without_a_signal(
+    corpus: Path, tmp_path: Path, kexue_terms: str
+) -> None:
     """The trials' commands succeed when left alone (so an interrupted one lost real work)."""
     res = subprocess.run(
-        [_exe(), *_argv("count", corpus, tmp_path, 2)],
+        [kexue_terms, *_argv("count", corpus, tmp_path, 2)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pkgutil
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +14,6 @@ import kexue.textkit.terms as terms
 MODULES = ["kexue.textkit.terms"] + [
     f"kexue.textkit.terms.{m.name}" for m in pkgutil.iter_modules(terms.__path__)
 ]
-
-
-def _exe() -> str:
-    exe = shutil.which("kexue-terms", path=str(Path(sys.executable).parent))
-    if exe is None:
-        pytest.skip("kexue-terms console script is not installed next to this interpreter")
-    return exe
 
 
 def _imported(stderr: str) -> set[str]:
@@ -69,12 +61,14 @@ def test_import_of_the_package_is_lazy(run_python) -> None:
     [["--help"], ["discover", "{corpus}", "-q"], ["count", "{corpus}", "-o", "{table}", "-q"]],
     ids=["help", "discover", "count"],
 )
-def test_console_script_never_imports_torch(tmp_path: Path, argv: list[str]) -> None:
+def test_console_script_never_imports_torch(
+    tmp_path: Path, argv: list[str], kexue_terms: str
+) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text("变压器和输电线路。\n继电保护与电网调度。\n" * 50, encoding="utf-8")
     args = [a.format(corpus=corpus, table=tmp_path / "t.npz") for a in argv]
     res = subprocess.run(
-        [sys.executable, "-X", "importtime", _exe(), *args],
+        [sys.executable, "-X", "importtime", kexue_terms, *args],
         capture_output=True,
         text=True,
         timeout=120,

@@ -12,14 +12,8 @@
 
 from __future__ import annotations
 
-from .functional import (
-    crf_log_partition,
-    crf_marginals,
-    crf_nll,
-    crf_score,
-    viterbi_decode,
-    viterbi_nbest,
-)
+from . import functional
+from .functional import *  # noqa: F403 - the checked entries, listed once in functional.__all__
 from .module import (
     CRF,
 )
@@ -38,10 +32,5 @@ __all__ = [
     "MAX",
     "KMax",
     "ViterbiDecoder",
-    "crf_log_partition",
-    "crf_marginals",
-    "crf_nll",
-    "crf_score",
-    "viterbi_decode",
-    "viterbi_nbest",
 ]
+__all__ += functional.__all__
