@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from kexue.gan_losses.metrics import prdc
+from kexue.gan_losses.metrics.prdc import exact_sq_distances
 
 F64 = torch.float64
 
@@ -30,6 +31,60 @@ def _brute_force(real: torch.Tensor, fake: torch.Tensor, k: int, closed: bool) -
     density = sum(inside(dm[i][j], rr[i]) for i in range(n) for j in range(m)) / (k * m)
     coverage = sum(any(inside(dm[i][j], rr[i]) for j in range(m)) for i in range(n)) / n
     return {"precision": precision, "recall": recall, "density": density, "coverage": coverage}
+
+
+def _reference(real: torch.Tensor, fake: torch.Tensor, k: int, closed: bool) -> dict[str, float]:
+    """PRDC with every distance from the reference formula (all pairs, no screening)."""
+
+    def full(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        pairs_a = a[:, None, :].expand(len(a), len(b), -1).reshape(-1, a.shape[1])
+        pairs_b = b[None, :, :].expand(len(a), len(b), -1).reshape(-1, a.shape[1])
+        return exact_sq_distances(pairs_a, pairs_b).view(len(a), len(b))
+
+    r_real = full(real, real).kthvalue(k + 1, dim=1).values
+    r_fake = full(fake, fake).kthvalue(k + 1, dim=1).values
+    d = full(real, fake)
+    inside = torch.le if closed else torch.lt
+    in_real, in_fake = inside(d, r_real[:, None]), inside(d, r_fake[None, :])
+    return {
+        "precision": float(in_real.any(0).double().mean()),
+        "recall": float(in_fake.any(1).double().mean()),
+        "density": float(in_real.sum().item() / (k * len(fake))),
+        "coverage": float(in_real.any(1).double().mean()),
+    }
+
+
+def _adversarial(case: str) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(160, 6, generator=g, dtype=F64)
+    y = torch.randn(140, 6, generator=g, dtype=F64) * 1.2 + 0.1
+    if case == "offset":  # a common offset of 1e6 on a spread of 1e-3
+        return x * 1e-3 + 1e6, y * 1e-3 + 1e6
+    if case == "ties":  # integer lattice: many exactly equal distances and radii
+        return (
+            torch.randint(0, 3, (160, 4), generator=g).to(F64),
+            torch.randint(0, 3, (150, 4), generator=g).to(F64),
+        )
+    if case == "duplicates":  # every real point four times, fakes partly copies of reals
+        return torch.cat([x[:40]] * 4), torch.cat([x[:30], y[:90]])
+    return x * 1e-9 + 3.0, y * 1e-9 + 3.0  # "tiny": spread at the float32 resolution of 3
+
+
+@pytest.mark.parametrize("case", ["offset", "ties", "duplicates", "tiny"])
+@pytest.mark.parametrize("boundary", ["strict", "closed"])
+def test_float32_screening_equals_the_float64_reference(case: str, boundary: str) -> None:
+    real, fake = _adversarial(case)
+    expected = _reference(real, fake, 5, boundary == "closed")
+    for chunk in (256, 37):
+        assert prdc(real, fake, boundary=boundary, chunk_size=chunk) == expected
+
+
+def test_exact_sq_distances_is_batch_independent() -> None:
+    g = torch.Generator().manual_seed(12)
+    a, b = torch.randn(500, 7, generator=g, dtype=F64), torch.randn(500, 7, generator=g, dtype=F64)
+    whole = exact_sq_distances(a, b)
+    assert torch.equal(whole[123:130], exact_sq_distances(a[123:130], b[123:130]))
+    assert torch.allclose(whole, ((a - b) ** 2).sum(1), rtol=1e-15, atol=0.0)
 
 
 @pytest.mark.parametrize("boundary", ["strict", "closed"])
