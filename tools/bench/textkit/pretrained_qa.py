@@ -42,7 +42,7 @@ from kexue.textkit.seq2seq.wordpiece import WordPieceTokenizer
 from kexue.textkit.tasks.generation import train_seq2seq
 from kexue.textkit.tasks.qa_data import NO_ANSWER
 from tools.bench._common import load_average, machine_line, versions
-from tools.bench.textkit.seq2seq import _evaluate_qa
+from tools.bench.textkit.seq2seq import _evaluate_qa, qa_parser
 from tools.workloads.textkit_bert import char_vocab, discovered_segmenter, small_bert
 from tools.workloads.textkit_qa import encode_qa_items, qa_examples
 
@@ -59,6 +59,18 @@ def build_model(tok: WordPieceTokenizer, args: argparse.Namespace) -> BertUniLM:
     )
 
 
+def _budget(lr: float, warmup: int, steps: int, seconds: float) -> dict[str, Any]:
+    """The schedule keywords ``pretrain_mlm`` and ``train_seq2seq`` share."""
+    return {"lr": lr, "warmup_steps": warmup, "max_steps": steps, "max_seconds": seconds}
+
+
+def _log_facts(log: Any) -> dict[str, Any]:
+    """Steps, wall time, what stopped it and the first/last loss of a training log."""
+    first, last = (log.losses[0], log.losses[-1]) if log.losses else (None, None)
+    facts = {"steps": log.steps, "seconds": log.seconds, "stopped_by": log.stopped_by}
+    return facts | {"loss_first": first, "loss_last": last}
+
+
 def pretrain(
     model: BertUniLM, tok: WordPieceTokenizer, texts: list[str], args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -72,53 +84,33 @@ def pretrain(
             tok, seg, max_len=66, generator=torch.Generator().manual_seed(args.seed)
         )
         loader = torch.utils.data.DataLoader(stream, batch_size=args.pt_batch, collate_fn=coll)
-        log = pretrain_mlm(
-            model,
-            loader,
-            lr=args.pt_lr,
-            warmup_steps=args.pt_warmup,
-            max_steps=args.pt_steps,
-            max_seconds=args.pretrain_seconds,
-            log_every=50,
-            progress=True,
-        )
+        budget = _budget(args.pt_lr, args.pt_warmup, args.pt_steps, args.pretrain_seconds)
+        log = pretrain_mlm(model, loader, log_every=50, progress=True, **budget)
     return {
         "segmenter": seg_facts,
-        "steps": log.steps,
-        "seconds": log.seconds,
-        "stopped_by": log.stopped_by,
+        **_log_facts(log),
         "sequences": log.steps * args.pt_batch,
-        "loss_first": log.losses[0] if log.losses else None,
-        "loss_last": log.losses[-1] if log.losses else None,
         "losses_every_50": [round(x, 3) for x in log.losses[:: max(1, len(log.losses) // 20)]],
     }
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = qa_parser(__doc__, qa_seconds=900.0)
     ap.add_argument("--pretrain-seconds", type=float, default=600.0)
     ap.add_argument("--pt-steps", type=int, default=3000, help="schedule length (decay to 0)")
     ap.add_argument("--pt-batch", type=int, default=64)
     ap.add_argument("--pt-lr", type=float, default=1e-3)
     ap.add_argument("--pt-warmup", type=int, default=300)
     ap.add_argument("--wwm-min-count", type=int, default=16)
-    ap.add_argument("--qa-seconds", type=float, default=900.0, help="wall-clock cap")
     ap.add_argument(
         "--ft-steps", type=int, default=5159, help="the from-scratch baseline's 5159 × 32 examples"
     )
     ap.add_argument("--ft-lr", type=float, default=5e-4)
-    ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--ffn", type=int, default=512)
     ap.add_argument("--dropout", type=float, default=0.0)
-    ap.add_argument("--eval-sentences", type=int, default=1200)
-    ap.add_argument("--eval-paragraphs", type=int, default=200)
     ap.add_argument("--scratch", action="store_true", help="no pretraining (the ablation)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--save", type=Path, default=None, help="save_bert the pretrained model here")
     ap.add_argument("--init", type=Path, default=None, help="continue from a --save folder")
     ap.add_argument(
@@ -178,21 +170,14 @@ def main() -> None:
         items,
         pad_id=tok.pad_id,
         batch_size=args.batch,
-        lr=args.ft_lr,
-        warmup_steps=100,
-        max_steps=args.ft_steps,
-        max_seconds=args.qa_seconds,
         generator=torch.Generator().manual_seed(args.seed),
+        **_budget(args.ft_lr, 100, args.ft_steps, args.qa_seconds),
     )
     out["finetune"] = {
         "train_examples": len(qa.train),
         "train_answerable": sum(e.answer != NO_ANSWER for e in qa.train),
-        "steps": log.steps,
-        "stopped_by": log.stopped_by,
         "examples_seen": log.examples,
-        "seconds": log.seconds,
-        "loss_first": log.losses[0],
-        "loss_last": log.losses[-1],
+        **_log_facts(log),
     }
     print(f"finetune: {out['finetune']}", file=sys.stderr)
     if args.save_finetuned is not None:

@@ -508,23 +508,30 @@ def render(res: dict[str, Any], args: argparse.Namespace, wall: float, load: str
     return "\n".join(lines)
 
 
+def qa_parser(doc: str, *, qa_seconds: float) -> argparse.ArgumentParser:
+    """The options every People's Daily QA benchmark has (this one and ``pretrained_qa``): the
+    fine-tuning wall-clock cap, batch, heads, the evaluation sizes, threads, seed, ``--json``."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--qa-seconds", type=float, default=qa_seconds, help="wall-clock cap")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--eval-sentences", type=int, default=1200)
+    ap.add_argument("--eval-paragraphs", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None, help="also dump the results here")
+    return ap
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--qa-seconds", type=float, default=360.0)
+    ap = qa_parser(__doc__, qa_seconds=360.0)
     ap.add_argument("--lm-seconds", type=float, default=150.0)
     ap.add_argument("--lm-steps", type=int, default=800)
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--depth", type=int, default=2)
-    ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--vocab", type=int, default=5000)
-    ap.add_argument("--eval-sentences", type=int, default=1200)
-    ap.add_argument("--eval-paragraphs", type=int, default=200)
     ap.add_argument("--samples", type=int, default=24)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", type=Path, default=None, help="also dump the results here")
     ap.add_argument("--write", action="store_true", help="rewrite the BENCHMARKS.md block")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

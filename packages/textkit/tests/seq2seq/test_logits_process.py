@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kexue.textkit.seq2seq.bert import BertConfig, BertUniLM, save_bert
+from kexue.textkit.seq2seq.bert import save_bert
 from kexue.textkit.seq2seq.decoding import UniLMDecoder
 from kexue.textkit.seq2seq.decoding.logits_process import (
     LogitsProcessors,
@@ -54,23 +54,6 @@ def test_processors_equal_transformers_logits_processors() -> None:
         LogitsProcessors(context="prompt")
 
 
-def _tiny(seed: int = 0) -> BertUniLM:
-    torch.manual_seed(seed)
-    cfg = BertConfig(
-        vocab_size=V,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=48,
-    )
-    m = BertUniLM(cfg).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    return m
-
-
 CASES = [
     dict(repetition_penalty=1.3, no_repeat_ngram_size=2, min_new_tokens=3, bad_words_ids=[[4]]),
     dict(repetition_penalty=2.0, no_repeat_ngram_size=3, min_new_tokens=6, bad_words_ids=[[9, 4]]),
@@ -80,9 +63,9 @@ CASES = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
-def test_greedy_and_pooled_beam_equal_hf_generate(tmp_path, case) -> None:
+def test_greedy_and_pooled_beam_equal_hf_generate(tmp_path, case, tiny_bert) -> None:
     transformers = pytest.importorskip("transformers")
-    model = _tiny()
+    model = tiny_bert(V, positions=48, jitter=0.3)
     save_bert(model, tmp_path)
     hf = transformers.BertLMHeadModel.from_pretrained(tmp_path, is_decoder=True).eval()
     end = 3
@@ -118,13 +101,13 @@ SAMPLING = [(None, None, 1.0), (5, 0.9, 0.8), (None, 0.7, 1.3)]  # top-k, top-p,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", [{}, CASES[0]])
-def test_sampling_with_num_return_sequences_equals_hf_generate(tmp_path, case) -> None:
+def test_sampling_with_num_return_sequences_equals_hf_generate(tmp_path, case, tiny_bert) -> None:
     """``random_sample(n, draw="all")`` draws from the same ``(B·n, V)`` matrices as HF's
     ``generate(do_sample=True, num_return_sequences=n)`` (finished rows keep drawing), so with the
     same global seed every sample equals HF's token for token, in HF's row order; the default
     ``draw="live"`` drops finished rows, which shifts later rows' draws (module ``sample``)."""
     transformers = pytest.importorskip("transformers")
-    model = _tiny()
+    model = tiny_bert(V, positions=48, jitter=0.3)
     save_bert(model, tmp_path)
     hf = transformers.BertLMHeadModel.from_pretrained(tmp_path, is_decoder=True).eval()
     end, prompt = 5, [2, 7, 8, 11, 7]  # a frequent end id: rows finish at different steps

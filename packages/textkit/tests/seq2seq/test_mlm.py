@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kexue.textkit.seq2seq.bert import BertConfig, BertUniLM
 from kexue.textkit.seq2seq.mlm import IGNORE_INDEX, mlm_loss, whole_word_mask, word_spans
 from kexue.textkit.seq2seq.pretrain import TextFileStream, WholeWordMaskCollator, pretrain_mlm
 from kexue.textkit.seq2seq.wordpiece import WordPieceTokenizer
@@ -111,21 +110,8 @@ def test_word_spans_map_segmenter_words_to_tokens(tmp_path) -> None:
     assert (batch["labels"][:, 0] == IGNORE_INDEX).all() and batch["labels"][1, 4:].eq(-100).all()
 
 
-def _tiny_bert() -> BertUniLM:
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=V,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-    )
-    return BertUniLM(cfg).eval()
-
-
-def test_mlm_loss_on_gathered_positions_equals_the_full_logits_loss() -> None:
-    model = _tiny_bert()
+def test_mlm_loss_on_gathered_positions_equals_the_full_logits_loss(tiny_bert) -> None:
+    model = tiny_bert(V, layers=1)
     ids, word_ids = _word_batch(rows=4, length=20, seed=2)
     mask = word_ids >= 0
     mask[:, 0] = True
@@ -143,7 +129,7 @@ def test_mlm_loss_on_gathered_positions_equals_the_full_logits_loss() -> None:
     assert torch.allclose(got, ref, atol=1e-6)
 
 
-def test_streaming_pretraining_lowers_the_loss(tmp_path) -> None:
+def test_streaming_pretraining_lowers_the_loss(tmp_path, tiny_bert) -> None:
     chars = "北京欢迎你上海很好天气今明我们他"
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]
     tok = WordPieceTokenizer(vocab)
@@ -155,16 +141,7 @@ def test_streaming_pretraining_lowers_the_loss(tmp_path) -> None:
     assert all(line in lines for line in first)
     coll = WholeWordMaskCollator(tok, generator=torch.Generator().manual_seed(0), rate=0.3)
     loader = torch.utils.data.DataLoader(stream, batch_size=8, collate_fn=coll)
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=16,
-    )
-    model = BertUniLM(cfg)
+    model = tiny_bert(len(vocab), hidden=32, heads=4, ffn=64, positions=16)  # trained below
     log = pretrain_mlm(
         model, loader, lr=5e-3, warmup_steps=5, max_steps=50, log_every=10, progress=False
     )

@@ -323,21 +323,11 @@ class AutoRegressiveDecoder:
         Returns:
             ``B`` 1-D long tensors.
         """
-        inputs = self._check_inputs(inputs)
-        self._check_common(temperature, min_ends)
         if topk < 1:
             raise ValueError(f"topk must be >= 1, got {topk}")
-        return beam_search_loop(
-            self,
-            inputs,
-            topk,
-            states=states,
-            temperature=temperature,
-            min_ends=min_ends,
-            length_penalty=length_penalty,
-            prefix_allowed_fn=prefix_allowed_fn,
-            num_return=num_return_sequences,
-        )
+        options = dict(length_penalty=length_penalty, prefix_allowed_fn=prefix_allowed_fn)
+        loop_args = (inputs, topk, states, temperature, min_ends)
+        return self._run(beam_search_loop, *loop_args, num_return=num_return_sequences, **options)
 
     def random_sample(
         self,
@@ -373,8 +363,6 @@ class AutoRegressiveDecoder:
             the order they finished, then the unfinished ones (as bert4keras); with
             ``draw="all"`` in row order (HF's ``num_return_sequences`` grouping).
         """
-        inputs = self._check_inputs(inputs)
-        self._check_common(temperature, min_ends)
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         if topk is not None and topk < 1:
@@ -383,18 +371,24 @@ class AutoRegressiveDecoder:
             raise ValueError(f"topp must lie in (0, 1], got {topp}")
         if draw not in ("live", "all"):
             raise ValueError(f"draw must be 'live' or 'all', got {draw!r}")
-        return random_sample_loop(
-            self,
-            inputs,
-            n,
-            topk=topk,
-            topp=topp,
-            states=states,
-            temperature=temperature,
-            min_ends=min_ends,
-            generator=generator,
-            draw=draw,
-        )
+        options = dict(topk=topk, topp=topp, generator=generator, draw=draw)
+        return self._run(random_sample_loop, inputs, n, states, temperature, min_ends, **options)
+
+    def _run(
+        self,
+        loop: Callable[..., Any],
+        inputs: Sequence[Tensor],
+        width: int,
+        states: Any,
+        temperature: float,
+        min_ends: int,
+        **options: Any,
+    ) -> Any:
+        """Check what every decoding method takes, then run its loop (``.beam``, ``.sample``)."""
+        inputs = self._check_inputs(inputs)
+        self._check_common(temperature, min_ends)
+        kw = dict(states=states, temperature=temperature, min_ends=min_ends)
+        return loop(self, inputs, width, **kw, **options)
 
 
 class UniLMDecoder(AutoRegressiveDecoder):
