@@ -7,6 +7,8 @@
 - ``check_logdet_vs_jacobian(layer, x, atol, *, context=None, rtol=0.0)``: the layer's
   per-sample logdet equals ``slogdet`` of the autograd Jacobian of the single-sample map, for
   every sample of the batch. Returns the reference ``(B,)`` log|det J|.
+- ``TinyNet(c_in, c_out, image, ctx=0, *, width, seed=None)``: a small random conditioner
+  (vectors: Linear-Tanh-Linear; images: 3×3 convs) with an optional additive context term.
 
 Use small inputs (D ≤ 64). Layers with batch statistics must be initialised / in eval mode
 first, since the Jacobian is taken per sample with batch size 1.
@@ -15,7 +17,7 @@ first, since the Jacobian is taken per sample with batch size 1.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def _logdet_dtype(x: Tensor) -> torch.dtype:
@@ -92,3 +94,44 @@ def check_logdet_vs_jacobian(
     torch.testing.assert_close(ld, ref_t, atol=atol, rtol=rtol)
     torch.testing.assert_close(ld_inv, torch.stack(ref_inv).to(ld.dtype), atol=atol, rtol=rtol)
     return ref_t
+
+
+class TinyNet(nn.Module):
+    """Small random conditioner: vectors Linear → Tanh → Linear, images 3×3 convs; a context
+    (B, ctx) adds a linear term (broadcast over the positions). ``seed``: redraw every
+    parameter as N(0, 0.6²) from that seed (else torch's default init, global RNG)."""
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        image: bool,
+        ctx: int = 0,
+        *,
+        width: int,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if image:
+            self.body: nn.Module = nn.Sequential(
+                nn.Conv2d(c_in, width, 3, padding=1),
+                nn.Tanh(),
+                nn.Conv2d(width, c_out, 3, padding=1),
+            )
+        else:
+            self.body = nn.Sequential(nn.Linear(c_in, width), nn.Tanh(), nn.Linear(width, c_out))
+        self.ctx = nn.Linear(ctx, c_out) if ctx else None
+        self.image = image
+        if seed is not None:
+            g = gen(seed)
+            with torch.no_grad():
+                for p in self.parameters():
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.6)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        out = self.body(x)
+        if context is not None:
+            assert self.ctx is not None
+            c = self.ctx(context)
+            out = out + (c[:, :, None, None] if self.image else c)
+        return out

@@ -30,7 +30,10 @@ def test_kexue_flows_0_2_0_checkpoint_loads() -> None:
     # generator seed 0).double(), data init + 3 Adam steps, then log_prob of 5 stored points
     saved = torch.load(DATA, weights_only=True)
     old_keys = set(saved["state_dict"])
-    assert {"levels.0.transform.layers.1.logs_param", "levels.0.transform.layers.2.log_s"} <= old_keys
+    assert {
+        "levels.0.transform.layers.1.logs_param",
+        "levels.0.transform.layers.2.log_s",
+    } <= old_keys
     model = _small_glow(seed=7)
     model.load_state_dict(saved["state_dict"])  # strict
     model.eval()
@@ -58,7 +61,9 @@ def _legacy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def _packed_from(legacy: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def _packed_from(
+    legacy: dict[str, torch.Tensor], model: torch.nn.Module
+) -> dict[str, torch.Tensor]:
     params = dict(model.named_parameters())
     for name in [k for k in params if k.endswith(".bias_logs")]:
         params[name] = torch.stack([legacy[f"{name}.0"], legacy[f"{name}.1"]])
@@ -76,7 +81,9 @@ def test_adam_on_packed_tensors_equals_adam_on_separate_tensors() -> None:
     packed.log_prob(x0)  # ActNorm data init
     twin = copy.deepcopy(packed)
     legacy = _legacy(twin)
-    packed_names = {k for k in dict(twin.named_parameters()) if k.endswith(("bias_logs", "lu_packed"))}
+    packed_names = {
+        k for k in dict(twin.named_parameters()) if k.endswith(("bias_logs", "lu_packed"))
+    }
     others = [p for k, p in twin.named_parameters() if k not in packed_names]
     assert len(legacy) > len(packed_names)  # the old layout really had more tensors
     opt_a = torch.optim.Adam(packed.parameters(), lr=1e-2)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 from _flowcheck import check_invertible, check_logdet_vs_jacobian, gen
-
 from torch import nn
 
 from kexue.flows.layers.autoregressive import MaskedAutoregressive

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from _flowcheck import TinyNet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -43,29 +44,6 @@ CASES = [
 ]
 
 
-class _Net(nn.Module):
-    """Small random net (vectors: MLP; images: 3×3 convs), optional additive context term."""
-
-    def __init__(self, c_in: int, c_out: int, image: bool, ctx_dim: int | None = None) -> None:
-        super().__init__()
-        if image:
-            self.body = nn.Sequential(
-                nn.Conv2d(c_in, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, c_out, 3, padding=1)
-            )
-        else:
-            self.body = nn.Sequential(nn.Linear(c_in, 16), nn.Tanh(), nn.Linear(16, c_out))
-        self.ctx = nn.Linear(ctx_dim, c_out) if ctx_dim else None
-        self.image = image
-
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.body(x)
-        if context is not None:
-            assert self.ctx is not None
-            c = self.ctx(context)
-            out = out + (c[:, :, None, None] if self.image else c)
-        return out
-
-
 def _mask_for(shape: tuple[int, ...], parity: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(7 + parity)
     m = (torch.rand(shape[1:] if len(shape) == 2 else shape[2:], generator=g) > 0.5).float()
@@ -95,7 +73,7 @@ def _make(
     else:
         c_in = c_b = c
     factor = 2 if kind == "affine" else 1
-    net = _Net(c_in, factor * c_b, image, ctx_dim)
+    net = TinyNet(c_in, factor * c_b, image, ctx_dim or 0, width=8 if image else 16)
     mask = _mask_for(shape, parity) if split == "mask" else None
     if kind == "additive":
         layer = AdditiveCoupling(net, split=split, parity=parity, mask=mask, backend="torch")

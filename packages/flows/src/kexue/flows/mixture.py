@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from kexue.flows.base import logdet_dtype
 from kexue.flows.nets import MLP
-from kexue.flows.priors import Prior, _check_n, _check_temperature
+from kexue.flows.priors import Prior
 
 __all__ = ["GaussianMixture"]
 
@@ -92,8 +92,13 @@ class GaussianMixture(Prior):
             else None
         )
 
+    _no_rsample_reason = (
+        "needs weights_trainable=False: the component draw is not differentiable in the mixture "
+        "weights"
+    )
+
     @property
-    def has_rsample(self) -> bool:
+    def has_rsample(self) -> bool:  # type: ignore[override]
         """Whether :meth:`rsample` is pathwise in every parameter (fixed weights only)."""
         return not self.weights_trainable
 
@@ -149,8 +154,6 @@ class GaussianMixture(Prior):
     def _draw(
         self, n: int, temperature: float, context: Tensor | None, generator: torch.Generator | None
     ) -> Tensor:
-        _check_n(n)
-        _check_temperature(temperature)
         log_pi, loc, scale = self._params(context, n)
         probs = torch.exp(log_pi.detach()).expand(n, -1)
         k = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (n,)
@@ -163,31 +166,3 @@ class GaussianMixture(Prior):
         if self.tril is None:
             return pick(loc) + temperature * pick(scale) * eps
         return pick(loc) + temperature * (pick(scale) @ eps[..., None])[..., 0]
-
-    def sample(
-        self,
-        n: int,
-        *,
-        temperature: float = 1.0,
-        context: Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """``z = μ_k + T·L_k ε``, k ~ Categorical(π): ``(n, D)``, without gradients."""
-        with torch.no_grad():
-            return self._draw(n, temperature, context, generator)
-
-    def rsample(
-        self,
-        n: int,
-        *,
-        temperature: float = 1.0,
-        context: Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """Pathwise sample (gradients through μ and L); needs ``weights_trainable=False``."""
-        if self.weights_trainable:
-            raise RuntimeError(
-                "GaussianMixture.rsample needs weights_trainable=False: the component draw is "
-                "not differentiable in the mixture weights"
-            )
-        return self._draw(n, temperature, context, generator)

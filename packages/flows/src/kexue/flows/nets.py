@@ -102,6 +102,25 @@ def _pad(x: Tensor, pad: int, padding: Padding) -> Tensor:
     return torch.cat([F.pad(x, (pad, pad, pad, pad)), marker], dim=1)
 
 
+def _check_image(x: Tensor, channels: int) -> None:
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(f"x must have shape (B, {channels}, H, W), got {tuple(x.shape)}")
+
+
+class _ImageConditioner(nn.Module):
+    """Base of the conv conditioners: check x, concatenate the context, run ``self.net``."""
+
+    in_channels: int
+    context_channels: int
+    net: nn.Module
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """``x``: (B, in_channels, H, W); ``context``: (B, context_channels, H, W) or a vector
+        (B, context_channels) broadcast over the positions, if configured."""
+        _check_image(x, self.in_channels)
+        return self.net(_concat_context(x, context, self.context_channels, spatial=True))
+
+
 class _PaddedConv2d(nn.Module):
     """A 'same' conv with a selectable padding convention (zeros, edge_channel, pad_one)."""
 
@@ -204,10 +223,7 @@ class Conv2dZeros(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``conv(x) · exp(logscale_factor · logs)``; ``x``: (B, C_in, H, W)."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"x must have shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
+        _check_image(x, self.in_channels)
         b, logs = self.bias_logs.unbind(0)
         scale = torch.exp(logs * self.logscale_factor)
         return self.conv(x, b) * scale.view(-1, 1, 1)
@@ -319,7 +335,7 @@ class _NetActNorm(nn.Module):
         return (x + self.bias) * torch.exp(self.logs)
 
 
-class ConvNet(nn.Module):
+class ConvNet(_ImageConditioner):
     """Glow's coupling network: conv3×3 → [ActNorm] → ReLU → conv1×1 → [ActNorm] → ReLU →
     Conv2dZeros3×3.
 
@@ -364,22 +380,16 @@ class ConvNet(nn.Module):
         layers: list[nn.Module] = [_PaddedConv2d(c_in, hidden, kernel_size, padding)]
         if actnorm:
             layers.append(_NetActNorm(hidden))
-        layers += [nn.ReLU(), nn.Conv2d(hidden, hidden, 1)]
+        # in-place ReLUs: a conv's (or ActNorm's) backward does not need its output (same values,
+        # two activation copies fewer per net)
+        layers += [nn.ReLU(inplace=True), nn.Conv2d(hidden, hidden, 1)]
         if actnorm:
             layers.append(_NetActNorm(hidden))
         layers += [
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             Conv2dZeros(hidden, out_channels, kernel_size, padding=padding),
         ]
         self.net = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """``x``: (B, in_channels, H, W); ``context``: (B, context_channels, H, W) if configured."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"x must have shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
-        return self.net(_concat_context(x, context, self.context_channels, spatial=True))
 
 
 class _ResBlock(nn.Module):
@@ -397,7 +407,7 @@ class _ResBlock(nn.Module):
         return x + self.body(x)
 
 
-class ResNet(nn.Module):
+class ResNet(_ImageConditioner):
     """Small residual conv net (RealNVP style): conv_in → ``blocks`` × residual block → ReLU →
     Conv2dZeros.
 
@@ -443,11 +453,3 @@ class ResNet(nn.Module):
         layers += [_ResBlock(hidden, kernel_size, weight_norm) for _ in range(blocks)]
         layers += [nn.ReLU(), Conv2dZeros(hidden, out_channels, kernel_size)]
         self.net = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """``x``: (B, in_channels, H, W); ``context``: (B, context_channels, H, W) if configured."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"x must have shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
-        return self.net(_concat_context(x, context, self.context_channels, spatial=True))

@@ -56,14 +56,25 @@ def _check_n(n: int) -> None:
 
 
 class Prior(nn.Module):
-    """Abstract base distribution with ``log_prob`` and ``sample``.
+    """Abstract base distribution with ``log_prob``, ``sample`` and ``rsample``.
 
     Subclasses implement ``log_prob(z, context=None) -> (B,)`` and
-    ``sample(n, *, temperature=1.0, context=None, generator=None) -> (n, *shape)``.
+    ``_draw(n, temperature, context, generator) -> (n, *shape)``; :meth:`sample` validates its
+    arguments once and calls ``_draw``. A prior whose draw is not pathwise in every parameter
+    sets ``has_rsample`` False: its ``sample`` then runs without gradients and ``rsample``
+    raises with ``_no_rsample_reason``.
     """
+
+    has_rsample: bool = True
+    _no_rsample_reason = "is not available: the draw is not pathwise in every parameter"
 
     def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         """Per-sample log-density ``(B,)``."""
+        raise NotImplementedError
+
+    def _draw(
+        self, n: int, temperature: float, context: Tensor | None, generator: torch.Generator | None
+    ) -> Tensor:
         raise NotImplementedError
 
     def sample(
@@ -74,14 +85,28 @@ class Prior(nn.Module):
         context: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Draw ``n`` samples at ``temperature``."""
-        raise NotImplementedError
+        """Draw ``n`` samples at ``temperature``: ``(n, *shape)`` on the prior's device and dtype.
 
-    def _ref(self) -> Tensor:
-        """A tensor carrying this prior's device and dtype (parameters or the ``_anchor`` buffer)."""
-        for t in self.parameters():
-            return t
-        return self._anchor  # type: ignore[return-value]
+        Differentiable in the parameters when ``has_rsample`` (Gaussian priors: z = μ + σ·T·ε),
+        else drawn without gradients.
+        """
+        _check_n(n)
+        _check_temperature(temperature)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.has_rsample):
+            return self._draw(n, temperature, context, generator)
+
+    def rsample(
+        self,
+        n: int,
+        *,
+        temperature: float = 1.0,
+        context: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Pathwise sample (gradients through the parameters); raises unless ``has_rsample``."""
+        if not self.has_rsample:
+            raise RuntimeError(f"{type(self).__name__}.rsample {self._no_rsample_reason}")
+        return self.sample(n, temperature=temperature, context=context, generator=generator)
 
 
 class GaussianPrior(Prior):
@@ -129,22 +154,13 @@ class GaussianPrior(Prior):
         mean, log_scale = self.params(context, eps.shape[0])
         return mean + torch.exp(log_scale) * (temperature * eps)
 
-    def sample(
-        self,
-        n: int,
-        *,
-        temperature: float = 1.0,
-        context: Tensor | None = None,
-        generator: torch.Generator | None = None,
+    def _draw(
+        self, n: int, temperature: float, context: Tensor | None, generator: torch.Generator | None
     ) -> Tensor:
-        """``z = μ + σ·T·ε``, ε ~ N(0, I): ``(n, *shape)`` on the prior's device and dtype."""
-        _check_n(n)
-        _check_temperature(temperature)
-        ref = self._ref()
+        """``z = μ + σ·T·ε``, ε ~ N(0, I) of shape ``(n, *μ.shape[1:])``."""
         mean, log_scale = self.params(context, n)
-        eps = torch.randn(
-            (n, *self.shape), generator=generator, device=ref.device, dtype=mean.dtype
-        )
+        shape = (n, *mean.shape[1:])
+        eps = torch.randn(shape, generator=generator, device=mean.device, dtype=mean.dtype)
         return mean + torch.exp(log_scale) * (temperature * eps)
 
 
@@ -249,21 +265,6 @@ class ConditionalGaussian(GaussianPrior):
             )
         return super().log_prob(z, ctx)
 
-    def sample(
-        self,
-        n: int,
-        *,
-        temperature: float = 1.0,
-        context: Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """``μ + σ·T·ε`` given ``context`` (B = n); → (n, channels_out, H, W)."""
-        _check_n(n)
-        _check_temperature(temperature)
-        mean, log_scale = self.params(context, n)
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return mean + torch.exp(log_scale) * (temperature * eps)
-
 
 class LearnedTop(GaussianPrior):
     """Glow's ``learntop`` prior: a zero-initialised conv applied to zeros → per-position N(μ, σ).
@@ -347,17 +348,10 @@ class Logistic(Prior):
         zz = z.to(logdet_dtype(z))
         return (-F.softplus(zz) - F.softplus(-zz)).flatten(1).sum(dim=1)
 
-    def sample(
-        self,
-        n: int,
-        *,
-        temperature: float = 1.0,
-        context: Tensor | None = None,
-        generator: torch.Generator | None = None,
+    def _draw(
+        self, n: int, temperature: float, context: Tensor | None, generator: torch.Generator | None
     ) -> Tensor:
         """``T·logit(u)``, u ~ U(0, 1): ``(n, *shape)``."""
-        _check_n(n)
-        _check_temperature(temperature)
         ref = self._anchor
         u = torch.rand((n, *self.shape), generator=generator, device=ref.device, dtype=ref.dtype)
         tiny = torch.finfo(ref.dtype).tiny

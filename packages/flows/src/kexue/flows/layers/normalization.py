@@ -147,7 +147,11 @@ class ActNorm(FlowLayer):
         self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
     ) -> None:
         pack_legacy_keys(
-            state_dict, prefix, "bias_logs", ("bias", "logs_param"), lambda b, s: torch.stack([b, s])
+            state_dict,
+            prefix,
+            "bias_logs",
+            ("bias", "logs_param"),
+            lambda b, s: torch.stack([b, s]),
         )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 

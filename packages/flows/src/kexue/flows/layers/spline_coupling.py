@@ -90,7 +90,10 @@ class SplineCoupling(_Coupling):
                 raise ValueError(f"features (dim 1 of x, >= 2) is required, got {features}")
             kept = self._split(torch.empty(1, features))[0].shape[1]
             self.identity_spline = RQSpline(
-                kept, bins=bins, bound=bound, param=param  # type: ignore[arg-type]
+                kept,
+                bins=bins,
+                bound=bound,
+                param=param,  # type: ignore[arg-type]
             )
 
     def _spline_params(self, x: Tensor, x_b: Tensor, h: Tensor, idx: Tensor | None) -> Tensor:
