@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from kexue.keras_compat import EMA, PowerEMA, reconstruct
+
+if TYPE_CHECKING:
+    from ._report import Section
 
 __all__ = ["CONFIGS", "PosthocConfig", "PosthocResult", "posthoc_digits", "posthoc_figure"]
 
@@ -160,9 +163,9 @@ def posthoc_figure(r: PosthocResult) -> Any:
     return fig
 
 
-def posthoc_html(r: PosthocResult) -> tuple[list[str], str]:
-    """(HTML blocks, plain-text table) of the experiment: intro, table of truths, figure."""
-    from ._report import figure_html, html_table, text_table
+def add_posthoc(section: Section, r: PosthocResult) -> None:
+    """Add the experiment to ``section``: intro, table of truths (also to its text), figure."""
+    from ._report import figure_html
 
     cfg = r.config
     intro = (
@@ -203,5 +206,6 @@ def posthoc_html(r: PosthocResult) -> tuple[list[str], str]:
             "weights (dashed), all from the same training run."
         ),
     )
-    blocks = [intro, html_table(headers, rows, caption=caption, numeric_from=1), fig]
-    return blocks, caption + "\n" + text_table(headers, rows)
+    section.add_html(intro)
+    section.add_table(headers, rows, caption=caption, numeric_from=1)
+    section.add_html(fig)

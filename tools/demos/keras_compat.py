@@ -28,7 +28,7 @@ from kexue.keras_compat.__about__ import __version__ as keras_compat_version
 from tools.workloads import gan_toy
 
 from ._keras_compat_posthoc import CONFIGS as POSTHOC_CONFIGS
-from ._keras_compat_posthoc import posthoc_digits, posthoc_html
+from ._keras_compat_posthoc import add_posthoc, posthoc_digits
 from ._report import (
     Context,
     Section,
@@ -156,10 +156,7 @@ def _posthoc(ctx: Context, section: Section) -> dict[str, Any]:
     ctx.progress.start("keras_compat: post-hoc EMA (digits)", pcfg.steps)
     r = posthoc_digits(pcfg, ctx.seed, tick=ctx.progress.update)
     ctx.progress.finish()
-    blocks, text = posthoc_html(r)
-    for block in blocks:
-        section.add_html(block)
-    section.text.append(text)
+    add_posthoc(section, r)
     return {
         "steps": pcfg.steps,
         "snapshot_every": pcfg.snapshot_every,
