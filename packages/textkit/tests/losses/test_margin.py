@@ -25,23 +25,23 @@ def test_defaults_from_the_papers() -> None:
     assert margin.MARGIN_LOSS_DEFAULTS["am"] == {"s": 30.0, "m": 0.35}
     assert margin.MARGIN_LOSS_DEFAULTS["cosface"] == {"s": 64.0, "m": 0.35}
     assert margin.MARGIN_LOSS_DEFAULTS["arcface"] == {"s": 64.0, "m": 0.5}
+
+
+# each public loss function and the MarginSoftmaxLoss kind it must equal at the defaults
+LOSS_FUNCTIONS = {
+    "am": margin.am_softmax_loss,
+    "cosface": margin.cosface_loss,
+    "arcface": margin.arcface_loss,
+    "sphereface": margin.sphereface_loss,
+    "simpler_a": margin.simpler_a_softmax_loss,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LOSS_FUNCTIONS))
+def test_functions_equal_the_module_at_the_defaults(kind: str) -> None:
     cos = _cosines(4, 5, 0)
     t = torch.tensor([0, 1, 2, 3])
-    torch.testing.assert_close(
-        margin.am_softmax_loss(cos, t), margin.MarginSoftmaxLoss("am")(cos, t)
-    )
-    torch.testing.assert_close(
-        margin.cosface_loss(cos, t), margin.MarginSoftmaxLoss("cosface")(cos, t)
-    )
-    torch.testing.assert_close(
-        margin.arcface_loss(cos, t), margin.MarginSoftmaxLoss("arcface")(cos, t)
-    )
-    torch.testing.assert_close(
-        margin.sphereface_loss(cos, t), margin.MarginSoftmaxLoss("sphereface")(cos, t)
-    )
-    torch.testing.assert_close(
-        margin.simpler_a_softmax_loss(cos, t), margin.MarginSoftmaxLoss("simpler_a")(cos, t)
-    )
+    torch.testing.assert_close(LOSS_FUNCTIONS[kind](cos, t), margin.MarginSoftmaxLoss(kind)(cos, t))
 
 
 @pytest.mark.parametrize("kind", KINDS)

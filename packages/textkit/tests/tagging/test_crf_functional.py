@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
 from hypothesis import given, settings
@@ -35,55 +33,43 @@ def _problem(b, t, k, *, seed=0, start_end=True, dtype=F64, lengths=None):
     return h, a, s, e, mask
 
 
-def _brute(h, a, s, e, length):
-    """All K^L path scores of one sequence: (paths (N, L), scores (N,))."""
-    k = h.shape[-1]
-    paths = torch.tensor(list(itertools.product(range(k), repeat=length)))
-    score = h[torch.arange(length), paths].sum(1)
-    if length > 1:
-        score = score + a[paths[:, :-1], paths[:, 1:]].sum(1)
-    if s is not None:
-        score = score + s[paths[:, 0]] + e[paths[:, -1]]
-    return paths, score
-
-
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("start_end", [True, False])
-def test_log_partition_equals_brute_force(algorithm, start_end):
+def test_log_partition_equals_brute_force(algorithm, start_end, crf_brute):
     h, a, s, e, mask = _problem(6, 5, 4, start_end=start_end, lengths=[5, 1, 3, 4, 2, 5])
     log_z = crf.crf_log_partition(h, a, mask=mask, start=s, end=e, algorithm=algorithm)
     for i, length in enumerate(mask.sum(1).tolist()):
-        _, scores = _brute(h[i], a, s, e, length)
+        _, scores = crf_brute(h[i], a, s, e, length)
         assert abs(log_z[i].item() - torch.logsumexp(scores, 0).item()) < 1e-10
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_probabilities_of_all_paths_sum_to_one(algorithm):
+def test_probabilities_of_all_paths_sum_to_one(algorithm, crf_brute):
     h, a, s, e, _ = _problem(1, 4, 3)
-    paths, _ = _brute(h[0], a, s, e, 4)
+    paths, _ = crf_brute(h[0], a, s, e, 4)
     hs = h.expand(len(paths), -1, -1)
     nll = crf.crf_nll(hs, paths, a, start=s, end=e, reduction="none", algorithm=algorithm)
     assert abs(torch.exp(-nll).sum().item() - 1.0) < 1e-10
 
 
-def test_score_equals_brute_force_and_ignores_pad_tags():
+def test_score_equals_brute_force_and_ignores_pad_tags(crf_brute):
     h, a, s, e, mask = _problem(5, 5, 3, seed=1)
     tags = torch.randint(0, 3, (5, 5), generator=_gen(2))
     tags_pad = tags.masked_fill(~mask, -100)  # ignore-index padding is fine
     score = crf.crf_score(h, tags_pad, a, mask=mask, start=s, end=e)
     for i, length in enumerate(mask.sum(1).tolist()):
-        paths, scores = _brute(h[i], a, s, e, length)
+        paths, scores = crf_brute(h[i], a, s, e, length)
         idx = (paths == tags[i, :length]).all(1).nonzero().item()
         assert abs(score[i].item() - scores[idx].item()) < 1e-12
 
 
 @pytest.mark.parametrize("algorithm", VITERBI)
 @pytest.mark.parametrize("start_end", [True, False])
-def test_viterbi_equals_brute_force_argmax(start_end, algorithm):
+def test_viterbi_equals_brute_force_argmax(start_end, algorithm, crf_brute):
     h, a, s, e, mask = _problem(8, 5, 4, seed=3, start_end=start_end)
     tags, best = crf.viterbi_decode(h, a, mask=mask, start=s, end=e, pad_tag=7, algorithm=algorithm)
     for i, length in enumerate(mask.sum(1).tolist()):
-        paths, scores = _brute(h[i], a, s, e, length)
+        paths, scores = crf_brute(h[i], a, s, e, length)
         j = scores.argmax()
         assert tags[i, :length].tolist() == paths[j].tolist()
         assert (tags[i, length:] == 7).all()
@@ -101,13 +87,13 @@ def test_viterbi_ties_go_to_lowest_index(algorithm):
     assert best.tolist() == [0.0, 0.0]
 
 
-def test_nbest_equals_brute_force_top_k():
+def test_nbest_equals_brute_force_top_k(crf_brute):
     h, a, s, e, mask = _problem(4, 4, 3, seed=4, lengths=[4, 3, 1, 2])
     k = 5
     tags, scores = crf.viterbi_nbest(h, a, k=k, mask=mask, start=s, end=e, pad_tag=9)
     assert tags.shape == (4, k, 4) and scores.shape == (4, k)
     for i, length in enumerate(mask.sum(1).tolist()):
-        paths, brute = _brute(h[i], a, s, e, length)
+        paths, brute = crf_brute(h[i], a, s, e, length)
         n = min(k, len(paths))
         top = brute.topk(n)
         torch.testing.assert_close(scores[i, :n], top.values, rtol=0, atol=1e-10)
@@ -168,13 +154,13 @@ def test_shift_invariance(algorithm):
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("start_end", [True, False])
-def test_marginals_equal_brute_force(start_end, algorithm):
+def test_marginals_equal_brute_force(start_end, algorithm, crf_brute):
     h, a, s, e, mask = _problem(4, 4, 3, seed=10, start_end=start_end)
     marg = crf.crf_marginals(h, a, mask=mask, start=s, end=e, algorithm=algorithm)
     assert (marg >= 0).all()
     lengths = mask.sum(1).tolist()
     for i, length in enumerate(lengths):
-        paths, scores = _brute(h[i], a, s, e, length)
+        paths, scores = crf_brute(h[i], a, s, e, length)
         p = torch.softmax(scores, 0)
         want = torch.zeros(length, 3, dtype=F64)
         for t in range(length):
@@ -237,7 +223,7 @@ def test_matmul_normalises_every_step_when_the_spread_is_wide(scale):
         torch.testing.assert_close(y, x, rtol=1e-9, atol=1e-9)
 
 
-def test_auto_uses_lse_when_transitions_are_forbidden():
+def test_auto_uses_lse_when_transitions_are_forbidden(crf_brute):
     """−1e4 transitions (constrained training) are exact under "auto" even with huge emissions."""
     h, a, s, e, mask = _problem(4, 5, 4, seed=15, lengths=[5, 4, 3, 1])
     a = a.clone()
@@ -247,7 +233,7 @@ def test_auto_uses_lse_when_transitions_are_forbidden():
     ref = crf.crf_log_partition(h, a, mask=mask, start=s, end=e, algorithm="lse")
     assert torch.equal(got, ref)
     for i, length in enumerate(mask.sum(1).tolist()):
-        _, scores = _brute(h[i], a, s, e, length)
+        _, scores = crf_brute(h[i], a, s, e, length)
         assert abs(got[i].item() - torch.logsumexp(scores, 0).item()) < 1e-9
 
 
@@ -281,7 +267,7 @@ def test_length_one_sequences():
     torch.testing.assert_close(marg[:, 0], torch.softmax(h[:, 0] + s + e, -1))
 
 
-def test_constrained_viterbi_equals_brute_force_over_allowed_paths():
+def test_constrained_viterbi_equals_brute_force_over_allowed_paths(crf_brute):
     h, a, s, e, mask = _problem(6, 5, 4, seed=19)
     g = _gen(20)
     allowed = torch.rand(4, 4, generator=g) > 0.3
@@ -291,7 +277,7 @@ def test_constrained_viterbi_equals_brute_force_over_allowed_paths():
     tags, best = crf.viterbi_decode(h, a, mask=mask, start=s, end=e, allowed_start=a_start,
                                 allowed_end=a_end, allowed_transitions=allowed)  # fmt: skip
     for i, length in enumerate(mask.sum(1).tolist()):
-        paths, scores = _brute(h[i], a, s, e, length)
+        paths, scores = crf_brute(h[i], a, s, e, length)
         ok = a_start[paths[:, 0]] & a_end[paths[:, -1]]
         if length > 1:
             ok &= allowed[paths[:, :-1], paths[:, 1:]].all(1)
@@ -390,7 +376,7 @@ def test_bad_inputs_raise_clear_errors():
     seed=st.integers(0, 2**16),
     start_end=st.booleans(),
 )
-def test_random_shapes_against_brute_force(b, t, k, seed, start_end):
+def test_random_shapes_against_brute_force(b, t, k, seed, start_end, crf_brute):
     h, a, s, e, mask = _problem(b, t, k, seed=seed, start_end=start_end)
     log_z = {
         be: crf.crf_log_partition(h, a, mask=mask, start=s, end=e, algorithm=be)
@@ -400,7 +386,7 @@ def test_random_shapes_against_brute_force(b, t, k, seed, start_end):
         al: crf.viterbi_decode(h, a, mask=mask, start=s, end=e, algorithm=al) for al in VITERBI
     }
     for i, length in enumerate(mask.sum(1).tolist()):
-        paths, scores = _brute(h[i], a, s, e, length)
+        paths, scores = crf_brute(h[i], a, s, e, length)
         for be in ALGORITHMS:
             assert abs(log_z[be][i].item() - torch.logsumexp(scores, 0).item()) < 1e-10
         for tags, best in decoded.values():

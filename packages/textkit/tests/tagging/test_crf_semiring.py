@@ -3,8 +3,6 @@ brute force, and the torch-struct identities between them."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
 
@@ -24,25 +22,16 @@ def _problem(b, t, k, seed, lengths):
     return h * mask[..., None], a, s, e, mask
 
 
-def _brute(h, a, s, e, length):
-    k = h.shape[-1]
-    paths = torch.tensor(list(itertools.product(range(k), repeat=length)))
-    score = h[torch.arange(length), paths].sum(1) + s[paths[:, 0]] + e[paths[:, -1]]
-    if length > 1:
-        score = score + a[paths[:, :-1], paths[:, 1:]].sum(1)
-    return paths, score
-
-
 LENGTHS = [5, 1, 3, 4, 2]
 
 
 @pytest.mark.parametrize("semiring", [LOG, MAX, KMax(1), KMax(4)], ids=repr)
-def test_chain_total_equals_brute_force(semiring):
+def test_chain_total_equals_brute_force(semiring, crf_brute):
     h, a, s, e, mask = _problem(5, 5, 3, seed=0, lengths=LENGTHS)
     total, _, back = chain(semiring, h, mask, a, s, e, 5)
     assert len(back) == (4 if semiring.has_witness else 0)
     for i, length in enumerate(LENGTHS):
-        _, scores = _brute(h[i], a, s, e, length)
+        _, scores = crf_brute(h[i], a, s, e, length)
         if semiring is LOG:
             want = torch.logsumexp(scores, 0)
         elif semiring is MAX:
@@ -57,13 +46,13 @@ def test_chain_total_equals_brute_force(semiring):
 
 
 @pytest.mark.parametrize("k", [1, 3, 40])
-def test_kmax_backtrace_gives_the_k_best_distinct_paths(k):
+def test_kmax_backtrace_gives_the_k_best_distinct_paths(k, crf_brute):
     h, a, s, e, mask = _problem(5, 5, 3, seed=1, lengths=LENGTHS)
     semiring = KMax(k)
     total, witness, back = chain(semiring, h, mask, a, s, e, 5)
     paths = backtrace(semiring, witness, back)  # (B, k, 5)
     for i, length in enumerate(LENGTHS):
-        all_paths, scores = _brute(h[i], a, s, e, length)
+        all_paths, scores = crf_brute(h[i], a, s, e, length)
         n = min(k, len(all_paths))
         got = paths[i, :n, :length]
         assert len({tuple(p) for p in got.tolist()}) == n

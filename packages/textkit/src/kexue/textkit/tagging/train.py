@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.batching import length_bucketed_batches, pad_batch
+from ._checks import check_positive_int
 
 __all__ = [
     "CharVocab",
@@ -217,6 +218,36 @@ def _mean_nll(model: nn.Module, pairs: Sequence[Pair], batch_size: int) -> float
     return total / len(pairs)
 
 
+def _check_options(epochs: int, lr: float, batch_size: int, max_seconds: float | None,
+                   lr_schedule: str, warmup_steps: int, grad_clip: float | None) -> None:  # fmt: skip
+    """The checks of :func:`train_tagger`'s options (host values only)."""
+    check_positive_int("epochs", epochs)
+    check_positive_int("batch_size", batch_size)
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if max_seconds is not None and not max_seconds > 0:
+        raise ValueError(f"max_seconds must be > 0 or None, got {max_seconds!r}")
+    if lr_schedule not in ("linear", "constant"):
+        raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {lr_schedule!r}")
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps!r}")
+    if grad_clip is not None and not grad_clip > 0:
+        raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip!r}")
+
+
+def _lr_scale(step: int, total_steps: int, elapsed: float, max_seconds: float | None,
+              lr_schedule: str, warmup_steps: int) -> float:  # fmt: skip
+    """``min(1, (step + 1)/warmup_steps)·(1 − progress)`` (``"linear"``) or the warm-up factor
+    alone (``"constant"``); progress = max(step / total_steps, elapsed / max_seconds)."""
+    progress = step / total_steps
+    if max_seconds is not None:
+        progress = max(progress, elapsed / max_seconds)
+    scale = 1.0 if lr_schedule == "constant" else max(1.0 - progress, 0.0)
+    if warmup_steps:
+        scale *= min(1.0, (step + 1) / warmup_steps)
+    return scale
+
+
 def train_tagger(
     model: nn.Module,
     train: Sequence[Pair],
@@ -265,20 +296,7 @@ def train_tagger(
     _check_pairs("train", train)
     if dev is not None:
         _check_pairs("dev", dev)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    if max_seconds is not None and not max_seconds > 0:
-        raise ValueError(f"max_seconds must be > 0 or None, got {max_seconds!r}")
-    if lr_schedule not in ("linear", "constant"):
-        raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {lr_schedule!r}")
-    if warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps!r}")
-    if grad_clip is not None and not grad_clip > 0:
-        raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip!r}")
+    _check_options(epochs, lr, batch_size, max_seconds, lr_schedule, warmup_steps, grad_clip)
     if generator is None:
         generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
     dropout_seed = int(torch.randint(2**62, (1,), generator=generator))
@@ -298,12 +316,8 @@ def train_tagger(
             epoch_losses: list[float] = []
             for b, idx in enumerate(batches):
                 elapsed = time.perf_counter() - t0
-                progress = result.steps / total_steps
-                if max_seconds is not None:
-                    progress = max(progress, elapsed / max_seconds)
-                scale = 1.0 if lr_schedule == "constant" else max(1.0 - progress, 0.0)
-                if warmup_steps:
-                    scale *= min(1.0, (result.steps + 1) / warmup_steps)
+                scale = _lr_scale(result.steps, total_steps, elapsed, max_seconds, lr_schedule,
+                                  warmup_steps)  # fmt: skip
                 for group in opt.param_groups:
                     group["lr"] = lr * scale
                 ids, tags, mask = _batch_tensors(train, idx)
