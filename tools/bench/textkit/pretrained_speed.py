@@ -10,7 +10,7 @@
 
 Interleaved repetitions; medians and the ratio (> 1 = kexue faster) are printed as JSON.
 
-    python -m tools.bench.textkit.pretrained_speed [--reps 5] [--threads 1]
+    python -m tools.bench.textkit.pretrained_speed [--reps 5] [--threads 1] [--only decode]
 """
 
 from __future__ import annotations
@@ -34,9 +34,21 @@ from tools.bench._common import interleaved, load_average, machine_line, version
 from tools.workloads.textkit_bert import char_vocab
 
 
-def _median_ratio(times: dict[str, list[float]], ours: str, ref: str) -> dict[str, float]:
+def _median_ratio(times: dict[str, list[float]], ours: str, ref: str) -> dict[str, Any]:
+    """Medians, their ratio (> 1 = kexue faster) and the spread of the per-repetition ratios
+    (each repetition times both back to back)."""
     a, b = statistics.median(times[ours]), statistics.median(times[ref])
-    return {f"{ours}_s": a, f"{ref}_s": b, "ratio_ref_over_ours": b / a}
+    per_rep = sorted(r / o for o, r in zip(times[ours], times[ref]))
+    return {
+        f"{ours}_s": a,
+        f"{ref}_s": b,
+        "ratio_ref_over_ours": b / a,
+        "per_rep_ratio_min_median_max": [
+            per_rep[0],
+            statistics.median(per_rep),
+            per_rep[-1],
+        ],
+    }
 
 
 def tokenizer_speed(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,6 +144,7 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=64)
     ap.add_argument("--new", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", choices=("tokenizer", "decode"), default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = {
@@ -139,8 +152,8 @@ def main() -> None:
         "machine": machine_line(threads=args.threads),
         "load_at_start": load_average(),
         "versions": versions("torch", "transformers", "tokenizers"),
-        "tokenizer": tokenizer_speed(args),
-        "decode": decode_speed(args),
+        "tokenizer": tokenizer_speed(args) if args.only != "decode" else "skipped (--only)",
+        "decode": decode_speed(args) if args.only != "tokenizer" else "skipped (--only)",
         "load_at_end": load_average(),
     }
     print(json.dumps(out, ensure_ascii=False))

@@ -128,6 +128,16 @@ def test_kv_cache_buffers_grow_reorder_and_keep_autograd(reserve: int, grad: boo
         assert m.blocks[0].qkv.weight.grad is not None
 
 
+def test_bidirectional_equals_an_all_visible_mask() -> None:
+    m = _model()
+    tokens = torch.randint(0, V, (2, 6), generator=torch.Generator().manual_seed(8))
+    valid = torch.tensor([[1] * 6, [1] * 4 + [0] * 2], dtype=torch.bool)
+    got = m(tokens, key_padding_mask=valid, bidirectional=True)
+    ref = m(tokens, key_padding_mask=valid, attn_mask=torch.ones(6, 6, dtype=torch.bool))
+    torch.testing.assert_close(got, ref, atol=0, rtol=0)
+    assert (got[:, 0] - m(tokens, key_padding_mask=valid)[:, 0]).abs().max() > 1e-3  # not causal
+
+
 def test_cln_model_equals_plain_model_at_init() -> None:
     torch.manual_seed(3)
     plain = UniLMTransformer(V, dim=16, depth=2, heads=2, max_len=16).double().eval()
