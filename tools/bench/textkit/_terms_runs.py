@@ -1,7 +1,7 @@
 """The pieces of ``python -m tools.bench.textkit.terms`` that both its blocks use: the People's
-Daily corpus and gold lexicon, one measured word-discovery run (the child side: a fresh process per
-method; segmentation P/R/F1 by :func:`kexue.textkit.tagging.metrics.cws_scores`), the machine line
-and the quoted command."""
+Daily corpus and gold lexicon, one measured word-discovery run (the child side: a fresh process
+per method, ``python -m tools.bench.textkit._terms_runs '<json config>'``; segmentation P/R/F1
+by :func:`kexue.textkit.tagging.metrics.cws_scores`), the machine line and the quoted command."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any
 from tools.bench._common import cpu_model, json_from_child, proc_status_bytes, usable_cores
 
 ENTRY = "tools.bench.textkit.terms"
-"""The benchmark's module: its ``--_child`` option runs :func:`run_method` in a fresh process."""
+"""The benchmark's module (quoted in its blocks' Command lines)."""
 HAN2 = re.compile("^[\u4e00-\u9fa5]{2,}$")
 
 
@@ -135,7 +135,7 @@ def run_method(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def child(cfg: dict[str, Any]) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", ENTRY, "--_child", json.dumps(cfg)]
+    cmd = [sys.executable, "-m", __spec__.name, json.dumps(cfg)]
     out = json_from_child(cmd, what=f"child {cfg}", tail=3000)
     if out is None:
         raise SystemExit(f"child {cfg} failed")
@@ -162,3 +162,7 @@ def bench_command(argv: list[str]) -> str:
     """The command line as it is quoted in a block (``nice`` when the process runs niced)."""
     niceness = os.nice(0)
     return ("nice " if niceness > 0 else "") + f"python -m {ENTRY} " + " ".join(argv)
+
+
+if __name__ == "__main__":  # a child of ``child``: one method, its result as one JSON line
+    print(json.dumps(run_method(json.loads(sys.argv[1]))))

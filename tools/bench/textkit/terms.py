@@ -58,7 +58,6 @@ from tools.bench.textkit._terms_runs import (
     import_nlp_zero,
     load_pd,
     machine,
-    run_method,
 )
 
 BLOCK = BenchBlock("textkit", "textkit_terms", ENTRY)
@@ -250,7 +249,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--cli", action="store_true", help="(c) only: the console script vs nlp-zero, own block"
     )
     ap.add_argument("--reps", type=int, default=7, help="--cli: interleaved rounds (default 7)")
-    ap.add_argument("--_child", dest="child", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
 
@@ -369,9 +367,6 @@ def scaling_text(args: argparse.Namespace, srows: list[list[Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    if args.child:
-        print(json.dumps(run_method(json.loads(args.child))))
-        return 0
     if args.cli:
         return run_cli(args, argv)
     t0 = time.perf_counter()
