@@ -33,41 +33,16 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from tools.bench._common import (
-    benchmarks_header,
-    benchmarks_md,
-    block_markers,
-    interleaved,
-    load_average,
-    machine_line,
-    markdown_table,
-    publish,
-    quartiles,
-    run_facts,
-    sync,
-)
-from tools.bench._common import versions as _versions
+from tools.bench._common import BenchBlock, interleaved, markdown_table, quartiles, sync
 
-BENCHMARKS_MD = benchmarks_md("flows")
-START, END = block_markers("bench:coupling")
-HEADER = benchmarks_header("kexue-flows")
+BLOCK = BenchBlock("flows", "bench:coupling", __spec__.name, anchors=("triton",))
 SEED = 0
 SIZES = [(64, 48, 32, 32), (256, 12, 16, 16)]  # (B, C, H, W), C = coupling input channels
 ELEMS_PER_ITEM = 11  # fused fwd (4) + bwd (7) element accesses per transformed element
-
-
-# --------------------------------------------------------------------------------------------------
-# Machine, versions, statistics (after tools/bench/keras_compat.py)
-# --------------------------------------------------------------------------------------------------
-
-
-def versions() -> dict[str, str]:
-    return _versions("triton", "kexue-flows")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -184,13 +159,13 @@ def bench_size(
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--quick", action="store_true", help="few repetitions (smoke check)")
+    p = BLOCK.parser(
+        __doc__,
+        quick_help="few repetitions (smoke check)",
+        devices=("cuda", "cpu"),
+        default_device="cuda" if torch.cuda.is_available() else "cpu",
+    )
     p.add_argument("--reps", type=int, default=None, help="timed steps per variant")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    p.add_argument("--write", action="store_true", help="rewrite the bench:coupling block")
-    p.add_argument("--benchmarks-md", type=Path, default=BENCHMARKS_MD)
     return p.parse_args(argv)
 
 
@@ -206,14 +181,13 @@ def results_markdown(
 ) -> str:
     mode = "quick (smoke check, few repetitions)" if args.quick else "full"
     lines = [
-        "## Coupling kernel: forward + backward",
-        "",
-        *run_facts(
-            f"python -m tools.bench.flows.coupling {' '.join(argv)}",
+        *BLOCK.opening(
+            "## Coupling kernel: forward + backward",
+            argv,
             mode=f"{mode}; {reps} timed steps per variant (round robin); wall time {wall_s:.0f} s",
-            machine=f"{machine_line(device)}; load average (1/5/15 min) at the end {load_average()}",
-            versions=versions(),
-        ),
+            device=device,
+            load=True,
+        )[:-1],
         '- Op: affine coupling, `scale_map="sigmoid2"`, `order="glow"`, interleaved h; '
         "C = coupling input channels (x_b has C/2, h has C); one step = forward + backward "
         "w.r.t. x_b and h with fixed upstream gradients of y and logdet.",
@@ -238,13 +212,11 @@ def results_markdown(
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = BLOCK.begin(args)
     cuda = device.type == "cuda"
     reps = args.reps or ((10 if cuda else 3) if args.quick else (100 if cuda else 25))
     warmup = 10 if cuda else 3
     t0 = time.perf_counter()
-    print(f"machine: {machine_line(device)}", file=sys.stderr)
     ceiling = copy_ceiling(device, reps=max(reps, 10)) if cuda else None
     ops, notes = variants(device)
     rows: list[list[Any]] = []
@@ -258,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     text = results_markdown(
         args, argv, device, table, notes, ceiling, time.perf_counter() - t0, reps
     )
-    publish(text, args.benchmarks_md, START, END, write=args.write, header=HEADER)
+    BLOCK.publish(text, args)
     return 0
 
 

@@ -18,25 +18,13 @@ or faster).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from typing import Any
 
 import torch
 
-from tools.bench._common import (
-    benchmarks_header,
-    benchmarks_md,
-    block_markers,
-    load_average,
-    machine_line,
-    markdown_table,
-    publish,
-    quartiles,
-    run_facts,
-)
-from tools.bench._common import versions as _versions
+from tools.bench._common import BenchBlock, load_average, markdown_table, quartiles
 from tools.workloads.flows_digits import (
     Sizes,
     bits_per_dim,
@@ -46,9 +34,7 @@ from tools.workloads.flows_digits import (
     load_digits_split,
 )
 
-BENCHMARKS_MD = benchmarks_md("flows")
-START, END = block_markers("bench:glow-step")
-HEADER = benchmarks_header("kexue-flows")
+BLOCK = BenchBlock("flows", "bench:glow-step", __spec__.name, anchors=("normflows",))
 NAMES = ("Glow", "normflows Glow")
 CL = " (channels-last)"
 PHASES = ("step", "forward", "backward", "adam")
@@ -114,6 +100,12 @@ def table(times: dict[str, dict[str, list[float]]]) -> tuple[str, float]:
     return markdown_table(headers, rows), ratio
 
 
+def quartile_ratios(times: dict[str, dict[str, list[float]]]) -> str:
+    """normflows/kexue step time at p25 and p75 (the spread of the ratio)."""
+    (k25, _, k75), (n25, _, n75) = (quartiles(times[n]["step"]) for n in NAMES)
+    return f"p25 {n25 / k25:.2f}×, p75 {n75 / k75:.2f}×"
+
+
 def cl_lines(times: dict[str, dict[str, list[float]]]) -> list[str]:
     """Channels-last ratios, when measured."""
     if NAMES[0] + CL not in times:
@@ -128,8 +120,7 @@ def cl_lines(times: dict[str, dict[str, list[float]]]) -> list[str]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="12 timed steps")
+    ap = BLOCK.parser(__doc__, quick_help="12 timed steps", threads=None)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
@@ -140,22 +131,22 @@ def main() -> None:
         default="wall",
         help="wall time (default) or the torch thread's CPU time (loaded machines)",
     )
-    ap.add_argument("--write", action="store_true", help="rewrite the BENCHMARKS.md block")
     args = ap.parse_args()
     torch.set_num_threads(1)
     steps = 12 if args.quick else args.steps
     t0 = time.perf_counter()
     times, facts = measure(steps, args.warmup, args.seed, args.channels_last, args.clock)
     text, ratio = table(times)
-    cmd = "python -m tools.bench.flows.glow_step" + (" --quick" if args.quick else "")
-    cmd += f" --steps {steps}" if not args.quick and steps != 150 else ""
-    cmd += " --channels-last" if args.channels_last else ""
-    cmd += " --clock cpu" if args.clock == "cpu" else ""
-    lines = run_facts(
-        cmd, mode=f"{steps} timed steps after {args.warmup} warm-up, batch 64, lockstep, rotating, "
-        f"{'thread CPU time' if args.clock == 'cpu' else 'wall time'}",
-        machine=machine_line(torch.device("cpu"), threads=1),
-        versions=_versions("torch", "kexue-flows", "normflows"),
+    argv = (["--quick"] if args.quick else []) + (
+        [f"--steps {steps}"] if not args.quick and steps != 150 else []
+    )
+    argv += (["--channels-last"] if args.channels_last else []) + (
+        ["--clock cpu"] if args.clock == "cpu" else []
+    )
+    clock = "thread CPU time" if args.clock == "cpu" else "wall time"
+    lines = BLOCK.facts(
+        argv, mode=f"{steps} timed steps after {args.warmup} warm-up, batch 64, lockstep, "
+        f"rotating, {clock}", device=torch.device("cpu"), threads=1,
     )  # fmt: skip
     lines.append(
         f"- Load average at the end: {load_average()}; wall {time.perf_counter() - t0:.0f} s"
@@ -163,13 +154,13 @@ def main() -> None:
     verdict = "met" if ratio >= 1.0 else "NOT met"
     body = "\n".join(
         ["### Glow training step: kexue vs normflows (digits, CPU)", "", *lines, "", text, "",
-         f"- normflows/kexue median step = {ratio:.2f}× — target ≥ 1.00 (kexue on par or "
-         f"faster): {verdict}",
+         f"- normflows/kexue median step = {ratio:.2f}× ({quartile_ratios(times)}) — target "
+         f"≥ 1.00 (kexue on par or faster): {verdict}",
          f"- parameters: kexue {facts['Glow']:,} in {facts['Glow tensors']} tensors; normflows "
          f"{facts['normflows Glow']:,} in {facts['normflows Glow tensors']} tensors",
          *cl_lines(times), ""]
     )  # fmt: skip
-    publish(body, BENCHMARKS_MD, START, END, write=args.write, header=HEADER)
+    BLOCK.publish(body, args)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ single-thread memcpy ceiling measured in the same run (the coupling benchmark's)
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -33,24 +32,10 @@ from typing import Any
 
 import torch
 
-from tools.bench._common import (
-    benchmarks_header,
-    benchmarks_md,
-    block_markers,
-    interleaved,
-    load_average,
-    machine_line,
-    markdown_table,
-    publish,
-    quartiles,
-    run_facts,
-)
-from tools.bench._common import versions as _versions
+from tools.bench._common import BenchBlock, interleaved, load_average, markdown_table, quartiles
 from tools.bench.flows.coupling import copy_ceiling
 
-BENCHMARKS_MD = benchmarks_md("flows")
-START, END = block_markers("bench:spline")
-HEADER = benchmarks_header("kexue-flows")
+BLOCK = BenchBlock("flows", "bench:spline", __spec__.name, anchors=("triton",))
 SEED = 0
 
 
@@ -138,10 +123,8 @@ def bench_k(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="2^14 elements, 2 reps")
+    ap = BLOCK.parser(__doc__, quick_help="2^14 elements, 2 reps", threads=None)
     ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--write", action="store_true", help="rewrite the BENCHMARKS.md block")
     args = ap.parse_args()
     torch.set_num_threads(1)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -155,10 +138,10 @@ def main() -> None:
         r, first = bench_k(k, n, ops, device, reps=reps, ceiling=ceiling)
         rows += r
         firsts.append(f"K={k}: " + ", ".join(f"{a} {b:.1f} s" for a, b in first.items()))
-    cmd = "python -m tools.bench.flows.spline" + (" --quick" if args.quick else "")
-    lines = run_facts(
-        cmd, mode=f"{'quick' if args.quick else 'full'}, N = {n} elements, fp32, {reps} reps",
-        machine=machine_line(device, threads=1), versions=_versions("torch", "triton", "kexue-flows"),
+    lines = BLOCK.facts(
+        ["--quick"] if args.quick else [],
+        mode=f"{'quick' if args.quick else 'full'}, N = {n} elements, fp32, {reps} reps",
+        device=device, threads=1,
     )  # fmt: skip
     lines.append(f"- Load average at the end: {load_average()}; memcpy ceiling {ceiling:.2f} GB/s")
     table = markdown_table(
@@ -173,7 +156,7 @@ def main() -> None:
          "'model GB/s' is the model's bytes over the measured time, not the bytes actually moved.",
          ""]
     )  # fmt: skip
-    publish(text, BENCHMARKS_MD, START, END, write=args.write, header=HEADER)
+    BLOCK.publish(text, args)
 
 
 if __name__ == "__main__":

@@ -14,27 +14,15 @@ spline Glow at a test bpd ≤ the affine Glow's (2.3061 in the quality block).
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from tools.bench._common import (
-    benchmarks_header,
-    benchmarks_md,
-    block_markers,
-    machine_line,
-    markdown_table,
-    publish,
-    quartiles,
-    run_facts,
-)
-from tools.bench._common import versions as _versions
+from tools.bench._common import BenchBlock, markdown_table, quartiles
+from tools.bench.flows import lockstep_facts
 from tools.workloads.flows_digits import (
     Sizes,
     build,
@@ -45,18 +33,14 @@ from tools.workloads.flows_digits import (
 )
 from tools.workloads.flows_digits_splines import SPLINE_GLOWS, SPLINE_MODELS, build_spline_model
 
-BENCHMARKS_MD = benchmarks_md("flows")
-START, END = block_markers("bench:splines-digits")
+BLOCK = BenchBlock("flows", "bench:splines-digits", __spec__.name, anchors=("zuko", "scikit-learn"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("--quick", action="store_true", help="30 steps, 1 draw (smoke)")
+    p = BLOCK.parser(__doc__, quick_help="30 steps, 1 draw (smoke)", threads=None)
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models", nargs="+", default=["Glow", *SPLINE_MODELS])
-    p.add_argument("--write", action="store_true")
-    p.add_argument("--benchmarks-md", type=Path, default=BENCHMARKS_MD)
     args = p.parse_args(argv)
     if args.quick:
         args.steps = 30
@@ -104,14 +88,7 @@ def results_markdown(args: argparse.Namespace, argv: list[str], out: dict[str, A
     lines = [
         "## Spline flows on scikit-learn digits",
         "",
-        *run_facts(
-            f"OMP_NUM_THREADS=1 python -m tools.bench.flows.splines_digits {shlex.join(argv)}",
-            mode=f"{mode}; wall time {out['wall_s']:.0f} s",
-            machine=machine_line(threads=torch.get_num_threads())
-            + f", load average {os.getloadavg()[0]:.1f} at the end (other jobs: absolute ms are "
-            "inflated, compare the interleaved ratios)",
-            versions=_versions("kexue-flows", "zuko", "scikit-learn"),
-        ),
+        *lockstep_facts(BLOCK, argv, f"{mode}; wall time {out['wall_s']:.0f} s"),
         f"- Protocol of the quality block: 80/20 split (random_state 0), y = (x + u)/17, {s.steps} "
         f"Adam steps at lr {s.lr:g}, batch {s.batch}, seed {args.seed}, lockstep; test bpd over "
         f"{s.eval_draws} dequantisation draws. The affine Glow (L=3, K=8, width 64) is retrained "
@@ -150,10 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)
     out = run(args)
-    publish(
-        results_markdown(args, argv, out), args.benchmarks_md, START, END, write=args.write,
-        header=benchmarks_header("kexue-flows"),
-    )  # fmt: skip
+    BLOCK.publish(results_markdown(args, argv, out), args)
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -24,17 +23,8 @@ from typing import Any
 
 import torch
 
-from tools.bench._common import (
-    benchmarks_header,
-    benchmarks_md,
-    block_markers,
-    machine_line,
-    markdown_table,
-    publish,
-    quartiles,
-    run_facts,
-)
-from tools.bench._common import versions as _versions
+from tools.bench._common import BenchBlock, markdown_table, quartiles
+from tools.bench.flows import lockstep_facts
 from tools.workloads.flows_toys import (
     DATASETS,
     FLOORS,
@@ -46,22 +36,20 @@ from tools.workloads.flows_toys import (
     train_toys,
 )
 
-BENCHMARKS_MD = benchmarks_md("flows")
-START, END = block_markers("bench:toys")
+BLOCK = BenchBlock(
+    "flows", "bench:toys", __spec__.name, anchors=("zuko", "normflows", "scikit-learn")
+)
 KEXUE_SPLINES = ("kexue NSF-AR", "kexue NSF-coupling")
 ANCHORS = ("zuko NSF", "normflows AR-RQS")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("--quick", action="store_true", help="smoke: 30 steps, 1 seed, 10k test points")
+    p = BLOCK.parser(__doc__, quick_help="smoke: 30 steps, 1 seed, 10k test points", threads=None)
     p.add_argument("--steps", type=int, default=1500, help="training steps per run (default 1500)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--test-size", type=int, default=100_000)
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    p.add_argument("--write", action="store_true", help="rewrite the toys block of BENCHMARKS.md")
-    p.add_argument("--benchmarks-md", type=Path, default=BENCHMARKS_MD)
     p.add_argument("--save", type=Path, help="also write the raw results as JSON here")
     p.add_argument(
         "--load",
@@ -117,14 +105,7 @@ def results_markdown(args: argparse.Namespace, argv: list[str], out: dict[str, A
     lines = [
         "## 2-D toy densities: NSF vs zuko and normflows",
         "",
-        *run_facts(
-            f"OMP_NUM_THREADS=1 python -m tools.bench.flows.toys {' '.join(argv)}",
-            mode=f"{mode}; wall time {out['wall_s']:.0f} s",
-            machine=machine_line(threads=torch.get_num_threads())
-            + f", load average {os.getloadavg()[0]:.1f} (other jobs: absolute ms are inflated, "
-            "compare the interleaved ratios)",
-            versions=_versions("kexue-flows", "zuko", "normflows", "scikit-learn"),
-        ),
+        *lockstep_facts(BLOCK, argv, f"{mode}; wall time {out['wall_s']:.0f} s"),
         f"- Budget: {args.steps} steps per run (the spec's 20k does not fit the shared 2-core "
         f"CPU), batch 512, Adam lr 1e-3 with cosine decay, {args.seeds} seeds; all models in "
         "lockstep on the same fresh batches, step order alternating",
@@ -196,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.save:
             args.save.write_text(json.dumps(out))
     text = results_markdown(args, argv, out)
-    header = benchmarks_header("kexue-flows")
-    publish(text, args.benchmarks_md, START, END, write=args.write, header=header)
+    BLOCK.publish(text, args)
     return 0
 
 

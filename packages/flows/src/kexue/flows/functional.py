@@ -64,8 +64,9 @@ def split_h(h: Tensor, h_layout: str) -> tuple[Tensor, Tensor]:
     Returns:
         ``(shift, raw)``, each (B, C, *).
     """
-    if h_layout == "interleave":
-        return h[:, 0::2], h[:, 1::2]
+    if h_layout == "interleave":  # one unbind: its backward is one stack, not 2 scatters + add
+        shift, raw = h.unflatten(1, (-1, 2)).unbind(2)
+        return shift, raw
     if h_layout == "chunk":
         raw, shift = h.chunk(2, dim=1)
         return shift, raw

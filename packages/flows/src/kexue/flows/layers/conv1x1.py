@@ -148,12 +148,17 @@ class Invertible1x1Conv(FlowLayer):
         return f"{self.channels}, lu={self.lu}"
 
     def _factors(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+        return self._lu_factors(dtype)[:3]
+
+    def _lu_factors(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """P, L, U and log|s| (the packed diagonal, read once for W and the log-determinant)."""
         packed = self.lu_packed.to(dtype)
         mask = self.lower_mask.to(dtype)
+        log_s = torch.diagonal(packed)
         lower = packed * mask + self.eye.to(dtype)
-        diag = self.sign_s.to(dtype) * torch.diagonal(packed).exp()
+        diag = self.sign_s.to(dtype) * log_s.exp()
         upper = packed * mask.T + torch.diag(diag)
-        return self.perm.to(dtype), lower, upper
+        return self.perm.to(dtype), lower, upper, log_s
 
     @property
     def weight(self) -> Tensor:
@@ -178,9 +183,9 @@ class Invertible1x1Conv(FlowLayer):
         t = torch.linalg.solve_triangular(lower, p.T, upper=False, unitriangular=True)
         return torch.linalg.solve_triangular(upper, t, upper=True)
 
-    def _logdet(self, x: Tensor, sign: float) -> Tensor:
+    def _logdet(self, x: Tensor, sign: float, log_abs_det: Tensor | None = None) -> Tensor:
         spatial = math.prod(x.shape[2:])
-        ld = (sign * spatial) * self.log_abs_det()
+        ld = (sign * spatial) * (self.log_abs_det() if log_abs_det is None else log_abs_det)
         return ld.to(logdet_dtype(x)).expand(x.shape[0]).clone()
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -191,7 +196,11 @@ class Invertible1x1Conv(FlowLayer):
             context: ignored.
         """
         _check_channels(x, self.channels, "x")
-        return _apply_matrix(self.weight, x), self._logdet(x, 1.0)
+        if not self.lu:
+            return _apply_matrix(self.weight, x), self._logdet(x, 1.0)
+        p, lower, upper, log_s = self._lu_factors(self.lu_packed.dtype)
+        ld = log_s.to(torch.float64).sum()  # = log_abs_det(), from the same diagonal
+        return _apply_matrix(p @ lower @ upper, x), self._logdet(x, 1.0, ld)
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``x = W⁻¹·y`` with W⁻¹ from float64; ``logdet_inv = −H·W·ln|det W|``."""

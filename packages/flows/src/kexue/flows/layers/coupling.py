@@ -186,8 +186,7 @@ class _Coupling(FlowLayer):
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Return (net input, transformed part x_b, flat index of x_b or None)."""
         if self.split == "channel":
-            half = x.shape[1] // 2
-            a, b = x[:, :half], x[:, half:]
+            a, b = x.chunk(2, dim=1)  # even channels (checked); backward: one cat
             return (a, b, None) if self.parity == 0 else (b, a, None)
         if self.split == "parity":
             return x[:, self.parity :: 2], x[:, 1 - self.parity :: 2], None
