@@ -190,12 +190,8 @@ def test_seed_worker_seeds_from_torch_initial_seed() -> None:
 
 class _Batches(DataGenerator):
     def __iter__(self, random: bool = False):
-        batch = []
-        for is_end, item in self.sample(random):
-            batch.append(item)
-            if len(batch) == self.batch_size or is_end:
-                yield sequence_padding(batch)
-                batch = []
+        for batch in self.batches(random):
+            yield sequence_padding(batch)
 
 
 def _ragged(n: int) -> list[list[int]]:
@@ -208,6 +204,18 @@ def test_data_generator_batches_and_steps() -> None:
     batches = list(gen)
     assert [b.shape for b in batches] == [(4, 3), (4, 3), (2, 3)]
     np.testing.assert_array_equal(batches[2], np.array([[8, 8, 8], [9, 0, 0]]))
+
+
+def test_data_generator_batches_group_each_shard_and_flush_its_end() -> None:
+    gen = DataGenerator(list("abcdefg"), batch_size=3)
+    assert list(gen.batches()) == [["a", "b", "c"], ["d", "e", "f"], ["g"]]
+    # rank 1 of 2 holds the odd positions: its own last batch is flushed short
+    odd = DataGenerator(list("abcdefg"), batch_size=2, rank=1, world_size=2)
+    assert list(odd.batches()) == [["b", "d"], ["f"]]
+    shuffled = list(DataGenerator(list(range(10)), 4, seed=3).batches(random=True))
+    again = [x for _, x in DataGenerator(list(range(10)), 4, seed=3).sample(True)]
+    assert [len(b) for b in shuffled] == [4, 4, 2] and [x for b in shuffled for x in b] == again
+    assert list(DataGenerator([], batch_size=2).batches()) == []
 
 
 def test_data_generator_sample_is_end_flags() -> None:

@@ -25,12 +25,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create:User
 
 class _Batches(DataGenerator):
     def __iter__(self, random: bool = False):
-        batch = []
-        for is_end, item in self.sample(random):
-            batch.append(item)
-            if len(batch) == self.batch_size or is_end:
-                yield sequence_padding(batch)
-                batch = []
+        for batch in self.batches(random):
+            yield sequence_padding(batch)
 
 
 def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:

@@ -233,17 +233,14 @@ class DataGenerator(_EpochRandomness, IterableDataset):
     """bert4keras ``DataGenerator`` batch template as a sharded ``IterableDataset``.
 
     Subclasses implement ``__iter__(self, random=False)`` yielding batches built from
-    :meth:`sample`, which yields ``(is_end, item)`` pairs (``is_end`` marks the last item of
-    this process's shard, to flush a final partial batch)::
+    :meth:`batches` (lists of ``batch_size`` items, the shard's last one possibly shorter) or,
+    for other groupings, from :meth:`sample`, which yields ``(is_end, item)`` pairs (``is_end``
+    marks the last item of this process's shard, to flush a final partial batch)::
 
         class Batches(DataGenerator):
             def __iter__(self, random=False):
-                batch = []
-                for is_end, item in self.sample(random):
-                    batch.append(item)
-                    if len(batch) == self.batch_size or is_end:
-                        yield sequence_padding(batch)
-                        batch = []
+                for batch in self.batches(random):
+                    yield sequence_padding(batch)
 
     Items are sharded by ``ShardedIterable`` (``DataLoader`` worker × rank), so with
     ``DataLoader(gen, batch_size=None, num_workers=k)`` under DDP every item appears once per
@@ -323,6 +320,17 @@ class DataGenerator(_EpochRandomness, IterableDataset):
             yield False, current
             current = nxt
         yield True, current
+
+    def batches(self, random: bool = False) -> Iterator[list[Any]]:
+        """Yields lists of ``batch_size`` items of this process's shard (shuffled if ``random``,
+        as :meth:`sample`); the shard's last list may be shorter. The grouping loop a bert4keras
+        ``__iter__`` writes around ``sample``."""
+        batch: list[Any] = []
+        for is_end, item in self.sample(random):
+            batch.append(item)
+            if len(batch) == self.batch_size or is_end:
+                yield batch
+                batch = []
 
     def __iter__(self, random: bool = False) -> Iterator[Any]:
         raise NotImplementedError("subclasses implement __iter__(self, random=False)")
