@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 
 import pytest
 import torch
@@ -38,18 +37,6 @@ def _train(net: nn.Module, steps: int, ema: EMA | None = None, seed: int = 5) ->
             ema.update()
         snaps.append({k: v.detach().clone() for k, v in net.named_parameters()})
     return snaps
-
-
-def _train_alongside(net: nn.Module, ours: EMA, update_ref: Callable[[], object]) -> None:
-    """Six SGD steps on fp32 random data (seed 4), ``ours.update()`` then ``update_ref()`` after each."""
-    g = torch.Generator().manual_seed(4)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    for _ in range(6):
-        opt.zero_grad()
-        net(torch.randn(6, 3, generator=g)).pow(2).mean().backward()
-        opt.step()
-        ours.update()
-        update_ref()
 
 
 def _shadow(ema: EMA) -> dict[str, torch.Tensor]:
@@ -169,7 +156,7 @@ def test_warmup_trajectory_closed_form() -> None:
         torch.testing.assert_close(s, shadow[name], rtol=1e-12, atol=1e-14)
 
 
-def test_matches_ema_pytorch_trajectory() -> None:
+def test_matches_ema_pytorch_trajectory(train_alongside) -> None:
     ema_pytorch = pytest.importorskip("ema_pytorch")
     net = _net(torch.float32)
     ours = EMA(net, 0.99, warmup=EMAWarmup(gamma=1.0, power=2 / 3))
@@ -177,19 +164,19 @@ def test_matches_ema_pytorch_trajectory() -> None:
         net, beta=0.99, update_after_step=0, update_every=1, include_online_model=False
     )
     ref.update()  # ema-pytorch's first call only initialises the copy (our construction)
-    _train_alongside(net, ours, ref.update)
+    train_alongside(net, ours, ref.update)
     for (name, a), (_, b) in zip(
         ours.module.named_parameters(), ref.ema_model.named_parameters(), strict=True
     ):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
 
 
-def test_matches_torch_ema_trajectory() -> None:
+def test_matches_torch_ema_trajectory(train_alongside) -> None:
     torch_ema = pytest.importorskip("torch_ema")
     net = _net(torch.float32)
     ours = EMA(net, 0.99, warmup="torch_ema")
     ref = torch_ema.ExponentialMovingAverage(net.parameters(), decay=0.99, use_num_updates=True)
-    _train_alongside(net, ours, ref.update)
+    train_alongside(net, ours, ref.update)
     for a, b in zip(ours.module.parameters(), ref.shadow_params, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 

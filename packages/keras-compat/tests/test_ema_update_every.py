@@ -92,7 +92,7 @@ def test_defaults_average_every_call_from_the_first() -> None:
     _close(ema, shadow)
 
 
-def test_matches_ema_pytorch_update_every_and_after_step() -> None:
+def test_matches_ema_pytorch_update_every_and_after_step(train_alongside) -> None:
     ema_pytorch = pytest.importorskip("ema_pytorch")
     torch.manual_seed(1)
     net = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2))
@@ -101,14 +101,7 @@ def test_matches_ema_pytorch_update_every_and_after_step() -> None:
         net, beta=0.99, update_after_step=4, update_every=2, include_online_model=False
     )
     ref.update()  # its first call only initialises (our construction); then call c ↔ our c − 1
-    g = torch.Generator().manual_seed(4)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    for _ in range(13):
-        opt.zero_grad()
-        net(torch.randn(6, 3, generator=g)).pow(2).mean().backward()
-        opt.step()
-        ours.update()
-        ref.update()
+    train_alongside(net, ours, ref.update, steps=13)
     for (name, a), (_, b) in zip(
         ours.module.named_parameters(), ref.ema_model.named_parameters(), strict=True
     ):
