@@ -20,7 +20,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Compose", "FlowLayer", "Inverse", "logdet_dtype", "pack_legacy_keys", "zero_logdet"]
+__all__ = [
+    "Compose",
+    "FlowLayer",
+    "Inverse",
+    "check_features_dim",
+    "logdet_dtype",
+    "pack_legacy_keys",
+    "zero_logdet",
+]
 
 
 def logdet_dtype(x: Tensor) -> torch.dtype:
@@ -48,6 +56,14 @@ def zero_logdet(x: Tensor) -> Tensor:
     if x.dim() < 1:
         raise ValueError(f"x must have a batch dimension, got shape {tuple(x.shape)}")
     return torch.zeros(x.shape[0], dtype=logdet_dtype(x), device=x.device)
+
+
+def check_features_dim(features: int, dim: int) -> None:
+    """Validate an elementwise layer's ``features`` (≥ 1) and feature ``dim`` (≥ 1, not the batch)."""
+    if features < 1:
+        raise ValueError(f"features must be >= 1, got {features}")
+    if dim < 1:
+        raise ValueError(f"dim must be >= 1 (dim 0 is the batch), got {dim}")
 
 
 def pack_legacy_keys(

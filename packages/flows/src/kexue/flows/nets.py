@@ -42,23 +42,31 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def make_activation(activation: str | Callable[[], nn.Module]) -> nn.Module:
+def make_activation(
+    activation: str | Callable[[], nn.Module],
+    table: dict[str, Callable[[], nn.Module]] | None = None,
+) -> nn.Module:
     """Build an activation module from a name or a zero-argument factory.
 
     Arguments:
         activation: one of ``"relu"``, ``"elu"``, ``"tanh"``, ``"silu"``, ``"gelu"``,
-            ``"leaky_relu"``, ``"softplus"``, or a callable returning an ``nn.Module``.
+            ``"leaky_relu"``, ``"softplus"`` (or of ``table``), or a callable returning an
+            ``nn.Module``.
+        table: the names allowed (default: the list above; the residual blocks pass their
+            1-Lipschitz ones).
 
     Returns:
         A fresh ``nn.Module``.
     """
+    names = _ACTIVATIONS if table is None else table
     if isinstance(activation, str):
-        if activation not in _ACTIVATIONS:
+        if activation not in names:
             raise ValueError(
-                f"activation must be one of {sorted(_ACTIVATIONS)} or a callable, got "
-                f"{activation!r}"
+                f"activation must be one of {sorted(names)} or a callable, got {activation!r}"
             )
-        return _ACTIVATIONS[activation]()
+        return names[activation]()
+    if not callable(activation):
+        raise ValueError(f"activation must be a name or a callable, got {activation!r}")
     module = activation()
     if not isinstance(module, nn.Module):
         raise ValueError("activation must return an nn.Module when called")

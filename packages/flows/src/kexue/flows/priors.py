@@ -14,6 +14,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -84,29 +85,23 @@ class Prior(nn.Module):
         temperature: float = 1.0,
         context: Tensor | None = None,
         generator: torch.Generator | None = None,
+        pathwise: bool = False,
     ) -> Tensor:
         """Draw ``n`` samples at ``temperature``: ``(n, *shape)`` on the prior's device and dtype.
 
         Differentiable in the parameters when ``has_rsample`` (Gaussian priors: z = μ + σ·T·ε),
-        else drawn without gradients.
+        else drawn without gradients. ``pathwise=True`` (what :meth:`rsample` passes) raises
+        unless ``has_rsample``.
         """
+        if pathwise and not self.has_rsample:
+            raise RuntimeError(f"{type(self).__name__}.rsample {self._no_rsample_reason}")
         _check_n(n)
         _check_temperature(temperature)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.has_rsample):
             return self._draw(n, temperature, context, generator)
 
-    def rsample(
-        self,
-        n: int,
-        *,
-        temperature: float = 1.0,
-        context: Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """Pathwise sample (gradients through the parameters); raises unless ``has_rsample``."""
-        if not self.has_rsample:
-            raise RuntimeError(f"{type(self).__name__}.rsample {self._no_rsample_reason}")
-        return self.sample(n, temperature=temperature, context=context, generator=generator)
+    #: Pathwise sample (gradients through the parameters): ``sample(..., pathwise=True)``.
+    rsample = functools.partialmethod(sample, pathwise=True)
 
 
 class GaussianPrior(Prior):

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kexue.flows._dispatch import resolve_backend
-from kexue.flows.base import FlowLayer, logdet_dtype
+from kexue.flows.base import FlowLayer, check_features_dim, logdet_dtype
 
 __all__ = ["RQSpline", "SplineParam", "SplineTails", "rq_knots", "rq_spline", "spline_raw_sizes"]
 
@@ -390,10 +390,7 @@ class RQSpline(FlowLayer):
         dim: int = 1,
     ) -> None:
         super().__init__()
-        if features < 1:
-            raise ValueError(f"features must be >= 1, got {features}")
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1 (dim 0 is the batch), got {dim}")
+        check_features_dim(features, dim)
         kw, kh, kd = spline_raw_sizes(bins, tails)
         self.widths = nn.Parameter(torch.zeros(features, kw))
         self.heights = nn.Parameter(torch.zeros(features, kh))

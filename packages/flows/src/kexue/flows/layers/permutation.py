@@ -13,7 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from kexue.flows.base import FlowLayer, zero_logdet
+from kexue.flows.base import FlowLayer, check_features_dim, zero_logdet
 from kexue.flows.layers.reshape import _check_dim_size
 
 __all__ = ["Permutation"]
@@ -64,10 +64,7 @@ class Permutation(FlowLayer):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if features < 1:
-            raise ValueError(f"features must be >= 1, got {features}")
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1 (dim 0 is the batch), got {dim}")
+        check_features_dim(features, dim)
         if mode == "reverse":
             p = torch.arange(features - 1, -1, -1)
         elif mode == "random":

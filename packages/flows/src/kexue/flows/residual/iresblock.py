@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kexue.flows.base import FlowLayer
+from kexue.flows.nets import make_activation
 from kexue.flows.residual.roulette import (
     exact_logdet,
     exact_series_logdet,
@@ -114,19 +115,6 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def _make_activation(activation: str | Callable[[], nn.Module]) -> nn.Module:
-    if isinstance(activation, str):
-        if activation not in _ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(_ACTIVATIONS)} or a module factory, "
-                f"got {activation!r}"
-            )
-        return _ACTIVATIONS[activation]()
-    if callable(activation):
-        return activation()
-    raise ValueError(f"activation must be a name or a callable, got {activation!r}")
-
-
 def mlp_residual(
     dim: int,
     hidden: int,
@@ -164,7 +152,7 @@ def mlp_residual(
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         if i > 0:
-            layers.append(_make_activation(activation))
+            layers.append(make_activation(activation, _ACTIVATIONS))
         layers.append(
             SpectralNormLinear(a, b, coeff=coeff, n_power_iter=n_power_iter, generator=generator)
         )
@@ -211,9 +199,9 @@ def conv_residual(
     opts = {"coeff": coeff, "n_power_iter": n_power_iter, "generator": generator}
     return nn.Sequential(
         SpectralNormConv2d(channels, hidden, kernel_size, input_shape=input_shape, **opts),
-        _make_activation(activation),
+        make_activation(activation, _ACTIVATIONS),
         SpectralNormConv2d(hidden, hidden, 1, input_shape=hid_shape, **opts),
-        _make_activation(activation),
+        make_activation(activation, _ACTIVATIONS),
         SpectralNormConv2d(hidden, channels, kernel_size, input_shape=hid_shape, **opts),
     )
 
