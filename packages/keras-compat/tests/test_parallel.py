@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import threading
 import time
@@ -113,12 +114,32 @@ def test_iterable_consumed_lazily_with_bounded_queue() -> None:
     gen.close()  # cancels the rest
 
 
+_MEETING: list = []  # [Barrier(2)] while a two-worker test runs; forked workers inherit it
+_MET: list[bool] = []  # set in a worker once it has met the other one
+
+
 def _seeded_draw(_: int) -> tuple[int, float]:
-    time.sleep(0.01)  # spread the items over both workers
+    """The worker's next draw from the global numpy state. A worker's first item waits until the
+    other worker holds an item too, so both workers take part even on a loaded machine (a sleep
+    alone did not guarantee it)."""
+    if _MEETING and not _MET:
+        value = float(np.random.random())  # noqa: NPY002 - the seeded global, drawn first
+        _MEETING[0].wait(timeout=TIMEOUT)
+        _MET.append(True)
+        return os.getpid(), value
+    time.sleep(0.01)
     return os.getpid(), float(np.random.random())  # noqa: NPY002 - the seeded global
 
 
-def test_explicit_seeds_give_each_worker_its_stream() -> None:
+@pytest.fixture
+def two_workers_meet():
+    """Arms ``_seeded_draw``'s meeting point (a fork-inherited barrier) for one test."""
+    _MEETING.append(mp.get_context("fork").Barrier(2))
+    yield
+    _MEETING.clear()
+
+
+def test_explicit_seeds_give_each_worker_its_stream(two_workers_meet) -> None:
     out = _run_with_timeout(
         lambda: parallel_apply(
             _seeded_draw, range(12), 2, 0, random_seeds=[11, 22], unordered=False
@@ -136,7 +157,7 @@ def test_explicit_seeds_give_each_worker_its_stream() -> None:
     assert used == {11, 22}
 
 
-def test_random_seeds_true_distinct_and_false_shared() -> None:
+def test_random_seeds_true_distinct_and_false_shared(two_workers_meet) -> None:
     def first_draws(random_seeds) -> dict[int, float]:
         out = parallel_apply(_seeded_draw, range(8), 2, 0, random_seeds=random_seeds)
         firsts: dict[int, float] = {}
