@@ -46,17 +46,11 @@ from tools.bench.textkit.seq2seq import _evaluate_qa, qa_parser
 from tools.workloads.textkit_bert import char_vocab, discovered_segmenter, small_bert
 from tools.workloads.textkit_qa import encode_qa_items, qa_examples
 
+MODEL_OPTIONS = ("hidden", "layers", "heads", "ffn", "seed", "dropout")  # small_bert's keywords
+
 
 def build_model(tok: WordPieceTokenizer, args: argparse.Namespace) -> BertUniLM:
-    return small_bert(
-        tok,
-        hidden=args.hidden,
-        layers=args.layers,
-        heads=args.heads,
-        ffn=args.ffn,
-        seed=args.seed,
-        dropout=args.dropout,
-    )
+    return small_bert(tok, **{k: getattr(args, k) for k in MODEL_OPTIONS})
 
 
 def _budget(lr: float, warmup: int, steps: int, seconds: float) -> dict[str, Any]:
