@@ -27,8 +27,8 @@ def test_defaults_from_the_papers() -> None:
     assert margin.MARGIN_LOSS_DEFAULTS["arcface"] == {"s": 64.0, "m": 0.5}
 
 
-# each public loss function and the MarginSoftmaxLoss kind it must equal at the defaults
-LOSS_FUNCTIONS = {
+# each public loss function, by the MarginSoftmaxLoss kind it must equal at the defaults
+_LOSSES = {
     "am": margin.am_softmax_loss,
     "cosface": margin.cosface_loss,
     "arcface": margin.arcface_loss,
@@ -37,11 +37,11 @@ LOSS_FUNCTIONS = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(LOSS_FUNCTIONS))
+@pytest.mark.parametrize("kind", sorted(_LOSSES))
 def test_functions_equal_the_module_at_the_defaults(kind: str) -> None:
     cos = _cosines(4, 5, 0)
     t = torch.tensor([0, 1, 2, 3])
-    torch.testing.assert_close(LOSS_FUNCTIONS[kind](cos, t), margin.MarginSoftmaxLoss(kind)(cos, t))
+    torch.testing.assert_close(_LOSSES[kind](cos, t), margin.MarginSoftmaxLoss(kind)(cos, t))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -230,14 +230,6 @@ def test_bad_inputs_raise() -> None:
 
 
 # ------------------------------------------------------------------- cosines outside [-1, 1]
-
-_LOSSES = {
-    "am": margin.am_softmax_loss,
-    "cosface": margin.cosface_loss,
-    "arcface": margin.arcface_loss,
-    "sphereface": margin.sphereface_loss,
-    "simpler_a": margin.simpler_a_softmax_loss,
-}
 
 
 @pytest.mark.parametrize("bad", [1.5, -1.5, 1 + 1e-5])
