@@ -7,8 +7,8 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 
@@ -36,21 +36,17 @@ def _check_image_shape(shape: Sequence[int], factor: int) -> tuple[int, int, int
     return c, h, w
 
 
-def _residual_stack(
-    shape: int | Sequence[int],
-    *,
-    blocks: int,
-    scales: int,
-    hidden: int,
-    depth: int,
-    coeff: float,
-    n_power_iter: int,
-    activation: str,
-    actnorm: bool,
-    logit_alpha: float | None,
-    block_options: dict[str, object],
-    generator: torch.Generator | None,
-) -> Flow:
+_ARCH = ("blocks", "scales", "hidden", "depth", "coeff", "n_power_iter", "activation", "actnorm")
+
+
+def _residual_stack(args: Mapping[str, Any], block_keys: Sequence[str]) -> Flow:
+    """The i-ResNet / Residual Flow stack from a builder's arguments (``locals()``): the
+    architecture keys of ``_ARCH`` and, for every ``IResBlock``, ``block_keys`` + ``generator``."""
+    shape, logit_alpha, generator = args["shape"], args["logit_alpha"], args["generator"]
+    blocks, scales, hidden, depth, coeff, n_power_iter, activation, actnorm = (
+        args[k] for k in _ARCH
+    )
+    block_options = {k: args[k] for k in block_keys} | {"generator": generator}
     positive(blocks=blocks, scales=scales, hidden=hidden, depth=depth)
     layers: list[FlowLayer] = []
     if logit_alpha is not None:
@@ -152,28 +148,8 @@ def iresnet(
     References:
         i-ResNet arXiv:1811.00995; https://kexue.fm/archives/6482.
     """
-    options = {
-        "n_terms_train": n_terms_train,
-        "n_terms_eval": n_terms_eval,
-        "inverse_tol": inverse_tol,
-        "inverse_max_iter": inverse_max_iter,
-        "logdet_mode": logdet_mode,
-        "generator": generator,
-    }
-    return _residual_stack(
-        shape,
-        blocks=blocks,
-        scales=scales,
-        hidden=hidden,
-        depth=depth,
-        coeff=coeff,
-        n_power_iter=n_power_iter,
-        activation=activation,
-        actnorm=actnorm,
-        logit_alpha=logit_alpha,
-        block_options=options,
-        generator=generator,
-    )
+    block = ("n_terms_train", "n_terms_eval", "inverse_tol", "inverse_max_iter", "logdet_mode")
+    return _residual_stack(locals(), block)
 
 
 def residual_flow(
@@ -221,29 +197,7 @@ def residual_flow(
     References:
         Residual Flows arXiv:1906.02735; https://kexue.fm/archives/6482.
     """
-    options = {
-        "estimator": "roulette",
-        "n_exact_terms": n_exact_terms,
-        "dist": dist,
-        "p": p,
-        "lam": lam,
-        "n_terms_eval": n_terms_eval,
-        "neumann_grad": neumann_grad,
-        "inverse_tol": inverse_tol,
-        "inverse_max_iter": inverse_max_iter,
-        "generator": generator,
-    }
-    return _residual_stack(
-        shape,
-        blocks=blocks,
-        scales=scales,
-        hidden=hidden,
-        depth=depth,
-        coeff=coeff,
-        n_power_iter=n_power_iter,
-        activation=activation,
-        actnorm=actnorm,
-        logit_alpha=logit_alpha,
-        block_options=options,
-        generator=generator,
-    )
+    estimator = "roulette"
+    block = ("estimator", "n_exact_terms", "dist", "p", "lam", "n_terms_eval", "neumann_grad",
+             "inverse_tol", "inverse_max_iter")  # fmt: skip
+    return _residual_stack(locals(), block)
