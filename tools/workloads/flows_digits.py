@@ -46,6 +46,7 @@ __all__ = [
     "evaluate",
     "independent_gaussian_bpd",
     "load_digits_split",
+    "lockstep_step",
     "train",
     "uniform_bpd",
 ]
@@ -251,6 +252,38 @@ class TrainResult:
         }
 
 
+def lockstep_step(
+    step: int,
+    models: Sequence[Any],
+    opts: Sequence[torch.optim.Optimizer],
+    results: Sequence[Any],
+    loss_of: Callable[[Any], Tensor],
+    after: Callable[[int], None] | None = None,
+) -> list[float]:
+    """One lockstep training step of every model (order alternating with ``step``).
+
+    ``loss_of(model)`` → loss; a non-finite loss skips the update (``results[i].nonfinite_steps``
+    += 1), else backward + ``opts[i].step()``; then ``after(i)`` (a scheduler step). The wall
+    time of each model's step is appended to ``results[i].step_s``. Returns the losses.
+    """
+    losses = [math.nan] * len(models)
+    order = range(len(models)) if step % 2 == 0 else reversed(range(len(models)))
+    for i in order:
+        t0 = time.perf_counter()
+        loss = loss_of(models[i])
+        opts[i].zero_grad(set_to_none=True)
+        if torch.isfinite(loss):
+            loss.backward()
+            opts[i].step()
+        else:
+            results[i].nonfinite_steps += 1
+        if after is not None:
+            after(i)
+        results[i].step_s.append(time.perf_counter() - t0)
+        losses[i] = float(loss.detach())
+    return losses
+
+
 def train(
     models: Sequence[Density],
     train_x: Tensor,
@@ -273,18 +306,11 @@ def train(
     for step in range(sizes.steps):
         idx = torch.randint(n, (sizes.batch,), generator=gen)
         y = dequantize(train_x[idx], generator=gen)
-        order = range(len(models)) if step % 2 == 0 else reversed(range(len(models)))
-        for i in order:
-            t0 = time.perf_counter()
-            loss = bits_per_dim(models[i].log_prob(y)).mean()
-            opts[i].zero_grad(set_to_none=True)
-            if torch.isfinite(loss):
-                loss.backward()
-                opts[i].step()
-            else:
-                results[i].nonfinite_steps += 1
-            results[i].step_s.append(time.perf_counter() - t0)
-            results[i].losses.append(float(loss.detach()))
+        losses = lockstep_step(
+            step, models, opts, results, lambda m, y=y: bits_per_dim(m.log_prob(y)).mean()
+        )
+        for r, loss in zip(results, losses):
+            r.losses.append(loss)
         if tick is not None:
             tick(1)
     return results

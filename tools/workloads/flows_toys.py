@@ -17,13 +17,14 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from tools.workloads.flows_digits import lockstep_step
 
 __all__ = [
     "DATASETS",
@@ -148,18 +149,10 @@ def train_toys(
         m.module.train()
     for step in range(steps):
         x = sample_toy(dataset, batch, generator=gen)
-        order = range(len(models)) if step % 2 == 0 else reversed(range(len(models)))
-        for i in order:
-            t0 = time.perf_counter()
-            loss = -models[i].log_prob(x).mean()
-            opts[i].zero_grad(set_to_none=True)
-            if torch.isfinite(loss):
-                loss.backward()
-                opts[i].step()
-            else:
-                results[i].nonfinite_steps += 1
-            scheds[i].step()
-            results[i].step_s.append(time.perf_counter() - t0)
+        lockstep_step(
+            step, models, opts, results, lambda m, x=x: -m.log_prob(x).mean(),
+            after=lambda i: scheds[i].step(),
+        )  # fmt: skip
     return results
 
 

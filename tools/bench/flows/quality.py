@@ -29,20 +29,11 @@ import sys
 import time
 import warnings
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from tools.bench._common import (
-    benchmarks_header,
-    benchmarks_md,
-    block_markers,
-    machine_line,
-    publish,
-    run_facts,
-)
-from tools.bench._common import versions as _versions
+from tools.bench._common import BenchBlock, machine_line, run_facts
 from tools.workloads.flows_digits import (
     Density,
     Sizes,
@@ -56,19 +47,13 @@ from tools.workloads.flows_digits import (
     uniform_bpd,
 )
 
-BENCHMARKS_MD = benchmarks_md("flows")
-START, END = block_markers("bench:quality")
-HEADER = benchmarks_header("kexue-flows")
+BLOCK = BenchBlock("flows", "bench:quality", __spec__.name, anchors=("normflows", "scikit-learn"))
 KEXUE = ("NICE", "RealNVP", "Glow", "i-ResNet")
 NORMFLOWS = "normflows Glow"
 SIZES = {
     "full": Sizes(steps=1000, eval_draws=4),
     "quick": Sizes(steps=30, eval_draws=1),
 }
-
-
-def versions() -> dict[str, str]:
-    return _versions("kexue-flows", "normflows", "scikit-learn")
 
 
 def machine() -> str:
@@ -79,8 +64,7 @@ def machine() -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="tiny budget (smoke, < 1 min)")
+    parser = BLOCK.parser(__doc__, quick_help="tiny budget (smoke, < 1 min)", threads=None)
     parser.add_argument("--steps", type=int, default=None, help="training steps (default by mode)")
     parser.add_argument("--seed", type=int, default=0, help="seed of models, batches, noise")
     parser.add_argument(
@@ -90,8 +74,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="torch.set_num_threads (default 1: on a shared 2-core machine two intra-op threads "
         "stall at every barrier when another process holds a core; measured 5-50x slower steps)",
     )
-    parser.add_argument("--write", action="store_true", help="rewrite the quality block")
-    parser.add_argument("--benchmarks-md", type=Path, default=BENCHMARKS_MD)
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         parser.error("--steps must be >= 1")
@@ -177,10 +159,10 @@ def results_markdown(args: argparse.Namespace, argv: list[str], out: dict[str, A
         "## Quality: test bits/dim on scikit-learn digits",
         "",
         *run_facts(
-            f"nice python -m tools.bench.flows.quality {' '.join(argv)}",
+            f"nice {BLOCK.command(argv)}",
             mode=f"{mode}; wall time {out['wall_s']:.0f} s",
             machine=f"{machine()}",
-            versions=versions(),
+            versions=BLOCK.versions(),
         ),
         f"- Data: `sklearn.datasets.load_digits` (8×8, values 0..16 = 17 levels), "
         f"`train_test_split(test_size=0.2, random_state=0)`: {out['n_train']} train / "
@@ -258,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}", file=sys.stderr)
     out = run(args)
     text = results_markdown(args, argv, out)
-    publish(text, args.benchmarks_md, START, END, write=args.write, header=HEADER)
+    BLOCK.publish(text, args)
     return 0
 
 
