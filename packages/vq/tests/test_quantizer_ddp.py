@@ -1,4 +1,5 @@
-"""`VectorQuantizer` under torch.distributed, 2 gloo processes on CPU (spec §2.11; §4 item 12).
+"""Stateful quantisers under torch.distributed, 2 gloo processes on CPU (spec §2.11; §4 item 12;
+issue 14 item 5). One launch of the two ranks serves every test of this file.
 
 1. EMA: each rank quantises its half of a global batch; counts and sums are all-reduced in one
    collective, so both ranks hold bitwise-identical codebooks and EMA buffers, equal to a single
@@ -6,6 +7,12 @@
    training step broadcasts rank 0's.
 2. k-means init + EMA + dead-code restart (threshold and LRU) with different data on each rank:
    no hang (lucidrains#25, #105), and the identical restart on both ranks (lucidrains#205).
+3. Masks and quantizer dropout: each rank quantises its half of a global padded batch; the EMA
+   state (and k-means init) must be identical on both ranks and equal to one process on the
+   concatenated batch: VectorQuantizer (k-means + EMA), ResidualVQ (per-sample dropout: the draws
+   are keyed on the global sample index, no collective), ResidualVQ with a shared codebook,
+   GroupedVQ and GroupedResidualVQ. A last run has rank 1 fully padded (k-means init, threshold
+   restart): no hang, identical state, finite.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from kexue.vq.quantizer import VectorQuantizer
+from kexue.vq import GroupedResidualVQ, GroupedVQ, QuantizerDropout, ResidualVQ, VectorQuantizer
 from kexue.vq.restart import DeadCodeRestart
 
 WORLD = 2
@@ -68,6 +75,77 @@ def _recording(step_, store: list[torch.Tensor]):
     return wrapped
 
 
+MASK_STEPS, MASK_PER_RANK, T, D = 3, 3, 5, 4
+
+
+def _masked_quantizers() -> dict[str, torch.nn.Module]:
+    torch.manual_seed(0)
+    return {
+        "vq": VectorQuantizer(8, D, decay=0.8, kmeans_init=True, kmeans_iters=3, backend="torch"),
+        "rvq_dropout": ResidualVQ(
+            3, 8, D, decay=0.8, dropout=QuantizerDropout(1.0, seed=5), backend="torch"
+        ),
+        "rvq_shared": ResidualVQ(3, 8, D, decay=0.8, shared_codebook=True, backend="torch"),
+        "gvq": GroupedVQ(2, 8, D, decay=0.8, backend="torch"),
+        "grvq": GroupedResidualVQ(
+            2, 2, 8, D, decay=0.8, dropout=QuantizerDropout(0.7, seed=1), backend="torch"
+        ),
+    }
+
+
+def _padded_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(42)
+    out = []
+    for _ in range(MASK_STEPS):
+        x = torch.randn(WORLD * MASK_PER_RANK, T, D, generator=g)
+        lens = torch.randint(1, T + 1, (WORLD * MASK_PER_RANK,), generator=g)
+        out.append((x, lens))
+    return out
+
+
+def _run_masked(quantizers: dict[str, torch.nn.Module], rank: int | None) -> dict[str, dict]:
+    for x, lens in _padded_batches():
+        if rank is not None:
+            part = slice(rank * MASK_PER_RANK, (rank + 1) * MASK_PER_RANK)
+            x, lens = x[part], lens[part]
+        for q in quantizers.values():
+            q(x, lens=lens)
+    return {
+        name: {k: v.clone() for k, v in q.state_dict().items()} for name, q in quantizers.items()
+    }
+
+
+def _masked_rank_run(rank: int) -> dict:
+    torch.manual_seed(0)
+    vq = VectorQuantizer(4, D, decay=0.8, kmeans_init=True, dead_code_threshold=0.5)
+    for x, _ in _padded_batches():
+        part = x[rank * MASK_PER_RANK : (rank + 1) * MASK_PER_RANK]
+        lens = torch.full((MASK_PER_RANK,), T if rank == 0 else 0)
+        vq(part, lens=lens)
+    return {k: v.clone() for k, v in vq.state_dict().items()}
+
+
+def _collectives_per_step(dropout: QuantizerDropout | None) -> int:
+    """Collectives one training step of a 3-stage ResidualVQ issues (counted by patching dist)."""
+    torch.manual_seed(0)
+    rvq = ResidualVQ(3, 8, D, decay=0.8, dropout=dropout, backend="torch")
+    x = torch.randn(MASK_PER_RANK, T, D)
+    rvq(x)  # first step: the initial codebook broadcast
+    calls = []
+    names = ("all_reduce", "broadcast", "all_gather", "barrier")
+    real = {name: getattr(dist, name) for name in names}
+    for name in names:
+        setattr(
+            dist, name, lambda *a, _f=real[name], _n=name, **k: (calls.append(_n), _f(*a, **k))[1]
+        )
+    try:
+        rvq(x)
+    finally:
+        for name in names:
+            setattr(dist, name, real[name])
+    return len(calls)
+
+
 def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
@@ -91,6 +169,12 @@ def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
             name: {"state": dict(q.state_dict()), "history": history[name], "masks": masks[name]}
             for name, q in vqs.items()
         }
+        result["states"] = _run_masked(_masked_quantizers(), rank)
+        result["masked_rank"] = _masked_rank_run(rank)
+        result["collectives"] = [
+            _collectives_per_step(None),
+            _collectives_per_step(QuantizerDropout(1.0, seed=rank)),
+        ]
         torch.save(result, Path(out_dir) / f"rank{rank}.pt")
         dist.barrier()
     finally:
@@ -100,7 +184,7 @@ def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory, run_ranks) -> list[dict]:
     out = tmp_path_factory.mktemp("vq_ddp")
-    run_ranks(__file__, out, world=WORLD, timeout=90)
+    run_ranks(__file__, out, world=WORLD, timeout=150)
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
 
 
@@ -135,6 +219,42 @@ def test_ddp_kmeans_ema_restart_same_on_both_ranks(results: list[dict]) -> None:
         codes = hist[: NUM_CODES * DIM].reshape(NUM_CODES, DIM)
         assert torch.all((codes[mask] - 3.0).abs() < 0.5)
         assert torch.all(hist[NUM_CODES * DIM :][mask] == 0.8)  # EMA reset: N = threshold
+
+
+@pytest.mark.slow
+def test_masked_stateful_quantisers_equal_one_process(results: list[dict]) -> None:
+    single = _run_masked(_masked_quantizers(), None)
+    initial = {name: q.state_dict() for name, q in _masked_quantizers().items()}
+    for name, state in single.items():
+        s0, s1 = results[0]["states"][name], results[1]["states"][name]
+        for key, value in state.items():
+            assert torch.equal(s0[key], s1[key]), (name, key)
+            if value.is_floating_point():
+                torch.testing.assert_close(s0[key], value, atol=1e-5, rtol=1e-5, msg=(name, key))
+            else:
+                assert torch.equal(s0[key], value), (name, key)
+        moved = any(
+            not torch.equal(value, initial[name][key])
+            for key, value in state.items()
+            if value.is_floating_point()
+        )
+        assert moved, name  # not vacuous
+
+
+@pytest.mark.slow
+def test_dropout_issues_no_collective(results: list[dict]) -> None:
+    for r in results:
+        plain, dropped = r["collectives"]
+        assert plain == dropped == 3  # one EMA all-reduce per stage, none for the dropout draw
+
+
+@pytest.mark.slow
+def test_fully_masked_rank_neither_hangs_nor_diverges(results: list[dict]) -> None:
+    s0, s1 = results[0]["masked_rank"], results[1]["masked_rank"]
+    for key in s0:
+        assert torch.equal(s0[key], s1[key]), key
+        if s0[key].is_floating_point():
+            assert bool(torch.isfinite(s0[key]).all()), key
 
 
 if __name__ == "__main__":

@@ -181,7 +181,7 @@ def train_all(args: argparse.Namespace) -> dict[str, dict[str, list[dict]]]:
     results, t0 = {}, time.perf_counter()
     for kind in chosen:
         runs: dict[str, list[dict]] = {"kexue": [], "vqp": []}
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for impl in ("kexue", "vqp"):  # interleaved
                 runs[impl].append(train_one(impl, kind, seed, args.steps, data))
                 print(
@@ -204,8 +204,11 @@ def results_markdown(args: argparse.Namespace, argv: list[str]) -> str:
     t0 = time.perf_counter()
     if args.from_json:  # merge runs saved by parallel --save-json processes; no training
         results: dict[str, dict[str, list[dict]]] = {}
-        for path in args.from_json:
-            results.update(json.loads(Path(path).read_text(encoding="utf-8")))
+        for path in args.from_json:  # runs of one quantiser may come from several files (seeds)
+            for kind, runs in json.loads(Path(path).read_text(encoding="utf-8")).items():
+                merged = results.setdefault(kind, {"kexue": [], "vqp": []})
+                for impl in ("kexue", "vqp"):
+                    merged[impl] += runs[impl]
         results = {k: results[k] for k in kinds() if k in results}
     else:
         results = train_all(args)
@@ -244,6 +247,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--kinds", help="comma-separated subset of the quantisers (default all)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1")
     parser.add_argument("--save-json", help="also save the raw runs here (after every quantiser)")
     parser.add_argument("--from-json", nargs="+", help="build the table from saved runs instead")
     parser.add_argument("--wall-s", type=float, help="wall-clock seconds of the saved runs")

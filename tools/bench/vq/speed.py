@@ -3,7 +3,8 @@
 (a) Quantiser step = forward + backward of ``(quantized · g).sum() + loss`` in training mode, for
     N ∈ {2^10, 2^14, 2^16} vectors, interleaved round robin (median of ``--reps`` calls after a
     warm-up; fewer, at least 5, where a cell would exceed ``--cell-budget-s``), one process, ``--threads`` torch threads (default 1):
-    - FSQ [4, 4, 4, 4] (256 codes): ``FSQ(levels)`` vs vqp ``FSQ(levels)``;
+    - FSQ [4, 4, 4, 4] (256 codes) and [8, 5, 5, 5] (1000 codes, unequal levels): ``FSQ(levels)``
+      vs vqp ``FSQ(levels)`` (kexue's ``stats`` are lazy and not read here; vqp has none);
     - LFQ 8 bits, and 12 bits at N = 2^10 only (vqp's step takes minutes at 2^14 here): ``LFQ(b, commitment_weight=0.25)`` (exact entropies) vs vqp
       ``LFQ(codebook_size=2^b, commitment_loss_weight=0.25, frac_per_sample_entropy=1)``;
     - VQ K = 256, D = 8, EMA 0.99, β 0.25, STE and rotation trick: ``VectorQuantizer(256, 8,
@@ -13,9 +14,10 @@
 (b) LFQ peak memory of one training step at b bits and N rows: a fresh subprocess per cell; glibc
     ``MALLOC_MMAP_THRESHOLD_=65536`` (freed blocks go back to the OS), the high-water mark reset
     through ``/proc/self/clear_refs`` after building the inputs, and peak = VmHWM − VmRSS before
-    the step. vqp's full N × 2^b softmax at b = 16, N = 2^14 (4 GiB per fp32 tensor, several alive
-    in the backward) does not fit this shared 24 GiB machine: it is measured at N = 2^10 and 2^11
-    and extrapolated linearly in N (its dense temporaries are N × 2^b), and the table says so.
+    the step. vqp's full N × 2^b softmax at b = 16, N = 2^14 (4 GiB per fp32 tensor, about seven
+    alive in the backward: ~28 GiB) does not fit this 24 GiB machine: it is measured at N = 2^10,
+    2^11 and 2^12 and extrapolated linearly in N from 2^12 (its dense temporaries are N × 2^b; the
+    three measured points show the linearity), and the table says so.
 
     python -m tools.bench.vq.speed [--quick] [--write]
 """
@@ -60,6 +62,8 @@ def _pair(kind: str, bits: int) -> tuple[Any, Any]:
 
     if kind == "fsq":
         return FSQ([4, 4, 4, 4]), vqp.FSQ([4, 4, 4, 4])
+    if kind == "fsq-mixed":  # unequal levels: per-level constants broadcast as (d,) tensors
+        return FSQ([8, 5, 5, 5]), vqp.FSQ([8, 5, 5, 5])
     if kind == "lfq":
         ours = LFQ(bits, commitment_weight=0.25)
         theirs = vqp.LFQ(
@@ -93,7 +97,7 @@ def step_fns(kind: str, bits: int, n: int) -> dict[str, Callable[[], None]]:
     ours, theirs = _pair(kind, bits)
     ours.train()
     theirs.train()
-    dim = {"fsq": 4, "lfq": bits}.get(kind, 8)
+    dim = {"fsq": 4, "fsq-mixed": 4, "lfq": bits}.get(kind, 8)
     g = torch.Generator().manual_seed(n)
     x = torch.randn(1, n, dim, generator=g) * (0.05 if kind == "lfq" else 1.0)
     grad = torch.randn(1, n, dim, generator=g)
@@ -109,10 +113,14 @@ def timed(fns: dict[str, Callable[[], None]], reps: int, budget_s: float) -> dic
     return interleaved(fns, warmup=1, reps=n, device=torch.device("cpu"))
 
 
-def speed_rows(sizes: list[int], reps: int, budget_s: float) -> list[list[Any]]:
-    kinds = [("fsq", 0), ("lfq", 8), ("lfq", 12), ("vq", 0)]
-    if has_rotation():
-        kinds.append(("vq+rotation", 0))
+ALL_KINDS = ("fsq", "fsq-mixed", "lfq8", "lfq12", "vq", "vq+rotation")
+
+
+def speed_rows(
+    sizes: list[int], reps: int, budget_s: float, only: tuple[str, ...] = ALL_KINDS
+) -> list[list[Any]]:
+    names = [k for k in only if k != "vq+rotation" or has_rotation()]
+    kinds = [(k[:3], int(k[3:])) if k.startswith("lfq") else (k, 0) for k in names]
     rows = []
     for kind, bits in kinds:
         for n in sizes:
@@ -120,7 +128,8 @@ def speed_rows(sizes: list[int], reps: int, budget_s: float) -> list[list[Any]]:
                 continue  # vqp: N × 2^12 fp32 tensors; one step takes minutes at 2^14 here
             times = timed(step_fns(kind, bits, n), reps, budget_s)
             ours, theirs = statistics.median(times["kexue"]), statistics.median(times["vqp"])
-            name = {"fsq": "FSQ [4,4,4,4]", "lfq": f"LFQ {bits} bits"}.get(kind, kind.upper())
+            name = {"fsq": "FSQ [4,4,4,4]", "fsq-mixed": "FSQ [8,5,5,5]"}.get(kind, kind.upper())
+            name = f"LFQ {bits} bits" if kind == "lfq" else name
             name = "VQ K=256 D=8 + rotation" if kind == "vq+rotation" else name
             name = "VQ K=256 D=8 (STE)" if kind == "vq" else name
             rows.append(
@@ -173,10 +182,11 @@ def memory_rows(quick: bool) -> list[list[Any]]:
     rows = []
     for bits, n in cells:
         ours = peak("kexue", bits, n)
-        if bits == 16 and n > 2**11:
-            small = [peak("vqp", bits, m) for m in (2**10, 2**11)]
-            theirs = None if small[-1] is None else small[-1] * n / 2**11
-            note = f"vqp extrapolated ×{n // 2**11} from N=2^11 ({small[0]:.0f} MiB at 2^10, {small[1]:.0f} MiB at 2^11)"
+        if bits == 16 and n > 2**12:
+            small = [peak("vqp", bits, m) for m in (2**10, 2**11, 2**12)]
+            theirs = None if small[-1] is None else small[-1] * n / 2**12
+            measured = ", ".join(f"{v:.0f} MiB at 2^{10 + i}" for i, v in enumerate(small) if v)
+            note = f"vqp extrapolated ×{n // 2**12} from N=2^12 (measured: {measured})"
         else:
             theirs, note = peak("vqp", bits, n), "both measured"
         ratio = f"{theirs / ours:.0f}×" if ours and theirs else "—"
@@ -195,28 +205,21 @@ def results_markdown(args: argparse.Namespace, argv: list[str]) -> str:
         machine=machine_line(),
         versions=versions("kexue-vq", "vector-quantize-pytorch"),
     )
+    only = tuple(args.kinds.split(",")) if args.kinds else ALL_KINDS
     speed = markdown_table(
         ["quantiser", "N", "kexue ms", "vqp ms", "vqp / kexue", "calls each"],
-        speed_rows(sizes, args.reps, args.cell_budget_s),
+        speed_rows(sizes, args.reps, args.cell_budget_s, only),
     )
-    mem = markdown_table(
-        ["LFQ bits", "N", "kexue peak MiB", "vqp peak MiB", "vqp / kexue", "how"],
-        memory_rows(args.quick),
-    )
-    return "\n".join(
-        [
-            "### Step time and LFQ memory vs vector-quantize-pytorch",
-            "",
-            *facts,
-            "",
-            speed,
-            "",
-            "LFQ training-step peak memory (extra resident memory of one step):",
-            "",
-            mem,
-            "",
-        ]
-    )
+    title = "### Step time and LFQ memory vs vector-quantize-pytorch"
+    lines = [title if not args.kinds else f"### Step time vs vqp: {', '.join(only)}"]
+    lines += ["", *facts, "", speed, ""]
+    if not args.kinds:  # the memory cells belong to the full run
+        mem = markdown_table(
+            ["LFQ bits", "N", "kexue peak MiB", "vqp peak MiB", "vqp / kexue", "how"],
+            memory_rows(args.quick),
+        )
+        lines += ["LFQ training-step peak memory (extra resident memory of one step):", "", mem, ""]
+    return "\n".join([*lines, *([args.note, ""] if args.note else [])])
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -224,6 +227,10 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--cell-budget-s", type=float, default=60.0)
+    parser.add_argument("--note", help="a paragraph (the reading of this run) ending the block")
+    parser.add_argument(
+        "--kinds", help=f"comma-separated subset of {','.join(ALL_KINDS)} (own block, no memory)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
 
 
@@ -238,7 +245,12 @@ def _before(args: argparse.Namespace) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return bench_main(__doc__, "bench:vq-modern-speed", argv, results_markdown, _arguments, _before)
+    return bench_main(__doc__, _block, argv, results_markdown, _arguments, _before)
+
+
+def _block(args: argparse.Namespace) -> str:
+    """The full run keeps its block; a ``--kinds`` rerun gets one of its own."""
+    return "bench:vq-modern-speed" + (f"-{args.kinds.replace(',', '-')}" if args.kinds else "")
 
 
 if __name__ == "__main__":

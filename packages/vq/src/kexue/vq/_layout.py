@@ -12,6 +12,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ._masking import resolve_mask
+
 __all__ = [
     "LAYOUTS",
     "Layout",
@@ -19,6 +21,7 @@ __all__ = [
     "check_input",
     "check_layout",
     "flatten",
+    "flatten_input",
     "unflatten",
 ]
 
@@ -77,3 +80,15 @@ def unflatten(flat: Tensor, index_shape: tuple[int, ...], layout: str) -> Tensor
     if layout == "channels_first":
         out = out.movedim(-1, 1)
     return out
+
+
+def flatten_input(
+    x: Tensor, dim: int, layout: str, mask: Tensor | None, lens: Tensor | None
+) -> tuple[Tensor, tuple[int, ...], Tensor | None]:
+    """A quantiser's checked input: (rows (N, D), index shape, the valid mask of the index shape
+    from ``mask`` / ``lens`` or None), as the forwards of every layout-aware quantiser begin."""
+    check_input(x, dim, layout)
+    flat, index_shape = flatten(x, layout)
+    if mask is not None or lens is not None:
+        mask = resolve_mask(flat.reshape(*index_shape, dim), mask, lens)
+    return flat, index_shape, mask

@@ -11,6 +11,7 @@ rosinality/vq-vae-2-pytorch; the normalisation and activation are switchable for
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -23,6 +24,7 @@ __all__ = [
     "ConvEncoder",
     "Norm",
     "ResBlock",
+    "Trunk",
     "check_images",
     "check_indices",
     "make_activation",
@@ -102,46 +104,55 @@ class ResBlock(nn.Module):
         return x + self.branch(x)
 
 
+@dataclass(frozen=True)
+class Trunk:
+    """The residual trunk shared by :class:`ConvEncoder` and :class:`ConvDecoder`: ``res_blocks``
+    :class:`ResBlock` of ``hidden`` channels (``norm``, ``activation``, ``residual_scale``), then
+    a normalisation and an activation."""
+
+    hidden: int
+    res_blocks: int
+    norm: Norm = "none"
+    activation: Activation = "relu"
+    residual_scale: float = 1.0
+
+    def layers(self) -> list[nn.Module]:
+        blocks: list[nn.Module] = [
+            ResBlock(
+                self.hidden,
+                norm=self.norm,
+                activation=self.activation,
+                residual_scale=self.residual_scale,
+            )
+            for _ in range(self.res_blocks)
+        ]
+        return [*blocks, _make_norm(self.norm, self.hidden), make_activation(self.activation)]
+
+
 class ConvEncoder(nn.Module):
-    """``downsample`` stride-2 convolutions, residual blocks and a 1×1 projection.
+    """``downsample`` stride-2 convolutions, the :class:`Trunk` and a 1×1 projection.
 
     (B, in_channels, H, W) → (B, out_channels, H / 2^downsample, W / 2^downsample).
 
     Arguments:
         in_channels: input channels.
         out_channels: output channels (the code dimension, or features for a next level).
-        hidden: channels of the trunk; the first of several stride-2 convolutions outputs
-            ``hidden // 2`` (rosinality).
-        res_blocks: number of :class:`ResBlock`.
+        trunk: the residual trunk; the first of several stride-2 convolutions outputs
+            ``trunk.hidden // 2`` channels (rosinality).
         downsample: number of stride-2 convolutions (≥ 0).
-        norm, activation, residual_scale: passed to every :class:`ResBlock`.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        *,
-        hidden: int,
-        res_blocks: int,
-        downsample: int,
-        norm: Norm = "none",
-        activation: Activation = "relu",
-        residual_scale: float = 1.0,
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, trunk: Trunk, *, downsample: int):
         super().__init__()
-        layers: list[nn.Module] = []
-        c = in_channels
+        hidden, layers, c = trunk.hidden, [], in_channels
         for i in range(downsample):
             c_out = hidden if i == downsample - 1 else max(hidden // 2, 1)
-            layers += [nn.Conv2d(c, c_out, 4, stride=2, padding=1), make_activation(activation)]
+            layers += [
+                nn.Conv2d(c, c_out, 4, stride=2, padding=1),
+                make_activation(trunk.activation),
+            ]
             c = c_out
-        layers.append(nn.Conv2d(c, hidden, 3, padding=1))
-        layers += [
-            ResBlock(hidden, norm=norm, activation=activation, residual_scale=residual_scale)
-            for _ in range(res_blocks)
-        ]
-        layers += [_make_norm(norm, hidden), make_activation(activation)]
+        layers += [nn.Conv2d(c, hidden, 3, padding=1), *trunk.layers()]
         layers.append(nn.Conv2d(hidden, out_channels, 1))
         self.net = nn.Sequential(*layers)
 
@@ -151,7 +162,7 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """The transpose of :class:`ConvEncoder`: 3×3 convolution, residual blocks, ``upsample``
+    """The transpose of :class:`ConvEncoder`: 3×3 convolution, the :class:`Trunk`, ``upsample``
     stride-2 transposed convolutions.
 
     (B, in_channels, h, w) → (B, out_channels, h·2^upsample, w·2^upsample).
@@ -159,40 +170,23 @@ class ConvDecoder(nn.Module):
     Arguments:
         in_channels: input channels (the code dimension, or a concatenation of levels).
         out_channels: output channels.
-        hidden: channels of the trunk; the first of several transposed convolutions outputs
-            ``hidden // 2``.
-        res_blocks: number of :class:`ResBlock`.
+        trunk: the residual trunk; the first of several transposed convolutions outputs
+            ``trunk.hidden // 2`` channels.
         upsample: number of stride-2 transposed convolutions (≥ 0; with 0 a final 1×1
             convolution maps to ``out_channels``).
-        norm, activation, residual_scale: passed to every :class:`ResBlock`.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        *,
-        hidden: int,
-        res_blocks: int,
-        upsample: int,
-        norm: Norm = "none",
-        activation: Activation = "relu",
-        residual_scale: float = 1.0,
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, trunk: Trunk, *, upsample: int):
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, hidden, 3, padding=1)]
-        layers += [
-            ResBlock(hidden, norm=norm, activation=activation, residual_scale=residual_scale)
-            for _ in range(res_blocks)
-        ]
-        layers += [_make_norm(norm, hidden), make_activation(activation)]
+        hidden = trunk.hidden
+        layers = [nn.Conv2d(in_channels, hidden, 3, padding=1), *trunk.layers()]
         c = hidden
         for i in range(upsample):
             last = i == upsample - 1
             c_out = out_channels if last else max(hidden // 2, 1)
             layers.append(nn.ConvTranspose2d(c, c_out, 4, stride=2, padding=1))
             if not last:
-                layers.append(make_activation(activation))
+                layers.append(make_activation(trunk.activation))
             c = c_out
         if upsample == 0:
             layers.append(nn.Conv2d(hidden, out_channels, 1))

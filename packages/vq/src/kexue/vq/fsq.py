@@ -8,15 +8,15 @@ straight-through estimator; the code index is the mixed-radix number of the leve
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._masking import IndexStats, check_float_input, resolve_mask
+from ._implicit import ProjectedQuantizer, no_autocast, work_dtype
+from ._masking import IndexStats, check_count
 from .quantizer import QuantizerOutput
 
 __all__ = ["FSQ", "FSQ_LEVELS", "MAX_IMPLICIT_CODES"]
@@ -148,7 +148,7 @@ def _check_levels(levels: Sequence[int], bound: str) -> list[int]:
     return out
 
 
-class FSQ(nn.Module):
+class FSQ(ProjectedQuantizer):
     """Finite scalar quantiser with an implicit codebook of Π L_i codes.
 
     Per dimension i (``bound="paper"``): h = (L−1)(1+ε)/2, ε = 1e-3, o = ½ for even L else 0,
@@ -200,18 +200,8 @@ class FSQ(nn.Module):
     ) -> None:
         super().__init__()
         lv = _check_levels(levels, bound)
-        if (
-            isinstance(num_codebooks, bool)
-            or not isinstance(num_codebooks, int)
-            or num_codebooks < 1
-        ):
-            raise ValueError(f"num_codebooks must be an int >= 1, got {num_codebooks!r}")
-        codebook_dim = len(lv) * num_codebooks
-        if dim is None:
-            dim = codebook_dim
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be a positive int or None, got {dim!r}")
-        self.dim = dim
+        check_count("num_codebooks", num_codebooks)
+        self._init_projection(dim, len(lv) * num_codebooks)
         self.num_codebooks = num_codebooks
         self.codebook_dim = len(lv)
         self.num_codes = math.prod(lv)
@@ -221,13 +211,6 @@ class FSQ(nn.Module):
         basis = [math.prod(lv[:i]) for i in range(len(lv))]
         self.register_buffer("basis", torch.tensor(basis, dtype=torch.int64), persistent=False)
         self._grids: dict[tuple[torch.dtype, torch.device, int], _Grid] = {}
-        self.has_projection = dim != codebook_dim
-        self.project_in: nn.Module = (
-            nn.Linear(dim, codebook_dim) if self.has_projection else nn.Identity()
-        )
-        self.project_out: nn.Module = (
-            nn.Linear(codebook_dim, dim) if self.has_projection else nn.Identity()
-        )
 
     def extra_repr(self) -> str:
         return (
@@ -305,20 +288,9 @@ class FSQ(nn.Module):
 
     def lookup(self, indices: Tensor) -> Tensor:
         """Indices (...) or (..., C) → output-space vectors (..., D); index −1 gives the zero vector."""
-        idx = indices.to(torch.int64)
-        if self.num_codebooks == 1:
-            idx = idx.unsqueeze(-1)
-        elif idx.shape[-1:] != (self.num_codebooks,):
-            raise ValueError(
-                f"indices must have shape (..., {self.num_codebooks}), got {tuple(idx.shape)}"
-            )
-        pad = idx < 0
+        idx = self._head_indices(indices, self.num_codebooks)
         codes = self.indices_to_codes(idx.clamp_min(0)).flatten(-2)
-        weight = getattr(self.project_in, "weight", None)
-        if weight is not None:
-            codes = codes.to(weight.dtype)
-        out = self.project_out(codes)
-        return out.masked_fill(pad.all(dim=-1, keepdim=True), 0.0)
+        return self._project_codes(codes, idx)
 
     # -- forward ---------------------------------------------------------------------------------
 
@@ -328,39 +300,18 @@ class FSQ(nn.Module):
         """Quantise x: (..., D). ``mask``: optional bool (...), True = valid; padded positions get
         index −1 and ``quantized`` = the input there, and are left out of the stats. ``lens``:
         (B,) integer lengths instead of ``mask`` for x (B, T, D) (valid iff t < lens[b])."""
-        check_float_input(x, self.dim)
-        if mask is not None or lens is not None:
-            mask = resolve_mask(x, mask, lens)
-        z = self.project_in(x) if self.has_projection else x
+        z, mask = self._enter(x, mask, lens)
         codes, indices = self._quantize_heads(z)
-        quantized = codes if codes.dtype == z.dtype else codes.to(z.dtype)
-        if self.has_projection:
-            quantized = self.project_out(quantized)
-        if mask is not None:
-            quantized = torch.where(mask.unsqueeze(-1), quantized, x)
-            indices = indices.masked_fill(~mask.unsqueeze(-1), -1)
+        quantized, indices = self._leave(codes, indices, z, x, mask)
         stats = IndexStats(indices, self.num_codes)
         if self.num_codebooks == 1:
             indices = indices.squeeze(-1)
-        zero = torch.zeros((), dtype=_stat_dtype(x), device=x.device)
+        zero = torch.zeros((), dtype=work_dtype(x), device=x.device)
         return QuantizerOutput(quantized, indices, zero, {}, stats)
 
     def _quantize_heads(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """z (..., C·d) → codes (..., C·d) in the compute dtype, indices (..., C) int64."""
-        work = _stat_dtype(z)
+        work = work_dtype(z)
         zw = z if z.dtype == work else z.to(work)
-        if torch.is_autocast_enabled(z.device.type):
-            with torch.autocast(z.device.type, enabled=False):
-                return self._bound_round(zw, self.num_codebooks)
-        return self._bound_round(zw, self.num_codebooks)
-
-
-def _no_autocast(x: Tensor) -> contextlib.AbstractContextManager[Any]:
-    """Autocast off for the exact quantisation step (a no-op context when it is off already)."""
-    if torch.is_autocast_enabled(x.device.type):
-        return torch.autocast(x.device.type, enabled=False)
-    return contextlib.nullcontext()
-
-
-def _stat_dtype(x: Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+        with no_autocast(z):
+            return self._bound_round(zw, self.num_codebooks)

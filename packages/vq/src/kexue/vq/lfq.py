@@ -11,8 +11,9 @@ from __future__ import annotations
 import warnings
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from ._implicit import ProjectedQuantizer, no_autocast, work_dtype
 from ._lfq_entropy import (
     DEFAULT_CHUNK_ELEMENTS,
     clamped_sample_entropy,
@@ -20,16 +21,7 @@ from ._lfq_entropy import (
     sample_entropy,
     sigmoid,
 )
-from ._masking import (
-    IndexStats,
-    check_count,
-    check_float_input,
-    pad_outputs,
-    project_codes,
-    resolve_mask,
-    row_weights,
-)
-from .fsq import _stat_dtype
+from ._masking import IndexStats, check_count, row_weights
 from .quantizer import QuantizerOutput
 
 __all__ = ["LFQ", "MAX_EXACT_ENTROPY_BITS", "lfq_entropies"]
@@ -93,7 +85,7 @@ def lfq_entropies(
     return per_sample, _entropy(pbar, log_clamp).mean()
 
 
-class LFQ(nn.Module):
+class LFQ(ProjectedQuantizer):
     """Lookup-free quantiser: q_j = s·sign(z_j) (sign(0) → −s), K = 2^bits implicit codes.
 
     Index = Σ_j 1[z_j > 0]·w_j with w_j = 2^(d−1−j) (``bit_order="msb"``, lucidrains' order, the
@@ -170,10 +162,7 @@ class LFQ(nn.Module):
         check_count("num_codebooks", num_codebooks)
         if bits > 62:
             raise ValueError(f"bits must be <= 62 (int64 indices), got {bits}")
-        codebook_dims = bits * num_codebooks
-        dim = codebook_dims if dim is None else dim
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be a positive int or None, got {dim!r}")
+        self._init_projection(dim, bits * num_codebooks, bias=projection_bias)
         for name, value in (
             ("entropy_weight", entropy_weight),
             ("diversity_weight", diversity_weight),
@@ -205,7 +194,7 @@ class LFQ(nn.Module):
             raise ValueError(f"log_clamp must be > 0 and needs entropy='exact', got {log_clamp}")
         if chunk_elements < 1:
             raise ValueError(f"chunk_elements must be >= 1, got {chunk_elements}")
-        self.bits, self.dim, self.num_codebooks = bits, dim, num_codebooks
+        self.bits, self.num_codebooks = bits, num_codebooks
         self.num_codes = 2**bits
         self.entropy_weight, self.diversity_weight = float(entropy_weight), float(diversity_weight)
         self.commitment_weight = float(commitment_weight)
@@ -216,17 +205,6 @@ class LFQ(nn.Module):
         powers = range(bits - 1, -1, -1) if bit_order == "msb" else range(bits)
         weights = torch.tensor([2**p for p in powers], dtype=torch.int64)
         self.register_buffer("bit_weights", weights, persistent=False)
-        self.has_projection = dim != codebook_dims
-        self.project_in: nn.Module = (
-            nn.Linear(dim, codebook_dims, bias=projection_bias)
-            if self.has_projection
-            else nn.Identity()
-        )
-        self.project_out: nn.Module = (
-            nn.Linear(codebook_dims, dim, bias=projection_bias)
-            if self.has_projection
-            else nn.Identity()
-        )
 
     def extra_repr(self) -> str:
         return (
@@ -251,18 +229,8 @@ class LFQ(nn.Module):
 
     def lookup(self, indices: Tensor) -> Tensor:
         """Indices (...) or (..., C) → output-space vectors (..., D); index −1 gives the zero vector."""
-        if indices.dtype.is_floating_point or indices.dtype == torch.bool:
-            raise ValueError(f"indices must be an integer tensor, got {indices.dtype}")
-        idx = indices.to(torch.int64)
-        if self.num_codebooks == 1:
-            idx = idx.unsqueeze(-1)
-        elif idx.shape[-1:] != (self.num_codebooks,):
-            raise ValueError(
-                f"indices must have shape (..., {self.num_codebooks}), got {tuple(idx.shape)}"
-            )
-        return project_codes(
-            self.project_out, self.indices_to_codes(idx.clamp_min(0)).flatten(-2), idx
-        )
+        idx = self._head_indices(indices, self.num_codebooks)
+        return self._project_codes(self.indices_to_codes(idx.clamp_min(0)).flatten(-2), idx)
 
     # -- forward ---------------------------------------------------------------------------------
 
@@ -270,11 +238,9 @@ class LFQ(nn.Module):
         self, x: Tensor, mask: Tensor | None = None, lens: Tensor | None = None
     ) -> QuantizerOutput:
         """Quantise x (..., D); see the class docstring for ``mask`` / ``lens``."""
-        check_float_input(x, self.dim)
-        mask = resolve_mask(x, mask, lens)
-        z = self.project_in(x)
-        work = _stat_dtype(z)
-        with torch.autocast(z.device.type, enabled=False):
+        z, mask = self._enter(x, mask, lens)
+        work = work_dtype(z)
+        with no_autocast(z):
             zc = z.to(work).unflatten(-1, (self.num_codebooks, self.bits))
             if self.soft_clamp is not None:
                 zc = torch.tanh(zc / self.soft_clamp) * self.soft_clamp
@@ -282,8 +248,7 @@ class LFQ(nn.Module):
             indices = self.codes_to_indices(zc.detach())
             quantized = codes + (zc - zc.detach())
             losses = self.losses_of(zc, codes, mask)
-        out = self.project_out(quantized.flatten(-2).to(z.dtype))
-        out, indices = pad_outputs(out, indices, x, mask)
+        out, indices = self._leave(quantized.flatten(-2), indices, z, x, mask)
         stats = IndexStats(indices, self.num_codes)
         if self.num_codebooks == 1:
             indices = indices.squeeze(-1)

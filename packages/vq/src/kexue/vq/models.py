@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from ._model_blocks import (
     ConvDecoder,
     ConvEncoder,
+    Trunk,
     check_images,
     check_indices,
     output_activation,
@@ -146,6 +147,54 @@ def _resolve(preset: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+#: The architecture arguments of both models (resolved against a preset by :func:`_resolve`) and
+#: the part of them that configures the conv blocks.
+_ARCH = (
+    "hidden",
+    "res_blocks",
+    "downsample",
+    "num_codes",
+    "code_dim",
+    "norm",
+    "activation",
+    "residual_scale",
+    "output_activation",
+    "reconstruction_loss",
+)
+_BLOCKS = ("hidden", "res_blocks", "norm", "activation", "residual_scale")
+
+
+def _configure(
+    model: nn.Module,
+    args: dict[str, Any],
+    quantizer: str,
+    vq_kwargs: dict[str, Any],
+    preset: str | None = None,
+    *,
+    has_preset: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any], Trunk]:
+    """The set-up :class:`VQVAE` and :class:`VQVAE2` share: argument checks, the resolved config
+    (``args`` = the constructor's locals), the quantiser kwargs (the preset's ``vq`` settings under
+    ``vq_kwargs`` for ``quantizer="vq"`` when ``has_preset``) and the conv-block kwargs; sets
+    ``model.config``, ``in_channels``, ``downsample``, ``output_activation`` and
+    ``reconstruction_loss``."""
+    in_channels = args["in_channels"]
+    if in_channels < 1:
+        raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+    cfg = _resolve(preset, {key: args[key] for key in _ARCH})
+    preset_vq = cfg.pop("vq")
+    vq = {**(preset_vq if has_preset and quantizer == "vq" else {}), **vq_kwargs}
+    if "layout" in vq:
+        raise ValueError("vq_kwargs must not set layout: the models use 'channels_first'")
+    model.config = {**cfg, "in_channels": in_channels, **({"preset": preset} if has_preset else {})}
+    model.config.update(vq=vq, quantizer=quantizer)
+    model.in_channels = in_channels
+    model.downsample = int(cfg["downsample"])
+    model.output_activation = cfg["output_activation"]
+    model.reconstruction_loss = cfg["reconstruction_loss"]
+    return cfg, vq, Trunk(**{key: cfg[key] for key in _BLOCKS})
+
+
 def _init_codebook(quantizer: nn.Module, scheme: str | None) -> None:
     """Su's codebook initialisations, through ``load_codebook`` (EMA state kept consistent)."""
     if scheme is None or not isinstance(quantizer, VectorQuantizer):
@@ -250,45 +299,11 @@ class VQVAE(nn.Module):
         **vq_kwargs: Any,
     ) -> None:
         super().__init__()
-        if in_channels < 1:
-            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
-        cfg = _resolve(
-            preset,
-            {
-                "hidden": hidden,
-                "res_blocks": res_blocks,
-                "downsample": downsample,
-                "num_codes": num_codes,
-                "code_dim": code_dim,
-                "norm": norm,
-                "activation": activation,
-                "residual_scale": residual_scale,
-                "output_activation": output_activation,
-                "reconstruction_loss": reconstruction_loss,
-            },
-        )
-        vq = {**(cfg.pop("vq") if quantizer == "vq" else {}), **vq_kwargs}
-        if "layout" in vq:
-            raise ValueError("vq_kwargs must not set layout: the models use 'channels_first'")
-        self.config = {**cfg, "in_channels": in_channels, "preset": preset, "vq": vq}
-        self.config["quantizer"] = quantizer
-        self.in_channels = in_channels
-        self.downsample = int(cfg["downsample"])
-        self.output_activation = cfg["output_activation"]
-        self.reconstruction_loss = cfg["reconstruction_loss"]
-        blocks = {
-            "hidden": cfg["hidden"],
-            "res_blocks": cfg["res_blocks"],
-            "norm": cfg["norm"],
-            "activation": cfg["activation"],
-            "residual_scale": cfg["residual_scale"],
-        }
-        self.encoder = ConvEncoder(
-            in_channels, cfg["code_dim"], downsample=self.downsample, **blocks
-        )
+        cfg, vq, blocks = _configure(self, locals(), quantizer, vq_kwargs, preset, has_preset=True)
+        self.encoder = ConvEncoder(in_channels, cfg["code_dim"], blocks, downsample=self.downsample)
         self.quantizer = make_quantizer(quantizer, cfg["num_codes"], cfg["code_dim"], **vq)
         _init_codebook(self.quantizer, cfg["codebook_init"])
-        self.decoder = ConvDecoder(cfg["code_dim"], in_channels, upsample=self.downsample, **blocks)
+        self.decoder = ConvDecoder(cfg["code_dim"], in_channels, blocks, upsample=self.downsample)
 
     @property
     def num_codes(self) -> int:
@@ -379,46 +394,17 @@ class VQVAE2(nn.Module):
         **vq_kwargs: Any,
     ) -> None:
         super().__init__()
-        if in_channels < 1:
-            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
-        cfg = _resolve(
-            None,
-            {
-                "hidden": hidden,
-                "res_blocks": res_blocks,
-                "downsample": downsample,
-                "num_codes": num_codes,
-                "code_dim": code_dim,
-                "norm": norm,
-                "activation": activation,
-                "residual_scale": residual_scale,
-                "output_activation": output_activation,
-                "reconstruction_loss": reconstruction_loss,
-            },
-        )
-        if "layout" in vq_kwargs:
-            raise ValueError("vq_kwargs must not set layout: the models use 'channels_first'")
-        self.config = {**cfg, "in_channels": in_channels, "vq": dict(vq_kwargs)}
-        self.config["quantizer"] = quantizer
-        self.in_channels = in_channels
-        self.downsample = downsample
-        self.output_activation = output_activation
-        self.reconstruction_loss = reconstruction_loss
-        blocks = {
-            "hidden": hidden,
-            "res_blocks": res_blocks,
-            "norm": norm,
-            "activation": activation,
-            "residual_scale": residual_scale,
-        }
-        self.encoder_bottom = ConvEncoder(in_channels, hidden, downsample=downsample, **blocks)
-        self.encoder_top = ConvEncoder(hidden, code_dim, downsample=1, **blocks)
-        self.quantizer_top = make_quantizer(quantizer, num_codes, code_dim, **vq_kwargs)
-        self.decoder_top = ConvDecoder(code_dim, code_dim, upsample=1, **blocks)
+        cfg, vq, blocks = _configure(self, locals(), quantizer, vq_kwargs)
+        hidden, code_dim, num_codes = cfg["hidden"], cfg["code_dim"], cfg["num_codes"]
+        downsample = self.downsample
+        self.encoder_bottom = ConvEncoder(in_channels, hidden, blocks, downsample=downsample)
+        self.encoder_top = ConvEncoder(hidden, code_dim, blocks, downsample=1)
+        self.quantizer_top = make_quantizer(quantizer, num_codes, code_dim, **vq)
+        self.decoder_top = ConvDecoder(code_dim, code_dim, blocks, upsample=1)
         self.pre_quantize_bottom = nn.Conv2d(code_dim + hidden, code_dim, 1)
-        self.quantizer_bottom = make_quantizer(quantizer, num_codes, code_dim, **vq_kwargs)
+        self.quantizer_bottom = make_quantizer(quantizer, num_codes, code_dim, **vq)
         self.upsample_top = nn.ConvTranspose2d(code_dim, code_dim, 4, stride=2, padding=1)
-        self.decoder = ConvDecoder(2 * code_dim, in_channels, upsample=downsample, **blocks)
+        self.decoder = ConvDecoder(2 * code_dim, in_channels, blocks, upsample=downsample)
 
     @property
     def num_codes(self) -> int:

@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from ._codebook_init import _CodebookInitMixin
 from ._distributed import all_reduce_sum_, is_distributed
-from ._layout import check_input, check_layout, flatten, unflatten
-from ._masking import resolve_mask
+from ._implicit import work_dtype
+from ._layout import check_layout, flatten_input, unflatten
 from ._options import _DEFAULTS, QUANTIZER_PRESETS, _validate_options, _validate_sampling
 from .ema import _ema_codebook, _ema_update_
 from .functional import _counts_and_sums, _nearest_code, perplexity, usage
@@ -306,11 +306,9 @@ class VectorQuantizer(_CodebookInitMixin):
             :class:`QuantizerOutput` (quantized in x's shape and dtype, int64 indices of x's shape
             without D, total loss, losses dict, stats dict).
         """
-        check_input(x, self.dim, self.layout)
-        flat, index_shape = flatten(x, self.layout)
-        mask = resolve_mask(flat.reshape(*index_shape, self.dim), mask, lens)
+        flat, index_shape, mask = flatten_input(x, self.dim, self.layout, mask, lens)
         valid = None if mask is None else mask.reshape(-1)
-        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        dtype = work_dtype(x)
         with torch.autocast(device_type=x.device.type, enabled=False):
             z = self._to_codebook_space(flat.to(dtype))
             sync = self._resolved_sync()

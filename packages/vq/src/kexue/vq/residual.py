@@ -21,8 +21,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ._layout import channel_axis, check_input, check_layout, flatten, unflatten
-from ._masking import resolve_mask
+from ._implicit import work_dtype
+from ._layout import channel_axis, check_layout, flatten, flatten_input, unflatten
 from .quantizer import QuantizerOutput, VectorQuantizer
 from .quantizer_dropout import QuantizerDropout
 from .rotation import rotation_trick
@@ -119,10 +119,8 @@ class ResidualVQ(nn.Module):
             :class:`QuantizerOutput` with indices of shape (*index_shape, num_quantizers)
             (−1 for padded positions and dropped stages), or ``(output, stage_codes)``.
         """
-        check_input(x, self.dim, self.layout)
-        flat, index_shape = flatten(x, self.layout)
-        mask = resolve_mask(flat.reshape(*index_shape, self.dim), mask, lens)
-        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        _, index_shape, mask = flatten_input(x, self.dim, self.layout, mask, lens)
+        dtype = work_dtype(x)
         z = x.to(dtype)
         keep = None  # (B, 1, ...) number of kept stages per sample
         if self.training and self.dropout is not None and self.dropout.p > 0:
@@ -264,9 +262,7 @@ class GroupedVQ(nn.Module):
         Returns:
             :class:`QuantizerOutput` with indices of shape (*index_shape, groups[, Q]).
         """
-        check_input(x, self.dim, self.layout)
-        flat, index_shape = flatten(x, self.layout)
-        mask = resolve_mask(flat.reshape(*index_shape, self.dim), mask, lens)
+        _, index_shape, mask = flatten_input(x, self.dim, self.layout, mask, lens)
         axis = channel_axis(self.layout)
         chunks = x.chunk(self.groups, dim=axis)
         outputs = [

@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._masking import IndexStats, check_float_input, resolve_mask
-from .fsq import FSQ, _no_autocast, _stat_dtype
+from ._implicit import ProjectedQuantizer, no_autocast, work_dtype
+from ._masking import IndexStats, check_count
+from .fsq import FSQ
 from .quantizer import QuantizerOutput
 
 __all__ = ["ResidualFSQ"]
@@ -19,7 +20,7 @@ __all__ = ["ResidualFSQ"]
 _GRADS = ("stack", "per_stage")
 
 
-class ResidualFSQ(nn.Module):
+class ResidualFSQ(ProjectedQuantizer):
     """Residual finite scalar quantiser with per-dimension stage scales σ_q = L_i^(−q).
 
     The (projected) input is soft-clamped to y = c·tanh(x/c), c_i = L_i/(L_i − 1); then stage q
@@ -74,45 +75,22 @@ class ResidualFSQ(nn.Module):
         if grad not in _GRADS:
             raise ValueError(f"grad must be one of {_GRADS}, got {grad!r}")
         self.grad = grad
-        if (
-            isinstance(num_quantizers, bool)
-            or not isinstance(num_quantizers, int)
-            or num_quantizers < 1
-        ):
-            raise ValueError(f"num_quantizers must be an int >= 1, got {num_quantizers!r}")
+        check_count("num_quantizers", num_quantizers)
         self.fsq = FSQ(levels, bound="symmetric", hard_clamp=True)
-        codebook_dim = self.fsq.codebook_dim
-        if dim is None:
-            dim = codebook_dim
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be a positive int or None, got {dim!r}")
-        self.dim = dim
+        self._init_projection(dim, self.fsq.codebook_dim)
         self.num_quantizers = num_quantizers
         self.num_codes = self.fsq.num_codes
         lv = self.fsq.levels.to(torch.float64)
         scales = torch.stack([lv ** (-q) for q in range(num_quantizers)])
         self.register_buffer("scales", scales, persistent=False)
         self.register_buffer("clamp_value", lv / (lv - 1), persistent=False)
-        self.has_projection = dim != codebook_dim
-        self.project_in: nn.Module = (
-            nn.Linear(dim, codebook_dim) if self.has_projection else nn.Identity()
-        )
-        self.project_out: nn.Module = (
-            nn.Linear(codebook_dim, dim) if self.has_projection else nn.Identity()
-        )
 
     def lookup(self, indices: Tensor) -> Tensor:
         """Indices (..., Q) → output-space vectors (..., D); stages with index −1 contribute 0."""
-        if indices.shape[-1:] != (self.num_quantizers,):
-            raise ValueError(
-                f"indices must have shape (..., {self.num_quantizers}), got {tuple(indices.shape)}"
-            )
-        idx = indices.to(torch.int64)
+        idx = self._head_indices(indices, self.num_quantizers, stacked=True)
         codes = self.fsq.indices_to_codes(idx.clamp_min(0)).to(torch.float64)
         codes = (codes * self.scales).masked_fill((idx < 0).unsqueeze(-1), 0.0).sum(dim=-2)
-        weight = getattr(self.project_in, "weight", None)
-        out = self.project_out(codes.to(weight.dtype if weight is not None else torch.float32))
-        return out.masked_fill((idx < 0).all(dim=-1, keepdim=True), 0.0)
+        return self._project_codes(codes.to(torch.float32), idx)
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, lens: Tensor | None = None
@@ -120,12 +98,10 @@ class ResidualFSQ(nn.Module):
         """Quantise x: (..., D). ``mask``: optional bool (...), True = valid; padded positions get
         index −1 in every stage and ``quantized`` = the input there, and are left out of the stats.
         ``lens``: (B,) integer lengths instead of ``mask`` for x (B, T, D)."""
-        check_float_input(x, self.dim)
-        mask = resolve_mask(x, mask, lens)
-        z = self.project_in(x)
-        work = _stat_dtype(z)
+        z, mask = self._enter(x, mask, lens)
+        work = work_dtype(z)
         per_stage = self.grad == "per_stage"
-        with _no_autocast(z):
+        with no_autocast(z):
             c = self.clamp_value.to(work)
             y = torch.tanh(z.to(work) / c) * c
             residual = y if per_stage else y.detach()
@@ -141,10 +117,7 @@ class ResidualFSQ(nn.Module):
             if not per_stage:  # one straight-through estimator for the stack: ∂out/∂y = I
                 total = total + (y - y.detach())
             indices = torch.cat(stage_indices, dim=-1)
-        quantized = self.project_out(total.to(z.dtype))
-        if mask is not None:
-            quantized = torch.where(mask.unsqueeze(-1), quantized, x)
-            indices = indices.masked_fill(~mask.unsqueeze(-1), -1)
+        quantized, indices = self._leave(total, indices, z, x, mask)
         stats = IndexStats(indices, self.num_codes)
-        zero = torch.zeros((), dtype=_stat_dtype(x), device=x.device)
+        zero = torch.zeros((), dtype=work_dtype(x), device=x.device)
         return QuantizerOutput(quantized, indices, zero, {}, stats)

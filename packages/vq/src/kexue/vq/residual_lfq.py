@@ -10,22 +10,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._masking import (
-    IndexStats,
-    check_count,
-    check_float_input,
-    pad_outputs,
-    project_codes,
-    resolve_mask,
-)
-from .fsq import _stat_dtype
+from ._implicit import ProjectedQuantizer, no_autocast, work_dtype
+from ._masking import IndexStats, check_count
 from .lfq import LFQ
 from .quantizer import QuantizerOutput
 
 __all__ = ["ResidualLFQ"]
 
 
-class ResidualLFQ(nn.Module):
+class ResidualLFQ(ProjectedQuantizer):
     """Q stages of :class:`LFQ` with codebook scale s_q = 2^(−q), each quantising the residual.
 
     r_0 = y (the projected input), stage q quantises r_q with scale 2^(−q) (and the soft clamp
@@ -84,39 +77,28 @@ class ResidualLFQ(nn.Module):
             )
             for q in range(num_quantizers)
         )
-        dim = bits if dim is None else dim
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be a positive int or None, got {dim!r}")
-        self.bits, self.dim, self.num_quantizers = bits, dim, num_quantizers
+        self._init_projection(dim, bits)
+        self.bits, self.num_quantizers = bits, num_quantizers
         self.num_codes = 2**bits
-        self.has_projection = dim != bits
-        self.project_in: nn.Module = nn.Linear(dim, bits) if self.has_projection else nn.Identity()
-        self.project_out: nn.Module = nn.Linear(bits, dim) if self.has_projection else nn.Identity()
 
     def lookup(self, indices: Tensor) -> Tensor:
         """Indices (..., Q) → output-space vectors (..., D); stages with index −1 contribute 0."""
-        if indices.shape[-1:] != (self.num_quantizers,):
-            raise ValueError(
-                f"indices must have shape (..., {self.num_quantizers}), got {tuple(indices.shape)}"
-            )
-        idx = indices.to(torch.int64)
+        idx = self._head_indices(indices, self.num_quantizers, stacked=True)
         total = torch.zeros(*idx.shape[:-1], self.bits, device=idx.device)
         for q, stage in enumerate(self.stages):
             codes = stage.indices_to_codes(idx[..., q].clamp_min(0))
             total = total + codes.masked_fill((idx[..., q] < 0).unsqueeze(-1), 0.0)
-        return project_codes(self.project_out, total, idx)
+        return self._project_codes(total, idx)
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, lens: Tensor | None = None
     ) -> QuantizerOutput:
         """Quantise x (..., D); see :class:`LFQ` for ``mask`` / ``lens``."""
-        check_float_input(x, self.dim)
-        mask = resolve_mask(x, mask, lens)
-        z = self.project_in(x)
-        work = _stat_dtype(z)
+        z, mask = self._enter(x, mask, lens)
+        work = work_dtype(z)
         stage_losses: list[dict[str, Tensor]] = []
         stage_indices = []
-        with torch.autocast(z.device.type, enabled=False):
+        with no_autocast(z):
             y = z.to(work)
             residual = y
             total = torch.zeros_like(y)
@@ -131,8 +113,7 @@ class ResidualLFQ(nn.Module):
                 total = total + codes.squeeze(-2)
                 residual = residual - codes.squeeze(-2)
             quantized = total + (y - y.detach())
-        out = self.project_out(quantized.to(z.dtype))
-        out, indices = pad_outputs(out, torch.stack(stage_indices, dim=-1), x, mask)
+        out, indices = self._leave(quantized, torch.stack(stage_indices, dim=-1), z, x, mask)
         losses = {
             key: torch.stack([sl[key] for sl in stage_losses]).sum()
             for key in ("entropy", "commitment", "total")

@@ -12,9 +12,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ._layout import check_input, check_layout, flatten, unflatten
-from ._masking import IndexStats, check_count, resolve_mask, row_weights
-from .fsq import _stat_dtype
+from ._implicit import work_dtype
+from ._layout import check_layout, flatten_input, unflatten
+from ._masking import IndexStats, check_count, row_weights
 from .functional import nearest_code
 from .quantizer import QuantizerOutput
 from .rotation import ESTIMATORS, rotation_trick
@@ -138,10 +138,8 @@ class SimVQ(nn.Module):
         self, x: Tensor, mask: Tensor | None = None, lens: Tensor | None = None
     ) -> QuantizerOutput:
         """Quantise x; see the class docstring for ``mask`` / ``lens``."""
-        check_input(x, self.dim, self.layout)
-        flat, index_shape = flatten(x, self.layout)
-        mask = resolve_mask(flat.reshape(*index_shape, self.dim), mask, lens)
-        work = _stat_dtype(x)
+        flat, index_shape, mask = flatten_input(x, self.dim, self.layout, mask, lens)
+        work = work_dtype(x)
         with torch.autocast(x.device.type, enabled=False):
             z = flat.to(work)
             codebook = self.codebook.to(work)

@@ -104,6 +104,30 @@ def _prune(configs: list[triton.Config], named_args: dict, **kwargs: object) -> 
     return kept or [min(configs, key=footprint)]
 
 
+@triton.jit
+def _centred_rows(x_rows, MU, d0, dcols, D, rmask, stride_xd, scale):
+    """x̃ = σ·x − μ in fp32 on load (the centring of the module docstring) for columns d0 + dcols of
+    the tile's rows; 0 outside the matrix."""
+    dm = (d0 + dcols) < D
+    m2 = rmask[:, None] & dm[None, :]
+    xt = tl.load(x_rows + (d0 + dcols)[None, :] * stride_xd, mask=m2, other=0)
+    mu = tl.load(MU + d0 + dcols, mask=dm, other=0.0)
+    return tl.where(m2, xt.to(tl.float32) * scale - mu[None, :], 0.0)
+
+
+@triton.jit
+def _dot_codes(xt, ct, acc, UPCAST: tl.constexpr, IEEE: tl.constexpr):
+    """acc + xt·ctᵀ for a row tile and a code tile (codes upcast to fp32 when ``UPCAST``; IEEE fp32
+    products when ``IEEE``, else the default precision of ``tl.dot``)."""
+    if UPCAST:
+        ct = ct.to(tl.float32)
+    if IEEE:
+        acc = tl.dot(xt, tl.trans(ct), acc, input_precision="ieee")
+    else:
+        acc = tl.dot(xt, tl.trans(ct), acc)
+    return acc
+
+
 @triton.autotune(
     configs=_configs(),
     key=["N_BUCKET", "K_BUCKET", "D_PAD", "ELT", "SPLIT"],
@@ -152,19 +176,12 @@ def _assign_kernel(
     dcols = tl.arange(0, BLOCK_D)
     xsq = tl.zeros([BLOCK_N], dtype=tl.float32)
     for d0 in range(0, D, BLOCK_D):
-        dm = (d0 + dcols) < D
-        m2 = rmask[:, None] & dm[None, :]
-        xt = tl.load(x_rows + (d0 + dcols)[None, :] * stride_xd, mask=m2, other=0)
-        mu = tl.load(MU + d0 + dcols, mask=dm, other=0.0)
-        xf = tl.where(m2, xt.to(tl.float32) * scale - mu[None, :], 0.0)
+        xf = _centred_rows(x_rows, MU, d0, dcols, D, rmask, stride_xd, scale)
         xsq += tl.sum(xf * xf, axis=1)
     if pid_s == 0:
         tl.store(XSQ + rows, xsq, mask=rmask)
     if SINGLE_D:
-        m2 = rmask[:, None] & (dcols < D)[None, :]
-        xt = tl.load(x_rows + dcols[None, :] * stride_xd, mask=m2, other=0)
-        mu = tl.load(MU + dcols, mask=dcols < D, other=0.0)
-        x_single = tl.where(m2, xt.to(tl.float32) * scale - mu[None, :], 0.0)
+        x_single = _centred_rows(x_rows, MU, 0, dcols, D, rmask, stride_xd, scale)
         if OP_BF16:
             x_single = x_single.to(tl.bfloat16)
             if UPCAST:
@@ -188,19 +205,11 @@ def _assign_kernel(
                 mask=cmask[:, None] & (dcols < D)[None, :],
                 other=0,
             )
-            if UPCAST:
-                ct = ct.to(tl.float32)
-            if IEEE:
-                acc = tl.dot(x_single, tl.trans(ct), acc, input_precision="ieee")
-            else:
-                acc = tl.dot(x_single, tl.trans(ct), acc)
+            acc = _dot_codes(x_single, ct, acc, UPCAST, IEEE)
         else:
             for d0 in range(0, D, BLOCK_D):
                 dm = (d0 + dcols) < D
-                m2 = rmask[:, None] & dm[None, :]
-                xt = tl.load(x_rows + (d0 + dcols)[None, :] * stride_xd, mask=m2, other=0)
-                mu = tl.load(MU + d0 + dcols, mask=dm, other=0.0)
-                xt = tl.where(m2, xt.to(tl.float32) * scale - mu[None, :], 0.0)
+                xt = _centred_rows(x_rows, MU, d0, dcols, D, rmask, stride_xd, scale)
                 ct = tl.load(
                     c_rows + (d0 + dcols)[None, :] * stride_cd,
                     mask=cmask[:, None] & dm[None, :],
@@ -210,12 +219,7 @@ def _assign_kernel(
                     xt = xt.to(tl.bfloat16)
                     if UPCAST:
                         xt = xt.to(tl.float32)
-                if UPCAST:
-                    ct = ct.to(tl.float32)
-                if IEEE:
-                    acc = tl.dot(xt, tl.trans(ct), acc, input_precision="ieee")
-                else:
-                    acc = tl.dot(xt, tl.trans(ct), acc)
+                acc = _dot_codes(xt, ct, acc, UPCAST, IEEE)
         csq = tl.load(CSQ + cols, mask=cmask, other=0.0)
         score = csq[None, :] - 2.0 * acc
         score = tl.where(cmask[None, :], score, float("inf"))
