@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from kexue.flows.layers.normalization import ActNorm
+from kexue.testing import gloo_group
 
 WORLD = 2
 SIZES = (5, 3)  # per-rank batch sizes: unequal on purpose
@@ -32,9 +32,7 @@ def _shard(rank: int) -> torch.Tensor:
 
 
 def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
-    try:
-        torch.set_num_threads(1)
+    with gloo_group(rank, world, init_method):
         layer = ActNorm(3, logscale_factor=3.0).double()
         model = DistributedDataParallel(layer)
         y, logdet = model(_shard(rank))
@@ -57,8 +55,6 @@ def _worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
         ok[:, 2] = float(rank)
         ActNorm(3).double()(ok)
         torch.save(result, Path(out_dir) / f"actnorm{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow
