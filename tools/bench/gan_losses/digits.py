@@ -18,24 +18,14 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import statistics
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from tools.bench._common import (
-    benchmarks_header,
-    benchmarks_md,
-    block_markers,
-    load_average,
-    machine_line,
-    markdown_table,
-    publish,
-    run_facts,
-    versions,
-)
+from tools.bench._common import BenchBlock, markdown_table
 from tools.workloads.gan_digits import (
     DIGITS_LOSSES,
     Classifier,
@@ -46,9 +36,9 @@ from tools.workloads.gan_digits import (
     train_digits_gan,
 )
 
-BENCHMARKS_MD = benchmarks_md("gan-losses")
-START, END = block_markers("bench:gan-losses-digits")
-HEADER = benchmarks_header("kexue-gan-losses")
+BLOCK = BenchBlock(
+    "gan-losses", "bench:gan-losses-digits", __spec__.name, anchors=("scikit-learn",)
+)
 
 _STATE: dict[str, Any] = {}
 
@@ -154,16 +144,12 @@ def run(args: argparse.Namespace) -> tuple[str, list[dict[str, Any]]]:
             flush=True,
         )
     wall = time.perf_counter() - t0
-    command = (
-        f"OMP_NUM_THREADS=1 python -m tools.bench.gan_losses.digits --budget {args.budget:g} "
-        f"--seeds {args.seeds} --jobs {args.jobs}" + (" --write" if args.write else "")
-    )
-    facts = run_facts(
-        command,
+    facts = BLOCK.facts(
+        args.argv,
         mode=f"{'quick' if args.quick else 'full'}; {len(jobs)} runs, {args.jobs} worker "
         f"processes; wall time {wall / 60:.1f} min",
-        machine=machine_line(threads=1) + f"; load average at the end {load_average()}",
-        versions=versions("kexue-gan-losses", "scikit-learn"),
+        threads=1,
+        load=True,
     )
     lines = [
         "## Digits: GAN-QP against WGAN-GP, WGAN-div, SGAN + R1 and hinge (8×8 sklearn digits)",
@@ -186,19 +172,17 @@ def run(args: argparse.Namespace) -> tuple[str, list[dict[str, Any]]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = BLOCK.parser(__doc__, quick_help="2 CPU seconds per run, 1 seed", threads=None)
     ap.add_argument("--budget", type=float, default=15.0, help="CPU seconds per run")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
     ap.add_argument("--losses", default="", help="comma-separated subset (default all)")
-    ap.add_argument("--quick", action="store_true", help="2 CPU seconds per run, 1 seed")
-    ap.add_argument("--write", action="store_true")
-    ap.add_argument("--benchmarks-md", type=Path, default=BENCHMARKS_MD)
     args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.quick:
         args.budget, args.seeds = 2.0, 1
     text, _ = run(args)
-    publish(text, args.benchmarks_md, START, END, write=args.write, header=HEADER)
+    BLOCK.publish(text, args)
     return 0
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _ganvalues import F64
+from _ganvalues import randn as _randn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -16,12 +18,6 @@ from kexue.gan_losses.losses.bigan_qp import (
     bigan_qp_latent_reconstruction,
     bigan_qp_pixel_reconstruction,
 )
-
-F64 = torch.float64
-
-
-def _randn(*shape: int, seed: int, dtype: torch.dtype = F64) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
 def _loop_distance(x_real, x_fake, e_real, z):

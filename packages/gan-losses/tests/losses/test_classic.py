@@ -10,72 +10,48 @@ import math
 
 import pytest
 import torch
+from _ganvalues import FAKE, REAL, TOL, relu, sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from kexue.gan_losses.losses.classic import (
-    clip_weights_,
-    ebgan_discriminator_loss,
-    ebgan_generator_loss,
-    hinge_discriminator_loss,
-    hinge_generator_loss,
-    lsgan_discriminator_loss,
-    lsgan_generator_loss,
-    sgan_discriminator_loss,
-    sgan_generator_loss,
-    wgan_discriminator_loss,
-    wgan_generator_loss,
-)
-
-REAL = [-1.5, -0.25, 0.5, 2.0]
-FAKE = [-2.0, -0.5, 0.75, 1.5]
-TOL = {"rtol": 1e-10, "atol": 1e-12}
-
-
-def sp(t: float) -> float:
-    return math.log1p(math.exp(t))
-
-
-def relu(t: float) -> float:
-    return max(t, 0.0)
-
+from kexue.gan_losses.losses import classic
 
 # Per-pair D values (real term + fake term) and per-sample G values, hand-written in the
 # canonical sign and, separately, in the author's energy sign (lower = more real).
 D_CASES = {
     "sgan": (
-        sgan_discriminator_loss,
+        classic.sgan_discriminator_loss,
         {},
         lambda r, f: sp(-r) + sp(f),
         lambda r, f: sp(r) + sp(-f),
     ),
     "lsgan_011": (
-        lsgan_discriminator_loss,
+        classic.lsgan_discriminator_loss,
         {},
         lambda r, f: 0.5 * (r - 1) ** 2 + 0.5 * f**2,
         lambda r, f: 0.5 * (r + 1) ** 2 + 0.5 * f**2,
     ),
     "lsgan_-110_nohalf": (
-        lsgan_discriminator_loss,
+        classic.lsgan_discriminator_loss,
         {"labels": (-1.0, 1.0, 0.0), "half": False},
         lambda r, f: (r - 1) ** 2 + (f + 1) ** 2,
         lambda r, f: (r + 1) ** 2 + (f - 1) ** 2,
     ),
     "hinge": (
-        hinge_discriminator_loss,
+        classic.hinge_discriminator_loss,
         {},
         lambda r, f: relu(1 - r) + relu(1 + f),
         lambda r, f: relu(1 + r) + relu(1 - f),
     ),
     "hinge_margin2": (
-        hinge_discriminator_loss,
+        classic.hinge_discriminator_loss,
         {"margin": 2.0},
         lambda r, f: relu(2 - r) + relu(2 + f),
         lambda r, f: relu(2 + r) + relu(2 - f),
     ),
     "wgan": (
-        wgan_discriminator_loss,
+        classic.wgan_discriminator_loss,
         {},
         lambda r, f: f - r,
         lambda r, f: r - f,
@@ -83,27 +59,27 @@ D_CASES = {
 }
 
 G_CASES = {
-    "sgan_ns": (sgan_generator_loss, {}, lambda f: sp(-f), lambda f: sp(f)),
+    "sgan_ns": (classic.sgan_generator_loss, {}, lambda f: sp(-f), lambda f: sp(f)),
     "sgan_saturating": (
-        sgan_generator_loss,
+        classic.sgan_generator_loss,
         {"saturating": True},
         lambda f: -sp(f),
         lambda f: -sp(-f),
     ),
     "lsgan_011": (
-        lsgan_generator_loss,
+        classic.lsgan_generator_loss,
         {},
         lambda f: 0.5 * (f - 1) ** 2,
         lambda f: 0.5 * (f + 1) ** 2,
     ),
     "lsgan_-110_nohalf": (
-        lsgan_generator_loss,
+        classic.lsgan_generator_loss,
         {"labels": (-1.0, 1.0, 0.0), "half": False},
         lambda f: f**2,
         lambda f: f**2,
     ),
-    "hinge": (hinge_generator_loss, {}, lambda f: -f, lambda f: f),
-    "wgan": (wgan_generator_loss, {}, lambda f: -f, lambda f: f),
+    "hinge": (classic.hinge_generator_loss, {}, lambda f: -f, lambda f: f),
+    "wgan": (classic.wgan_generator_loss, {}, lambda f: -f, lambda f: f),
 }
 
 
@@ -148,14 +124,14 @@ def test_generator_fixed_values(name: str, energy: bool, reduction: str) -> None
 def test_ebgan_fixed_values(reduction: str) -> None:
     u_r, u_f, m = [0.1, 0.5, 1.2, 3.0], [0.2, 0.9, 1.5, 4.0], 1.0
     expected = _reduce([a + relu(m - b) for a, b in zip(u_r, u_f)], reduction)
-    out = ebgan_discriminator_loss(
+    out = classic.ebgan_discriminator_loss(
         torch.tensor(u_r, dtype=torch.float64),
         torch.tensor(u_f, dtype=torch.float64),
         margin=m,
         reduction=reduction,
     )
     torch.testing.assert_close(out, expected, **TOL)
-    g = ebgan_generator_loss(torch.tensor(u_f, dtype=torch.float64), reduction=reduction)
+    g = classic.ebgan_generator_loss(torch.tensor(u_f, dtype=torch.float64), reduction=reduction)
     torch.testing.assert_close(g, _reduce(u_f, reduction), **TOL)
 
 
@@ -165,11 +141,13 @@ def test_ebgan_fixed_values(reduction: str) -> None:
 def test_sgan_values_at_zero_logits() -> None:
     z = torch.zeros(5)
     torch.testing.assert_close(
-        sgan_discriminator_loss(z, z), torch.tensor(1.386294), atol=1e-6, rtol=0
+        classic.sgan_discriminator_loss(z, z), torch.tensor(1.386294), atol=1e-6, rtol=0
     )
-    torch.testing.assert_close(sgan_generator_loss(z), torch.tensor(0.693147), atol=1e-6, rtol=0)
     torch.testing.assert_close(
-        sgan_generator_loss(z, saturating=True), torch.tensor(-0.693147), atol=1e-6, rtol=0
+        classic.sgan_generator_loss(z), torch.tensor(0.693147), atol=1e-6, rtol=0
+    )
+    torch.testing.assert_close(
+        classic.sgan_generator_loss(z, saturating=True), torch.tensor(-0.693147), atol=1e-6, rtol=0
     )
 
 
@@ -178,7 +156,7 @@ def test_sgan_values_at_zero_logits() -> None:
 )
 def test_sgan_generator_slope_at_minus_ten(saturating: bool, slope: float) -> None:
     f = torch.tensor([-10.0], dtype=torch.float64, requires_grad=True)
-    sgan_generator_loss(f, saturating=saturating).backward()
+    classic.sgan_generator_loss(f, saturating=saturating).backward()
     torch.testing.assert_close(
         f.grad, torch.tensor([slope], dtype=torch.float64), rtol=1e-9, atol=0
     )
@@ -188,9 +166,9 @@ def test_sgan_finite_for_huge_logits() -> None:
     r = torch.tensor([100.0, -100.0, 100.0, -100.0], requires_grad=True)
     f = torch.tensor([-100.0, 100.0, 100.0, -100.0], requires_grad=True)
     losses = [
-        sgan_discriminator_loss(r, f),
-        sgan_generator_loss(f),
-        sgan_generator_loss(f, saturating=True),
+        classic.sgan_discriminator_loss(r, f),
+        classic.sgan_generator_loss(f),
+        classic.sgan_generator_loss(f, saturating=True),
     ]
     for loss in losses:
         assert torch.isfinite(loss)
@@ -201,17 +179,21 @@ def test_sgan_finite_for_huge_logits() -> None:
     # D loss per pair: sp(-100) + sp(-100) ≈ 0, sp(100) + sp(100) = 200, sp(-100) + sp(100) = 100.
     expected = torch.tensor([0.0, 200.0, 100.0, 100.0])
     torch.testing.assert_close(
-        sgan_discriminator_loss(r, f, reduction="none"), expected, atol=1e-4, rtol=0
+        classic.sgan_discriminator_loss(r, f, reduction="none"), expected, atol=1e-4, rtol=0
     )
 
 
 def test_lsgan_closed_forms() -> None:
     z = torch.zeros(3)
-    torch.testing.assert_close(lsgan_discriminator_loss(z, z), torch.tensor(0.5), rtol=0, atol=1e-7)
-    torch.testing.assert_close(lsgan_generator_loss(z), torch.tensor(0.5), rtol=0, atol=1e-7)
+    torch.testing.assert_close(
+        classic.lsgan_discriminator_loss(z, z), torch.tensor(0.5), rtol=0, atol=1e-7
+    )
+    torch.testing.assert_close(
+        classic.lsgan_generator_loss(z), torch.tensor(0.5), rtol=0, atol=1e-7
+    )
     r = torch.ones(3, requires_grad=True)
     f = torch.zeros(3, requires_grad=True)
-    loss = lsgan_discriminator_loss(r, f)
+    loss = classic.lsgan_discriminator_loss(r, f)
     loss.backward()
     torch.testing.assert_close(loss.detach(), torch.tensor(0.0), rtol=0, atol=0)
     torch.testing.assert_close(r.grad, torch.zeros(3), rtol=0, atol=0)
@@ -222,28 +204,28 @@ def test_lsgan_closed_forms() -> None:
 def test_hinge_closed_forms(energy: bool) -> None:
     z = torch.zeros(4)
     torch.testing.assert_close(
-        hinge_discriminator_loss(z, z, energy=energy), torch.tensor(2.0), rtol=0, atol=0
+        classic.hinge_discriminator_loss(z, z, energy=energy), torch.tensor(2.0), rtol=0, atol=0
     )
     torch.testing.assert_close(
-        hinge_generator_loss(z, energy=energy), torch.tensor(0.0), rtol=0, atol=0
+        classic.hinge_generator_loss(z, energy=energy), torch.tensor(0.0), rtol=0, atol=0
     )
     sign = -1.0 if energy else 1.0  # the energy sign wants r = -2, f = 2
     r = torch.full((4,), 2.0 * sign, requires_grad=True)
     f = torch.full((4,), -2.0 * sign, requires_grad=True)
-    loss = hinge_discriminator_loss(r, f, energy=energy)
+    loss = classic.hinge_discriminator_loss(r, f, energy=energy)
     loss.backward()
     torch.testing.assert_close(loss.detach(), torch.tensor(0.0), rtol=0, atol=0)
     torch.testing.assert_close(r.grad, torch.zeros(4), rtol=0, atol=0)
     torch.testing.assert_close(f.grad, torch.zeros(4), rtol=0, atol=0)
     # The wrong sign is far from the optimum: the flag really flips the hinge.
-    wrong = hinge_discriminator_loss(r.detach(), f.detach(), energy=not energy)
+    wrong = classic.hinge_discriminator_loss(r.detach(), f.detach(), energy=not energy)
     torch.testing.assert_close(wrong, torch.tensor(6.0), rtol=0, atol=0)
 
 
 def test_wgan_zero_at_equal_scores() -> None:
     s = torch.tensor([0.3, -1.2, 5.0])
     torch.testing.assert_close(
-        wgan_discriminator_loss(s, s.clone()), torch.tensor(0.0), rtol=0, atol=0
+        classic.wgan_discriminator_loss(s, s.clone()), torch.tensor(0.0), rtol=0, atol=0
     )
 
 
@@ -259,7 +241,7 @@ def test_clip_weights_bounds_parameters_and_leaves_buffers() -> None:
     params = {k: v.detach().clone() for k, v in critic.named_parameters()}
     assert max(p.abs().max().item() for p in params.values()) > 0.0625
     assert bn.running_var.abs().max() > 0.0625  # would be clipped if buffers were touched
-    clip_weights_(critic, clip=0.0625)
+    classic.clip_weights_(critic, clip=0.0625)
     for name, p in critic.named_parameters():
         assert p.abs().max().item() <= 0.0625
         torch.testing.assert_close(p.detach(), params[name].clamp(-0.0625, 0.0625), rtol=0, atol=0)
@@ -269,20 +251,25 @@ def test_clip_weights_bounds_parameters_and_leaves_buffers() -> None:
 
 def test_clip_weights_validation() -> None:
     with pytest.raises(ValueError, match="clip"):
-        clip_weights_(nn.Linear(2, 2), clip=0.0)
+        classic.clip_weights_(nn.Linear(2, 2), clip=0.0)
     with pytest.raises(ValueError, match="module"):
-        clip_weights_(torch.zeros(3))  # type: ignore[arg-type]
+        classic.clip_weights_(torch.zeros(3))  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------- shapes and dtypes
 
 D_FUNCS = [
-    sgan_discriminator_loss,
-    lsgan_discriminator_loss,
-    hinge_discriminator_loss,
-    wgan_discriminator_loss,
+    classic.sgan_discriminator_loss,
+    classic.lsgan_discriminator_loss,
+    classic.hinge_discriminator_loss,
+    classic.wgan_discriminator_loss,
 ]
-G_FUNCS = [sgan_generator_loss, lsgan_generator_loss, hinge_generator_loss, wgan_generator_loss]
+G_FUNCS = [
+    classic.sgan_generator_loss,
+    classic.lsgan_generator_loss,
+    classic.hinge_generator_loss,
+    classic.wgan_generator_loss,
+]
 
 
 @pytest.mark.parametrize("fn", D_FUNCS)
@@ -295,10 +282,10 @@ def test_d_column_scores_equal_flat_scores(fn) -> None:
 
 
 D_TERMS = {  # canonical (real term, fake term) of each D loss, hand-written
-    sgan_discriminator_loss: (lambda r: sp(-r), lambda f: sp(f)),
-    lsgan_discriminator_loss: (lambda r: 0.5 * (r - 1) ** 2, lambda f: 0.5 * f**2),
-    hinge_discriminator_loss: (lambda r: relu(1 - r), lambda f: relu(1 + f)),
-    wgan_discriminator_loss: (lambda r: -r, lambda f: f),
+    classic.sgan_discriminator_loss: (lambda r: sp(-r), lambda f: sp(f)),
+    classic.lsgan_discriminator_loss: (lambda r: 0.5 * (r - 1) ** 2, lambda f: 0.5 * f**2),
+    classic.hinge_discriminator_loss: (lambda r: relu(1 - r), lambda f: relu(1 + f)),
+    classic.wgan_discriminator_loss: (lambda r: -r, lambda f: f),
 }
 
 
@@ -356,13 +343,13 @@ def test_g_bad_inputs(fn) -> None:
 def test_option_validation() -> None:
     z = torch.zeros(2)
     with pytest.raises(ValueError, match="labels"):
-        lsgan_discriminator_loss(z, z, labels=(0.0, 1.0))  # type: ignore[arg-type]
+        classic.lsgan_discriminator_loss(z, z, labels=(0.0, 1.0))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="margin"):
-        hinge_discriminator_loss(z, z, margin=0.0)
+        classic.hinge_discriminator_loss(z, z, margin=0.0)
     with pytest.raises(ValueError, match="margin"):
-        ebgan_discriminator_loss(z, z, margin=-1.0)
+        classic.ebgan_discriminator_loss(z, z, margin=-1.0)
     with pytest.raises(ValueError, match="real_energy"):
-        ebgan_discriminator_loss(torch.zeros(2, 3), z, margin=1.0)
+        classic.ebgan_discriminator_loss(torch.zeros(2, 3), z, margin=1.0)
 
 
 @settings(max_examples=20, deadline=None)
@@ -395,21 +382,23 @@ def test_half_precision_scores_compute_in_fp32() -> None:
     # already used fp32. Scores are promoted; the gradient reaches the fp16 scores.
     r = torch.full((4,), 300.0, dtype=torch.float16, requires_grad=True)
     f = torch.full((4,), -300.0, dtype=torch.float16)
-    loss = lsgan_discriminator_loss(r, f)
+    loss = classic.lsgan_discriminator_loss(r, f)
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     assert_close = torch.testing.assert_close
-    assert_close(loss.double(), lsgan_discriminator_loss(r.double(), f.double()), rtol=1e-6, atol=0)
+    assert_close(
+        loss.double(), classic.lsgan_discriminator_loss(r.double(), f.double()), rtol=1e-6, atol=0
+    )
     loss.backward()
     assert r.grad is not None and r.grad.dtype == torch.float16 and torch.isfinite(r.grad).all()
-    assert torch.isfinite(lsgan_generator_loss(f))
+    assert torch.isfinite(classic.lsgan_generator_loss(f))
 
 
 def test_one_sided_label_smoothing() -> None:
     r, f = torch.tensor(REAL, dtype=torch.float64), torch.tensor(FAKE, dtype=torch.float64)
     torch.testing.assert_close(
-        sgan_discriminator_loss(r, f, real_label=1.0), sgan_discriminator_loss(r, f)
+        classic.sgan_discriminator_loss(r, f, real_label=1.0), classic.sgan_discriminator_loss(r, f)
     )
-    smooth = sgan_discriminator_loss(r, f, real_label=0.9, reduction="none")
+    smooth = classic.sgan_discriminator_loss(r, f, real_label=0.9, reduction="none")
     manual = 0.9 * torch.nn.functional.softplus(-r) + 0.1 * torch.nn.functional.softplus(r)
     torch.testing.assert_close(smooth, manual + torch.nn.functional.softplus(f))
     # Optimum at p_d = p_g: one shared score s minimises α·sp(−s) + (1−α)·sp(s) + sp(s) at σ(s) = α/2.
@@ -418,11 +407,11 @@ def test_one_sided_label_smoothing() -> None:
 
     def closure():
         opt.zero_grad()
-        loss = sgan_discriminator_loss(s, s, real_label=0.9)
+        loss = classic.sgan_discriminator_loss(s, s, real_label=0.9)
         loss.backward()
         return loss
 
     opt.step(closure)
     assert torch.sigmoid(s).item() == pytest.approx(0.45, abs=1e-8)
     with pytest.raises(ValueError, match="real_label"):
-        sgan_discriminator_loss(r, f, real_label=0.0)
+        classic.sgan_discriminator_loss(r, f, real_label=0.0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from _ganvalues import F64
+from _ganvalues import randn as _randn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.testing import assert_close
@@ -15,12 +17,6 @@ from kexue.gan_losses.losses.imle import (
     nearest_neighbour_sqdist,
     vgan_generator_loss,
 )
-
-F64 = torch.float64
-
-
-def _randn(*shape: int, seed: int, dtype: torch.dtype = F64) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
 def _brute_force(x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:

@@ -9,70 +9,47 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from _ganvalues import FAKE, REAL, TOL, mean, relu, sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kexue.gan_losses.losses.relativistic import (
-    batch_mean,
-    rahinge_discriminator_loss,
-    rahinge_generator_loss,
-    ralsgan_discriminator_loss,
-    ralsgan_generator_loss,
-    rasgan_discriminator_loss,
-    rasgan_generator_loss,
-    rsgan_discriminator_loss,
-    rsgan_generator_loss,
-)
-
-REAL = [-1.5, -0.25, 0.5, 2.0]
-FAKE = [-2.0, -0.5, 0.75, 1.5]
-TOL = {"rtol": 1e-10, "atol": 1e-12}
-
-
-def sp(t: float) -> float:
-    return math.log1p(math.exp(t))
-
-
-def relu(t: float) -> float:
-    return max(t, 0.0)
-
-
-def mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs)
-
+from kexue.gan_losses.losses import relativistic
 
 # Hand-written per-pair values: name -> (function, per-pair formula of (r_i, f_i, r̄, f̄)).
 CASES = {
-    "rsgan_d": (rsgan_discriminator_loss, lambda r, f, rb, fb: sp(-(r - f))),
-    "rsgan_g": (rsgan_generator_loss, lambda r, f, rb, fb: sp(-(f - r))),
+    "rsgan_d": (relativistic.rsgan_discriminator_loss, lambda r, f, rb, fb: sp(-(r - f))),
+    "rsgan_g": (relativistic.rsgan_generator_loss, lambda r, f, rb, fb: sp(-(f - r))),
     "rasgan_d": (
-        rasgan_discriminator_loss,
+        relativistic.rasgan_discriminator_loss,
         lambda r, f, rb, fb: 0.5 * (sp(-(r - fb)) + sp(f - rb)),
     ),
-    "rasgan_g": (rasgan_generator_loss, lambda r, f, rb, fb: 0.5 * (sp(r - fb) + sp(-(f - rb)))),
+    "rasgan_g": (
+        relativistic.rasgan_generator_loss,
+        lambda r, f, rb, fb: 0.5 * (sp(r - fb) + sp(-(f - rb))),
+    ),
     "ralsgan_d": (
-        ralsgan_discriminator_loss,
+        relativistic.ralsgan_discriminator_loss,
         lambda r, f, rb, fb: 0.5 * ((r - fb - 1) ** 2 + (f - rb + 1) ** 2),
     ),
     "ralsgan_g": (
-        ralsgan_generator_loss,
+        relativistic.ralsgan_generator_loss,
         lambda r, f, rb, fb: 0.5 * ((r - fb + 1) ** 2 + (f - rb - 1) ** 2),
     ),
     "rahinge_d": (
-        rahinge_discriminator_loss,
+        relativistic.rahinge_discriminator_loss,
         lambda r, f, rb, fb: 0.5 * (relu(1 - (r - fb)) + relu(1 + (f - rb))),
     ),
     "rahinge_g": (
-        rahinge_generator_loss,
+        relativistic.rahinge_generator_loss,
         lambda r, f, rb, fb: 0.5 * (relu(1 + (r - fb)) + relu(1 - (f - rb))),
     ),
 }
 RA_NAMES = [n for n in CASES if n.startswith("ra")]
 PAIRS = [
-    (rsgan_discriminator_loss, rsgan_generator_loss),
-    (rasgan_discriminator_loss, rasgan_generator_loss),
-    (ralsgan_discriminator_loss, ralsgan_generator_loss),
-    (rahinge_discriminator_loss, rahinge_generator_loss),
+    (relativistic.rsgan_discriminator_loss, relativistic.rsgan_generator_loss),
+    (relativistic.rasgan_discriminator_loss, relativistic.rasgan_generator_loss),
+    (relativistic.ralsgan_discriminator_loss, relativistic.ralsgan_generator_loss),
+    (relativistic.rahinge_discriminator_loss, relativistic.rahinge_generator_loss),
 ]
 
 
@@ -134,7 +111,9 @@ def test_swapping_real_and_fake_maps_d_onto_g(d_fn, g_fn, reduction: str) -> Non
     )
 
 
-@pytest.mark.parametrize("fn", [rsgan_discriminator_loss, rsgan_generator_loss])
+@pytest.mark.parametrize(
+    "fn", [relativistic.rsgan_discriminator_loss, relativistic.rsgan_generator_loss]
+)
 def test_rsgan_raises_on_unequal_batches(fn) -> None:
     with pytest.raises(ValueError, match="same batch size"):
         fn(torch.zeros(4), torch.zeros(3))
@@ -195,7 +174,9 @@ def test_all_gather_is_a_no_op_without_process_group(name: str) -> None:
     r, f = torch.tensor(REAL), torch.tensor(FAKE)
     fn = CASES[name][0]
     torch.testing.assert_close(fn(r, f, all_gather=True), fn(r, f), rtol=0, atol=0)
-    torch.testing.assert_close(batch_mean(r[:, None], all_gather=True), r.mean(), rtol=0, atol=0)
+    torch.testing.assert_close(
+        relativistic.batch_mean(r[:, None], all_gather=True), r.mean(), rtol=0, atol=0
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -266,7 +247,7 @@ def _dist_worker(rank: int, world: int, init_method: str, out_dir: str) -> None:
             results[name] = (loss.detach(), r.grad, f.grad)
         # Unequal per-rank batch sizes: rank 0 holds 5 scores, rank 1 holds 3.
         split = real[:5] if rank == 0 else real[5:]
-        results["batch_mean"] = batch_mean(split, all_gather=True)
+        results["batch_mean"] = relativistic.batch_mean(split, all_gather=True)
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()

@@ -32,15 +32,9 @@ from .losses.gan_qp import *  # noqa: F403 - re-exports gan_qp.__all__ (function
 from .losses.gan_qp import __all__ as _gan_qp_all
 from .losses.imle import *  # noqa: F403 - re-exports imle.__all__ (functions only)
 from .losses.imle import __all__ as _imle_all
-from .losses.ogan import (
-    ogan_correlation_loss,
-    ogan_encoder_loss,
-    ogan_generator_loss,
-    ogan_reconstruction_code,
-    ogan_score,
-    ogan_single_loss,
-    pearson_correlation,
-)
+from .losses.ogan import *  # noqa: F403 - ogan.__all__; only its functions are listed below
+from .losses.ogan import OGANSingleLoss as _OGANSingleLoss
+from .losses.ogan import __all__ as _ogan_all
 from .losses.relativistic import *  # noqa: F403 - re-exports relativistic.__all__ (functions only)
 from .losses.relativistic import __all__ as _relativistic_all
 from .losses.single_loss import forward_detached_and_attached, single_loss
@@ -49,8 +43,8 @@ from .penalties import __all__ as _penalties_all
 from .regularizers import *  # noqa: F403 - re-exports regularizers.__all__ (functions only)
 from .regularizers import __all__ as _regularizers_all
 
-# Every function of the losses, penalties and regularizers; from the three modules that also hold
-# classes or constants (fgan, ogan, single_loss), the functions by name.
+# Every function of the losses, penalties and regularizers; from the modules that also hold classes
+# or constants (fgan, single_loss) the functions by name, from ogan all names but its class.
 __all__ = [
     *_bigan_qp_all,
     *_classic_all,
@@ -62,13 +56,7 @@ __all__ = [
     *_regularizers_all,
     "f_gan_discriminator_loss",
     "f_gan_generator_loss",
-    "ogan_correlation_loss",
-    "ogan_encoder_loss",
-    "ogan_generator_loss",
-    "ogan_reconstruction_code",
-    "ogan_score",
-    "ogan_single_loss",
-    "pearson_correlation",
+    *(name for name in _ogan_all if name != _OGANSingleLoss.__name__),
     "forward_detached_and_attached",
     "single_loss",
     "acgan_class_loss",

@@ -33,6 +33,8 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -118,21 +120,14 @@ def _rs_scores(real_scores: Tensor, fake_scores: Tensor, energy: bool) -> tuple[
     return r, f
 
 
-def rsgan_discriminator_loss(
-    real_scores: Tensor,
-    fake_scores: Tensor,
-    *,
-    energy: bool = False,
-    reduction: Reduction = "mean",
-) -> Tensor:
-    r"""Relativistic standard GAN discriminator loss, pairs ``(r_i, f_i)`` by index.
+_RS_DOC = r"""Relativistic standard GAN {side} loss, pairs ``(r_i, f_i)`` by index.
 
-    .. math:: L_D = \mathbb E_i\,\mathrm{sp}(-(r_i - f_i))
+    .. math:: L_{letter} = \mathbb E_i\,\mathrm{{sp}}({arg})
 
     Arguments:
-        real_scores: raw D scores on real samples ``(B,)`` or ``(B, 1)``.
-        fake_scores: raw D scores on detached fakes ``(B,)`` or ``(B, 1)``; same ``B`` (raises
-            otherwise: the pairs are by index).
+        real_scores: {real_doc} ``(B,)`` or ``(B, 1)``.
+        fake_scores: {fake_doc} ``(B,)`` or ``(B, 1)``; same ``B`` (raises otherwise: the
+            pairs are by index).
         energy: scores use the energy sign (lower = more real).
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (``(B,)``).
 
@@ -143,223 +138,127 @@ def rsgan_discriminator_loss(
         Jolicoeur-Martineau, arXiv 1807.00734 §4.1; the author's ``rsgan_sn_celeba.py``
         (``bojone/gan``): SN D, Adam(2e-4, 0.5), D:G = 1:2, https://kexue.fm/archives/6110.
     """
-    r, f = _rs_scores(real_scores, fake_scores, energy)
-    return reduce(F.softplus(f - r), reduction)
 
 
-def rsgan_generator_loss(
-    real_scores: Tensor,
-    fake_scores: Tensor,
-    *,
-    energy: bool = False,
-    reduction: Reduction = "mean",
-) -> Tensor:
-    r"""Relativistic standard GAN generator loss, pairs by index.
+def _rs_loss(generator: bool) -> Callable[..., Tensor]:
+    """``rsgan_discriminator_loss`` (sp(f − r)) or ``rsgan_generator_loss`` (sp(r − f))."""
 
-    .. math:: L_G = \mathbb E_i\,\mathrm{sp}(-(f_i - r_i))
+    def loss(
+        real_scores: Tensor,
+        fake_scores: Tensor,
+        *,
+        energy: bool = False,
+        reduction: Reduction = "mean",
+    ) -> Tensor:
+        r, f = _rs_scores(real_scores, fake_scores, energy)
+        return reduce(F.softplus(r - f if generator else f - r), reduction)
+
+    side = "generator" if generator else "discriminator"
+    loss.__name__ = loss.__qualname__ = f"rsgan_{side}_loss"
+    loss.__doc__ = _RS_DOC.format(
+        side=side,
+        letter="G" if generator else "D",
+        arg="-(f_i - r_i)" if generator else "-(r_i - f_i)",
+        real_doc="D scores on a real batch (D frozen)" if generator else "raw D scores on reals",
+        fake_doc="D scores on generated samples, attached to G"
+        if generator
+        else "raw D scores on detached fakes",
+    )
+    return loss
+
+
+rsgan_discriminator_loss = _rs_loss(generator=False)
+rsgan_generator_loss = _rs_loss(generator=True)
+
+
+# ------------------------------------------------------------ RaSGAN, RaLSGAN, RaHinge (table)
+
+# variant -> (term on "should look real", term on "should look fake", formulas, value at zero).
+# D: ½[E pos(r − f̄) + E neg(f − r̄)]; G swaps the roles: ½[E neg(r − f̄) + E pos(f − r̄)].
+_RA_TABLE: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor], str, str]] = {
+    "rasgan": (
+        lambda x: F.softplus(-x),
+        F.softplus,
+        r"\mathbb E\,\mathrm{sp}(\mp(r-\bar f)) + \mathbb E\,\mathrm{sp}(\pm(f-\bar r))",
+        "``ln 2`` at zero scores",
+    ),
+    "ralsgan": (
+        lambda x: (x - 1).square(),
+        lambda x: (x + 1).square(),
+        r"\mathbb E(r-\bar f\mp1)^2 + \mathbb E(f-\bar r\pm1)^2",
+        "1 at zero scores",
+    ),
+    "rahinge": (
+        lambda x: F.relu(1 - x),
+        lambda x: F.relu(1 + x),
+        r"\mathbb E\,\mathrm{relu}(1\mp(r-\bar f)) + \mathbb E\,\mathrm{relu}(1\pm(f-\bar r))",
+        "1 at zero scores",
+    ),
+}
+
+_RA_DOC = r"""Relativistic-average {title} {side} loss{extra}.
+
+    .. math:: L_{letter} = \tfrac12\big[{formula}\big]
 
     Arguments:
-        real_scores: D scores on a real batch ``(B,)`` or ``(B, 1)`` (D frozen).
-        fake_scores: D scores on generated samples ``(B,)`` or ``(B, 1)``, attached to G.
-        energy: scores use the energy sign.
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
-
-    Returns:
-        A scalar, or ``(B,)``; ``ln 2`` at ``r = f``.
-
-    References:
-        Jolicoeur-Martineau, arXiv 1807.00734 §4.1.
-    """
-    r, f = _rs_scores(real_scores, fake_scores, energy)
-    return reduce(F.softplus(r - f), reduction)
-
-
-# ------------------------------------------------------------------------------------- RaSGAN
-
-
-def rasgan_discriminator_loss(
-    real_scores: Tensor,
-    fake_scores: Tensor,
-    *,
-    energy: bool = False,
-    reduction: Reduction = "mean",
-    all_gather: bool = False,
-) -> Tensor:
-    r"""Relativistic-average standard GAN discriminator loss.
-
-    .. math::
-        L_D = \tfrac12\big[\mathbb E\,\mathrm{sp}(-(r-\bar f)) + \mathbb E\,\mathrm{sp}(f-\bar r)\big]
-
-    Arguments:
-        real_scores: raw D scores on real samples ``(B_r,)`` or ``(B_r, 1)``.
-        fake_scores: raw D scores on detached fakes ``(B_f,)`` or ``(B_f, 1)``.
-        energy: scores use the energy sign.
+        real_scores: {real_doc} ``(B_r,)`` or ``(B_r, 1)``.
+        fake_scores: {fake_doc} ``(B_f,)`` or ``(B_f, 1)``.
+        energy: scores use the energy sign (lower = more real).
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (``½(real_term[i] + fake_term[i])``, needs
             ``B_r == B_f``). The batch means ``r̄``, ``f̄`` are always over the whole batch.
         all_gather: form ``r̄``, ``f̄`` over every ``torch.distributed`` rank (module docstring).
 
     Returns:
-        A scalar, or ``(B,)``; ``ln 2`` at zero scores.
+        A scalar, or ``(B,)``; {zero}.
 
     References:
-        Jolicoeur-Martineau, arXiv 1807.00734 §4.2; AlexiaJM defaults: Adam(1e-4, (0.5, 0.999)),
-        batch 32, 1:1 steps.
+        Jolicoeur-Martineau, arXiv 1807.00734 §4.2; ``AlexiaJM/RelativisticGAN``
+        ``GAN_losses_iter.py`` (defaults there: Adam(1e-4, (0.5, 0.999)), batch 32, 1:1 steps).
     """
-    r, f, r_bar, f_bar = _ra_scores(real_scores, fake_scores, energy, all_gather)
-    return reduce_pair(F.softplus(f_bar - r), F.softplus(f - r_bar), reduction, scale=0.5)
+
+_TITLES = {"rasgan": "standard GAN", "ralsgan": "least-squares", "rahinge": "hinge"}
 
 
-def rasgan_generator_loss(
-    real_scores: Tensor,
-    fake_scores: Tensor,
-    *,
-    energy: bool = False,
-    reduction: Reduction = "mean",
-    all_gather: bool = False,
-) -> Tensor:
-    r"""Relativistic-average standard GAN generator loss (with the real-term half).
+def _ra_loss(variant: str, generator: bool) -> Callable[..., Tensor]:
+    """The public loss ``{variant}_{discriminator|generator}_loss`` of the table."""
+    pos, neg, formula, zero = _RA_TABLE[variant]
+    real_term, fake_term = (neg, pos) if generator else (pos, neg)
 
-    .. math::
-        L_G = \tfrac12\big[\mathbb E\,\mathrm{sp}(r-\bar f) + \mathbb E\,\mathrm{sp}(-(f-\bar r))\big]
+    def loss(
+        real_scores: Tensor,
+        fake_scores: Tensor,
+        *,
+        energy: bool = False,
+        reduction: Reduction = "mean",
+        all_gather: bool = False,
+    ) -> Tensor:
+        r, f, r_bar, f_bar = _ra_scores(real_scores, fake_scores, energy, all_gather)
+        return reduce_pair(real_term(r - f_bar), fake_term(f - r_bar), reduction, scale=0.5)
 
-    Arguments:
-        real_scores: D scores on a real batch ``(B_r,)`` or ``(B_r, 1)`` (D frozen).
-        fake_scores: D scores on generated samples ``(B_f,)`` or ``(B_f, 1)``, attached to G.
-        energy: scores use the energy sign.
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (needs ``B_r == B_f``).
-        all_gather: form the means over every ``torch.distributed`` rank.
-
-    Returns:
-        A scalar, or ``(B,)``; ``ln 2`` at zero scores.
-
-    References:
-        Jolicoeur-Martineau, arXiv 1807.00734 §4.2.
-    """
-    r, f, r_bar, f_bar = _ra_scores(real_scores, fake_scores, energy, all_gather)
-    return reduce_pair(F.softplus(r - f_bar), F.softplus(r_bar - f), reduction, scale=0.5)
-
-
-# ------------------------------------------------------------------------------------ RaLSGAN
-
-
-def ralsgan_discriminator_loss(
-    real_scores: Tensor,
-    fake_scores: Tensor,
-    *,
-    energy: bool = False,
-    reduction: Reduction = "mean",
-    all_gather: bool = False,
-) -> Tensor:
-    r"""Relativistic-average least-squares discriminator loss.
-
-    .. math:: L_D = \tfrac12\big[\mathbb E(r-\bar f-1)^2 + \mathbb E(f-\bar r+1)^2\big]
-
-    Arguments:
-        real_scores: raw D scores on real samples ``(B_r,)`` or ``(B_r, 1)``.
-        fake_scores: raw D scores on detached fakes ``(B_f,)`` or ``(B_f, 1)``.
-        energy: scores use the energy sign.
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (needs ``B_r == B_f``).
-        all_gather: form the means over every ``torch.distributed`` rank.
-
-    Returns:
-        A scalar, or ``(B,)``; 1 at zero scores.
-
-    References:
-        Jolicoeur-Martineau, arXiv 1807.00734 §4.2 and ``GAN_losses_iter.py``.
-    """
-    r, f, r_bar, f_bar = _ra_scores(real_scores, fake_scores, energy, all_gather)
-    return reduce_pair((r - f_bar - 1).square(), (f - r_bar + 1).square(), reduction, scale=0.5)
+    side = "generator" if generator else "discriminator"
+    loss.__name__ = loss.__qualname__ = f"{variant}_{side}_loss"
+    loss.__doc__ = _RA_DOC.format(
+        title=_TITLES[variant],
+        side=side,
+        extra=" (with the real-term half)" if generator else "",
+        letter="G" if generator else "D",
+        formula=formula.replace(r"\mp", "+" if generator else "-").replace(
+            r"\pm", "-" if generator else "+"
+        ),
+        real_doc="D scores on a real batch (D frozen)"
+        if generator
+        else "raw D scores on real samples",
+        fake_doc="D scores on generated samples, attached to G"
+        if generator
+        else "raw D scores on detached fakes",
+        zero=zero,
+    )
+    return loss
 
 
-def ralsgan_generator_loss(
-    real_scores: Tensor,
-    fake_scores: Tensor,
-    *,
-    energy: bool = False,
-    reduction: Reduction = "mean",
-    all_gather: bool = False,
-) -> Tensor:
-    r"""Relativistic-average least-squares generator loss (with the real-term half).
-
-    .. math:: L_G = \tfrac12\big[\mathbb E(r-\bar f+1)^2 + \mathbb E(f-\bar r-1)^2\big]
-
-    Arguments:
-        real_scores: D scores on a real batch ``(B_r,)`` or ``(B_r, 1)`` (D frozen).
-        fake_scores: D scores on generated samples ``(B_f,)`` or ``(B_f, 1)``, attached to G.
-        energy: scores use the energy sign.
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (needs ``B_r == B_f``).
-        all_gather: form the means over every ``torch.distributed`` rank.
-
-    Returns:
-        A scalar, or ``(B,)``; 1 at zero scores.
-
-    References:
-        Jolicoeur-Martineau, arXiv 1807.00734 §4.2.
-    """
-    r, f, r_bar, f_bar = _ra_scores(real_scores, fake_scores, energy, all_gather)
-    return reduce_pair((r - f_bar + 1).square(), (f - r_bar - 1).square(), reduction, scale=0.5)
-
-
-# ------------------------------------------------------------------------------------ RaHinge
-
-
-def rahinge_discriminator_loss(
-    real_scores: Tensor,
-    fake_scores: Tensor,
-    *,
-    energy: bool = False,
-    reduction: Reduction = "mean",
-    all_gather: bool = False,
-) -> Tensor:
-    r"""Relativistic-average hinge discriminator loss.
-
-    .. math::
-        L_D = \tfrac12\big[\mathbb E\,\mathrm{relu}(1-(r-\bar f))
-        + \mathbb E\,\mathrm{relu}(1+(f-\bar r))\big]
-
-    Arguments:
-        real_scores: raw D scores on real samples ``(B_r,)`` or ``(B_r, 1)``.
-        fake_scores: raw D scores on detached fakes ``(B_f,)`` or ``(B_f, 1)``.
-        energy: scores use the energy sign.
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (needs ``B_r == B_f``).
-        all_gather: form the means over every ``torch.distributed`` rank.
-
-    Returns:
-        A scalar, or ``(B,)``; 1 at zero scores.
-
-    References:
-        Jolicoeur-Martineau, arXiv 1807.00734 and ``GAN_losses_iter.py``.
-    """
-    r, f, r_bar, f_bar = _ra_scores(real_scores, fake_scores, energy, all_gather)
-    return reduce_pair(F.relu(1 - (r - f_bar)), F.relu(1 + (f - r_bar)), reduction, scale=0.5)
-
-
-def rahinge_generator_loss(
-    real_scores: Tensor,
-    fake_scores: Tensor,
-    *,
-    energy: bool = False,
-    reduction: Reduction = "mean",
-    all_gather: bool = False,
-) -> Tensor:
-    r"""Relativistic-average hinge generator loss (with the real-term half).
-
-    .. math::
-        L_G = \tfrac12\big[\mathbb E\,\mathrm{relu}(1+(r-\bar f))
-        + \mathbb E\,\mathrm{relu}(1-(f-\bar r))\big]
-
-    Arguments:
-        real_scores: D scores on a real batch ``(B_r,)`` or ``(B_r, 1)`` (D frozen).
-        fake_scores: D scores on generated samples ``(B_f,)`` or ``(B_f, 1)``, attached to G.
-        energy: scores use the energy sign.
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (needs ``B_r == B_f``).
-        all_gather: form the means over every ``torch.distributed`` rank.
-
-    Returns:
-        A scalar, or ``(B,)``; 1 at zero scores.
-
-    References:
-        Jolicoeur-Martineau, arXiv 1807.00734.
-    """
-    r, f, r_bar, f_bar = _ra_scores(real_scores, fake_scores, energy, all_gather)
-    return reduce_pair(F.relu(1 + (r - f_bar)), F.relu(1 - (f - r_bar)), reduction, scale=0.5)
+rasgan_discriminator_loss = _ra_loss("rasgan", generator=False)
+rasgan_generator_loss = _ra_loss("rasgan", generator=True)
+ralsgan_discriminator_loss = _ra_loss("ralsgan", generator=False)
+ralsgan_generator_loss = _ra_loss("ralsgan", generator=True)
+rahinge_discriminator_loss = _ra_loss("rahinge", generator=False)
+rahinge_generator_loss = _ra_loss("rahinge", generator=True)
