@@ -20,16 +20,8 @@ import torch
 from torch import Tensor
 
 from kexue.flows.__about__ import __version__ as flows_version
-from tools.workloads.flows_digits import (
-    Sizes,
-    build,
-    count_parameters,
-    evaluate,
-    independent_gaussian_bpd,
-    load_digits_split,
-    train,
-    uniform_bpd,
-)
+from tools.workloads import flows_digits as fd
+from tools.workloads.flows_digits import Sizes
 from tools.workloads.flows_digits_splines import SPLINE_MODELS, build_spline_model
 
 from ._flows_toys import TOY_STEPS, density_figure, run_toys, toy_table
@@ -86,13 +78,13 @@ class RunResult:
 
 
 def _train_job(spec: RunSpec, tick: Callable[[int], None]) -> RunResult:
-    train_x, test_x = load_digits_split()
+    train_x, test_x = fd.load_digits_split()
     if spec.model in SPLINE_MODELS:
         model = build_spline_model(spec.model, seed=spec.seed)
     else:
-        model = build(spec.model, spec.sizes, seed=spec.seed)
-    res = train([model], train_x, sizes=spec.sizes, seed=spec.seed, tick=tick)[0]
-    bpd = evaluate(model, test_x, draws=spec.sizes.eval_draws, seed=spec.seed + 1)
+        model = fd.build(spec.model, spec.sizes, seed=spec.seed)
+    res = fd.train([model], train_x, sizes=spec.sizes, seed=spec.seed, tick=tick)[0]
+    bpd = fd.evaluate(model, test_x, draws=spec.sizes.eval_draws, seed=spec.seed + 1)
     n = GRID[0] * GRID[1]
     samples = {}
     with torch.no_grad():
@@ -102,7 +94,7 @@ def _train_job(spec: RunSpec, tick: Callable[[int], None]) -> RunResult:
     summary = res.summary()
     return RunResult(
         model=spec.model,
-        params=count_parameters(model.module),
+        params=fd.count_parameters(model.module),
         train_s=res.train_s,
         median_step_ms=res.median_step_ms,
         final_train_bpd=summary["final_train_bpd"],
@@ -155,10 +147,10 @@ def run(ctx: Context) -> Section:
         describe=_describe,
     )
     wall = time.perf_counter() - t0
-    train_x, test_x = load_digits_split()
+    train_x, test_x = fd.load_digits_split()
     baselines = {
-        "uniform over 17 levels": uniform_bpd(),
-        "independent per-pixel Gaussian": independent_gaussian_bpd(train_x, test_x),
+        "uniform over 17 levels": fd.uniform_bpd(),
+        "independent per-pixel Gaussian": fd.independent_gaussian_bpd(train_x, test_x),
     }
     section = Section(
         "flows",
