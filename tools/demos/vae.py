@@ -30,9 +30,9 @@ from .pages.vae import grids_figure, intro_html
 __all__ = ["BUDGETS", "run"]
 
 BUDGETS: dict[str, dict[str, int]] = {
-    "full": {"cluster": 2500, "vae": 1500, "nets": 600, "glo": 1200, "imle": 600},
-    "quick": {"cluster": 300, "vae": 200, "nets": 150, "glo": 150, "imle": 100},
-    "smoke": {"cluster": 3, "vae": 3, "nets": 3, "glo": 3, "imle": 3},
+    "full": {"cluster": 2500, "gmm": 10, "vae": 1500, "nets": 600, "glo": 1200, "imle": 600},
+    "quick": {"cluster": 300, "gmm": 2, "vae": 200, "nets": 150, "glo": 150, "imle": 100},
+    "smoke": {"cluster": 3, "gmm": 1, "vae": 3, "nets": 3, "glo": 3, "imle": 3},
 }
 
 
@@ -51,7 +51,10 @@ def run(ctx: Context) -> Section:
     data = digits()
     ctx.progress.note(f"vae: clustering VAE, {b['cluster']} steps")
     half = max(b["cluster"] // 2, 1)  # warm-up, then the clustering loss
-    model = train_clustering(data, CLUSTER_RECIPE, ctx.seed, steps=half, warmup=half)
+    model = train_clustering(
+        data, CLUSTER_RECIPE, ctx.seed, steps=half, warmup=half, gmm_inits=b["gmm"],
+        classifier_steps=min(CLUSTER_RECIPE.classifier_steps, half // 2),
+    )  # fmt: skip
     scores = evaluate_clustering(model.cluster(data.x_test), data.y_test)
     ctx.progress.note("vae: Gaussian VAE, feature nets, GLANN")
     vae = train_vae(data, "gaussian_learned", ctx.seed, steps=b["vae"])

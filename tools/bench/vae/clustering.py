@@ -9,24 +9,25 @@ over seeds, plus every seed's test ACC. Rows, one change at a time ("what each c
 2. + warm-up: 3000 steps train the plain VAE, then the class means are set by k-means on the
    encoder means (VaDE / DEC pretraining), then 3000 steps of the post's loss;
 3. + λ = 10 instead of 60 after the warm-up (a λ schedule: more weight on the KL_y terms);
-4. + 1-pixel random shifts of the training images during the warm-up: the package recipe
-   (``tools.workloads.vae_digits.CLUSTER_RECIPE``), 5 seeds.
+4. + 1-pixel random shifts of the training images during the warm-up: kexue-vae 0.1.0's recipe
+   (``KMEANS_RECIPE``), 5 seeds;
+5. + the class means and the classifier's start from a likelihood-selected pixel GMM partition
+   (``kexue.vae.gmm_partition``, 30 inits) instead of k-means on the codes: the package recipe
+   (``kexue.vae.fit_cluster_vae_digits``, ``tools.workloads.vae_digits.CLUSTER_RECIPE``), 5 seeds.
 
-k-means on pixels (scikit-learn, n_init = 10, the spec's 0.805 baseline) is rerun here on the same
-split for the comparison.
+k-means on pixels (scikit-learn, n_init = 10, the spec's 0.805 baseline) and the pixel GMM partition
+alone (the init of row 5, test digits assigned by the same mixture) are rerun here on the same split.
 
-    python -m tools.bench.vae.clustering --quick      # smoke
-    python -m tools.bench.vae.clustering [--write]    # full (≈ 25 min on 2 busy cores, 2 workers)
+    python -m tools.bench.vae.clustering --quick            # smoke
+    python -m tools.bench.vae.clustering [--write]          # full (≈ 40 min on 2 busy cores)
+    python -m tools.bench.vae.clustering --rows 5 --write   # baselines + the package recipe only
 """
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -35,8 +36,14 @@ import torch
 from kexue.vae import evaluate_clustering
 from tools.bench._common import markdown_table
 from tools.bench.vae._shared import facts as run_facts_vae
-from tools.bench.vae._shared import publish_block
-from tools.workloads.vae_digits import AUTHOR_RECIPE, CLUSTER_RECIPE, digits, train_clustering
+from tools.bench.vae._shared import mean_sd, parser, publish_block, run_tasks
+from tools.workloads.vae_digits import (
+    AUTHOR_RECIPE,
+    CLUSTER_RECIPE,
+    KMEANS_RECIPE,
+    digits,
+    train_clustering,
+)
 
 ROWS = [
     ("1. post's loss, `digits` preset (zero-init means)", AUTHOR_RECIPE, 2),
@@ -46,19 +53,30 @@ ROWS = [
         2,
     ),
     ("3. + λ = 10 after the warm-up", replace(CLUSTER_RECIPE, warmup_shift=0), 2),
-    ("4. + 1-pixel shifts in the warm-up = package recipe", CLUSTER_RECIPE, 5),
+    ("4. + 1-pixel shifts in the warm-up (0.1.0 recipe)", KMEANS_RECIPE, 5),
+    ("5. + pixel-GMM init of means and classifier = package recipe", CLUSTER_RECIPE, 5),
 ]
 KMEANS_ACC = 0.805  # spec §5.1, k-means n_init = 10 on pixels, test ACC
 
 
-def _kmeans_rows(data: Any, seeds: int) -> list[dict[str, Any]]:
+def _pixel_rows(data: Any, seeds: int, gmm_inits: int) -> dict[str, list[dict[str, Any]]]:
+    """k-means (n_init 10) and the likelihood-selected full GMM on pixels, test digits assigned
+    by the fitted model."""
     from sklearn.cluster import KMeans
+    from sklearn.mixture import GaussianMixture
 
-    out = []
+    xtr, xte = data.x_train.flatten(1).double().numpy(), data.x_test.flatten(1).double().numpy()
+    out: dict[str, list[dict[str, Any]]] = {}
     for seed in range(seeds):
-        km = KMeans(10, n_init=10, random_state=seed).fit(data.x_train.flatten(1).numpy())
-        pred = torch.as_tensor(km.predict(data.x_test.flatten(1).numpy()))
-        out.append(evaluate_clustering(pred, data.y_test))
+        models = {
+            "k-means on pixels (sklearn, n_init 10)": KMeans(10, n_init=10, random_state=seed),
+            f"full GMM on pixels alone (reg 0.05, best log-lik. of {gmm_inits})": GaussianMixture(
+                10, covariance_type="full", reg_covar=0.05, n_init=gmm_inits, random_state=seed
+            ),
+        }
+        for label, m in models.items():
+            pred = torch.as_tensor(m.fit(xtr).predict(xte))
+            out.setdefault(label, []).append(evaluate_clustering(pred, data.y_test))
     return out
 
 
@@ -67,7 +85,13 @@ def _run(task: tuple[int, int, bool]) -> tuple[int, dict[str, Any], float]:
     torch.set_num_threads(1)
     recipe = ROWS[row][1]
     if quick:
-        recipe = replace(recipe, steps=60, warmup=min(recipe.warmup, 40))
+        recipe = replace(
+            recipe,
+            steps=60,
+            warmup=min(recipe.warmup, 40),
+            gmm_inits=min(recipe.gmm_inits, 2),
+            classifier_steps=min(recipe.classifier_steps, 20),
+        )
     data = digits()
     t0 = time.perf_counter()
     model = train_clustering(data, recipe, seed)
@@ -77,43 +101,36 @@ def _run(task: tuple[int, int, bool]) -> tuple[int, dict[str, Any], float]:
     return row, res, time.perf_counter() - t0
 
 
-def measure(quick: bool, jobs: int) -> list[tuple[str, list[dict[str, Any]], float]]:
+def measure(
+    quick: bool, jobs: int, rows: list[int]
+) -> list[tuple[str, list[dict[str, Any]], float]]:
     data = digits()
     t0 = time.perf_counter()
-    km = _kmeans_rows(data, 1 if quick else 5)
-    results = [("k-means on pixels (sklearn, n_init 10)", km, time.perf_counter() - t0)]
+    pixel = _pixel_rows(data, 1 if quick else 5, 2 if quick else CLUSTER_RECIPE.gmm_inits)
+    secs = (time.perf_counter() - t0) / (1 if quick else 5)
+    results = [(label, runs, secs) for label, runs in pixel.items()]
     tasks = [
-        (i, seed, quick) for i, (_, _, n) in enumerate(ROWS) for seed in range(1 if quick else n)
+        (i, seed, quick)
+        for i, (_, _, n) in enumerate(ROWS)
+        if i + 1 in rows
+        for seed in range(1 if quick else n)
     ]
-    if jobs > 1:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            done = list(pool.map(_run, tasks))
-    else:
-        done = [_run(t) for t in tasks]
+    done = run_tasks(_run, tasks, jobs)
     for i, (label, _, _) in enumerate(ROWS):
         runs = [(res, secs) for row, res, secs in done if row == i]
+        if not runs:
+            continue
         results.append((label, [r for r, _ in runs], statistics.mean(s for _, s in runs)))
     return results
 
 
-def _ms(values: list[float]) -> str:
-    return (
-        f"{values[0]:.3f}"
-        if len(values) == 1
-        else f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run (numbers are noise)")
-    ap.add_argument("--write", action="store_true", help="rewrite the block of BENCHMARKS.md")
-    ap.add_argument("--jobs", type=int, default=2, help="worker processes (1 torch thread each)")
+    ap = parser(__doc__, jobs_help="worker processes (1 torch thread each)")
+    ap.add_argument("--rows", default="1,2,3,4,5", help="numbered rows to run (default all)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    results = measure(args.quick, args.jobs)
+    results = measure(args.quick, args.jobs, [int(r) for r in args.rows.split(",") if r])
     headers = [
         "method",
         "seeds",
@@ -129,11 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for label, runs, secs in results:
         rows.append([
-            label, len(runs), _ms([r["acc"] for r in runs]),
+            label, len(runs), mean_sd([r["acc"] for r in runs]),
             " ".join(f"{r['acc']:.3f}" for r in runs),
-            _ms([r["purity"] for r in runs]), _ms([r["nmi"] for r in runs]), _ms([r["ari"] for r in runs]),
+            mean_sd([r["purity"] for r in runs]), mean_sd([r["nmi"] for r in runs]), mean_sd([r["ari"] for r in runs]),
             " ".join(str(r["clusters_used"]) for r in runs),
-            _ms([r["train_acc"] for r in runs]) if "train_acc" in runs[0] else "—",
+            mean_sd([r["train_acc"] for r in runs]) if "train_acc" in runs[0] else "—",
             f"{secs:.0f}",
         ])  # fmt: skip
     final = results[-1][1]
@@ -151,9 +168,12 @@ def main(argv: list[str] | None = None) -> int:
             "",
             *facts,
             f"- Wall time: {time.perf_counter() - t0:.0f} s",
-            f"- Package recipe: warm-up {r.warmup} steps (plain VAE, λ = {r.lam:g}, shifts ≤ "
-            f"{r.warmup_shift} px), k-means on the encoder means, then {r.steps} steps of the "
-            f"clustering loss at λ = {r.cluster_lam:g}; d = {r.latent}, MLP {r.hidden}, KL_y {r.kl}, "
+            f"- Package recipe: a full GMM on pixels (reg 0.05, best training log-likelihood of "
+            f"{r.gmm_inits} inits); warm-up {r.warmup} steps (plain VAE, λ = {r.lam:g}, shifts ≤ "
+            f"{r.warmup_shift} px); class means = mean code per GMM component; "
+            f"{r.classifier_steps} classifier steps towards the GMM partition; then {r.steps} "
+            f"steps of the clustering loss at λ = {r.cluster_lam:g}; d = {r.latent}, MLP "
+            f"{r.hidden}, KL_y {r.kl}, "
             f"posterior {r.posterior}, batch {r.batch}, Adam {r.lr:g}; seeds 0..n−1, {args.jobs} "
             "worker processes",
             "",

@@ -15,7 +15,6 @@ Gaussian rows. "active dims": latent dimensions whose mean KL over the test set 
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 import time
@@ -27,7 +26,7 @@ from kexue.vae import dequantize, evaluate_likelihood
 from kexue.vae.data import binarize
 from tools.bench._common import markdown_table
 from tools.bench.vae._shared import facts as run_facts_vae
-from tools.bench.vae._shared import publish_block
+from tools.bench.vae._shared import parser, publish_block
 from tools.workloads.vae_digits import digits, train_vae
 
 # (label, decoder, λ, seeds)
@@ -91,9 +90,7 @@ def measure(quick: bool) -> tuple[list[list[Any]], list[list[Any]], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run (numbers are noise)")
-    ap.add_argument("--write", action="store_true", help="rewrite the block of BENCHMARKS.md")
+    ap = parser(__doc__)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()

@@ -15,21 +15,21 @@ training image (memorisation check). Rows, each over 3 seeds (mean ± sd):
 - GLANN, Lap1: the same with GLO's Laplacian-pyramid L1 instead;
 - GLANN, leaky: the perceptual distance uses the *metric* net itself — the author's objection
   that FID and GLANN's loss share a network, measured;
-- a small MLP GAN (hinge loss of ``kexue.gan_losses``, G-EMA), as a comparator.
+- a small MLP GAN (hinge loss of ``kexue.gan_losses``, G-EMA), as a comparator;
+- the best GAN of kexue-gan-losses' digits benchmark (SGAN + R1, its recipe and loop, 20 CPU s a
+  run: ``train_best_digits_gan``), scored here under this package's metric net.
 
     python -m tools.bench.vae.samples --quick     # smoke (numbers are noise)
-    python -m tools.bench.vae.samples [--write]   # full (≈ 15 min on 2 busy cores)
+    python -m tools.bench.vae.samples [--write]   # full (≈ 50 min on 2 busy cores)
+    python -m tools.bench.vae.samples --only oracle,best-gan --write   # a subset: its own block
 """
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import torch
@@ -37,13 +37,14 @@ import torch
 from kexue.vae import nearest_train_distance, sample_quality
 from tools.bench._common import markdown_table
 from tools.bench.vae._shared import facts as run_facts_vae
-from tools.bench.vae._shared import publish_block
+from tools.bench.vae._shared import mean_sd, parser, publish_block, run_tasks
 from tools.workloads.vae_digits import (
     CLUSTER_RECIPE,
     Digits,
     digits,
     loss_net,
     metric_net,
+    train_best_digits_gan,
     train_clustering,
     train_gan,
     train_glann,
@@ -63,6 +64,7 @@ def _budget(quick: bool) -> dict[str, int]:
             "imle": 40,
             "nets": 100,
             "gan": 50,
+            "best_gan_cpu_s": 1,
             "seeds": 1,
         }
     r = CLUSTER_RECIPE
@@ -74,6 +76,7 @@ def _budget(quick: bool) -> dict[str, int]:
         "imle": 1500,
         "nets": 1500,
         "gan": 3000,
+        "best_gan_cpu_s": 20,
         "seeds": 3,
     }
 
@@ -109,6 +112,9 @@ def _candidates(
     def gan() -> torch.Tensor:
         return train_gan(data, seed, steps=b["gan"])(n, generator=gen)
 
+    def best_gan() -> torch.Tensor:
+        return train_best_digits_gan(seed, budget_cpu_s=b["best_gan_cpu_s"])(n, generator=gen)
+
     def glo_gauss() -> torch.Tensor:
         return glanns["clean"].glo.sample_gaussian(n, generator=gen)
 
@@ -121,15 +127,20 @@ def _candidates(
         "GLANN, Lap1": glann("lap1"),
         "GLANN, leaky (metric net as loss)": glann("leaky"),
         "GAN (MLP, hinge, G-EMA; kexue.gan_losses)": gan,
+        "best GAN of the gan-losses digits bench (SGAN + R1, 20 CPU s)": best_gan,
     }
 
 
-def _seed_job(task: tuple[int, dict[str, int], dict[str, Any]]) -> dict[str, dict[str, float]]:
-    seed, b, nets = task
+def _seed_job(
+    task: tuple[int, dict[str, int], dict[str, Any], list[str]],
+) -> dict[str, dict[str, float]]:
+    seed, b, nets, only = task
     torch.set_num_threads(1)
     data = digits()
     out = {}
     for name, make in _candidates(data, seed, b, nets).items():
+        if only and not any(o.lower() in name.lower() for o in only):
+            continue
         t0 = time.perf_counter()
         x = make().clamp(0, 1)
         gen = torch.Generator().manual_seed(seed)
@@ -141,7 +152,9 @@ def _seed_job(task: tuple[int, dict[str, int], dict[str, Any]]) -> dict[str, dic
     return out
 
 
-def measure(quick: bool, jobs: int) -> tuple[dict[str, list[dict[str, float]]], dict[str, float]]:
+def measure(
+    quick: bool, jobs: int, only: list[str]
+) -> tuple[dict[str, list[dict[str, float]]], dict[str, float]]:
     data = digits()
     b = _budget(quick)
     nets = {"metric": metric_net(data, steps=b["nets"]), "loss": loss_net(data, steps=b["nets"])}
@@ -149,13 +162,8 @@ def measure(quick: bool, jobs: int) -> tuple[dict[str, list[dict[str, float]]], 
         k: float((net(data.x_test).argmax(1) == data.y_test).double().mean())
         for k, net in nets.items()
     }
-    tasks = [(seed, b, nets) for seed in range(b["seeds"])]
-    if jobs > 1:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            per_seed = list(pool.map(_seed_job, tasks))
-    else:
-        per_seed = [_seed_job(t) for t in tasks]
+    tasks = [(seed, b, nets, only) for seed in range(b["seeds"])]
+    per_seed = run_tasks(_seed_job, tasks, jobs)
     out: dict[str, list[dict[str, float]]] = {}
     for res in per_seed:
         for name, q in res.items():
@@ -163,22 +171,18 @@ def measure(quick: bool, jobs: int) -> tuple[dict[str, list[dict[str, float]]], 
     return out, accuracy
 
 
-def _cell(values: list[float], scale: float = 1.0, digits_: int = 2) -> str:
-    v = [scale * x for x in values]
-    if len(v) == 1:
-        return f"{v[0]:.{digits_}f}"
-    return f"{statistics.mean(v):.{digits_}f} ± {statistics.stdev(v):.{digits_}f}"
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run (numbers are noise)")
-    ap.add_argument("--write", action="store_true", help="rewrite the block of BENCHMARKS.md")
-    ap.add_argument("--jobs", type=int, default=2, help="worker processes, one seed each")
+    ap = parser(__doc__, jobs_help="worker processes, one seed each")
+    ap.add_argument(
+        "--only",
+        default="",
+        help="comma-separated parts of row names to run (written to the samples-subset block)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    out, accuracy = measure(args.quick, args.jobs)
+    only = [o for o in args.only.split(",") if o]
+    out, accuracy = measure(args.quick, args.jobs, only)
     headers = [
         "candidates (360)",
         "FD ×100",
@@ -191,15 +195,17 @@ def main(argv: list[str] | None = None) -> int:
         "s / seed",
     ]
     rows = [
-        [name, _cell([q["fd"] for q in qs], 100.0), _cell([q["kid"] for q in qs], 1e3),
-         *(_cell([q[k] for q in qs]) for k in ("precision", "recall", "density", "coverage", "nearest_train")),
+        [name, mean_sd([q["fd"] for q in qs], scale=100.0, digits=2), mean_sd([q["kid"] for q in qs], scale=1e3, digits=2),
+         *(mean_sd([q[k] for q in qs], digits=2) for k in ("precision", "recall", "density", "coverage", "nearest_train")),
          f"{statistics.mean(q['s'] for q in qs):.0f}"]
         for name, qs in out.items()
     ]  # fmt: skip
     facts = run_facts_vae("samples", args.quick, "kexue-gan-losses")
+    if only:
+        facts[1] = facts[1].rstrip("`") + f" --only {args.only}`"
     text = "\n".join(
         [
-            "## Samples (spec §5.4)",
+            "## Samples (spec §5.4)" + (f": rows matching {', '.join(only)}" if only else ""),
             "",
             *facts,
             f"- Wall time: {time.perf_counter() - t0:.0f} s; seeds: {len(next(iter(out.values())))}",
@@ -210,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     )
-    publish_block(text, "samples", write=args.write)
+    publish_block(text, "samples-subset" if only else "samples", write=args.write)
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from .__about__ import __version__
 from ._validation import Reduction
 from .classifier import DigitsFeatureNet, extract_features, train_feature_net
+from .cluster_init import DIGITS_CLUSTER_FIT, fit_cluster_vae_digits, gmm_partition
 from .clustering import (
     adjusted_rand_index,
     clusters_used,
@@ -38,6 +39,7 @@ from .train import (
 )
 
 __all__ = [
+    "DIGITS_CLUSTER_FIT",
     "GLANN",
     "GLO",
     "MLP",
@@ -54,9 +56,11 @@ __all__ = [
     "evaluate_likelihood",
     "extract_features",
     "fit_cluster_vae",
+    "fit_cluster_vae_digits",
     "fit_glann",
     "fit_glo",
     "fit_vae",
+    "gmm_partition",
     "nearest_train_distance",
     "sample_quality",
     "train_feature_net",

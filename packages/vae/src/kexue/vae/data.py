@@ -7,6 +7,8 @@ only here: install the ``digits`` extra (``pip install "kexue-vae[digits]"``).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -18,26 +20,13 @@ __all__ = ["DigitsSplit", "binarize", "load_digits_split", "random_shift", "scal
 N_LEVELS = 17
 
 
-class DigitsSplit(tuple):
+class DigitsSplit(NamedTuple):
     """``(x_train, y_train, x_test, y_test)``: int64 pixels ``(N, 1, 8, 8)`` in 0..16, int64 labels."""
 
-    __slots__ = ()
-
-    @property
-    def x_train(self) -> Tensor:
-        return self[0]
-
-    @property
-    def y_train(self) -> Tensor:
-        return self[1]
-
-    @property
-    def x_test(self) -> Tensor:
-        return self[2]
-
-    @property
-    def y_test(self) -> Tensor:
-        return self[3]
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
 
 
 def load_digits_split(test_size: float = 0.2, random_state: int = 0) -> DigitsSplit:
@@ -57,7 +46,7 @@ def load_digits_split(test_size: float = 0.2, random_state: int = 0) -> DigitsSp
     def img(a):
         return torch.as_tensor(a, dtype=torch.int64).reshape(-1, 1, 8, 8)
 
-    return DigitsSplit((img(xtr), torch.as_tensor(ytr), img(xte), torch.as_tensor(yte)))
+    return DigitsSplit(img(xtr), torch.as_tensor(ytr), img(xte), torch.as_tensor(yte))
 
 
 def scale(x_int: Tensor) -> Tensor:

@@ -52,8 +52,17 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 def _prior(
-    mu: Tensor, prior_mu: Tensor | None, prior_logvar: Tensor | None
+    mu: Tensor,
+    logvar: Tensor,
+    prior_mu: Tensor | None,
+    prior_logvar: Tensor | None,
+    reduction: Reduction,
 ) -> tuple[Tensor, Tensor]:
+    """The public boundary of both KLs: check ``reduction``, q's shapes and the prior's
+    broadcasting; return the prior's mean and log-variance (default 0, 0)."""
+    check_reduction(reduction)
+    check_batched(mu, "mu")
+    check_same_shape(mu, logvar, "mu", "logvar")
     m = torch.zeros((), dtype=mu.dtype, device=mu.device) if prior_mu is None else prior_mu
     lv = torch.zeros((), dtype=mu.dtype, device=mu.device) if prior_logvar is None else prior_logvar
     check_broadcasts_to(m, tuple(mu.shape), "prior_mu", "mu")
@@ -102,10 +111,7 @@ def gaussian_kl(
     References:
         Kingma & Welling, arXiv:1312.6114, App. B; https://kexue.fm/archives/5343.
     """
-    check_reduction(reduction)
-    check_batched(mu, "mu")
-    check_same_shape(mu, logvar, "mu", "logvar")
-    m, lv = _prior(mu, prior_mu, prior_logvar)
+    m, lv = _prior(mu, logvar, prior_mu, prior_logvar, reduction)
     # exp(logvar − lv) rather than σ²/s²: exactly 0 for identical Gaussians
     kl = 0.5 * ((lv - logvar) + torch.exp(logvar - lv) + (mu - m).pow(2) * torch.exp(-lv) - 1.0)
     return reduce(flat(kl).sum(1), reduction)
@@ -137,11 +143,8 @@ def gaussian_kl_sampled(
         prior_mu, prior_logvar: as :func:`gaussian_kl`.
         reduction: "mean" (default), "sum" or "none".
     """
-    check_reduction(reduction)
-    check_batched(z, "z")
+    m, lv = _prior(mu, logvar, prior_mu, prior_logvar, reduction)
     check_same_shape(z, mu, "z", "mu")
-    check_same_shape(mu, logvar, "mu", "logvar")
-    m, lv = _prior(mu, prior_mu, prior_logvar)
     per = gaussian_log_prob(z, mu, logvar) - gaussian_log_prob(z, m, lv)
     return reduce(per, reduction)
 

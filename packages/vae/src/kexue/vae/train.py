@@ -23,6 +23,7 @@ from .clustering import (
     purity,
 )
 from .data import random_shift
+from .elbo import reparameterize
 from .glann import GLANN, GLO
 from .likelihood import bits_per_dim, dequantize
 from .models import ClusteringVAE, GaussianVAE
@@ -51,6 +52,32 @@ def _batches(n: int, batch: int, steps: int, gen: torch.Generator):
         yield torch.randint(0, n, (min(batch, n),), generator=gen)
 
 
+StepLoss = Callable[[int, Tensor, torch.Generator], Tensor]
+
+
+def _train(
+    opt: torch.optim.Optimizer,
+    n: int,
+    loss_of: StepLoss,
+    *,
+    steps: int,
+    batch: int,
+    seed: int,
+    after: Callable[[], None] | None = None,
+) -> list[float]:
+    """The loop every ``fit_*`` shares: batches of indices into ``n`` rows drawn from a generator
+    seeded by ``seed`` (torch's global RNG seeded too), ``loss_of(step, idx, gen)``, one Adam step,
+    then ``after()``. Returns the per-step losses."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    losses = []
+    for step, idx in enumerate(_batches(n, batch, check_int(steps, "steps"), gen)):
+        losses.append(_step(opt, loss_of(step, idx, gen)))
+        if after is not None:
+            after()
+    return losses
+
+
 def fit_vae(
     model: GaussianVAE,
     x: Tensor,
@@ -70,21 +97,46 @@ def fit_vae(
             (``"as_is"``: e.g. binarised images for a Bernoulli decoder).
     """
     check_choice(data, "data", ("dequantized", "as_is"))
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def loss_of(step: int, idx: Tensor, gen: torch.Generator) -> Tensor:
+        xb = x[idx]
+        if data == "dequantized":
+            xb = dequantize(xb, n_levels=n_levels, generator=gen)
+        return model.loss(xb, generator=gen)
+
     model.train()
-    losses = []
-    for idx in _batches(x.shape[0], batch, check_int(steps, "steps"), gen):
-        xb = (
-            dequantize(x[idx], n_levels=n_levels, generator=gen)
-            if data == "dequantized"
-            else x[idx]
-        )
-        loss = model.loss(xb, generator=gen)
-        losses.append(_step(opt, loss))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = _train(opt, x.shape[0], loss_of, steps=steps, batch=batch, seed=seed)
     model.eval()
     return losses
+
+
+def _class_means(
+    model: ClusteringVAE, x: Tensor, labels: Tensor | None, gen: torch.Generator
+) -> None:
+    """Set the class means from the encoder means of ``x``: the per-label mean code, or (no
+    labels) k-means with 10 inits."""
+    with torch.no_grad():
+        mu = torch.cat([model.encode(x[i : i + 512])[0] for i in range(0, x.shape[0], 512)])
+        if labels is None:
+            centres, _, _ = kmeans(mu, model.clusters, generator=gen)
+        else:
+            onehot = torch.nn.functional.one_hot(labels, model.clusters).to(mu.dtype)
+            centres = onehot.T @ mu / onehot.sum(0).clamp_min(1)[:, None]
+        model.means.copy_(centres.to(model.means.dtype))
+
+
+def _fit_classifier(
+    model: ClusteringVAE, x: Tensor, labels: Tensor, steps: int, batch: int, lr: float, gen
+) -> None:
+    """Cross-entropy steps of the classifier alone on sampled codes of ``x`` towards ``labels``."""
+    if model.classifier is None or not steps:
+        return
+    opt = torch.optim.Adam(model.classifier.parameters(), lr=lr)
+    for idx in _batches(x.shape[0], batch, steps, gen):
+        with torch.no_grad():
+            z = reparameterize(*model.encode(x[idx]), generator=gen)
+        _step(opt, torch.nn.functional.cross_entropy(model.classifier(z), labels[idx]))
 
 
 def fit_cluster_vae(
@@ -100,6 +152,8 @@ def fit_cluster_vae(
     warmup: int = 0,
     warmup_shift: int = 0,
     cluster_lam: float | None = None,
+    init_labels: Tensor | None = None,
+    classifier_steps: int = 0,
 ) -> list[float]:
     """Train a :class:`ClusteringVAE` with Adam (the author's recipe: batch 100, lr 1e-3).
 
@@ -109,34 +163,40 @@ def fit_cluster_vae(
         shift: random translation augmentation of up to ``shift`` pixels (0 = off).
         lam: optional schedule step → λ (default: the model's constant λ).
         warmup: steps of plain VAE training first (KL to N(0, I), λ as above), after which the
-            class means are set by k-means (10 inits) on the encoder means of ``x`` — the
-            pretraining of VaDE / DEC (spec §2.5); 0 = the post's recipe (means start at zero).
+            class means are set from the encoder means of ``x`` — the pretraining of VaDE / DEC
+            (spec §2.5); 0 = the post's recipe (means start at zero).
         warmup_shift: random translations of up to this many pixels during the warm-up only.
         cluster_lam: λ of the clustering phase (after the warm-up; default: as ``lam``). A lower
             λ weights the KL_y terms more, pulling the codes to their class means.
+        init_labels: ``(N,)`` a partition of ``x`` from any clustering that uses no labels (e.g.
+            :func:`kexue.vae.gmm_partition`): after the warm-up each class mean is the mean code
+            of its part. ``None`` (default): k-means (10 inits) on the encoder means.
+        classifier_steps: after the warm-up, cross-entropy steps of the classifier alone towards
+            ``init_labels`` on sampled codes (0 = off), so the clustering phase starts from that
+            partition rather than from a uniform c(y|z).
     """
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    losses = []
+    if init_labels is not None and init_labels.shape != (x.shape[0],):
+        raise ValueError(f"init_labels must be ({x.shape[0]},), got {tuple(init_labels.shape)}")
     total = check_int(warmup, "warmup", minimum=0) + check_int(steps, "steps")
-    for step, idx in enumerate(_batches(x.shape[0], batch, total, gen)):
+    classifier_steps = check_int(classifier_steps, "classifier_steps", minimum=0)
+
+    def loss_of(step: int, idx: Tensor, gen: torch.Generator) -> Tensor:
         if warmup and step == warmup:
-            with torch.no_grad():
-                mu = torch.cat([model.encode(x[i : i + 512])[0] for i in range(0, x.shape[0], 512)])
-                centres, _, _ = kmeans(mu, model.clusters, generator=gen)
-                model.means.copy_(centres.to(model.means.dtype))
+            _class_means(model, x, init_labels, gen)
+            if init_labels is not None:
+                _fit_classifier(model, x, init_labels, classifier_steps, batch, lr, gen)
         s = warmup_shift if step < warmup else shift
         xb = random_shift(x[idx], s, generator=gen) if s else x[idx]
         lam_now = None if lam is None else lam(step)
-        if step >= warmup and cluster_lam is not None:
-            lam_now = cluster_lam
         if step < warmup:
-            loss = model.vae_loss(xb, lam=lam_now, generator=gen)
-        else:
-            loss = model.loss(xb, lam=lam_now, generator=gen)
-        losses.append(_step(opt, loss))
+            return model.vae_loss(xb, lam=lam_now, generator=gen)
+        if cluster_lam is not None:
+            lam_now = cluster_lam
+        return model.loss(xb, lam=lam_now, generator=gen)
+
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = _train(opt, x.shape[0], loss_of, steps=total, batch=batch, seed=seed)
     model.eval()
     return losses
 
@@ -156,8 +216,6 @@ def fit_glo(
     table's rows, in order."""
     if x.shape[0] != glo.codes.shape[0]:
         raise ValueError(f"x has {x.shape[0]} images but the code table {glo.codes.shape[0]} rows")
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     opt = torch.optim.Adam(
         [
             {"params": glo.generator.parameters(), "lr": lr_generator},
@@ -165,11 +223,10 @@ def fit_glo(
         ],
         betas=(0.5, 0.999),
     )
-    losses = []
-    for idx in _batches(x.shape[0], batch, check_int(steps, "steps"), gen):
-        losses.append(_step(opt, glo.loss(x[idx], idx)))
-        glo.project_()
-    return losses
+    return _train(
+        opt, x.shape[0], lambda step, idx, gen: glo.loss(x[idx], idx),
+        steps=steps, batch=batch, seed=seed, after=glo.project_,
+    )  # fmt: skip
 
 
 def fit_glann(
@@ -183,15 +240,12 @@ def fit_glann(
 ) -> list[float]:
     """Fit GLANN's IMLE mapper to the (frozen) GLO codes: per step a batch of codes against a
     pool of ``pool`` mapped samples."""
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     codes = glann.glo.codes.detach()
     opt = torch.optim.Adam(glann.mapper.parameters(), lr=lr)
-    losses = []
-    for idx in _batches(codes.shape[0], batch, check_int(steps, "steps"), gen):
-        loss = glann.imle_loss(codes[idx], pool=pool, generator=gen)
-        losses.append(_step(opt, loss))
-    return losses
+    return _train(
+        opt, codes.shape[0], lambda step, idx, gen: glann.imle_loss(codes[idx], pool=pool, generator=gen),
+        steps=steps, batch=batch, seed=seed,
+    )  # fmt: skip
 
 
 @torch.no_grad()
