@@ -86,6 +86,7 @@ class ClusterRecipe:
     cluster_lam: float | None = None  # λ after the warm-up (default: lam)
     gmm_inits: int = 0  # > 0: class means from kexue.vae.gmm_partition (this many inits)
     classifier_steps: int = 0  # classifier steps towards the GMM partition after the warm-up
+    restart_optimizer: bool = False  # fresh Adam moments for the clustering phase
     batch: int = 100
     lr: float = 1e-3
 
@@ -96,7 +97,7 @@ AUTHOR_RECIPE = ClusterRecipe()  # the post's loss, `digits` preset sizes (spec 
 KMEANS_RECIPE = ClusterRecipe(steps=3000, warmup=3000, warmup_shift=1, cluster_lam=10.0)
 # The package recipe (kexue.vae.DIGITS_CLUSTER_FIT / fit_cluster_vae_digits): the same, with the
 # class means and the classifier's start from a likelihood-selected pixel GMM (30 inits).
-CLUSTER_RECIPE = replace(KMEANS_RECIPE, gmm_inits=30, classifier_steps=500)
+CLUSTER_RECIPE = replace(KMEANS_RECIPE, gmm_inits=30, classifier_steps=500, restart_optimizer=True)
 
 
 def train_clustering(
@@ -115,6 +116,7 @@ def train_clustering(
         model, data.x_train, steps=r.steps, batch=r.batch, lr=r.lr, seed=seed, shift=r.shift,
         warmup=r.warmup, warmup_shift=r.warmup_shift, cluster_lam=r.cluster_lam,
         init_labels=labels, classifier_steps=r.classifier_steps,
+        restart_optimizer=r.restart_optimizer,
     )  # fmt: skip
     return model
 

@@ -29,13 +29,14 @@ __all__ = ["DIGITS_CLUSTER_FIT", "fit_cluster_vae_digits", "gmm_partition"]
 
 # Loop options of the digits recipe (packages/vae/BENCHMARKS.md, clustering block): a 3000-step
 # plain-VAE warm-up on 1-pixel shifted digits (λ = 60), class means from the GMM partition, 500
-# classifier steps towards it, then 3000 steps of the post's loss at λ = 10.
+# classifier steps towards it, then 3000 steps of the post's loss at λ = 10 with Adam restarted.
 DIGITS_CLUSTER_FIT: dict[str, Any] = {
     "warmup": 3000,
     "warmup_shift": 1,
     "steps": 3000,
     "cluster_lam": 10.0,
     "classifier_steps": 500,
+    "restart_optimizer": True,
 }
 
 

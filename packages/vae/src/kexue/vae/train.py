@@ -154,6 +154,7 @@ def fit_cluster_vae(
     cluster_lam: float | None = None,
     init_labels: Tensor | None = None,
     classifier_steps: int = 0,
+    restart_optimizer: bool = False,
 ) -> list[float]:
     """Train a :class:`ClusteringVAE` with Adam (the author's recipe: batch 100, lr 1e-3).
 
@@ -174,6 +175,8 @@ def fit_cluster_vae(
         classifier_steps: after the warm-up, cross-entropy steps of the classifier alone towards
             ``init_labels`` on sampled codes (0 = off), so the clustering phase starts from that
             partition rather than from a uniform c(y|z).
+        restart_optimizer: reset Adam's moments when the clustering phase starts (the digits
+            recipe does; default False, 0.1.0's single optimiser run).
     """
     if init_labels is not None and init_labels.shape != (x.shape[0],):
         raise ValueError(f"init_labels must be ({x.shape[0]},), got {tuple(init_labels.shape)}")
@@ -182,6 +185,8 @@ def fit_cluster_vae(
 
     def loss_of(step: int, idx: Tensor, gen: torch.Generator) -> Tensor:
         if warmup and step == warmup:
+            if restart_optimizer:
+                opt.state.clear()
             _class_means(model, x, init_labels, gen)
             if init_labels is not None:
                 _fit_classifier(model, x, init_labels, classifier_steps, batch, lr, gen)
