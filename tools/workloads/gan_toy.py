@@ -381,6 +381,23 @@ def _step(
     return d_loss, g_loss
 
 
+def _checkpoints_due(
+    pending: list[float],
+    spent: float,
+    g_net: nn.Module,
+    z_eval: Tensor,
+    mixture: Mixture,
+    step: int,
+) -> list[dict[str, Any]]:
+    """Score the eval batch for every checkpoint CPU time now reached (popped from ``pending``)."""
+    out = []
+    while pending and spent >= pending[0]:
+        with torch.no_grad():
+            m = metrics_json(mode_metrics(g_net(z_eval), mixture))
+        out.append({"cpu_s": pending.pop(0), "g_steps": step, **m})
+    return out
+
+
 def train(
     loss: GANLoss,
     mixture: Mixture,
@@ -405,13 +422,9 @@ def train(
     opt_g, opt_d = make_optimizers(recipe, g_net, d_net, d_weight_decay)
     ema = EMA(g_net, decay=cfg.ema_decay) if ema_factory is None else ema_factory(g_net)
     streams = [torch.Generator().manual_seed(1000 * seed + k) for k in range(1, 5)]
-    eval_gen = streams[3]
-    z_eval = torch.randn(cfg.eval_samples, cfg.z_dim, generator=eval_gen)
+    z_eval = torch.randn(cfg.eval_samples, cfg.z_dim, generator=streams[3])
     z_trace = z_eval[: cfg.trace_samples]
-
-    trace_steps: list[int] = []
-    trace_raw: list[float] = []
-    trace_ema: list[float] = []
+    trace_steps, trace_raw, trace_ema = [], [], []  # step; HQ shares of raw and EMA G on z_trace
     diverged_at = None
     t0, c0 = time.perf_counter(), time.process_time()
     eval_cpu = 0.0  # CPU time of the training curves, not charged to the budget
@@ -428,19 +441,15 @@ def train(
             break
         d_loss, g_loss = _step(loss, mixture, cfg, (g_net, d_net), (opt_g, opt_d), streams[:3])
         ema.update(g_net)
-
         if on_step is not None:
             on_step()
         if not (math.isfinite(d_loss.item()) and math.isfinite(g_loss.item())):
             diverged_at = step
             break
         last = step == cfg.steps or (cfg.budget_cpu_s is not None and spent() >= cfg.budget_cpu_s)
-        while pending and spent() >= pending[0]:
-            e0 = time.process_time()
-            with torch.no_grad():
-                m = metrics_json(mode_metrics(g_net(z_eval), mixture))
-            checkpoints.append({"cpu_s": pending.pop(0), "g_steps": step, **m})
-            eval_cpu += time.process_time() - e0
+        e0 = time.process_time()
+        checkpoints += _checkpoints_due(pending, spent(), g_net, z_eval, mixture, step)
+        eval_cpu += time.process_time() - e0
         if step % cfg.trace_every == 0 or last:
             e0 = time.process_time()
             with torch.no_grad():

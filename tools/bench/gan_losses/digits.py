@@ -70,7 +70,8 @@ def _job(args: tuple[str, int, DigitsConfig]) -> dict[str, Any]:
     }
 
 
-def _ms(values: list[float], fmt: str) -> str:
+def mean_sd(values: list[float], fmt: str) -> str:
+    """``mean ± sd`` of the finite values (one value alone; ``—`` if none)."""
     values = [v for v in values if v == v]
     if not values:
         return "—"
@@ -108,10 +109,11 @@ def _table_rows(
         cells = [
             n,
             f"{loss.recipe.describe()} — {loss.recipe.source}",
-            _ms([float(r["g_steps"]) for r in rs], ".0f"),
+            mean_sd([float(r["g_steps"]) for r in rs], ".0f"),
         ]
         cells += [
-            _ms([r["scores"].get(k, float("nan")) for r in rs], _FMTS.get(k, ".3f")) for k in _KEYS
+            mean_sd([r["scores"].get(k, float("nan")) for r in rs], _FMTS.get(k, ".3f"))
+            for k in _KEYS
         ]
         div = [str(r["diverged_at"]) for r in rs if r["diverged_at"]]
         cells.append(", ".join(div) if div else "—")

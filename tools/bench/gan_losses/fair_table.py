@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -28,6 +27,7 @@ import torch
 from torch import nn
 
 from tools.bench._common import BenchBlock, markdown_table
+from tools.bench.gan_losses.digits import mean_sd as _ms
 from tools.workloads.gan_toy import EXTRA_LOSSES, LOSSES, MIXTURES, Config, metrics_json, train
 
 BLOCK = BenchBlock("gan-losses", "bench:gan-losses-fair-table", __spec__.name, anchors=())
@@ -59,12 +59,6 @@ def _job(args: tuple[str, int, Config]) -> dict[str, Any]:
         "final": metrics_json(r.raw),
         "checkpoints": r.checkpoints,
     }
-
-
-def _ms(values: list[float], fmt: str) -> str:
-    if len(values) == 1:
-        return format(values[0], fmt)
-    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
 
 
 def _per_seed(rs: list[dict[str, Any]], cpu: float | None, key: str) -> str:
