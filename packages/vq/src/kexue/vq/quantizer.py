@@ -21,6 +21,7 @@ fp32 with autocast disabled; the quantised output comes back in the input dtype,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, NamedTuple
 
 import torch
@@ -59,14 +60,15 @@ class QuantizerOutput(NamedTuple):
         losses: {"commitment", "codebook", "total"} scalars.
         stats: {"perplexity", "usage", "dead_codes"} 0-d tensors (detached; over valid positions
             only), plus ``"rotation_fallback"`` (rows that fell back to the STE) with
-            ``estimator="rotation"``.
+            ``estimator="rotation"``. A dict here; FSQ, LFQ, SimVQ and their residual stacks
+            return a read-only mapping that computes ``perplexity`` / ``usage`` on first access.
     """
 
     quantized: Tensor
     indices: Tensor
     loss: Tensor
     losses: dict[str, Tensor]
-    stats: dict[str, Tensor]
+    stats: Mapping[str, Tensor]
 
 
 class VectorQuantizer(_CodebookInitMixin):
