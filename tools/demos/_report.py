@@ -251,11 +251,26 @@ def run_jobs(
                         progress.note(describe(items[i], results[i]))
                 progress.set(counter.value)
         except BaseException:
-            for fut in pending:
-                fut.cancel()
+            _stop_workers(pool)
             raise
     progress.finish()
     return results
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the runs that have not started and end the running workers at once.
+
+    Called when a run fails or the demo is interrupted (Ctrl-C, or SIGTERM, which ``tools.demo``
+    turns into ``SystemExit``): leaving the ``with`` block alone would wait for every running
+    training job, and a killed parent used to leave its spawn workers behind, asleep for good.
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    for p in processes:
+        p.join(timeout=2.0)
 
 
 def html_table(
